@@ -228,9 +228,7 @@ def contact_sheet(out_png: Path, size: int = 128, seed: int = 0) -> None:
                 cv2.LINE_AA,
             )
             tiles.append(
-                cv2.copyMakeBorder(
-                    np.vstack([label, bgr]), 0, 2, 0, 2, cv2.BORDER_CONSTANT, value=(255, 255, 255)
-                )
+                cv2.copyMakeBorder(np.vstack([label, bgr]), 0, 2, 0, 2, cv2.BORDER_CONSTANT, value=(255, 255, 255))
             )
         rows.extend(np.hstack(tiles[r : r + cols]) for r in range(0, len(tiles), cols))
     ok, buf = cv2.imencode(".png", np.vstack(rows), [cv2.IMWRITE_PNG_COMPRESSION, 9])

@@ -15,23 +15,17 @@ Point = npt.NDArray[np.float64]
 DEFECTS: tuple[str, ...] = ("scratch", "spot", "crack", "contamination")
 
 # stain tints for coloured products (RGB multipliers): oil, rust, coffee, grease
-_STAINS = np.array(
-    [[0.55, 0.50, 0.32], [0.85, 0.45, 0.25], [0.70, 0.52, 0.35], [0.45, 0.45, 0.42]], dtype=np.float32
-)
+_STAINS = np.array([[0.55, 0.50, 0.32], [0.85, 0.45, 0.25], [0.70, 0.52, 0.35], [0.45, 0.45, 0.42]], dtype=np.float32)
 
 
-def smooth_noise(
-    rng: np.random.Generator, shape: tuple[int, int], cells: int | tuple[int, int]
-) -> FloatImage:
+def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int | tuple[int, int]) -> FloatImage:
     """Return smooth, roughly unit-variance noise of ``shape``: a ``cells`` lattice upsampled bicubically."""
     cy, cx = (cells, cells) if isinstance(cells, int) else cells
     lattice = rng.standard_normal((cy + 1, cx + 1)).astype(np.float32)
     return np.asarray(cv2.resize(lattice, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC), np.float32)
 
 
-def paint_defect(
-    img: FloatImage, defect: str, rng: np.random.Generator, size: int, scale: float, product: str
-) -> None:
+def paint_defect(img: FloatImage, defect: str, rng: np.random.Generator, size: int, scale: float, product: str) -> None:
     """Paint ``defect`` in place on the canvas ``img`` (float32 in [0, 1], HxW or HxWx3).
 
     Args:

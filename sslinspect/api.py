@@ -1,0 +1,185 @@
+"""The small facade that the GUI and the CLI both call. Long jobs take keyword-only ``report`` and ``cancel``.
+
+Heavy modules (torch) are imported inside the functions that need them, so ``import sslinspect.api`` stays fast
+and :func:`predict` works on a line-side PC without torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sslinspect.cancel import NEVER, CancelToken
+from sslinspect.config import DataConfig, ExportConfig, FewShotConfig, PretrainConfig
+from sslinspect.data.scan import ScanResult, scan_project
+from sslinspect.events import Reporter, null_reporter
+from sslinspect.infer.run import PredictResult
+from sslinspect.labels import LabelImportResult
+from sslinspect.labels import import_labels as _import_labels
+from sslinspect.project import Project
+
+if TYPE_CHECKING:
+    from sslinspect.export.onnx import ExportResult
+    from sslinspect.fewshot.fit import FewShotResult
+    from sslinspect.train.pretrain import PretrainResult
+
+__all__ = [
+    "PredictResult",
+    "Project",
+    "ScanResult",
+    "create_project",
+    "export_onnx",
+    "fit_fewshot",
+    "import_labels",
+    "open_project",
+    "predict",
+    "pretrain",
+    "scan_images",
+]
+
+
+def create_project(root: Path, *, images: Sequence[Path] = (), name: str | None = None) -> Project:
+    """Create a project folder and add image folders to it (not scanned yet).
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> p = create_project(pathlib.Path(tempfile.mkdtemp()) / "line3.sslproj")
+        >>> p.classes
+        ['good']
+    """
+    project = Project.create(Path(root), name=name)
+    for folder in images:
+        project.add_source(Path(folder))
+    return project
+
+
+def open_project(root: Path) -> Project:
+    """Open an existing project (migrating an old ``project.json``).
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> root = pathlib.Path(tempfile.mkdtemp()) / "p"
+        >>> _ = create_project(root)
+        >>> open_project(root).name
+        'p'
+    """
+    return Project.open(Path(root))
+
+
+def scan_images(
+    project: Project, cfg: DataConfig | None = None, *, report: Reporter = null_reporter, cancel: CancelToken = NEVER
+) -> ScanResult:
+    """Scan the project's image folders; unreadable files are listed with reasons, never fatal.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> p = create_project(pathlib.Path(tempfile.mkdtemp()) / "p")
+        >>> scan_images(p).ok
+        0
+    """
+    return scan_project(project, cfg, report=report, cancel=cancel)
+
+
+def import_labels(project: Project, csv_path: Path) -> LabelImportResult:
+    """Import a ``path,label`` CSV; bad rows are reported in the result, valid ones saved at once.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (d / "l.csv").write_text("path,label\\nmissing.png,scratch\\n")
+        >>> import_labels(create_project(d / "p"), d / "l.csv").problems[0]
+        "l.csv:2: unknown image 'missing.png' (not in the project's scanned folders)"
+    """
+    return _import_labels(project, Path(csv_path))
+
+
+def pretrain(
+    project: Project,
+    cfg: PretrainConfig,
+    *,
+    resume: bool = False,
+    report: Reporter = null_reporter,
+    cancel: CancelToken = NEVER,
+) -> PretrainResult:
+    """Self-supervised pretraining; writes ``runs/pretrain/<id>/`` with a checkpoint every epoch.
+
+    Args:
+        project: The open project (scanned).
+        cfg: Method, backbone, sizes, budget.
+        resume: Continue the latest run from its last checkpoint (its architecture and data recipe are kept;
+            ``epochs``, ``max_minutes``, ``device`` and ``threads`` come from ``cfg``).
+        report: Receives events.
+        cancel: Checked every step; a cancelled run keeps its checkpoint.
+
+    Raises:
+        Cancelled: if cancelled (the checkpoint is kept and the run is marked cancelled).
+        DataError: if there are too few readable images.
+
+    Examples:
+        >>> # pretrain(open_project("line3.sslproj"), PretrainConfig(epochs=20))  # doctest: +SKIP
+    """
+    from sslinspect.train.pretrain import run_pretrain
+
+    return run_pretrain(project, cfg, resume=resume, report=report, cancel=cancel)
+
+
+def fit_fewshot(
+    project: Project,
+    cfg: FewShotConfig | None = None,
+    *,
+    report: Reporter = null_reporter,
+    cancel: CancelToken = NEVER,
+) -> FewShotResult:
+    """Fit the few-shot classifier and the anomaly model on the latest pretrained backbone.
+
+    Examples:
+        >>> # fit_fewshot(open_project("line3.sslproj")).cv_balanced_accuracy  # doctest: +SKIP
+    """
+    from sslinspect.fewshot.fit import run_fit
+
+    return run_fit(project, cfg or FewShotConfig(), report=report, cancel=cancel)
+
+
+def export_onnx(
+    project: Project,
+    out: Path | None = None,
+    cfg: ExportConfig | None = None,
+    *,
+    report: Reporter = null_reporter,
+    cancel: CancelToken = NEVER,
+) -> ExportResult:
+    """Export the latest trained model to one ONNX file (plus a ``.json`` sidecar), parity-checked.
+
+    ``out`` defaults to ``exports/model/model.onnx`` inside the project.
+
+    Examples:
+        >>> # export_onnx(open_project("line3.sslproj"), Path("line3.onnx")).parity.passed  # doctest: +SKIP
+    """
+    from sslinspect.export.run import run_export
+
+    return run_export(project, out, cfg or ExportConfig(), report=report, cancel=cancel)
+
+
+def predict(
+    model: Path,
+    inputs: Sequence[str | Path],
+    *,
+    out: Path | None = None,
+    device: str = "auto",
+    batch_size: int = 16,
+    threshold: float | None = None,
+    report: Reporter = null_reporter,
+) -> PredictResult:
+    """Score files, folders and globs with an exported model (ONNX Runtime only; torch is not imported).
+
+    Writes a CSV (``path,label,confidence,anomaly_score,is_defect,p_<class>...``) when ``out`` is given.
+
+    Examples:
+        >>> # predict(Path("line3.onnx"), ["incoming/"], out=Path("results.csv")).defects  # doctest: +SKIP
+    """
+    from sslinspect.infer.run import run_predict
+
+    return run_predict(
+        Path(model), inputs, out=out, device=device, batch_size=batch_size, threshold=threshold, report=report
+    )

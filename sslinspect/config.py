@@ -1,0 +1,169 @@
+"""Frozen configuration dataclasses, one per pipeline stage, validated on construction.
+
+Each field's ``metadata`` carries ``label``/``help`` and, where they apply, ``min``/``max``/``choices``: the GUI's
+config form and the CLI's ``--help`` are built from this one source. Serialisation lives in ``configio``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from sslinspect.errors import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "fp16", "int8")
+CLASSIFIERS = ("auto", "prototype", "logistic")
+
+
+def _f(default: Any, label: str, help: str, **meta: Any) -> Any:
+    """A dataclass field with GUI/CLI hints in its metadata."""
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("mutable defaults are not allowed in configs")
+    return field(default=default, metadata={"label": label, "help": help, **meta})
+
+
+def _check(cfg: object, section: str) -> None:
+    """Validate every field of ``cfg`` against its ``min``/``max``/``choices`` metadata."""
+    for f in dataclasses.fields(cfg):  # type: ignore[arg-type]
+        value = getattr(cfg, f.name)
+        meta = f.metadata
+        name = f"{section}.{f.name}"
+        if "choices" in meta and value not in meta["choices"]:
+            raise ConfigError(f"{name} must be one of {', '.join(map(str, meta['choices']))}; got {value!r}")
+        if isinstance(value, bool) or value is None:
+            continue
+        if "min" in meta and value < meta["min"]:
+            raise ConfigError(f"{name} must be ≥ {meta['min']}, got {value}")
+        if "max" in meta and value > meta["max"]:
+            raise ConfigError(f"{name} must be ≤ {meta['max']}, got {value}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataConfig:
+    """How image folders are scanned and decoded."""
+
+    max_pixels: int = _f(
+        120_000_000,
+        "Pixel limit",
+        "Refuse images with more pixels than this (decompression-bomb guard).",
+        min=1,
+        max=2_000_000_000,
+    )
+    max_file_mb: float = _f(512.0, "File size limit (MB)", "Skip files larger than this.", min=0.001, max=100_000)
+    include_hidden: bool = _f(False, "Include hidden files", "Also scan files and folders whose name starts with '.'.")
+    follow_symlinks: bool = _f(True, "Follow symbolic links", "Follow links to folders (loops are detected).")
+
+    def __post_init__(self) -> None:
+        """Validate ranges."""
+        _check(self, "data")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AugmentConfig:
+    """Augmentations that make two views of one image; defaults suit industrial parts (no hue shifts)."""
+
+    crop_min_scale: float = _f(
+        0.35, "Min crop area", "Smallest random crop, as a share of the image.", min=0.05, max=1.0
+    )
+    flip: bool = _f(True, "Flips", "Random horizontal and vertical flips (orientation does not matter).")
+    rot90: bool = _f(False, "90° rotations", "Random 90° rotations (only when the part has no fixed orientation).")
+    rotate_deg: float = _f(10.0, "Small rotations (°)", "Random rotation in ±degrees.", min=0.0, max=180.0)
+    brightness: float = _f(0.3, "Brightness jitter", "Relative brightness change.", min=0.0, max=1.0)
+    contrast: float = _f(0.3, "Contrast jitter", "Relative contrast change.", min=0.0, max=1.0)
+    saturation: float = _f(
+        0.0, "Saturation jitter", "Colour saturation change (0 for grayscale parts).", min=0.0, max=1.0
+    )
+    hue: float = _f(0.0, "Hue jitter", "Hue shift; keep 0 when colour matters for defects.", min=0.0, max=0.5)
+    blur_prob: float = _f(0.3, "Blur probability", "Chance of a Gaussian blur (defocus).", min=0.0, max=1.0)
+    noise_std: float = _f(0.02, "Sensor noise", "Std of added Gaussian noise on [0,1] pixels.", min=0.0, max=0.5)
+
+    def __post_init__(self) -> None:
+        """Validate ranges."""
+        _check(self, "pretrain.augment")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PretrainConfig:
+    """Self-supervised pretraining of a backbone."""
+
+    method: str = _f("simclr", "Method", "Self-supervised method (see docs/methods.md).")
+    backbone: str = _f("resnet18", "Backbone", "Network trained from scratch (weights=None).")
+    image_size: int = _f(224, "Image size (px)", "Images are resized to a square of this size.", min=32, max=1024)
+    epochs: int = _f(50, "Epochs", "Passes over the images.", min=1, max=10_000)
+    batch_size: int = _f(64, "Batch size", "Images per step (each gives two views).", min=2, max=8192)
+    lr: float = _f(0.0, "Learning rate", "0 picks the method's default for this batch size.", min=0.0, max=10.0)
+    weight_decay: float = _f(1e-6, "Weight decay", "L2 penalty on weights.", min=0.0, max=1.0)
+    warmup_epochs: int = _f(1, "Warm-up epochs", "Linear learning-rate warm-up.", min=0, max=1000)
+    max_minutes: float = _f(0.0, "Time budget (min)", "Stop after this many minutes (0 = no limit).", min=0.0)
+    device: str = _f("auto", "Device", "auto uses the GPU when there is one.", choices=DEVICES)
+    seed: int = _f(0, "Seed", "Random seed (recorded in config.json).", min=0)
+    threads: int = _f(0, "CPU threads", "torch threads (0 = default; the GUI lowers it).", min=0, max=512)
+    amp: bool = _f(True, "Mixed precision", "bf16 autocast on CUDA (ignored on CPU).")
+    channels_last: bool = _f(True, "channels_last", "NHWC memory format on CUDA.")
+    compile: bool = _f(False, "torch.compile", "Compile the model (measure first; slow start).")
+    grad_clip: float = _f(0.0, "Gradient clip", "Max gradient norm (0 = off).", min=0.0)
+    proj_dim: int = _f(128, "Projection dim", "Output size of the projection head.", min=8, max=65536)
+    hidden_dim: int = _f(1024, "Head hidden dim", "Hidden size of projection/prediction heads.", min=8, max=65536)
+    temperature: float = _f(0.2, "Temperature", "Softmax temperature of contrastive losses.", min=0.001, max=10.0)
+    ema_momentum: float = _f(0.99, "EMA momentum", "Base momentum of target/momentum encoders.", min=0.0, max=1.0)
+    weights: str = _f("", "Start weights", "Optional local backbone weights file (.pt / .pth, state_dict).")
+    log_every: int = _f(10, "Report every (steps)", "Metrics interval in steps.", min=1)
+    augment: AugmentConfig = field(
+        default_factory=AugmentConfig, metadata={"label": "Augmentations", "help": "View augmentations."}
+    )
+
+    def __post_init__(self) -> None:
+        """Validate ranges and names."""
+        _check(self, "pretrain")
+        from sslinspect.backbones import BACKBONES
+        from sslinspect.methods import METHODS
+
+        if self.method not in METHODS:
+            raise ConfigError(f"pretrain.method must be one of {', '.join(METHODS)}; got {self.method!r}")
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"pretrain.backbone must be one of {', '.join(BACKBONES)}; got {self.backbone!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FewShotConfig:
+    """Few-shot defect classifier and k-NN anomaly score on frozen embeddings."""
+
+    classifier: str = _f("auto", "Classifier", "auto picks by cross-validation on the labels.", choices=CLASSIFIERS)
+    cv_folds: int = _f(5, "CV folds", "Cross-validation folds (capped by the smallest class).", min=2, max=50)
+    knn_k: int = _f(5, "k (anomaly)", "Neighbours averaged for the anomaly score.", min=1, max=100)
+    bank_size: int = _f(20_000, "Memory bank size", "Max reference embeddings kept (bounds memory).", min=10)
+    threshold_percentile: float = _f(
+        97.0,
+        "Threshold percentile",
+        "Anomaly threshold = this percentile of held-out scores of presumed-good images.",
+        min=50.0,
+        max=100.0,
+    )
+    min_shots: int = _f(2, "Min labels per class", "Classes with fewer labels are left out, with a warning.", min=1)
+    batch_size: int = _f(64, "Batch size", "Images per forward pass when embedding.", min=1)
+    device: str = _f("auto", "Device", "auto uses the GPU when there is one.", choices=DEVICES)
+    seed: int = _f(0, "Seed", "Random seed.", min=0)
+
+    def __post_init__(self) -> None:
+        """Validate ranges."""
+        _check(self, "train")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportConfig:
+    """ONNX export and its parity check."""
+
+    precision: str = _f("fp32", "Precision", "Weights/activations precision of the exported model.", choices=PRECISIONS)
+    opset: int = _f(18, "ONNX opset", "ONNX operator set version.", min=17, max=23)
+    parity_images: int = _f(
+        16, "Parity images", "Real project images compared between PyTorch and ONNX Runtime.", min=1
+    )
+    parity_atol: float = _f(
+        1e-3, "Parity tolerance", "Max absolute difference allowed on probabilities and anomaly scores.", min=0.0
+    )
+
+    def __post_init__(self) -> None:
+        """Validate ranges."""
+        _check(self, "export")

@@ -1,0 +1,108 @@
+"""Batches of cached ``uint8`` images on the training device.
+
+When the whole cache fits comfortably in GPU memory it is uploaded once and batches are gathered on the GPU;
+otherwise a background thread gathers the next batches from the memory-mapped cache (pinned, non-blocking copy)
+while the GPU works. Either way no per-sample Python work sits on the training path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+
+class BatchSource:
+    """Shuffled, fixed-size batches of ``uint8 (B, S, S, 3)`` tensors on ``device``; the last short batch is dropped."""
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        batch_size: int,
+        device: torch.device,
+        *,
+        seed: int = 0,
+        gpu_share: float = 0.3,
+        prefetch: int = 3,
+    ) -> None:
+        """Serve ``images`` (a memory-mapped cache is fine) in batches of ``batch_size`` (capped at the image count)."""
+        self.images = images
+        self.batch_size = min(batch_size, len(images))
+        self.device = device
+        self.seed = seed
+        self.prefetch = prefetch
+        self.wait_s = 0.0  # time the consumer spent waiting for data (reset by the caller)
+        self._resident: torch.Tensor | None = None
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            if images.nbytes < gpu_share * free:
+                self._resident = torch.from_numpy(np.array(images)).to(device)
+
+    @property
+    def resident(self) -> bool:
+        """True when the cache lives in GPU memory."""
+        return self._resident is not None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Full batches per epoch."""
+        return len(self.images) // self.batch_size
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The deterministic sample order of ``epoch`` (so a resumed run sees the same batches)."""
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.images))
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[torch.Tensor]:
+        """Yield the batches of ``epoch`` from ``start_step`` on."""
+        perm = self.order(epoch)
+        steps = range(start_step, self.steps_per_epoch)
+        if self._resident is not None:
+            perm_t = torch.from_numpy(perm).to(self.device)
+            for s in steps:
+                yield self._resident[perm_t[s * self.batch_size : (s + 1) * self.batch_size]]
+            return
+        yield from self._threaded(perm, steps)
+
+    def _gather(self, idx: np.ndarray) -> torch.Tensor:
+        batch = torch.from_numpy(self.images[np.sort(idx)])  # sorted: sequential reads from the memory map
+        if self.device.type == "cuda":
+            return batch.pin_memory().to(self.device, non_blocking=True)
+        return batch
+
+    def _threaded(self, perm: np.ndarray, steps: range) -> Iterator[torch.Tensor]:
+        q: queue.Queue[torch.Tensor | BaseException | None] = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+
+        def work() -> None:
+            try:
+                for s in steps:
+                    if stop.is_set():
+                        return
+                    q.put(self._gather(perm[s * self.batch_size : (s + 1) * self.batch_size]))
+                q.put(None)
+            except BaseException as exc:
+                q.put(exc)
+
+        t = threading.Thread(target=work, name="batch-prefetch", daemon=True)
+        t.start()
+        try:
+            while True:
+                t0 = time.perf_counter()
+                item = q.get()
+                self.wait_s += time.perf_counter() - t0
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while t.is_alive():  # drain so the producer never blocks on a full queue
+                with contextlib.suppress(queue.Empty):
+                    q.get(timeout=0.1)
+            t.join()

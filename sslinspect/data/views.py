@@ -1,0 +1,122 @@
+"""Batched, on-device view augmentation: one affine ``grid_sample`` for crop/flip/rotation, then photometric
+jitter, blur and noise as tensor ops. No per-sample Python work, so a GPU never waits for a CPU.
+
+Presets suit industrial parts: no hue jitter by default (colour can be the defect), gentle rotations, optional
+flips/90° turns when orientation does not matter.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from sslinspect.config import AugmentConfig
+from sslinspect.preprocess import normalize, to_unit_nchw
+
+
+def _uniform(n: int, lo: float, hi: float, device: torch.device) -> torch.Tensor:
+    return torch.rand(n, device=device) * (hi - lo) + lo
+
+
+def random_resized_affine(
+    x: torch.Tensor, cfg: AugmentConfig, out_size: int, *, min_scale: float | None = None, max_scale: float = 1.0
+) -> torch.Tensor:
+    """Random resized crop + flips + rotation of a ``[0,1]`` batch ``(N, 3, H, W)`` → ``(N, 3, out, out)``."""
+    n, dev = x.shape[0], x.device
+    lo = cfg.crop_min_scale if min_scale is None else min_scale
+    area = _uniform(n, lo, max_scale, dev)
+    log_r = _uniform(n, math.log(3 / 4), math.log(4 / 3), dev)
+    ratio = torch.exp(log_r)
+    w = torch.sqrt(area * ratio).clamp(max=1.0)
+    h = torch.sqrt(area / ratio).clamp(max=1.0)
+    cx = (torch.rand(n, device=dev) * 2 - 1) * (1 - w)
+    cy = (torch.rand(n, device=dev) * 2 - 1) * (1 - h)
+    angle = (torch.rand(n, device=dev) * 2 - 1) * math.radians(cfg.rotate_deg)
+    if cfg.rot90:
+        angle = angle + torch.randint(0, 4, (n,), device=dev).float() * (math.pi / 2)
+    fx = torch.ones(n, device=dev)
+    fy = torch.ones(n, device=dev)
+    if cfg.flip:
+        fx = torch.where(torch.rand(n, device=dev) < 0.5, -fx, fx)
+        fy = torch.where(torch.rand(n, device=dev) < 0.5, -fy, fy)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack(
+        [torch.stack([cos * w * fx, -sin * h * fy, cx], 1), torch.stack([sin * w * fx, cos * h * fy, cy], 1)], 1
+    )
+    grid = F.affine_grid(theta.to(x.dtype), [n, 3, out_size, out_size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def color_jitter(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
+    """Brightness, contrast, saturation and hue jitter with per-sample random factors."""
+    n, dev = x.shape[0], x.device
+    if cfg.brightness > 0:
+        x = x * _uniform(n, 1 - cfg.brightness, 1 + cfg.brightness, dev).view(n, 1, 1, 1)
+    gray_w = torch.tensor([0.299, 0.587, 0.114], device=dev, dtype=x.dtype).view(1, 3, 1, 1)
+    if cfg.contrast > 0:
+        mean = (x * gray_w).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+        x = (x - mean) * _uniform(n, 1 - cfg.contrast, 1 + cfg.contrast, dev).view(n, 1, 1, 1) + mean
+    if cfg.saturation > 0:
+        gray = (x * gray_w).sum(1, keepdim=True)
+        x = (x - gray) * _uniform(n, 1 - cfg.saturation, 1 + cfg.saturation, dev).view(n, 1, 1, 1) + gray
+    if cfg.hue > 0:
+        x = _rotate_hue(x, _uniform(n, -cfg.hue, cfg.hue, dev) * 2 * math.pi)
+    return x
+
+
+def _rotate_hue(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Rotate chroma in YIQ space by ``angle`` radians per sample."""
+    to_yiq = torch.tensor(
+        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], device=x.device, dtype=x.dtype
+    )
+    from_yiq = torch.linalg.inv(to_yiq)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    one, zero = torch.ones_like(cos), torch.zeros_like(cos)
+    rot = torch.stack(
+        [torch.stack([one, zero, zero], 1), torch.stack([zero, cos, -sin], 1), torch.stack([zero, sin, cos], 1)], 1
+    )
+    m = from_yiq @ rot @ to_yiq  # (N, 3, 3)
+    return torch.einsum("nij,njhw->nihw", m, x)
+
+
+def gaussian_blur(x: torch.Tensor, prob: float, max_sigma: float) -> torch.Tensor:
+    """Blur a random share ``prob`` of the batch with per-sample sigma in ``[0.1, max_sigma]`` px."""
+    n, c, h, w = x.shape
+    if prob <= 0 or max_sigma <= 0:
+        return x
+    sigma = _uniform(n, 0.1, max_sigma, x.device)
+    sigma = torch.where(torch.rand(n, device=x.device) < prob, sigma, torch.zeros_like(sigma))
+    radius = max(1, math.ceil(3 * max_sigma))
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    k = torch.exp(-(t.view(1, -1) ** 2) / (2 * sigma.clamp(min=1e-3).view(-1, 1) ** 2))
+    k = torch.where(sigma.view(-1, 1) > 0, k, (t.view(1, -1) == 0).to(x.dtype))  # identity kernel when not blurred
+    k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (N*C, K)
+    y = x.reshape(1, n * c, h, w)
+    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="reflect"), k.view(n * c, 1, 1, -1), groups=n * c)
+    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="reflect"), k.view(n * c, 1, -1, 1), groups=n * c)
+    return y.view(n, c, h, w)
+
+
+def augment(images_u8: torch.Tensor, cfg: AugmentConfig, out_size: int, **crop: float) -> torch.Tensor:
+    """One augmented, normalised view ``(N, 3, out, out)`` of a ``uint8 (N, S, S, 3)`` batch (same device)."""
+    x = to_unit_nchw(images_u8)
+    x = random_resized_affine(x, cfg, out_size, **crop)
+    x = color_jitter(x, cfg)
+    x = gaussian_blur(x, cfg.blur_prob, max_sigma=1.5 * out_size / 224 + 0.5)
+    if cfg.noise_std > 0:
+        x = x + torch.randn_like(x) * (cfg.noise_std * torch.rand(x.shape[0], 1, 1, 1, device=x.device))
+    return normalize(x.clamp(0.0, 1.0))
+
+
+class TwoViews:
+    """The standard two-view maker of SimCLR/BYOL/Barlow Twins."""
+
+    def __init__(self, cfg: AugmentConfig, out_size: int) -> None:
+        """Make views of ``out_size`` px with augmentations ``cfg``."""
+        self.cfg, self.out_size = cfg, out_size
+
+    def __call__(self, images_u8: torch.Tensor) -> list[torch.Tensor]:
+        """Two independently augmented views of the batch."""
+        return [augment(images_u8, self.cfg, self.out_size), augment(images_u8, self.cfg, self.out_size)]

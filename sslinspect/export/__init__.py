@@ -1,0 +1,1 @@
+"""ONNX export: one self-contained graph (preprocessing, backbone, classifier, anomaly score) + metadata."""

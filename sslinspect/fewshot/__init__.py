@@ -1,0 +1,1 @@
+"""Few-shot defect classification and k-NN anomaly scoring on frozen, L2-normalised embeddings."""

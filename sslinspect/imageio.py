@@ -1,0 +1,235 @@
+"""Image decoding into one canonical form: ``uint8`` RGB, shape ``(H, W, 3)``.
+
+Rules (documented in docs/data.md): grayscale is replicated to 3 channels; 16-bit samples are scaled linearly to
+8 bit (``v * 255 / 65535``); alpha is dropped; palette images are expanded; CMYK JPEGs are converted by the decoder.
+Image dimensions are checked from the file header *before* decoding (decompression-bomb guard).
+
+This module needs only numpy and OpenCV: the line-side predictor uses it without torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from sslinspect.errors import ImageReadError
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+DEFAULT_MAX_PIXELS = 120_000_000
+
+cv2.setNumThreads(1)  # decoding runs in our own thread pools; OpenCV's own threads would oversubscribe 2 cores
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    """What decoding learnt about a file."""
+
+    width: int
+    height: int
+    channels: int
+    bit_depth: int
+    format: str
+    sha256: str
+
+
+def sniff_format(head: bytes) -> str | None:
+    """Format from the first bytes: ``png``, ``jpeg``, ``bmp``, ``tiff`` or None."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"BM"):
+        return "bmp"
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return "tiff"
+    return None
+
+
+def header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
+    """``(width, height)`` from the header without decoding pixels, or None when it cannot be read."""
+    try:
+        if fmt == "png":
+            if data[12:16] != b"IHDR":
+                return None
+            w, h = struct.unpack(">II", data[16:24])
+            return int(w), int(h)
+        if fmt == "bmp":
+            w, h = struct.unpack("<ii", data[18:26])
+            return abs(int(w)), abs(int(h))
+        if fmt == "jpeg":
+            return _jpeg_size(data)
+        if fmt == "tiff":
+            return _tiff_size(data)
+    except struct.error:
+        return None
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            i += 1
+            continue
+        marker = data[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+            i += 1 if marker == 0xFF else 2
+            continue
+        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+            return int(w), int(h)
+        i += 2 + length
+    return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    bo = "<" if data[:2] == b"II" else ">"
+    (ifd,) = struct.unpack(bo + "I", data[4:8])
+    (count,) = struct.unpack(bo + "H", data[ifd : ifd + 2])
+    w = h = None
+    for k in range(min(count, 512)):
+        e = ifd + 2 + 12 * k
+        tag, typ = struct.unpack(bo + "HH", data[e : e + 4])
+        if tag in (256, 257):
+            val = struct.unpack(bo + ("H" if typ == 3 else "I"), data[e + 8 : e + (10 if typ == 3 else 12)])[0]
+            if tag == 256:
+                w = int(val)
+            else:
+                h = int(val)
+    return (w, h) if w is not None and h is not None else None
+
+
+def _looks_truncated(data: bytes, fmt: str) -> bool:
+    if fmt == "jpeg":
+        return not data.rstrip(b"\x00").endswith(b"\xff\xd9")
+    if fmt == "png":
+        return b"IEND" not in data[-64:]
+    return False
+
+
+def decode_bytes(data: bytes, name: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, ImageInfo]:
+    """Decode an encoded image to canonical ``uint8`` RGB.
+
+    Args:
+        data: The file's bytes.
+        name: Shown in error messages (usually the path).
+        max_pixels: Refuse images whose header declares more pixels than this.
+
+    Returns:
+        The ``(H, W, 3)`` uint8 array and what was learnt about the file.
+
+    Raises:
+        ImageReadError: with a short reason (empty file, not an image, truncated, too large, undecodable).
+    """
+    if not data:
+        raise ImageReadError(name, "empty file (0 bytes)")
+    fmt = sniff_format(data[:16])
+    if fmt is None:
+        raise ImageReadError(name, "not an image (unrecognised file signature)")
+    size = header_size(data, fmt)
+    if size is None:
+        raise ImageReadError(name, f"corrupt {fmt.upper()} header")
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise ImageReadError(name, f"invalid image size {w}×{h}")
+    if w * h > max_pixels:
+        raise ImageReadError(name, f"too large: {w}×{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,}")
+    if _looks_truncated(data, fmt):
+        raise ImageReadError(name, f"truncated {fmt.upper()} (file ends early)")
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.size == 0:
+        raise ImageReadError(name, f"undecodable {fmt.upper()} data")
+    rgb, channels, depth = to_canonical(arr, name)
+    info = ImageInfo(
+        width=int(rgb.shape[1]),
+        height=int(rgb.shape[0]),
+        channels=channels,
+        bit_depth=depth,
+        format=fmt,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    return rgb, info
+
+
+def to_canonical(arr: np.ndarray, name: str = "image") -> tuple[np.ndarray, int, int]:
+    """Convert a decoder output (BGR/BGRA/gray, 8/16-bit or float) to ``uint8`` RGB.
+
+    Returns:
+        ``(rgb, source_channels, source_bit_depth)``.
+    """
+    channels = 1 if arr.ndim == 2 else int(arr.shape[2])
+    if arr.dtype == np.uint8:
+        depth = 8
+    elif arr.dtype == np.uint16:
+        depth = 16
+        arr = ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    elif arr.dtype in (np.float32, np.float64):
+        depth = 32
+        hi = float(np.nanmax(arr)) if arr.size else 1.0
+        scale = 255.0 if hi <= 1.0 else 255.0 / hi
+        arr = np.clip(np.nan_to_num(arr) * scale + 0.5, 0, 255).astype(np.uint8)
+    else:
+        raise ImageReadError(name, f"unsupported sample type {arr.dtype}")
+    if arr.ndim == 2:
+        rgb = cv2.cvtColor(arr, cv2.COLOR_GRAY2RGB)
+    elif channels == 1:
+        rgb = cv2.cvtColor(arr[:, :, 0], cv2.COLOR_GRAY2RGB)
+    elif channels == 2:
+        rgb = cv2.cvtColor(np.ascontiguousarray(arr[:, :, 0]), cv2.COLOR_GRAY2RGB)
+    elif channels == 3:
+        rgb = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+    elif channels == 4:
+        rgb = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGB)
+    else:
+        raise ImageReadError(name, f"unsupported channel count {channels}")
+    return np.ascontiguousarray(rgb), channels, depth
+
+
+def read_image(
+    path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = 512 * 2**20
+) -> tuple[np.ndarray, ImageInfo]:
+    """Read and decode one file to canonical ``uint8`` RGB.
+
+    Raises:
+        ImageReadError: naming the file and the problem (missing, unreadable, too big, not an image, ...).
+    """
+    name = str(path)
+    try:
+        size = Path(path).stat().st_size
+        if size > max_bytes:
+            raise ImageReadError(name, f"file too large ({size / 2**20:.1f} MB > {max_bytes / 2**20:.0f} MB)")
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ImageReadError(name, "file not found") from None
+    except PermissionError:
+        raise ImageReadError(name, "permission denied") from None
+    except IsADirectoryError:
+        raise ImageReadError(name, "is a folder") from None
+    except OSError as exc:
+        raise ImageReadError(name, f"unreadable ({exc.strerror or exc})") from None
+    return decode_bytes(data, name, max_pixels=max_pixels)
+
+
+def resize_square(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Resize canonical RGB to ``size``×``size`` (the one resize used by training, preview and predict).
+
+    The aspect ratio is not kept: a fixed camera gives every image the same distortion, and cropping could cut a
+    defect at the border. Area interpolation when shrinking (anti-aliased), linear when enlarging.
+    """
+    h, w = rgb.shape[:2]
+    if (h, w) == (size, size):
+        return rgb
+    interp = cv2.INTER_AREA if (h > size or w > size) else cv2.INTER_LINEAR
+    return np.ascontiguousarray(cv2.resize(rgb, (size, size), interpolation=interp))
+
+
+def load_for_model(path: Path, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode ``path`` and resize it for a model input of ``size`` px: ``uint8 (size, size, 3)``."""
+    rgb, _ = read_image(path, max_pixels=max_pixels)
+    return resize_square(rgb, size)

@@ -1,0 +1,48 @@
+"""BYOL: an online network with a predictor regresses a momentum (EMA) target network's projection.
+
+- [0] BYOL, 2020, https://arxiv.org/abs/2006.07733
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sslinspect.config import PretrainConfig
+from sslinspect.methods.base import MethodSpec, SSLModel, StepOutput, cosine_momentum, ema_update, mlp, momentum_copy
+from sslinspect.methods.losses import NegativeCosineLoss
+
+
+class BYOL(SSLModel):
+    """Online backbone+projector+predictor; target backbone+projector updated by EMA."""
+
+    def __init__(self, backbone: nn.Module, cfg: PretrainConfig) -> None:
+        """Build heads and the momentum target from ``cfg``."""
+        super().__init__(backbone)
+        self.projection = mlp(self.feature_dim, cfg.hidden_dim, cfg.proj_dim)
+        self.prediction = mlp(cfg.proj_dim, cfg.hidden_dim, cfg.proj_dim)
+        self.target_backbone = momentum_copy(backbone)
+        self.target_projection = momentum_copy(self.projection)
+        self.base_momentum = cfg.ema_momentum
+        self.criterion = NegativeCosineLoss()
+
+    def forward(self, views: list[torch.Tensor]) -> StepOutput:
+        """Symmetrised loss: each view's prediction against the other view's target."""
+        n = views[0].shape[0]
+        x = torch.cat(views[:2])
+        h = self.backbone(x)
+        p = self.prediction(self.projection(h))
+        with torch.no_grad():
+            t = self.target_projection(self.target_backbone(x))
+        loss = 0.5 * (self.criterion(p[:n], t[n:]) + self.criterion(p[n:], t[:n]))
+        return StepOutput(loss, h[:n].detach())
+
+    @torch.no_grad()
+    def after_step(self, progress: float) -> None:
+        """EMA-update the target with BYOL's cosine momentum schedule."""
+        m = cosine_momentum(self.base_momentum, progress)
+        ema_update(self.target_backbone, self.backbone, m)
+        ema_update(self.target_projection, self.projection, m)
+
+
+SPEC = MethodSpec(name="byol", make_model=BYOL, optimizer="adamw", base_lr=2e-3)

@@ -1,0 +1,334 @@
+"""A project is a folder: ``project.json`` (small, human-readable state), ``project.sqlite`` (image index and
+labels), ``runs/`` (one folder per pretraining/training run) and ``exports/``.
+
+Paths inside are stored relative to the project root, except image sources outside the project folder.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sslinspect.errors import ProjectError
+from sslinspect.fsutil import atomic_write_json, file_lock, read_json
+from sslinspect.store import ImageStore
+
+# Bump rules: add a field with a default → no bump; rename/remove/retype a field → bump and add
+# migrate_vN_to_vN+1 below plus a stored fixture of the old version under tests/core/fixtures/.
+SCHEMA_VERSION = 2
+PROJECT_FILE = "project.json"
+DB_FILE = "project.sqlite"
+LOCK_FILE = ".project.lock"
+GOOD = "good"
+
+_PALETTE = ("#3fa34d", "#e6194b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#9a6324")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def migrate_v1_to_v2(d: dict[str, Any]) -> dict[str, Any]:
+    """v1 (prototype) kept ``image_dirs``, plain class names and ``latest_<stage>`` keys."""
+    out = {k: v for k, v in d.items() if k not in ("image_dirs", "classes") and not k.startswith("latest_")}
+    out["sources"] = [{"id": i + 1, "path": p} for i, p in enumerate(d.get("image_dirs", []))]
+    out["classes"] = [{"name": c, "color": _PALETTE[i % len(_PALETTE)]} for i, c in enumerate(d.get("classes", []))]
+    out["latest"] = {k.removeprefix("latest_"): v for k, v in d.items() if k.startswith("latest_") and v}
+    out["schema_version"] = 2
+    return out
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: migrate_v1_to_v2}
+
+
+def migrate(d: dict[str, Any], *, where: str = PROJECT_FILE) -> dict[str, Any]:
+    """Bring a ``project.json`` dict up to :data:`SCHEMA_VERSION`.
+
+    Raises:
+        ProjectError: for a missing, unknown or newer schema version.
+    """
+    version = d.get("schema_version")
+    if not isinstance(version, int) or version < 1:
+        raise ProjectError(f"{where}: missing or invalid schema_version")
+    if version > SCHEMA_VERSION:
+        raise ProjectError(f"{where}: schema_version {version} is newer than this SSL Inspect ({SCHEMA_VERSION})")
+    while version < SCHEMA_VERSION:
+        d = MIGRATIONS[version](d)
+        version = d["schema_version"]
+    return d
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A folder of images the user added; ``path`` is relative to the project root when inside it."""
+
+    id: int
+    path: str
+
+
+class Project:
+    """An open project folder. Cheap to create; the database opens on first use."""
+
+    def __init__(self, root: Path, data: dict[str, Any]) -> None:
+        """Use :meth:`create` or :meth:`open` instead."""
+        self.root = Path(root).resolve()
+        self._data = data
+        self._store: ImageStore | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, root: Path, *, name: str | None = None) -> Project:
+        """Create a new project folder (it may exist but must not hold a project yet).
+
+        Raises:
+            ProjectError: if a project already exists there or the folder is not writable.
+        """
+        root = Path(root).expanduser().resolve()
+        if (root / PROJECT_FILE).exists():
+            raise ProjectError(f"{root}: a project already exists here")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            for sub in ("runs", "exports"):
+                (root / sub).mkdir(exist_ok=True)
+            data = {
+                "schema_version": SCHEMA_VERSION,
+                "name": name or root.name.removesuffix(".sslproj"),
+                "created": _now(),
+                "sources": [],
+                "classes": [{"name": GOOD, "color": _PALETTE[0]}],
+                "latest": {},
+            }
+            atomic_write_json(root / PROJECT_FILE, data)
+        except OSError as exc:
+            raise ProjectError(f"{root}: cannot create project ({exc.strerror or exc})") from exc
+        project = cls(root, data)
+        project.store  # noqa: B018 - create the database now, so a new project is complete on disk
+        return project
+
+    @classmethod
+    def open(cls, root: Path) -> Project:
+        """Open an existing project, migrating an older ``project.json`` in place.
+
+        Raises:
+            ProjectError: if the folder holds no readable project.
+        """
+        root = Path(root).expanduser().resolve()
+        path = root / PROJECT_FILE
+        if not path.is_file():
+            raise ProjectError(f"{root}: not an SSL Inspect project (no {PROJECT_FILE})")
+        try:
+            data = read_json(path)
+        except (OSError, ValueError) as exc:
+            raise ProjectError(f"{path}: unreadable ({exc})") from exc
+        if not isinstance(data, dict):
+            raise ProjectError(f"{path}: not a JSON object")
+        if data.get("schema_version") != SCHEMA_VERSION:
+            data = migrate(data, where=str(path))
+            atomic_write_json(path, data)
+        return cls(root, data)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Project:
+        """Use as a context manager that closes the database."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Close the database."""
+        self.close()
+
+    # -- state --------------------------------------------------------------------------------------------------
+    @property
+    def store(self) -> ImageStore:
+        """The image index and labels."""
+        if self._store is None:
+            self._store = ImageStore(self.root / DB_FILE)
+        return self._store
+
+    @property
+    def name(self) -> str:
+        """Display name."""
+        return str(self._data.get("name", self.root.name))
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """A copy of ``project.json`` as last read or written by this process."""
+        return dict(self._data)
+
+    def reload(self) -> None:
+        """Re-read ``project.json`` (another process may have changed it)."""
+        self._data = migrate(read_json(self.root / PROJECT_FILE))
+
+    def update(self, fn: Callable[[dict[str, Any]], None]) -> None:
+        """Read-modify-write ``project.json`` under a file lock, then write it atomically."""
+        with file_lock(self.root / LOCK_FILE):
+            data = migrate(read_json(self.root / PROJECT_FILE))
+            fn(data)
+            atomic_write_json(self.root / PROJECT_FILE, data)
+            self._data = data
+
+    # -- sources ------------------------------------------------------------------------------------------------
+    @property
+    def sources(self) -> list[Source]:
+        """Image folders added to the project."""
+        return [Source(int(s["id"]), str(s["path"])) for s in self._data.get("sources", [])]
+
+    def source_dir(self, source: int | Source) -> Path:
+        """Absolute folder of a source."""
+        sid = source.id if isinstance(source, Source) else source
+        for s in self.sources:
+            if s.id == sid:
+                return self.resolve(s.path)
+        raise ProjectError(f"{self.root}: no image source with id {sid}")
+
+    def add_source(self, folder: Path) -> Source:
+        """Add an image folder (idempotent); stored relative when it lies inside the project.
+
+        Raises:
+            ProjectError: if ``folder`` is not a directory.
+        """
+        folder = Path(folder).expanduser().resolve()
+        if not folder.is_dir():
+            raise ProjectError(f"{folder}: not a folder")
+        stored = self.relative(folder)
+        result: list[Source] = []
+
+        def _add(d: dict[str, Any]) -> None:
+            for s in d["sources"]:
+                if self.resolve(s["path"]) == folder:
+                    result.append(Source(int(s["id"]), str(s["path"])))
+                    return
+            new_id = max((int(s["id"]) for s in d["sources"]), default=0) + 1
+            d["sources"].append({"id": new_id, "path": stored})
+            result.append(Source(new_id, stored))
+
+        self.update(_add)
+        return result[0]
+
+    def remove_source(self, source_id: int) -> None:
+        """Remove an image folder and forget its images (and their labels)."""
+        self.update(lambda d: d.__setitem__("sources", [s for s in d["sources"] if int(s["id"]) != source_id]))
+        self.store.delete_source(source_id)
+
+    def image_path(self, source: int, relpath: str) -> Path:
+        """Absolute path of an indexed image."""
+        return self.source_dir(source) / relpath
+
+    # -- classes ------------------------------------------------------------------------------------------------
+    @property
+    def classes(self) -> list[str]:
+        """Class names, ``good`` first."""
+        return [str(c["name"]) for c in self._data.get("classes", [])]
+
+    def class_colors(self) -> dict[str, str]:
+        """``name -> '#rrggbb'``."""
+        return {str(c["name"]): str(c.get("color", "#888888")) for c in self._data.get("classes", [])}
+
+    def add_classes(self, names: list[str]) -> None:
+        """Add class names that are not there yet (order kept).
+
+        Raises:
+            ProjectError: for an invalid class name.
+        """
+        for n in names:
+            check_class_name(n)
+
+        def _add(d: dict[str, Any]) -> None:
+            have = {c["name"] for c in d["classes"]}
+            for n in names:
+                if n not in have:
+                    d["classes"].append({"name": n, "color": _PALETTE[len(d["classes"]) % len(_PALETTE)]})
+                    have.add(n)
+
+        if set(names) - set(self.classes):
+            self.update(_add)
+
+    def rename_class(self, old: str, new: str) -> None:
+        """Rename ``old`` to ``new``; if ``new`` exists the two classes are merged."""
+        check_class_name(new)
+        if old == GOOD:
+            raise ProjectError("the class 'good' cannot be renamed")
+
+        def _rename(d: dict[str, Any]) -> None:
+            names = [c["name"] for c in d["classes"]]
+            if new in names:
+                d["classes"] = [c for c in d["classes"] if c["name"] != old]
+            else:
+                for c in d["classes"]:
+                    if c["name"] == old:
+                        c["name"] = new
+
+        self.store.rename_label(old, new)
+        self.update(_rename)
+
+    # -- runs ---------------------------------------------------------------------------------------------------
+    def latest(self, stage: str) -> Path | None:
+        """Folder of the latest run of ``stage`` (``pretrain``, ``fewshot``, ``export``), if any."""
+        rel = self._data.get("latest", {}).get(stage)
+        return self.resolve(rel) if rel else None
+
+    def set_latest(self, stage: str, path: Path) -> None:
+        """Point ``latest.<stage>`` at ``path``."""
+        rel = self.relative(path)
+        self.update(lambda d: d.setdefault("latest", {}).__setitem__(stage, rel))
+
+    def new_run_dir(self, stage: str, tag: str) -> Path:
+        """Create ``runs/<stage>/<YYYYmmdd-HHMMSS>-<tag>`` (suffixed if taken)."""
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", tag) or "run"
+        base = self.root / "runs" / stage / f"{stamp}-{safe}"
+        path, i = base, 1
+        while True:
+            try:
+                path.mkdir(parents=True)
+                return path
+            except FileExistsError:
+                i += 1
+                path = base.with_name(f"{base.name}-{i}")
+
+    def runs(self, stage: str) -> list[Path]:
+        """Run folders of ``stage``, oldest first."""
+        d = self.root / "runs" / stage
+        return sorted(p for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+
+    # -- paths --------------------------------------------------------------------------------------------------
+    def relative(self, path: Path) -> str:
+        """POSIX path relative to the root when inside the project, else absolute."""
+        path = Path(path).resolve()
+        try:
+            return path.relative_to(self.root).as_posix() or "."
+        except ValueError:
+            return str(path)
+
+    def resolve(self, stored: str) -> Path:
+        """Absolute path for a stored (relative or absolute) path."""
+        p = Path(stored)
+        return p if p.is_absolute() else self.root / p
+
+
+_CLASS_RE = re.compile(r"^[^\x00-\x1f,/\\]{1,64}$")
+
+
+def check_class_name(name: str) -> str:
+    """Return ``name`` stripped if it is a usable class name.
+
+    Raises:
+        ProjectError: if it is empty, too long, or contains control characters, commas or slashes.
+    """
+    stripped = name.strip()
+    if not stripped or not _CLASS_RE.match(stripped) or stripped != name:
+        raise ProjectError(f"invalid class name {name!r}: 1–64 characters, no commas, slashes or surrounding spaces")
+    return stripped
+
+
+def is_project(path: Path) -> bool:
+    """True when ``path`` holds a ``project.json``."""
+    return (Path(path) / PROJECT_FILE).is_file()

@@ -1,0 +1,106 @@
+"""Run folders: ``config.json``, an append-only ``events.jsonl``, ``status.json``; one ``Finished`` event per run.
+
+A run folder is never modified after ``Finished`` apart from ``status.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from sslinspect.errors import Cancelled
+from sslinspect.events import (
+    Event,
+    Finished,
+    JsonlReporter,
+    Reporter,
+    Started,
+    TeeReporter,
+    decode_event,
+)
+from sslinspect.fsutil import atomic_write_json, read_json
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+@dataclass(slots=True)
+class Run:
+    """An open run: its folder, and a reporter that also appends to its ``events.jsonl``."""
+
+    stage: str
+    dir: Path
+    report: Reporter
+    _log: IO[str]
+
+    @property
+    def run_id(self) -> str:
+        """The folder name, e.g. ``20261122-101500-simclr``."""
+        return self.dir.name
+
+    def set_status(self, state: str, **extra: Any) -> None:
+        """Rewrite ``status.json`` (atomically), keeping earlier fields."""
+        path = self.dir / "status.json"
+        status: dict[str, Any] = read_json(path) if path.exists() else {}
+        status.update({"state": state, **extra})
+        atomic_write_json(path, status)
+
+
+@contextmanager
+def open_run(
+    stage: str,
+    run_dir: Path,
+    config: dict[str, Any],
+    *,
+    report: Reporter,
+    total_steps: int = 0,
+    resume: bool = False,
+) -> Iterator[Run]:
+    """Open (or re-open, for ``resume``) a run folder and report ``Started``; report ``Finished`` on exit.
+
+    ``Cancelled`` inside the block ends the run as ``cancelled`` and is re-raised; any other exception ends it as
+    ``failed`` and is re-raised.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume or not (run_dir / "config.json").exists():
+        atomic_write_json(run_dir / "config.json", config)
+    log = (run_dir / "events.jsonl").open("a", encoding="utf-8")
+    run = Run(stage, run_dir, TeeReporter(report, JsonlReporter(log)), log)
+    run.set_status("running", pid=os.getpid(), started=_now(), ended=None)
+    run.report(Started(stage=stage, run_id=run.run_id, total_steps=total_steps))
+    try:
+        yield run
+    except Cancelled as exc:
+        run.report(Finished(stage=stage, status="cancelled", error_type="Cancelled", error_message=str(exc)))
+        run.set_status("cancelled", ended=_now())
+        raise
+    except BaseException as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        run.report(Finished(stage=stage, status="failed", error_type=type(exc).__name__, error_message=msg))
+        run.set_status("failed", ended=_now(), error=msg)
+        raise
+    else:
+        run.report(Finished(stage=stage, status="ok"))
+        run.set_status("ok", ended=_now())
+    finally:
+        log.close()
+
+
+def read_events(run_dir: Path) -> list[Event]:
+    """Events of a run, in order; a torn last line (killed process) is skipped."""
+    path = Path(run_dir) / "events.jsonl"
+    out: list[Event] = []
+    if not path.exists():
+        return out
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            out.append(decode_event(line))
+        except ValueError:
+            continue
+    return out

@@ -1,0 +1,1 @@
+"""The training loop, checkpoints and runtime set-up (device, seeding, threads)."""
