@@ -57,25 +57,31 @@ class BatchSource:
         """The deterministic sample order of ``epoch`` (so a resumed run sees the same batches)."""
         return np.random.default_rng([self.seed, epoch]).permutation(len(self.images))
 
-    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[torch.Tensor]:
-        """Yield the batches of ``epoch`` from ``start_step`` on."""
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield ``(rows, images)`` batches of ``epoch`` from ``start_step`` on.
+
+        ``rows`` (int64, on the device) are the cache rows of the images, for methods that keep per-image state
+        (DeepCluster's pseudo-labels).
+        """
         perm = self.order(epoch)
         steps = range(start_step, self.steps_per_epoch)
         if self._resident is not None:
             perm_t = torch.from_numpy(perm).to(self.device)
             for s in steps:
-                yield self._resident[perm_t[s * self.batch_size : (s + 1) * self.batch_size]]
+                rows = perm_t[s * self.batch_size : (s + 1) * self.batch_size]
+                yield rows, self._resident[rows]
             return
         yield from self._threaded(perm, steps)
 
-    def _gather(self, idx: np.ndarray) -> torch.Tensor:
-        batch = torch.from_numpy(self.images[np.sort(idx)])  # sorted: sequential reads from the memory map
+    def _gather(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = np.sort(idx)  # sorted: sequential reads from the memory map
+        batch, rows = torch.from_numpy(self.images[idx]), torch.from_numpy(idx.astype(np.int64))
         if self.device.type == "cuda":
-            return batch.pin_memory().to(self.device, non_blocking=True)
-        return batch
+            return rows.to(self.device), batch.pin_memory().to(self.device, non_blocking=True)
+        return rows, batch
 
-    def _threaded(self, perm: np.ndarray, steps: range) -> Iterator[torch.Tensor]:
-        q: queue.Queue[torch.Tensor | BaseException | None] = queue.Queue(maxsize=self.prefetch)
+    def _threaded(self, perm: np.ndarray, steps: range) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        q: queue.Queue[tuple[torch.Tensor, torch.Tensor] | BaseException | None] = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
 
         def work() -> None:

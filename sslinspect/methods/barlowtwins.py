@@ -22,7 +22,7 @@ class BarlowTwins(SSLModel):
         self.projection = mlp(self.feature_dim, cfg.hidden_dim, cfg.hidden_dim, layers=3)
         self.criterion = BarlowTwinsLoss()
 
-    def forward(self, views: list[torch.Tensor]) -> StepOutput:
+    def forward(self, views: list[torch.Tensor], rows: torch.Tensor | None = None) -> StepOutput:
         """Loss over the first two views."""
         n = views[0].shape[0]
         h = self.backbone(torch.cat(views[:2]))

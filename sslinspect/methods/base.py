@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from sslinspect.config import PretrainConfig
+from sslinspect.data.loader import BatchSource
 from sslinspect.data.views import TwoViews
 
 ViewFn = Callable[[torch.Tensor], list[torch.Tensor]]
@@ -34,9 +35,15 @@ class SSLModel(nn.Module):
         self.backbone = backbone
         self.feature_dim = int(backbone.feature_dim)  # type: ignore[arg-type]
 
-    def forward(self, views: list[torch.Tensor]) -> StepOutput:
-        """Loss for a list of views of one batch."""
+    def forward(self, views: list[torch.Tensor], rows: torch.Tensor | None = None) -> StepOutput:
+        """Loss for a list of views of one batch; ``rows`` are the images' cache rows (per-image state)."""
         raise NotImplementedError
+
+    def on_epoch_start(self, epoch: int, source: BatchSource) -> None:
+        """Called before each epoch with the batch source (its ``images`` is the whole uint8 cache).
+
+        DeepCluster-style methods re-cluster here; most methods do nothing.
+        """
 
     @torch.no_grad()
     def after_step(self, progress: float) -> None:

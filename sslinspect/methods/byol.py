@@ -26,7 +26,7 @@ class BYOL(SSLModel):
         self.base_momentum = cfg.ema_momentum
         self.criterion = NegativeCosineLoss()
 
-    def forward(self, views: list[torch.Tensor]) -> StepOutput:
+    def forward(self, views: list[torch.Tensor], rows: torch.Tensor | None = None) -> StepOutput:
         """Symmetrised loss: each view's prediction against the other view's target."""
         n = views[0].shape[0]
         x = torch.cat(views[:2])

@@ -22,7 +22,7 @@ class SimCLR(SSLModel):
         self.projection = mlp(self.feature_dim, cfg.hidden_dim, cfg.proj_dim)
         self.criterion = NTXentLoss(cfg.temperature)
 
-    def forward(self, views: list[torch.Tensor]) -> StepOutput:
+    def forward(self, views: list[torch.Tensor], rows: torch.Tensor | None = None) -> StepOutput:
         """Loss over the first two views."""
         n = views[0].shape[0]
         h = self.backbone(torch.cat(views[:2]))  # one pass: BatchNorm sees both views

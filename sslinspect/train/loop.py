@@ -124,11 +124,12 @@ def train_loop(
     for epoch in range(start_epoch, cfg.epochs):
         # -- one epoch ------------------------------------------------------------------------------------------
         model.train()
+        model.on_epoch_start(epoch, source)
         loss_sum = torch.zeros((), device=device)  # accumulate on device: no .item() sync per step
         n_in_interval, epoch_loss_sum, epoch_steps = 0, 0.0, 0
         t_interval = time.monotonic()
         source.wait_s = 0.0
-        for batch in source.epoch(epoch):
+        for rows, batch in source.epoch(epoch):
             # step
             lr = lr_at(step, total_steps, warmup, base_lr)
             for g in optimizer.param_groups:
@@ -137,7 +138,7 @@ def train_loop(
             if cuda and cfg.channels_last:
                 views = [v.contiguous(memory_format=torch.channels_last) for v in views]
             with autocast:
-                out = forward(views)
+                out = forward(views, rows)
             optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             if cfg.grad_clip > 0:

@@ -22,6 +22,7 @@ from sslinspect.runs import open_run
 from sslinspect.train.checkpoint import load_checkpoint
 from sslinspect.train.loop import train_loop
 from sslinspect.train.runtime import describe_device, pick_device, seed_everything, set_threads, versions
+from sslinspect.train.snapshot import EmbeddingSnapshots
 
 MIN_IMAGES = 8
 CKPT = "checkpoints/last.pt"
@@ -125,6 +126,14 @@ def run_pretrain(
             "versions": versions(),
             "images": len(cache),
         }
+        snapshots = EmbeddingSnapshots(run_dir, cache.images, cache.ids, seed=cfg.seed)
+
+        def on_epoch_end(epoch: int) -> None:
+            run.report(Artifact(kind="checkpoint", path=project.relative(run_dir / CKPT)))
+            snap = snapshots.maybe_write(model.backbone, epoch, device, force=epoch == cfg.epochs)
+            if snap is not None:
+                run.report(Artifact(kind="embedding_map", path=project.relative(snap)))
+
         try:
             result = train_loop(
                 model,
@@ -138,7 +147,7 @@ def run_pretrain(
                 resume=ckpt,
                 report=run.report,
                 cancel=cancel,
-                on_epoch_end=lambda e: run.report(Artifact(kind="checkpoint", path=project.relative(run_dir / CKPT))),
+                on_epoch_end=on_epoch_end,
             )
         except torch.cuda.OutOfMemoryError as exc:
             raise DataError(
