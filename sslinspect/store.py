@@ -316,11 +316,12 @@ class ImageStore:
                     con.execute("UPDATE labels SET image_id=? WHERE image_id=?", (target[0], image_id))
                     changes.append(LabelChange("moved", target[0], image_id, label))
             dups = con.execute(
-                """SELECT l.image_id, l.label, i.duplicate_of, f.label FROM labels l
-                   JOIN images i ON i.id = l.image_id LEFT JOIN labels f ON f.image_id = i.duplicate_of
+                """SELECT l.image_id, l.label, i.duplicate_of FROM labels l JOIN images i ON i.id = l.image_id
                    WHERE i.duplicate_of IS NOT NULL ORDER BY l.image_id"""
             ).fetchall()
-            for image_id, label, first, first_label in dups:
+            for image_id, label, first in dups:
+                row = con.execute("SELECT label FROM labels WHERE image_id=?", (first,)).fetchone()
+                first_label = row[0] if row else None  # read now: an earlier duplicate may have moved its label
                 if first_label is None:
                     con.execute("UPDATE labels SET image_id=? WHERE image_id=?", (first, image_id))
                     changes.append(LabelChange("merged", first, image_id, label))
