@@ -136,9 +136,39 @@ def _name(node: ast.AST) -> str:
     return ""
 
 
+def _is_const(node: ast.AST, value: object) -> bool:
+    return isinstance(node, ast.Constant) and node.value is value
+
+
+def _call_violations(node: ast.Call, rel: str) -> list[str]:
+    func = _name(node.func)
+    last = func.rsplit(".", 1)[-1]
+    kwargs = {kw.arg: kw.value for kw in node.keywords if kw.arg}
+    out = []
+    if last in _FORBIDDEN_CALLS:
+        out.append(f"calls {func}")
+    runs_code = last in _CODE_RUNNERS and func in (last, f"builtins.{last}", f"importlib.{last}", f"runpy.{last}")
+    if runs_code and (rel, func) not in _ALLOWED:
+        out.append(f"calls {func} (code execution)")
+    if tuple(func.rsplit(".", 1)) in _UNSAFE_LOADERS:
+        out.append(f"calls {func} (unpickling)")
+    torchvision_model = func.startswith(("tvm.", "torchvision.", "models."))
+    if torchvision_model and "weights" in kwargs and not _is_const(kwargs["weights"], None):
+        out.append(f"{func}(weights=...) may download pretrained weights")
+    if "pretrained" in kwargs and not _is_const(kwargs["pretrained"], False):
+        out.append(f"{func}(pretrained=...) may download weights")
+    if "weights_only" in kwargs and not _is_const(kwargs["weights_only"], True):
+        out.append(f"{func}(weights_only=...) must be True")
+    if "allow_pickle" in kwargs and not _is_const(kwargs["allow_pickle"], False):
+        out.append(f"{func}(allow_pickle=...) must be False")
+    if func.endswith("torch.load") and "weights_only" not in kwargs:
+        out.append("torch.load without weights_only=True")
+    return out
+
+
 def _violations(path: Path, root: Path = REPO) -> list[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    rel = path.relative_to(root)
+    rel = path.relative_to(root).as_posix()
     out: list[str] = []
     for node in ast.walk(tree):
         where = f"{rel}:{getattr(node, 'lineno', 0)}"
@@ -152,29 +182,7 @@ def _violations(path: Path, root: Path = REPO) -> list[str]:
         elif isinstance(node, ast.Attribute) and _name(node) in {"torch.hub", "torchvision.datasets.utils"}:
             out.append(f"{where}: uses {_name(node)}")
         elif isinstance(node, ast.Call):
-            func = _name(node.func)
-            last = func.rsplit(".", 1)[-1]
-            if last in _FORBIDDEN_CALLS:
-                out.append(f"{where}: calls {func}")
-            if last in _CODE_RUNNERS and func in (last, f"builtins.{last}", f"importlib.{last}", f"runpy.{last}"):
-                if (rel.as_posix(), func) not in _ALLOWED:
-                    out.append(f"{where}: calls {func} (code execution)")
-            if tuple(func.rsplit(".", 1)) in _UNSAFE_LOADERS:
-                out.append(f"{where}: calls {func} (unpickling)")
-            for kw in node.keywords:
-                value = kw.value
-                if kw.arg == "weights" and func.startswith(("tvm.", "torchvision.", "models.")):
-                    if not (isinstance(value, ast.Constant) and value.value is None):
-                        out.append(f"{where}: {func}(weights=...) may download pretrained weights")
-                if kw.arg == "pretrained" and not (isinstance(value, ast.Constant) and value.value is False):
-                    out.append(f"{where}: {func}(pretrained=...) may download weights")
-                if kw.arg == "weights_only" and not (isinstance(value, ast.Constant) and value.value is True):
-                    out.append(f"{where}: {func}(weights_only=...) must be True")
-                if kw.arg == "allow_pickle" and not (isinstance(value, ast.Constant) and value.value is False):
-                    out.append(f"{where}: {func}(allow_pickle=...) must be False")
-            if func.endswith("torch.load") or (func == "load" and "torch" in ast.unparse(node.func)):
-                if not any(kw.arg == "weights_only" for kw in node.keywords):
-                    out.append(f"{where}: torch.load without weights_only=True")
+            out += [f"{where}: {v}" for v in _call_violations(node, rel)]
     return out
 
 
