@@ -7,6 +7,7 @@ config form and the CLI's ``--help`` are built from this one source. Serialisati
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,16 +25,30 @@ def _f(default: Any, label: str, help: str, **meta: Any) -> Any:
     return field(default=default, metadata={"label": label, "help": help, **meta})
 
 
+INT_LIMIT = 2**63 - 1  # every integer setting must fit a 64-bit integer (torch, numpy, SQLite)
+
+
 def _check(cfg: object, section: str) -> None:
-    """Validate every field of ``cfg`` against its ``min``/``max``/``choices`` metadata."""
+    """Validate every field of ``cfg`` against its ``min``/``max``/``choices`` metadata.
+
+    Numbers must also be finite (``nan`` would pass every comparison) and integers must fit 64 bits.
+    """
     for f in dataclasses.fields(cfg):  # type: ignore[arg-type]
         value = getattr(cfg, f.name)
         meta = f.metadata
         name = f"{section}.{f.name}"
         if "choices" in meta and value not in meta["choices"]:
             raise ConfigError(f"{name} must be one of {', '.join(map(str, meta['choices']))}; got {value!r}")
+        if value is None and f.default is not None:  # only fields whose default is None may be None
+            raise ConfigError(f"{name} must be set, got None")
         if isinstance(value, bool) or value is None:
             continue
+        if ("min" in meta or "max" in meta) and not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value}")
+        if isinstance(value, int) and abs(value) > INT_LIMIT:
+            raise ConfigError(f"{name} is too large: {value}")
         if "min" in meta and value < meta["min"]:
             raise ConfigError(f"{name} must be ≥ {meta['min']}, got {value}")
         if "max" in meta and value > meta["max"]:
