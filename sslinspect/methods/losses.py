@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,13 +23,16 @@ class NTXentLoss(nn.Module):
         True
     """
 
-    def __init__(self, temperature: float = 0.2) -> None:
-        """Set the softmax temperature."""
+    def __init__(self, temperature: float = 0.2, gather: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        """Set the softmax temperature; ``gather`` (set by the engine under DDP) collects all ranks' batches."""
         super().__init__()
         self.temperature = temperature
+        self.gather = gather
 
     def forward(self, z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
         """Symmetric loss for two ``(N, D)`` batches of projections."""
+        if self.gather is not None:  # negatives from every rank: the loss of the global batch
+            z0, z1 = self.gather(z0), self.gather(z1)
         n = z0.shape[0]
         z = F.normalize(torch.cat([z0, z1]), dim=1)
         sim = z @ z.T / self.temperature
