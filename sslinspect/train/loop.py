@@ -251,6 +251,8 @@ class _Loop:
             if at_report or not self.dist.enabled:  # ranks agree on stopping only at reports (one tiny collective)
                 stop = self._check_stop()
                 if stop != "completed":
+                    if n:  # report the partial interval: the checkpoint's loss is then known
+                        self._report(epoch, out, n, lr, final=False)
                     return stop, done == self.steps_per_epoch
         return "completed", True
 
