@@ -64,6 +64,7 @@ def versions() -> dict[str, str]:
 def configure_cuda(device: torch.device) -> None:
     """Fast CUDA defaults: cuDNN autotuning (fixed input sizes) and TF32 matmuls for the fp32 parts."""
     if device.type == "cuda":
-        torch.cuda.set_device(device)
+        if device.index is not None:
+            torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
         torch.set_float32_matmul_precision("high")
