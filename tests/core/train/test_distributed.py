@@ -7,6 +7,9 @@ comparison can fail.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -17,8 +20,14 @@ from torch import nn
 from sslinspect.backbones import build_backbone
 from sslinspect.config import PretrainConfig
 from sslinspect.data.loader import BatchSource
+from sslinspect.events import Finished, Log, Progress, Started, decode_event
 from sslinspect.methods import load_method
+from sslinspect.project import Project
+from sslinspect.train.checkpoint import load_checkpoint
 from sslinspect.train.distributed import DistInfo, gather_with_grad, torchrun_command, wrap_model
+from sslinspect.train.pretrain import CKPT
+from tests.conftest import run_cli
+from tests.test_cli import TINY as TINY_CLI
 
 WORLD, GLOBAL_BATCH = 2, 8
 CFG = PretrainConfig(backbone="tiny_cnn", image_size=32, batch_size=GLOBAL_BATCH, hidden_dim=64, proj_dim=32)
@@ -110,3 +119,29 @@ def test_torchrun_command_drops_the_convenience_option() -> None:
         "py", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "4",
         "-m", "sslinspect", "pretrain", "p.sslproj", "--epochs", "3",
     ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_pretrain_nproc_per_node_runs_two_processes_and_stops_together(tiny_project: Project, tmp_path: Path) -> None:
+    root = str(tiny_project.root)
+    args = ["pretrain", root, "--nproc-per-node", "2", *TINY_CLI, "--epochs", "2", "--events", "jsonl"]
+    r = run_cli(*args, timeout=600)
+    assert r.returncode == 0, r.stderr
+    events = [decode_event(line) for line in r.stdout.splitlines()]  # only rank 0 writes, and only JSON
+    assert sum(isinstance(e, Started) for e in events) == 1
+    assert isinstance(events[-1], Finished) and events[-1].status == "ok"
+    assert any(isinstance(e, Log) and "2 processes × batch 4" in e.message for e in events)
+    (run,) = tiny_project.runs("pretrain")
+    assert json.loads((run / "config.json").read_text())["world_size"] == 2
+    assert load_checkpoint(run / CKPT)["epochs_done"] == 2
+    # Cancel requested before the start: both ranks agree at the first report and stop with a checkpoint.
+    control = tmp_path / "control"
+    control.mkdir()
+    (control / "cancel").touch()
+    r = run_cli(*args, "--control", str(control), "--set", "pretrain.log_every=2", timeout=600)
+    assert r.returncode != 0  # torchrun's own exit code; the events say why
+    events = [decode_event(line) for line in r.stdout.splitlines()]
+    assert isinstance(events[-1], Finished) and events[-1].status == "cancelled"
+    assert [e.step for e in events if isinstance(e, Progress) and e.stage == "pretrain"] == [2]
+    newest = tiny_project.runs("pretrain")[-1]
+    assert newest != run and load_checkpoint(newest / CKPT)["epochs_done"] == 0
