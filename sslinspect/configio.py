@@ -9,7 +9,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sslinspect.config import DataConfig, ExportConfig, FewShotConfig, PretrainConfig
+from sslinspect.config import DataConfig, EvaluateConfig, ExportConfig, FewShotConfig, PretrainConfig
 from sslinspect.errors import ConfigError
 
 T = TypeVar("T")
@@ -20,6 +20,7 @@ SECTIONS: dict[str, type] = {
     "pretrain": PretrainConfig,
     "train": FewShotConfig,
     "export": ExportConfig,
+    "evaluate": EvaluateConfig,
 }
 
 
