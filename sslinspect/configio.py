@@ -9,7 +9,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sslinspect.config import DataConfig, ExportConfig, FewShotConfig, PretrainConfig
+from sslinspect.config import DataConfig, EvaluateConfig, ExportConfig, FewShotConfig, PretrainConfig
 from sslinspect.errors import ConfigError
 
 T = TypeVar("T")
@@ -20,6 +20,7 @@ SECTIONS: dict[str, type] = {
     "pretrain": PretrainConfig,
     "train": FewShotConfig,
     "export": ExportConfig,
+    "evaluate": EvaluateConfig,
 }
 
 
@@ -63,6 +64,8 @@ def from_dict(cls: type[T], data: dict[str, Any], *, section: str = "") -> T:
 def _coerce(tp: Any, value: Any, name: str) -> Any:
     """Check/convert a JSON value to the declared field type (ints are accepted for floats)."""
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if isinstance(value, str) and hasattr(tp, "from_preset"):  # a named preset, e.g. "augment": "natural"
+            return tp.from_preset(value)
         return from_dict(tp, value, section=name)
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -93,6 +96,8 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
 
 def parse_value(tp: Any, text: str, name: str) -> Any:
     """Parse the text of a ``--set`` value according to the field type ``tp``."""
+    if dataclasses.is_dataclass(tp) and hasattr(tp, "from_preset"):  # --set pretrain.augment=orientation-free
+        return tp.from_preset(text.strip())
     if tp is bool:
         low = text.strip().lower()
         if low in ("1", "true", "yes", "on"):
