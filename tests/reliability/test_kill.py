@@ -8,8 +8,6 @@ import json
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,26 +18,11 @@ from sslinspect.project import Project
 from sslinspect.runs import read_events, read_status
 from sslinspect.train.checkpoint import load_checkpoint
 from sslinspect.train.pretrain import latest_checkpoint
-from tests.conftest import REPO, subprocess_env
 from tests.core.image_cases import bgr_image, encode, write
-from tests.reliability.procs import cli_code, kill_on_open, run_python, was_killed
+from tests.reliability.procs import cli_code, kill_on_open, run_python, start_python, was_killed
+from tests.test_cli import TINY as CLI_TINY
 
-TINY = [
-    "--backbone",
-    "tiny_cnn",
-    "--image-size",
-    "32",
-    "--batch-size",
-    "8",
-    "--device",
-    "cpu",
-    "--set",
-    "pretrain.hidden_dim=64",
-    "--set",
-    "pretrain.proj_dim=32",
-    "--set",
-    "pretrain.log_every=2",
-]
+TINY = [*CLI_TINY, "--set", "pretrain.log_every=2"]
 
 
 def _integrity(db: Path) -> str:
@@ -114,14 +97,7 @@ def test_kill_during_labelling_keeps_every_acknowledged_label(tmp_path: Path) ->
         {"source": 1, "relpath": f"{i}.png", "size": 1, "mtime_ns": 1, "status": "ok", "sha256": f"h{i}"}
         for i in range(20_000)  # more than fit in the pipe: the labeller cannot finish before the kill
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _LABELLER, str(root)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=subprocess_env(),
-        cwd=REPO,
-    )
+    proc = start_python(_LABELLER, str(root))
     assert proc.stdout is not None
     acked: list[int] = []
     for line in proc.stdout:
