@@ -174,3 +174,21 @@ def test_rename_class_merges_labels(tmp_path: Path) -> None:
     assert p.classes == ["good", "scratch"] and p.store.label_counts() == {"scratch": 2}
     with pytest.raises(ProjectError, match="cannot be renamed"):
         p.rename_class("good", "ok")
+
+
+def test_old_project_on_a_read_only_share_opens_migrated_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "archive.sslproj"
+    shutil.copytree(FIXTURES / "project_v1", root)
+    original = (root / PROJECT_FILE).read_bytes()
+
+    def read_only(fd: int) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(fsutil.os, "fsync", read_only)
+    p = Project.open(root)
+    assert p.classes == ["good", "scratch", "dent"] and p.sources[0].path == "images"
+    assert (root / PROJECT_FILE).read_bytes() == original
+    with pytest.raises(ProjectError, match="read-only file system"):
+        p.add_classes(["burr"])
