@@ -545,6 +545,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_CANCELLED
+    except OSError as exc:  # a file-system failure the core did not name (disk full, read-only, ...)
+        from sslinspect.fsutil import describe_os_error
+
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc.filename or 'file system'}: {describe_os_error(exc)}", file=sys.stderr)
+        return EXIT_FAIL
     except Exception as exc:
         if args.debug:
             traceback.print_exc()

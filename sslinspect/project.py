@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import logging
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ PROJECT_FILE = "project.json"
 DB_FILE = "project.sqlite"
 LOCK_FILE = ".project.lock"
 GOOD = "good"
+
+log = logging.getLogger(__name__)
 
 _PALETTE = ("#3fa34d", "#e6194b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#9a6324")
 
@@ -136,14 +139,19 @@ class Project:
             raise ProjectError(f"{root}: not an SSL Inspect project (no {PROJECT_FILE})")
         data = _read_project_file(path)
         if data.get("schema_version") != SCHEMA_VERSION:
-            with _saving(path), file_lock(root / LOCK_FILE):
-                data = _read_project_file(path)  # another process may have migrated it meanwhile
-                old = data.get("schema_version")
-                if old != SCHEMA_VERSION:
-                    data = migrate(data, where=str(path))
-                    # keep the old file: an older SSL Inspect can still open the backup
-                    atomic_write_bytes(root / f"{PROJECT_FILE}.v{old}.bak", path.read_bytes())
-                    atomic_write_json(path, data)
+            migrated = migrate(dict(data), where=str(path))  # raises for unknown or newer versions
+            try:
+                with _saving(path), file_lock(root / LOCK_FILE):
+                    data = _read_project_file(path)  # another process may have migrated it meanwhile
+                    old = data.get("schema_version")
+                    if old != SCHEMA_VERSION:
+                        data = migrate(data, where=str(path))
+                        # keep the old file: an older SSL Inspect can still open the backup
+                        atomic_write_bytes(root / f"{PROJECT_FILE}.v{old}.bak", path.read_bytes())
+                        atomic_write_json(path, data)
+            except ProjectError as exc:  # a read-only folder or a full disk: open it migrated in memory
+                log.warning("%s (opened read-only)", exc)
+                data = migrated
         return cls(root, data)
 
     def close(self) -> None:

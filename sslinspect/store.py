@@ -8,6 +8,7 @@ is labelled once, on its first copy.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import threading
 import time
@@ -93,7 +94,7 @@ class ImageStore:
         try:
             self._con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            raise ProjectError(f"{self.path}: cannot open the project database ({_why(exc)})") from exc
+            raise ProjectError(f"{self.path}: cannot open the project database ({_why(exc, self.path)})") from exc
         try:
             self._con.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit is on disk before set_label returns (NORMAL in WAL mode may lose the last commits
@@ -107,7 +108,7 @@ class ImageStore:
         except sqlite3.Error as exc:
             self._con.close()
             if isinstance(exc, sqlite3.OperationalError):
-                raise ProjectError(f"{self.path}: cannot open the project database ({_why(exc)})") from exc
+                raise ProjectError(f"{self.path}: cannot open the project database ({_why(exc, self.path)})") from exc
             raise ProjectError(f"{self.path}: not a usable project database ({exc})") from exc
         if row is not None and int(row[0]) > DB_SCHEMA_VERSION:
             raise ProjectError(
@@ -124,7 +125,7 @@ class ImageStore:
             try:
                 return self._con.execute(sql, tuple(args)).fetchall()
             except sqlite3.OperationalError as exc:
-                raise ProjectError(f"{self.path}: cannot read ({_why(exc)})") from exc
+                raise ProjectError(f"{self.path}: cannot read ({_why(exc, self.path)})") from exc
 
     def _count(self, sql: str, args: Iterable[object] = ()) -> int:
         return int(self._rows(sql, args)[0][0])
@@ -359,10 +360,10 @@ class LabelChange:
     label: str
 
 
-def _why(exc: sqlite3.Error) -> str:
+def _why(exc: sqlite3.Error, path: Path) -> str:
     """SQLite's message, with what it usually means for a user."""
     msg = str(exc)
-    if "disk is full" in msg:
+    if "disk is full" in msg or ("disk I/O error" in msg and _free_bytes(path) < 2**20):
         return "the disk is full; free some space and try again"
     if "readonly" in msg or "read-only" in msg:
         return "the project folder is read-only"
@@ -371,6 +372,14 @@ def _why(exc: sqlite3.Error) -> str:
     if "locked" in msg:
         return "the database is busy in another program; try again"
     return msg
+
+
+def _free_bytes(path: Path) -> int:
+    """Free space where ``path`` lives (SQLite reports a full disk while creating its WAL files as an I/O error)."""
+    try:
+        return shutil.disk_usage(path.parent).free
+    except OSError:
+        return 2**62
 
 
 class _Transaction:
@@ -389,7 +398,7 @@ class _Transaction:
             self._store._con.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             self._store._lock.release()
-            raise ProjectError(f"{self._store.path}: cannot save ({_why(exc)})") from exc
+            raise ProjectError(f"{self._store.path}: cannot save ({_why(exc, self._store.path)})") from exc
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         con = self._store._con
@@ -403,6 +412,6 @@ class _Transaction:
             if con.in_transaction:
                 con.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                raise ProjectError(f"{self._store.path}: cannot save ({_why(exc)})") from exc
+                raise ProjectError(f"{self._store.path}: cannot save ({_why(exc, self._store.path)})") from exc
         finally:
             self._store._lock.release()

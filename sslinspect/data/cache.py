@@ -72,6 +72,25 @@ def _load_existing(project: Project, size: int) -> tuple[np.ndarray, list[int], 
     return arr, ids, hashes, name
 
 
+def cached_sizes(project: Project) -> list[int]:
+    """Image sizes (px) that have a cache on disk, smallest first."""
+    found = (re.fullmatch(r"u8_(\d+)\.json", p.name) for p in (project.root / CACHE_DIR).glob("u8_*.json"))
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def open_cache(project: Project, size: int) -> ImageCache | None:
+    """The cache at ``size`` px as it is on disk now, read-only, or None; never builds or changes anything.
+
+    For readers such as the GUI's thumbnail grid: the index and the array file it names are read together (see
+    the module docstring; never open ``u8_<size>*.npy`` files directly).
+    """
+    existing = _load_existing(project, size)
+    if existing is None:
+        return None
+    images, ids, _, _ = existing
+    return ImageCache(images, tuple(ids), size)
+
+
 def _remove_stale_arrays(folder: Path, size: int, *, keep: str, replaced: str | None) -> None:
     """Delete the array this build replaced, and array files left by killed builds (older than an hour).
 

@@ -80,3 +80,15 @@ def test_index_pointing_outside_the_cache_folder_is_ignored(tmp_path: Path) -> N
     meta["file"] = "../../../../etc/passwd"
     idx.write_text(json.dumps(meta))
     _assert_rows_match_files(p, 32)  # rebuilt, not read from the named path
+
+
+def test_readers_open_the_cache_without_building_it(tmp_path: Path) -> None:
+    from sslinspect.data.cache import cached_sizes, open_cache
+
+    p = _project(tmp_path, 3)
+    assert cached_sizes(p) == [] and open_cache(p, 32) is None
+    built = build_cache(p, 32, workers=1)
+    build_cache(p, 16, workers=1)
+    assert cached_sizes(p) == [16, 32]
+    opened = open_cache(p, 32)
+    assert opened is not None and opened.ids == built.ids and np.array_equal(opened.images, built.images)

@@ -6,8 +6,6 @@ import errno
 import hashlib
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 
 from sslinspect import fsutil
 from sslinspect.fsutil import atomic_path, atomic_write_bytes, describe_os_error, file_lock
-from tests.conftest import REPO, subprocess_env
+from tests.reliability.procs import start_python
 
 
 def test_exception_inside_the_block_leaves_the_old_file(tmp_path: Path) -> None:
@@ -77,20 +75,12 @@ def test_kill_9_in_the_middle_of_a_write_keeps_the_previous_file(tmp_path: Path)
     """Deterministic: the writer is SIGKILLed after half of the new content is on disk."""
     target = tmp_path / "project.json"
     target.write_bytes(b"previous version")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _HALF_WRITER, str(target)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=subprocess_env(),
-        cwd=REPO,
-    )
+    proc = start_python(_HALF_WRITER, str(target), stdin=True)
     assert proc.stdout is not None and proc.stdin is not None
     assert proc.stdout.readline() == "half\n"
     proc.send_signal(signal.SIGKILL)
-    assert proc.wait(timeout=30) == -signal.SIGKILL
-    proc.stdout.close()
-    proc.stdin.close()
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
     assert target.read_bytes() == b"previous version"
 
 
@@ -111,18 +101,11 @@ def test_kill_9_during_writes_never_leaves_a_torn_file(tmp_path: Path) -> None:
     """A real SIGKILL at arbitrary moments of a write loop: the target is always a complete, valid version."""
     target = tmp_path / "state.bin"
     for delay in (0.0, 0.017, 0.043):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _WRITER, str(target)],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=subprocess_env(),
-            cwd=REPO,
-        )
+        proc = start_python(_WRITER, str(target))
         assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-        proc.stdout.close()
+        proc.communicate(timeout=30)
         assert proc.returncode == -signal.SIGKILL
         data = target.read_bytes()
         assert len(data) == 32 + (4 << 20) and hashlib.sha256(data[32:]).digest() == data[:32]
@@ -143,23 +126,14 @@ def test_file_lock_excludes_another_process(tmp_path: Path) -> None:
     import fcntl
 
     lock = tmp_path / ".project.lock"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _LOCKER, str(lock)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=subprocess_env(),
-        cwd=REPO,
-    )
+    proc = start_python(_LOCKER, str(lock), stdin=True)
     assert proc.stdout is not None and proc.stdin is not None
     assert proc.stdout.readline() == "locked\n"
     with lock.open("a+b") as fh:
         with pytest.raises(BlockingIOError):
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        proc.stdin.write("\n")
-        proc.stdin.close()
-        assert proc.wait(timeout=30) == 0
+        proc.communicate("\n", timeout=30)
+        assert proc.returncode == 0
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # free once the holder is gone
-    proc.stdout.close()
     with file_lock(lock):
         pass

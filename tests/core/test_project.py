@@ -5,8 +5,6 @@ from __future__ import annotations
 import errno
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,8 +12,8 @@ import pytest
 from sslinspect import fsutil
 from sslinspect.errors import ProjectError
 from sslinspect.project import PROJECT_FILE, SCHEMA_VERSION, Project, check_class_name, migrate
-from tests.conftest import REPO, subprocess_env
 from tests.core.image_cases import bgr_image, encode, write
+from tests.reliability.procs import start_python
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -94,11 +92,9 @@ for i in range(25):
 
 def test_concurrent_processes_lose_no_update(tmp_path: Path) -> None:
     Project.create(tmp_path / "p").close()
-    procs = [
-        subprocess.Popen([sys.executable, "-c", _ADD_CLASSES, str(tmp_path / "p"), tag], env=subprocess_env(), cwd=REPO)
-        for tag in ("a", "b")
-    ]
-    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    procs = [start_python(_ADD_CLASSES, str(tmp_path / "p"), tag) for tag in ("a", "b")]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
     classes = Project.open(tmp_path / "p").classes
     assert len(classes) == 51 and {f"a{i}" for i in range(25)} | {f"b{i}" for i in range(25)} <= set(classes)
 
@@ -178,3 +174,21 @@ def test_rename_class_merges_labels(tmp_path: Path) -> None:
     assert p.classes == ["good", "scratch"] and p.store.label_counts() == {"scratch": 2}
     with pytest.raises(ProjectError, match="cannot be renamed"):
         p.rename_class("good", "ok")
+
+
+def test_old_project_on_a_read_only_share_opens_migrated_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "archive.sslproj"
+    shutil.copytree(FIXTURES / "project_v1", root)
+    original = (root / PROJECT_FILE).read_bytes()
+
+    def read_only(fd: int) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(fsutil.os, "fsync", read_only)
+    p = Project.open(root)
+    assert p.classes == ["good", "scratch", "dent"] and p.sources[0].path == "images"
+    assert (root / PROJECT_FILE).read_bytes() == original
+    with pytest.raises(ProjectError, match="read-only file system"):
+        p.add_classes(["burr"])

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -108,20 +106,10 @@ print("done", flush=True)
 
 def test_two_processes_write_labels_at_once(tmp_path: Path) -> None:
     """The GUI and a worker both write: WAL + busy timeout, no 'database is locked', nothing lost."""
-    from tests.conftest import REPO, subprocess_env
+    from tests.reliability.procs import start_python
 
     _store_with_images(tmp_path / "p.sqlite", 300).close()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _WRITER, str(tmp_path / "p.sqlite"), s],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=subprocess_env(),
-            cwd=REPO,
-        )
-        for s in ("1", "2")
-    ]
+    procs = [start_python(_WRITER, str(tmp_path / "p.sqlite"), s) for s in ("1", "2")]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     labels = ImageStore(tmp_path / "p.sqlite").labels()

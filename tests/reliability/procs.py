@@ -48,6 +48,20 @@ def run_python(
     )
 
 
+def start_python(code: str, *args: str, stdin: bool = False) -> subprocess.Popen[str]:
+    """Start ``python -c code args...`` (this checkout importable) with text pipes for stdout, stderr and,
+    optionally, stdin; the caller waits for it."""
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdin=subprocess.PIPE if stdin else None,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+        cwd=REPO,
+    )
+
+
 def cli_code(argv: Sequence[str], prelude: str = "") -> str:
     """Source that runs ``sslinspect ARGV`` (after ``prelude``) and exits with its code."""
     return f"{prelude}\nimport sys\nfrom sslinspect.cli import main\nsys.exit(main({list(argv)!r}))\n"
