@@ -126,23 +126,24 @@ def cmd_init(args: argparse.Namespace) -> int:
     from sslinspect import api
 
     report = _reporter(args)
+    cfg = _configs(args)["data"]  # validate options before anything is created
     project = api.create_project(Path(args.project), images=[Path(p) for p in args.images or []], name=args.name)
-    return _scan_and_summarise(project, args, report)
+    return _scan_and_summarise(project, cfg, args, report)
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
     from sslinspect import api
 
+    cfg = _configs(args)["data"]
     project = api.open_project(Path(args.project))
     for folder in args.add_images or []:
         project.add_source(Path(folder))
-    return _scan_and_summarise(project, args, _reporter(args))
+    return _scan_and_summarise(project, cfg, args, _reporter(args))
 
 
-def _scan_and_summarise(project: Any, args: argparse.Namespace, report: Reporter) -> int:
+def _scan_and_summarise(project: Any, cfg: Any, args: argparse.Namespace, report: Reporter) -> int:
     from sslinspect import api
 
-    cfg = _configs(args)["data"]
     result = api.scan_images(project, cfg, report=report, cancel=_token(args))
     _say(
         args,
@@ -363,6 +364,30 @@ def _common(p: argparse.ArgumentParser, *, config: bool = True, job: bool = True
         p.add_argument("--control", metavar="DIR", help="cancel when DIR/cancel exists, pause while DIR/pause exists")
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1 (a usage error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    """argparse type: a finite number (``nan``/``inf`` are usage errors)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``sslinspect`` argument parser."""
     from sslinspect.backbones import BACKBONES
@@ -447,8 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or glob patterns")
     p.add_argument("--out", metavar="FILE.csv", help="CSV: path,label,confidence,anomaly_score,is_defect,p_<class>...")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto (default): CUDA provider when available")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--threshold", type=float, help="override the model's anomaly threshold")
+    p.add_argument("--batch-size", type=_positive_int, default=16)
+    p.add_argument("--threshold", type=_finite_float, help="override the model's anomaly threshold")
     _common(p, config=False)
     p.set_defaults(func=cmd_predict)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,8 +20,6 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from sslinspect.errors import ConfigError
-
-GatherFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,18 +200,28 @@ def convert_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
     return module
 
 
-def attach_gather(model: nn.Module, gather: GatherFn | None) -> int:
-    """Give every loss module that declares a ``gather`` attribute the cross-rank gather; returns how many.
+@dataclass(frozen=True, slots=True)
+class ProcessGroupGather:
+    """The distributed :class:`~sslinspect.methods.base.Gather`: :func:`gather_with_grad` plus this rank's place."""
 
-    The contract for methods: a loss that wants negatives from all ranks takes ``gather=None`` and keeps it as
-    ``self.gather``; the engine sets it here when the run is distributed.
+    rank: int
+    world_size: int
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """All-gather ``x`` across ranks with gradients."""
+        return gather_with_grad(x)
+
+
+def attach_gather(model: nn.Module) -> bool:
+    """Set ``model.gather`` (the methods' contract, see :mod:`sslinspect.methods.base`) for this process group.
+
+    Returns False when the model declares no ``gather`` (then it has no batch-wide negatives or statistics).
     """
-    n = 0
-    for m in model.modules():
-        if hasattr(m, "gather") and not isinstance(m, nn.ModuleList | nn.ModuleDict):
-            setattr(m, "gather", gather)  # noqa: B010 - mypy cannot know the attribute's type
-            n += 1
-    return n
+    if not hasattr(model, "gather"):
+        return False
+    rank, world = _world()
+    setattr(model, "gather", ProcessGroupGather(rank, world))  # noqa: B010 - nn.Module typing forbids the plain form
+    return True
 
 
 def wrap_model(model: nn.Module, device: torch.device, info: DistInfo, *, sync_batchnorm: bool = True) -> nn.Module:
@@ -225,7 +233,7 @@ def wrap_model(model: nn.Module, device: torch.device, info: DistInfo, *, sync_b
         return model
     if sync_batchnorm:
         convert_batchnorm(model, device)
-    attach_gather(model, gather_with_grad)
+    attach_gather(model)
     ids = [device.index if device.index is not None else info.local_rank] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
