@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source-px", type=int, help="override the preset's source image size (files on disk)")
     p.add_argument("--steps", type=int, help="measured steps per round and data path")
     p.add_argument("--rounds", type=int, help="alternations engine/baseline (a shared machine drifts)")
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="baseline DataLoader workers")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="baseline workers (default: all cores)")
     p.add_argument("--threads", type=int, help="torch intra-op threads of the training process (default: torch's)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (both paths)")
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
