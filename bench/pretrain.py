@@ -26,6 +26,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from sslinspect.cancel import NEVER
 from sslinspect.config import AugmentConfig, PretrainConfig
 from sslinspect.data.loader import BatchSource
 from sslinspect.demo.synth import render
-from sslinspect.events import CollectingReporter, Metric
+from sslinspect.events import CollectingReporter, Event, Metric
 from sslinspect.imageio import read_image, resize_square
 from sslinspect.methods import load_method
 from sslinspect.preprocess import MEAN, STD
@@ -52,22 +53,52 @@ from sslinspect.train.loop import autocast_for, make_optimizer, train_loop, trai
 from sslinspect.train.runtime import configure_cuda, describe_device, pick_device
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu-small": {"backbone": "resnet18", "image_size": 64, "batch_size": 32, "steps": 4, "warmup": 2, "source": 128},
-    "r18-128": {"backbone": "resnet18", "image_size": 128, "batch_size": 256, "steps": 30, "warmup": 5, "source": 256},
-    "r50-224": {"backbone": "resnet50", "image_size": 224, "batch_size": 256, "steps": 20, "warmup": 5, "source": 320},
+    # steps: measured per round and data path; warmup: unmeasured steps before them; rounds alternate the two paths
+    # Sources are camera-like 1-megapixel PNG frames (--source-px 256 for small files); cpu-small trains at 64 px.
+    "cpu-small": {
+        "backbone": "resnet18",
+        "image_size": 64,
+        "batch_size": 16,
+        "steps": 4,
+        "warmup": 2,
+        "rounds": 3,
+        "source": 1024,
+    },
+    "r18-128": {
+        "backbone": "resnet18",
+        "image_size": 128,
+        "batch_size": 256,
+        "steps": 30,
+        "warmup": 5,
+        "rounds": 2,
+        "source": 1024,
+    },
+    "r50-224": {
+        "backbone": "resnet50",
+        "image_size": 224,
+        "batch_size": 256,
+        "steps": 20,
+        "warmup": 5,
+        "rounds": 2,
+        "source": 1024,
+    },
 }
 TARGETS = {"cpu": {"speedup": 1.5}, "cuda": {"speedup": 5.0, "data_wait": 0.05}}
 FLOP_TARGETS = {"r18-128": 0.08, "r50-224": 0.15}
-POOL = 256  # distinct source images; the epoch cycles through them
+POOL = 256  # distinct source images (64 above 256 px, to keep the set-up short); the epoch cycles through them
 
 
 def write_images(folder: Path, n: int, size: int, seed: int = 0) -> list[Path]:
-    """``n`` synthetic production-line PNGs (metal and fabric demo renders) of ``size`` px."""
+    """``n`` synthetic production-line PNGs of ``size`` px: metal and fabric demo renders (at ≤ 256 px, scaled up
+    with camera noise added, so large frames are quick to make but still compress like real ones)."""
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(n):
-        img = render("fabric" if i % 2 else "metal", None, rng, size)
+        img = render("fabric" if i % 2 else "metal", None, rng, min(size, 256))
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+        if size > 256:
+            img = cv2.resize(img, (size, size), interpolation=cv2.INTER_CUBIC)
+            img = np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
         paths.append(folder / f"img_{i:05d}.png")
         cv2.imwrite(str(paths[-1]), img)
     return paths
@@ -103,6 +134,40 @@ class FileViews(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return self.transform(img), self.transform(img)
 
 
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One measured stretch: images trained, wall seconds, seconds spent waiting for data."""
+
+    images: int
+    seconds: float
+    wait_s: float
+    cpu_s: float  # CPU seconds of this process and its DataLoader workers (robust on a shared machine)
+    resident: bool = False  # engine: the image cache sat in GPU memory
+
+
+def _tree_cpu_s(it: object) -> float:
+    """CPU seconds used so far by this process and the DataLoader's worker processes (Linux ``/proc``)."""
+    total = time.process_time()
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for w in getattr(it, "_workers", []):  # private, but only a benchmark reads it
+        stat = Path(f"/proc/{w.pid}/stat")
+        if stat.exists():
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def summarise(segments: list[Segment]) -> dict[str, Any]:
+    """images/s and data-wait share over all stretches, plus images/s of each."""
+    images, seconds = sum(s.images for s in segments), sum(s.seconds for s in segments)
+    return {
+        "images_per_s": images / seconds,
+        "images_per_cpu_s": images / sum(s.cpu_s for s in segments),
+        "data_wait": sum(s.wait_s for s in segments) / seconds,
+        "rounds_images_per_s": [round(s.images / s.seconds, 2) for s in segments],
+    }
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -113,17 +178,28 @@ def build_model(cfg: PretrainConfig, device: torch.device) -> torch.nn.Module:
     return load_method(cfg.method).make_model(build_backbone(cfg.backbone, cfg.image_size), cfg).to(device)
 
 
-def measure_engine(
-    cfg: PretrainConfig, paths: list[Path], n_images: int, warmup: int, device: torch.device, tmp: Path
-) -> dict[str, float]:
+def decode_pool(paths: list[Path], size: int) -> tuple[np.ndarray, float]:
+    """Decode every source image once at ``size`` px (what the image cache holds); returns it and seconds/image."""
     t0 = time.perf_counter()
-    pool = np.stack([resize_square(read_image(p)[0], cfg.image_size) for p in paths])  # decode once (the cache)
-    cache_s = time.perf_counter() - t0
-    images = np.resize(pool, (n_images, *pool.shape[1:]))
+    pool = np.stack([resize_square(read_image(p)[0], size) for p in paths])
+    return pool, (time.perf_counter() - t0) / len(paths)
+
+
+def engine_round(cfg: PretrainConfig, pool: np.ndarray, steps: int, device: torch.device, tmp: Path) -> Segment:
+    """One measured stretch of the real ``train_loop``; the first report interval is the warm-up."""
     spec = load_method(cfg.method)
     model = build_model(cfg, device)
-    source = BatchSource(images, cfg.batch_size, device, seed=cfg.seed)
+    source = BatchSource(
+        np.resize(pool, ((steps + cfg.log_every) * cfg.batch_size, *pool.shape[1:])), cfg.batch_size, device
+    )
     reporter = CollectingReporter()
+    cpu_at_report: list[float] = []
+
+    def report(event: Event) -> None:
+        if isinstance(event, Metric) and event.name == "images_per_s":
+            cpu_at_report.append(time.process_time())  # end of each interval (the loop has synchronised)
+        reporter(event)
+
     meta = {"backbone": cfg.backbone, "image_size": cfg.image_size}
     train_loop(
         model,
@@ -135,33 +211,28 @@ def measure_engine(
         checkpoint_path=tmp / "bench.pt",
         checkpoint_meta=meta,
         resume=None,
-        report=reporter,
+        report=report,
         cancel=NEVER,
     )
-    by_name: dict[str, list[float]] = {}
-    for e in reporter.events:
-        if isinstance(e, Metric) and e.name in ("images_per_s", "data_wait"):
-            by_name.setdefault(e.name, []).append(e.value)
-    ips, wait = by_name["images_per_s"][1:], by_name["data_wait"][1:]  # the first interval is the warm-up
+    metrics = [e for e in reporter.events if isinstance(e, Metric)]
+    ips = [e.value for e in metrics if e.name == "images_per_s"][1:]
+    wait = [e.value for e in metrics if e.name == "data_wait"][1:]
     seconds = [cfg.log_every * cfg.batch_size / x for x in ips]
-    return {
-        "images_per_s": len(ips) * cfg.log_every * cfg.batch_size / sum(seconds),
-        "data_wait": sum(w * s for w, s in zip(wait, seconds, strict=True)) / sum(seconds),
-        "cache_build_s": cache_s / len(paths) * n_images,
-        "resident_on_gpu": float(source.resident),
-    }
+    waited = sum(w * t for w, t in zip(wait, seconds, strict=True))
+    cpu_s = cpu_at_report[-1] - cpu_at_report[0]
+    return Segment(len(ips) * cfg.log_every * cfg.batch_size, sum(seconds), waited, cpu_s, source.resident)
 
 
-def measure_baseline(
-    cfg: PretrainConfig, paths: list[Path], steps: int, warmup: int, workers: int, device: torch.device
-) -> dict[str, float]:
+def baseline_round(cfg: PretrainConfig, paths: list[Path], steps: int, workers: int, device: torch.device) -> Segment:
+    """One measured stretch of the per-sample pipeline; fresh workers, so none of them runs outside its stretch."""
     spec = load_method(cfg.method)
     model = build_model(cfg, device)
-    forward = torch.compile(model) if cfg.compile else model
     cuda = device.type == "cuda"
     if cuda and cfg.channels_last:
         model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if cfg.compile else model
     opt = make_optimizer(spec, model, cfg)
+    warmup = cfg.log_every
     data = FileViews(paths, (steps + warmup) * cfg.batch_size, cfg.augment, cfg.image_size)
     loader = DataLoader(
         data,
@@ -170,16 +241,15 @@ def measure_baseline(
         drop_last=True,
         num_workers=workers,
         pin_memory=cuda,
-        persistent_workers=workers > 0,
         prefetch_factor=4 if workers else None,
     )
     model.train()
-    it = iter(loader)
     t0, wait = time.perf_counter(), 0.0
+    it = iter(loader)
     for s in range(warmup + steps):
         if s == warmup:
             _sync(device)
-            t0, wait = time.perf_counter(), 0.0
+            t0, wait, cpu0 = time.perf_counter(), 0.0, _tree_cpu_s(it)
         tw = time.perf_counter()
         v0, v1 = next(it)
         wait += time.perf_counter() - tw
@@ -188,8 +258,9 @@ def measure_baseline(
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         train_step(forward, model, opt, views, None, autocast=autocast_for(device, cfg.amp), grad_clip=0, progress=0.5)
     _sync(device)
-    dt = time.perf_counter() - t0
-    return {"images_per_s": steps * cfg.batch_size / dt, "data_wait": wait / dt, "workers": workers}
+    segment = Segment(steps * cfg.batch_size, time.perf_counter() - t0, wait, _tree_cpu_s(it) - cpu0)
+    del it, loader  # stop the workers before the next stretch
+    return segment
 
 
 def flops_per_image(cfg: PretrainConfig, device: torch.device) -> float:
@@ -237,15 +308,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--preset", choices=list(PRESETS), help="default: cpu-small on CPU, r18-128 on CUDA")
     p.add_argument("--method", default="simclr")
-    p.add_argument("--steps", type=int, help="measured steps per data path")
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="baseline DataLoader workers")
+    p.add_argument("--backbone", help="override the preset's backbone")
+    p.add_argument("--image-size", type=int, help="override the preset's training image size")
+    p.add_argument("--batch-size", type=int, help="override the preset's batch size")
+    p.add_argument("--source-px", type=int, help="override the preset's source image size (files on disk)")
+    p.add_argument("--steps", type=int, help="measured steps per round and data path")
+    p.add_argument("--rounds", type=int, help="alternations engine/baseline (a shared machine drifts)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="baseline workers (default: all cores)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads of the training process (default: torch's)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (both paths)")
     p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     args = p.parse_args(argv)
     device = pick_device(args.device)
     configure_cuda(device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     name = args.preset or ("r18-128" if device.type == "cuda" else "cpu-small")
-    preset = PRESETS[name]
+    overrides = {
+        "backbone": args.backbone,
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "source": args.source_px,
+    }
+    preset = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
     steps, warmup = args.steps or preset["steps"], preset["warmup"]
     steps = math.ceil(steps / warmup) * warmup  # whole report intervals
     cfg = PretrainConfig(
@@ -263,12 +348,23 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sslinspect-bench-") as d:
         tmp = Path(d)
         t0 = time.perf_counter()
-        paths = write_images(tmp, POOL, preset["source"])
-        print(f"wrote {POOL} source images in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        engine = measure_engine(cfg, paths, (steps + warmup) * cfg.batch_size, warmup, device, tmp)
-        print(f"engine: {engine['images_per_s']:.1f} images/s", file=sys.stderr)
-        baseline = measure_baseline(cfg, paths, steps, warmup, args.workers, device)
-        print(f"baseline: {baseline['images_per_s']:.1f} images/s", file=sys.stderr)
+        n_pool = POOL if preset["source"] <= 256 else POOL // 4
+        paths = write_images(tmp, n_pool, preset["source"])
+        print(f"wrote {n_pool} source images in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        pool, decode_s = decode_pool(paths, cfg.image_size)
+        runs: dict[str, list[Segment]] = {"engine": [], "baseline": []}
+        for r in range(args.rounds or preset["rounds"]):
+            runs["engine"].append(engine_round(cfg, pool, steps, device, tmp))
+            runs["baseline"].append(baseline_round(cfg, paths, steps, args.workers, device))
+            print(
+                f"round {r + 1}: "
+                + ", ".join(f"{k} {v[-1].images / v[-1].seconds:.1f} images/s" for k, v in runs.items()),
+                file=sys.stderr,
+            )
+        engine, baseline = summarise(runs["engine"]), summarise(runs["baseline"])
+        engine.update(decode_once_s_per_image=decode_s, cache_on_gpu=runs["engine"][0].resident)
+        ratios = sorted(e.images / e.seconds * b.seconds / b.images for e, b in zip(*runs.values(), strict=True))
+        baseline["workers"] = args.workers
     out: dict[str, Any] = {
         "bench": "pretrain",
         "preset": name,
@@ -278,16 +374,20 @@ def main(argv: list[str] | None = None) -> int:
             "backbone": cfg.backbone,
             "image_size": cfg.image_size,
             "batch_size": cfg.batch_size,
-            "measured_steps": steps,
+            "measured_steps_per_round": steps,
             "warmup_steps": warmup,
+            "rounds": args.rounds or preset["rounds"],
             "source_px": preset["source"],
             "amp_bf16": cfg.amp and device.type == "cuda",
             "channels_last": cfg.channels_last and device.type == "cuda",
             "compile": cfg.compile,
+            "threads": torch.get_num_threads(),
         },
         "engine": engine,
         "baseline": baseline,
         "speedup": engine["images_per_s"] / baseline["images_per_s"],
+        "speedup_median_round": ratios[len(ratios) // 2],
+        "cpu_efficiency_ratio": engine["images_per_cpu_s"] / baseline["images_per_cpu_s"],
     }
     targets = dict(TARGETS[device.type])
     if device.type == "cuda":

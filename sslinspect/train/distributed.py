@@ -106,9 +106,9 @@ class _GatherWithGrad(torch.autograd.Function):
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """``all_gather`` of ``(B, ...)`` across ranks → ``(world·B, ...)`` in rank order, differentiable.
 
-    The backward pass sums the incoming gradients over ranks and returns each rank its own slice, so a loss computed
-    on every rank over the gathered batch, with DDP averaging the parameter gradients, gives exactly the gradient
-    of that loss on one process holding the whole batch. Identity without a process group.
+    The backward pass sums the incoming gradients over ranks and returns each rank its own slice, so losses that
+    average over each rank's own anchors against the gathered candidates, with DDP averaging the parameter
+    gradients, give exactly the gradient of the global-batch loss on one process. Identity without a process group.
     """
     if _world()[1] == 1:
         return x

@@ -194,13 +194,13 @@ class _Loop:
         reason: StopReason = "completed"
         while epoch < self.cfg.epochs:
             try:
-                stop, whole = self._epoch(epoch)
+                reason, whole = self._epoch(epoch)
+                oom = False
             except torch.OutOfMemoryError:
-                stop, whole = "oom", False
-            if stop == "oom":  # handled outside `except`: its traceback pins the failed step's tensors
+                oom = True
+            if oom:  # handled outside `except`: its traceback pins the failed step's tensors
                 self._back_off(epoch)
                 continue
-            reason = stop  # type: ignore[assignment]
             if not math.isfinite(self.last_loss):
                 raise FloatingPointError(f"loss became {self.last_loss} in epoch {epoch + 1}; lower the learning rate")
             if whole:  # a finished epoch counts; an interrupted one restarts on resume
@@ -215,7 +215,7 @@ class _Loop:
         return LoopResult(reason, epochs_done, self.step, self.last_loss, seconds, self.source.global_batch_size)
 
     # -- for each batch: step → report → cancel check ---------------------------------------------------------------
-    def _epoch(self, epoch: int) -> tuple[str, bool]:
+    def _epoch(self, epoch: int) -> tuple[StopReason, bool]:
         """Train one epoch; returns the stop reason and whether every step of the epoch ran."""
         self.model.train()
         self.model.on_epoch_start(epoch, self.source)
@@ -293,7 +293,7 @@ class _Loop:
         self.source.wait_s = 0.0
         self.t_interval = time.monotonic()
 
-    def _check_stop(self) -> str:
+    def _check_stop(self) -> StopReason:
         over_budget = time.monotonic() - self.t_start - self.paused_s > self.budget_s
         paused, cancelled, over_budget = agree(
             [self.cancel.is_paused(), self.cancel.is_cancelled(), over_budget], self.device
