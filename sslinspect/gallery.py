@@ -364,3 +364,30 @@ def set_class_color(project: Project, name: str, color: str) -> None:
 def label_list(ids: np.ndarray, labels: Mapping[int, str]) -> list[str | None]:
     """The label of each id (None when unlabelled)."""
     return [labels.get(int(i)) for i in ids]
+
+
+def existing_cache(project: Project, min_size: int = 64) -> tuple[np.ndarray, dict[int, int], int] | None:
+    """The smallest decoded-image cache of at least ``min_size`` px already on disk (never builds one).
+
+    Returns:
+        ``(images, row_of_id, size)`` with ``images`` memory-mapped read-only, or None when there is none.
+    """
+    from sslinspect.data.cache import CACHE_DIR
+
+    best: tuple[int, Path] | None = None
+    for idx in (project.root / CACHE_DIR).glob("u8_*.json"):
+        m = re.fullmatch(r"u8_(\d+)\.json", idx.name)
+        size = int(m.group(1)) if m else 0
+        if size >= min_size and (best is None or size < best[0]):
+            best = (size, idx)
+    if best is None:
+        return None
+    size, idx = best
+    try:
+        ids = json.loads(idx.read_text(encoding="utf-8"))["ids"]
+        images = np.load(idx.with_suffix(".npy"), mmap_mode="r")
+    except (OSError, ValueError, KeyError):
+        return None
+    if images.shape[0] != len(ids) or images.shape[1:] != (size, size, 3):
+        return None
+    return images, {int(i): k for k, i in enumerate(ids)}, size

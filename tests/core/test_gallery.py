@@ -14,6 +14,7 @@ from sslinspect.errors import DataError, ProjectError
 from sslinspect.gallery import (
     MIN_PRETRAIN_IMAGES,
     cluster_order,
+    existing_cache,
     kmeans,
     nearest,
     order_ids,
@@ -144,3 +145,21 @@ def test_set_class_color_validates_and_persists(project_dir: Path) -> None:
         api.set_class_color(project, "crack", "red")
     with pytest.raises(ProjectError, match="unknown class"):
         api.set_class_color(project, "nope", "#000000")
+
+
+def test_existing_cache_reads_the_smallest_big_enough_cache(project_dir: Path, tiny_image_folder: Path) -> None:
+    from sslinspect.data.cache import build_cache
+
+    project = api.create_project(project_dir, images=[tiny_image_folder])
+    api.scan_images(project)
+    assert existing_cache(project) is None
+    build_cache(project, 32)
+    built = build_cache(project, 48)
+    build_cache(project, 96)
+    found = existing_cache(project, min_size=40)
+    assert found is not None
+    images, rows, size = found
+    assert size == 48 and len(rows) == 36
+    first = built.ids[0]
+    assert np.array_equal(images[rows[first]], built.images[0])
+    assert existing_cache(project, min_size=200) is None

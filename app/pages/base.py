@@ -1,0 +1,48 @@
+"""The wizard page base class: a title, a one-paragraph explanation, and a completeness flag for Next."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from app.controller import AppController
+
+
+class Page(QWidget):
+    """One wizard step. Subclasses put their widgets in ``self.body`` and override :meth:`is_complete`.
+
+    Signals:
+        completeness_changed: :meth:`is_complete` may return something else now.
+    """
+
+    completeness_changed = Signal()
+    title = ""
+    explanation = ""
+
+    def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        self.setObjectName(type(self).__name__)
+        outer = QVBoxLayout(self)
+        heading = QLabel(self.title)
+        heading.setObjectName("pageTitle")
+        heading.setAccessibleName(self.title)
+        intro = QLabel(self.explanation)
+        intro.setObjectName("pageIntro")
+        intro.setWordWrap(True)
+        intro.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        outer.addWidget(heading)
+        outer.addWidget(intro)
+        self.body = QVBoxLayout()
+        outer.addLayout(self.body, 1)
+        controller.status_changed.connect(lambda _status: self.completeness_changed.emit())
+
+    def is_complete(self) -> bool:
+        """Whether the user may go on to the next step."""
+        return True
+
+    def on_enter(self) -> None:
+        """Called when the page becomes the current step."""
+
+    def on_leave(self) -> None:
+        """Called when another step is shown."""
