@@ -205,8 +205,8 @@ class AppController(QObject):
         self.job = job
         job.event_received.connect(self._on_job_event)
         job.finished.connect(lambda status, j=job: self._on_job_finished(j, status))
-        self.job_started.emit(job)
         job.start()
+        self.job_started.emit(job)  # after start: listeners see a running job
         return True
 
     def is_busy(self) -> bool:

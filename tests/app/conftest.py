@@ -177,10 +177,11 @@ def window(controller: AppController, qtbot: Any) -> Iterator[Any]:
     from app.main_window import MainWindow
 
     w = MainWindow(controller)
-    qtbot.addWidget(w)
     w.show()
     yield w
-    w.shutdown()
+    w.shutdown()  # stops a job a failed test left running, so closing does not ask
+    w.close()
+    w.deleteLater()
 
 
 @pytest.fixture
