@@ -278,3 +278,68 @@ def write_fewshot_run(root: Path, *, classes: tuple[str, ...] = ("good", "disc")
 def progress_events(stage: str, n: int) -> list[Event]:
     """``n`` Progress events of ``stage``."""
     return [Progress(stage=stage, step=i, total=n, message=f"step {i}") for i in range(1, n + 1)]
+
+
+def write_stub_model(path: Path, *, size: int = 32, threshold: float = 0.45, passed: bool = True) -> Path:
+    """A small real ONNX model with SSL Inspect's interface (uint8 NHWC in; probabilities, score, decision out) and
+    its sidecar: the anomaly score is the mean brightness, so tests know what ONNX Runtime will answer."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    classes = ["good", "disc"]
+    nodes = [
+        helper.make_node("Cast", ["images"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["f", "axes"], ["m"], keepdims=0),
+        helper.make_node("Div", ["m", "c255"], ["anomaly_score"]),
+        helper.make_node("Unsqueeze", ["anomaly_score", "one"], ["s1"]),
+        helper.make_node("Sub", ["c1", "s1"], ["g1"]),
+        helper.make_node("Concat", ["g1", "s1"], ["probabilities"], axis=1),
+        helper.make_node("GreaterOrEqual", ["anomaly_score", "threshold"], ["is_defect"]),
+    ]
+    inits = [
+        helper.make_tensor("axes", TensorProto.INT64, [3], [1, 2, 3]),
+        helper.make_tensor("c255", TensorProto.FLOAT, [], [255.0]),
+        helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("c1", TensorProto.FLOAT, [], [1.0]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "stub",
+        [
+            helper.make_tensor_value_info("images", TensorProto.UINT8, ["N", size, size, 3]),
+            helper.make_tensor_value_info("threshold", TensorProto.FLOAT, [1]),
+        ],
+        [
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 2]),
+            helper.make_tensor_value_info("anomaly_score", TensorProto.FLOAT, ["N"]),
+            helper.make_tensor_value_info("is_defect", TensorProto.BOOL, ["N"]),
+        ],
+        inits,
+    )
+    meta = {
+        "format": "sslinspect.onnx/1",
+        "classes": classes,
+        "threshold": threshold,
+        "image_size": size,
+        "input": {"name": "images"},
+        "threshold_input": "threshold",
+        "outputs": ["probabilities", "anomaly_score", "is_defect"],
+        "precision": "fp32",
+        "provenance": {"method": "simclr", "backbone": "tiny_cnn"},
+    }
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    helper.set_model_props(model, {"sslinspect": json.dumps(meta)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    parity = {
+        "images": 16,
+        "max_abs_diff_probabilities": 1e-7,
+        "max_abs_diff_anomaly_score": 2e-7,
+        "decisions_agree": True,
+        "atol": 0.001,
+        "provider": "CPUExecutionProvider",
+        "passed": passed,
+    }
+    path.with_suffix(".json").write_text(json.dumps({**meta, "sha256": "ab" * 32, "parity": parity}), encoding="utf-8")
+    return path
