@@ -13,9 +13,13 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
+
+if TYPE_CHECKING:
+    from app.main_window import MainWindow
 
 log = logging.getLogger("app")
 
@@ -41,12 +45,13 @@ def install_excepthook(window: object) -> None:
     sys.excepthook = hook
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the app; returns the exit code."""
+def start(argv: Sequence[str] | None = None) -> tuple[QApplication, MainWindow]:
+    """Create (or reuse) the QApplication, the controller and the shown main window; open what ``argv`` asks for."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     QApplication.setHighDpiScaleFactorRoundingPolicy(Qt.HighDpiScaleFactorRoundingPolicy.PassThrough)
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
     app.setOrganizationName("SSL Inspect")
     app.setApplicationName("SSL Inspect")
     app.setApplicationDisplayName("SSL Inspect")
@@ -55,8 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from app.main_window import MainWindow
     from app.theme import app_icon, follow_system_theme
 
-    follow_system_theme(app)  # type: ignore[arg-type]
-    app.setWindowIcon(app_icon())  # type: ignore[union-attr]
+    follow_system_theme(app)
+    app.setWindowIcon(app_icon())
     controller = AppController()
     window = MainWindow(controller)
     install_excepthook(window)
@@ -65,4 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         window.pages[0].open_demo()  # type: ignore[attr-defined]
     elif args.project:
         controller.open_project(Path(args.project))
+    return app, window
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the app until its window closes; returns the exit code."""
+    app, _window = start(argv)
     return int(app.exec())

@@ -246,7 +246,7 @@ class MetricPlot(QWidget):
 
     def changeEvent(self, event: QEvent) -> None:
         """Follow palette (theme) changes."""
-        if event.type() == QEvent.Type.PaletteChange:
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
             _style_plot(self.plot, self.palette())
         super().changeEvent(event)
 
@@ -443,6 +443,6 @@ class ScatterView(QWidget):
 
     def changeEvent(self, event: QEvent) -> None:
         """Follow palette (theme) changes."""
-        if event.type() == QEvent.Type.PaletteChange:
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
             _style_plot(self.plot, self.palette())
         super().changeEvent(event)

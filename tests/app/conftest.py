@@ -25,10 +25,10 @@ from sslinspect import api
 from sslinspect.events import Event, Finished, Metric, Progress, Started, encode_event
 
 
-# -- the guard ----------------------------------------------------------------------------------------------------------
+# -- the guard --------------------------------------------------------------------------------------------------------
 @pytest.fixture(autouse=True)
 def no_dangling_threads_or_processes(qapp: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Fail the test if it leaves a QThread, a QThreadPool task or a QProcess running (napari's guard, plus QProcess)."""
+    """Fail a test that leaves a QThread, a QThreadPool task or a QProcess running (napari's guard, plus QProcess)."""
     threads: list[weakref.ref[QThread]] = []
     procs: list[weakref.ref[QProcess]] = []
     thread_start, proc_start = QThread.start, QProcess.start
@@ -69,7 +69,7 @@ def _no_torch_device_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(device, "probe_device", lambda timeout=0: device.DeviceInfo("cpu (test)", False))
 
 
-# -- the fake job -------------------------------------------------------------------------------------------------------
+# -- the fake job -----------------------------------------------------------------------------------------------------
 class FakeJob(Job):
     """Replays scripted events with a QTimer, as a worker would send them; then finishes with ``status``.
 
@@ -147,7 +147,7 @@ class FakeWorkers(QObject):
         return job
 
 
-# -- fixtures -----------------------------------------------------------------------------------------------------------
+# -- fixtures ---------------------------------------------------------------------------------------------------------
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings in a temporary INI file (never the user's)."""
@@ -342,4 +342,3 @@ def write_stub_model(path: Path, *, size: int = 32, threshold: float = 0.45, pas
         "passed": passed,
     }
     path.with_suffix(".json").write_text(json.dumps({**meta, "sha256": "ab" * 32, "parity": parity}), encoding="utf-8")
-    return path

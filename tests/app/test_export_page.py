@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
-from sslinspect.events import Finished, Progress
+from sslinspect.events import Progress
 from tests.app.conftest import write_fewshot_run, write_pretrain_run, write_stub_model
 
 pytestmark = pytest.mark.gui

@@ -134,7 +134,9 @@ def test_without_a_trained_model_only_file_order_is_offered(
     assert not page.sort.model().item(0).isEnabled()
     qtbot.waitUntil(lambda: len(page.grid.keys()) == 36, timeout=10_000)
     write_fewshot_run_later = []
-    fake_workers.script("train", [], before_finish=lambda: write_fewshot_run_later.append(write_fewshot_run(scanned_project)))
+    fake_workers.script(
+        "train", [], before_finish=lambda: write_fewshot_run_later.append(write_fewshot_run(scanned_project))
+    )
     with qtbot.waitSignal(controller.job_finished, timeout=5000):
         page.suggest_button.click()
     assert fake_workers.jobs[0].command == ["train", str(scanned_project.resolve())]

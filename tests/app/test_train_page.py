@@ -67,7 +67,10 @@ def test_most_uncertain_unlabelled_images_can_be_labelled(train_page: Any, contr
     assert len(keys) == 34 and conf == sorted(conf)  # 36 images, 2 labelled
     assert train_page.uncertain.grid_model.data(train_page.uncertain.model().index(0)).startswith("good ")
     controller.set_labels([keys[0]], "disc")
-    assert train_page.uncertain.grid_model.data(train_page.uncertain.model().index(0), Qt.ItemDataRole.UserRole + 2)[0] == "disc"
+    assert (
+        train_page.uncertain.grid_model.data(train_page.uncertain.model().index(0), Qt.ItemDataRole.UserRole + 2)[0]
+        == "disc"
+    )
 
 
 def test_training_job_runs_with_the_form_settings_and_reloads(
