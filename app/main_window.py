@@ -5,6 +5,9 @@ Deliberately thin: pages and the controller carry the behaviour.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from PySide6.QtCore import Qt, QThreadPool
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
@@ -14,6 +17,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QProgressBar,
     QPushButton,
@@ -225,7 +229,7 @@ class MainWindow(QMainWindow):
         self._action(go, "&Next", QKeySequence("Alt+Right"), self.go_next)
         go.addSeparator()
         for i, page in enumerate(self.pages):
-            self._action(go, page.title.split(maxsplit=1)[-1], QKeySequence(f"Ctrl+{i + 1}"), lambda i=i: self.go_to(i))
+            self._action(go, page.title.split(maxsplit=1)[-1], QKeySequence(f"Ctrl+{i + 1}"), partial(self.go_to, i))
         view = self.menuBar().addMenu("&View")
         toggle = self.log_dock.toggleViewAction()
         toggle.setShortcut(QKeySequence("Ctrl+L"))
@@ -233,12 +237,14 @@ class MainWindow(QMainWindow):
         helpm = self.menuBar().addMenu("&Help")
         self._action(helpm, "&About SSL Inspect", None, self._on_about_triggered)
 
-    def _action(self, menu: object, text: str, key: object, slot: object) -> QAction:
+    def _action(
+        self, menu: QMenu, text: str, key: QKeySequence | QKeySequence.StandardKey | None, slot: Callable[[], object]
+    ) -> QAction:
         action = QAction(text, self)
         if key is not None:
-            action.setShortcut(key)  # type: ignore[arg-type]
-        action.triggered.connect(lambda _checked=False: slot())  # type: ignore[operator]
-        menu.addAction(action)  # type: ignore[attr-defined]
+            action.setShortcut(key)
+        action.triggered.connect(lambda _checked=False: slot())
+        menu.addAction(action)
         return action
 
     def _fill_recent_menu(self) -> None:

@@ -24,7 +24,7 @@ class Settings:
     def recent_projects(self) -> list[Path]:
         """Recently opened projects, newest first, that still exist."""
         raw = self._s.value("recent_projects", [])
-        items = [raw] if isinstance(raw, str) else list(raw or [])
+        items = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, (list, tuple)) else []
         return [Path(p) for p in items if p and Path(p).is_dir()]
 
     def add_recent_project(self, path: Path) -> None:
@@ -65,7 +65,7 @@ class Settings:
     def worker_threads(self) -> int:
         """torch threads for worker processes (1 keeps the window responsive on small machines)."""
         try:
-            return max(0, int(self._s.value("jobs/threads", 1)))
+            return max(0, int(str(self._s.value("jobs/threads", 1))))
         except (TypeError, ValueError):
             return 1
 

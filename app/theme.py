@@ -19,7 +19,7 @@ def app_icon() -> QIcon:
     """The application icon (SVG)."""
     data = resources.files("resources").joinpath("icons", "app.svg").read_bytes()
     pm = QPixmap()
-    pm.loadFromData(data, "SVG")
+    pm.loadFromData(data, b"SVG")
     return QIcon(pm)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -63,7 +64,6 @@ class LabelPage(Page):
         self._labels: dict[int, str] = {}
         self._order_token = 0
         self._map_run: object = None
-        self._workers: list[Any] = []
         self._current: Any = None
 
         self.sort = QComboBox()
@@ -169,8 +169,10 @@ class LabelPage(Page):
             self.controller.message.emit("WARNING", str(exc))
         self._fill_filter()
         has = self.analysis is not None
+        model = self.sort.model()
+        assert isinstance(model, QStandardItemModel)  # a QComboBox's default model
         for i, (_text, key) in enumerate(SORTS):
-            self.sort.model().item(i).setEnabled(has or key == "file")
+            model.item(i).setEnabled(has or key == "file")
         if not has and SORTS[self.sort.currentIndex()][1] != "file":
             self.sort.setCurrentIndex(len(SORTS) - 1)  # triggers reorder
         else:
@@ -199,7 +201,7 @@ class LabelPage(Page):
         self._order_token += 1
         token, analysis = self._order_token, self.analysis
         self.count_label.setText("Sorting…")
-        worker = create_worker(
+        create_worker(
             order_ids,
             ids,
             key,
@@ -210,8 +212,6 @@ class LabelPage(Page):
                 "errored": lambda exc: self._apply_order(token, None, ref_id, exc),
             },
         )
-        self._workers.append(worker)
-        worker.finished.connect(lambda w=worker: self._workers.remove(w))
 
     def _apply_order(self, token: int, order: np.ndarray | None, ref_id: int | None, exc: Any = None) -> None:
         if token != self._order_token:
@@ -267,9 +267,7 @@ class LabelPage(Page):
         def compute() -> tuple[np.ndarray, np.ndarray]:
             return analysis.ids, project_2d(analysis.embeddings())
 
-        worker = create_worker(compute, _connect={"returned": lambda r: self._on_map_ready(run, r)})
-        self._workers.append(worker)
-        worker.finished.connect(lambda w=worker: self._workers.remove(w))
+        create_worker(compute, _connect={"returned": lambda r: self._on_map_ready(run, r)})
 
     def _on_map_ready(self, run: object, result: tuple[np.ndarray, np.ndarray]) -> None:
         if run != self._map_run or self.analysis is None:

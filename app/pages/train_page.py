@@ -44,7 +44,7 @@ from sslinspect.config import FewShotConfig
 from sslinspect.configio import to_dict
 from sslinspect.errors import DataError, SSLInspectError
 from sslinspect.events import Progress
-from sslinspect.gallery import label_list, score_curves, threshold_effect
+from sslinspect.gallery import Curves, label_list, score_curves, threshold_effect
 from sslinspect.project import GOOD
 
 UNCERTAIN = 40
@@ -193,7 +193,7 @@ class TrainPage(Page):
         self._scores = np.empty(0)
         self._labels: list[str | None] = []
         self._label_map: dict[int, str] = {}
-        self._curves: object = None
+        self._curves: Curves | None = None
         self._range = (0.0, 1.0)
         controller.project_changed.connect(lambda _p: self.reload())
         controller.job_started.connect(lambda _j: self._update_buttons())
@@ -357,10 +357,12 @@ class TrainPage(Page):
             return
         lo, hi = self._range
         self.controller.threshold = None if abs(t - self.analysis.threshold) < 1e-12 else float(t)
-        for w, v in ((self.slider, round((t - lo) / max(hi - lo, 1e-12) * SLIDER_STEPS)), (self.spin, t)):
-            w.blockSignals(True)
-            w.setValue(v)  # type: ignore[attr-defined]
-            w.blockSignals(False)
+        self.slider.blockSignals(True)
+        self.slider.setValue(round((t - lo) / max(hi - lo, 1e-12) * SLIDER_STEPS))
+        self.slider.blockSignals(False)
+        self.spin.blockSignals(True)
+        self.spin.setValue(t)
+        self.spin.blockSignals(False)
         self.hist.set_vline(t, movable=True)
         e = threshold_effect(self._scores, t, self._labels)
         parts = [f"flags {100 * e.flagged:.1f} % of all images"]
@@ -371,7 +373,7 @@ class TrainPage(Page):
         self.effect.setText("At this threshold the model " + ", ".join(parts) + ".")
         if self._curves is not None:
             c = self._curves
-            k = int(np.searchsorted(-c.thresholds, -t, side="right")) - 1
+            k = int(np.searchsorted(-c.thresholds, -float(t), side="right")) - 1
             k = min(max(k, 0), len(c.fpr) - 1)
             self.roc.set_marker("threshold", c.fpr[k], c.tpr[k])
             self.pr.set_marker("threshold", c.tpr[k], c.precision[k])
@@ -402,7 +404,7 @@ class TrainPage(Page):
         p = self.controller.project
         if p is None:
             return None
-        label = self._label_map.get(int(key))  # type: ignore[call-overload]
+        label = self._label_map.get(int(str(key)))
         return (label, p.class_colors().get(label, "#888888")) if label else None
 
     def _on_controller_labels_changed(self, ids: list[int]) -> None:

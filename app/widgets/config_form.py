@@ -59,7 +59,7 @@ class ConfigForm(QWidget):
             label = str(f.metadata.get("label", name))
             tip = str(f.metadata.get("help", ""))
             tp = self._hints[name]
-            if dataclasses.is_dataclass(tp):
+            if isinstance(tp, type) and dataclasses.is_dataclass(tp):
                 sub = ConfigForm(tp, getattr(self._base, name), choices=self._choices, parent=self)
                 sub.changed.connect(self.changed)
                 box = QGroupBox(label)

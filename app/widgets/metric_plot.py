@@ -9,9 +9,11 @@ with a Shift+drag lasso.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
+from numpy.typing import ArrayLike
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
@@ -85,7 +87,8 @@ class MetricPlot(QWidget):
         self._vline: pg.InfiniteLine | None = None
         self._header = QLabel(title)
         self._header.setObjectName("plotTitle")
-        self._log = QToolButton(text="log")
+        self._log = QToolButton()
+        self._log.setText("log")
         self._log.setCheckable(True)
         self._log.setToolTip("Logarithmic y axis")
         self._log.setVisible(log_y is not None)
@@ -158,7 +161,7 @@ class MetricPlot(QWidget):
 
     # -- static curves ------------------------------------------------------------------------------------------
     def set_curve(
-        self, series: str, x: np.ndarray, y: np.ndarray, *, color: str | None = None, fill: bool = False
+        self, series: str, x: ArrayLike, y: ArrayLike, *, color: str | None = None, fill: bool = False
     ) -> None:
         """Replace ``series`` with ``(x, y)`` at once (ROC/PR curves, profiles)."""
         item = self._item(series, color)
@@ -262,7 +265,7 @@ class _LassoViewBox(pg.ViewBox):
         self._curve.setZValue(10)
         self.addItem(self._curve, ignoreBounds=True)
 
-    def mouseDragEvent(self, ev: object, axis: int | None = None) -> None:
+    def mouseDragEvent(self, ev: Any, axis: int | None = None) -> None:
         if ev.button() == Qt.MouseButton.LeftButton and ev.modifiers() & Qt.KeyboardModifier.ShiftModifier:
             ev.accept()
             p = self.mapSceneToView(ev.scenePos())
@@ -280,7 +283,7 @@ class _LassoViewBox(pg.ViewBox):
             return
         super().mouseDragEvent(ev, axis)
 
-    def mouseClickEvent(self, ev: object) -> None:
+    def mouseClickEvent(self, ev: Any) -> None:
         if ev.button() == Qt.MouseButton.LeftButton:
             ev.accept()
             p = self.mapSceneToView(ev.scenePos())
@@ -288,7 +291,7 @@ class _LassoViewBox(pg.ViewBox):
             return
         super().mouseClickEvent(ev)
 
-    def mouseDoubleClickEvent(self, ev: object) -> None:
+    def mouseDoubleClickEvent(self, ev: Any) -> None:
         p = self.mapSceneToView(ev.scenePos())
         idx = self._view.pick(p.x(), p.y())
         if idx >= 0:
