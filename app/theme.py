@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from importlib import resources
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette, QPixmap
+from PySide6.QtCore import QByteArray, Qt
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPainter, QPalette, QPixmap
+from PySide6.QtSvg import QSvgRenderer
 from PySide6.QtWidgets import QApplication, QStyleFactory
 
 
@@ -18,8 +19,12 @@ def resource_text(*parts: str) -> str:
 def app_icon() -> QIcon:
     """The application icon (SVG)."""
     data = resources.files("resources").joinpath("icons", "app.svg").read_bytes()
-    pm = QPixmap()
-    pm.loadFromData(data, b"SVG")
+    renderer = QSvgRenderer(QByteArray(data))
+    pm = QPixmap(256, 256)
+    pm.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pm)
+    renderer.render(painter)
+    painter.end()
     return QIcon(pm)
 
 

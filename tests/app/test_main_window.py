@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from PySide6.QtCore import QSettings
 from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app.main_window import MainWindow
 from sslinspect.events import Progress
@@ -113,6 +113,7 @@ def test_app_start_opens_the_project_given(scanned_project: Path, tmp_path: Path
         assert window.isVisible() and window.windowTitle() == "gui — SSL Inspect"
         assert window.controller.status.images == 36
         assert sys.excepthook is not sys.__excepthook__
+        assert not QApplication.windowIcon().isNull()
     finally:
         window.shutdown()
         window.close()
