@@ -68,6 +68,7 @@ class ExportPage(Page):
         self.export_button = QPushButton("&Export")
         self.export_button.clicked.connect(self.export)
         self.progress = QProgressBar()
+        self.progress.setVisible(False)
         self.status_label = QLabel("Not exported yet.")
         self.status_label.setWordWrap(True)
         box = QGroupBox("Model file")
@@ -281,6 +282,7 @@ class ExportPage(Page):
         if job is None or job.stage not in ("export", "predict"):
             return
         if isinstance(event, Progress):
+            self.progress.setVisible(True)
             self.progress.setRange(0, max(event.total, 1))
             self.progress.setValue(event.step)
             self.status_label.setText(event.message)
@@ -289,11 +291,11 @@ class ExportPage(Page):
 
     def _on_controller_job_finished(self, job: Job, status: str) -> None:
         self._update_buttons()
+        self.progress.setVisible(False)
         if job.stage == "export":
-            self.progress.setRange(0, 1)
-            self.progress.setValue(1 if status == "ok" else 0)
             self.status_label.setText("Exported." if status == "ok" else f"Export {status}: {job.error_message}")
             self.show_sidecar()
         elif job.stage == "predict" and self._test_csv is not None and self._test_csv.is_file():
             self.show_predictions(self._test_csv)
+            self.status_label.setText("Tested: see the predictions on the right.")
         self._update_buttons()

@@ -137,7 +137,7 @@ class ImagesPage(Page):
         self._records: dict[int, ImageRecord] = {}
         self.grid.grid_model.caption = lambda key: Path(self._records[key].relpath).name if key in self._records else ""
         self.grid.grid_model.tooltip = self._tooltip
-        controller.project_changed.connect(lambda _p: self.reload())
+        controller.project_changed.connect(self._on_controller_project_changed)
         controller.job_started.connect(self._on_controller_job_started)
         controller.job_event.connect(self._on_controller_job_event)
         controller.job_finished.connect(self._on_controller_job_finished)
@@ -238,6 +238,10 @@ class ImagesPage(Page):
         if item is not None:
             self.controller.remove_source(int(item.data(Qt.ItemDataRole.UserRole)))
             self.reload()
+
+    def _on_controller_project_changed(self, project: object) -> None:
+        self.progress_label.clear()
+        self.reload()
 
     def _on_controller_job_started(self, job: Job) -> None:
         busy = True

@@ -308,15 +308,17 @@ class LabelPage(Page):
         pm = self.preview_provider.get(key)
         if pm is not None:
             side = min(self.preview.width(), 320)
-            self.preview.setPixmap(pm.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio))
+            self.preview.setPixmap(
+                pm.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+            )
         rec = self._records[key]
         lines = [f"<b>{rec.relpath}</b>", f"label: {self._labels.get(key, 'none')}"]
         if self.analysis is not None:
             row = self.analysis.rows_of(np.array([key]))[0]
             if row >= 0:
                 a = self.analysis
-                rank = float((a.anomaly > a.anomaly[row]).mean())
-                lines.append(f"anomaly score {a.anomaly[row]:.3f} (more unusual than {100 * (1 - rank):.0f} %)")
+                below = float((a.anomaly < a.anomaly[row]).mean())
+                lines.append(f"anomaly score {a.anomaly[row]:.3f} (higher than {100 * below:.1f} % of the images)")
                 lines.append(f"model says {a.predicted[row]} ({a.confidence[row]:.0%})")
         p = self.controller.project
         if p is not None:

@@ -8,6 +8,7 @@ the latest run's plots from its ``events.jsonl``.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +120,7 @@ class PretrainPage(Page):
         for b in (self.start_button, self.pause_button, self.cancel_button):
             buttons.addWidget(b)
         self.progress = QProgressBar()
+        self.progress.setVisible(False)
         self.status_label = QLabel("Not started.")
         self.status_label.setWordWrap(True)
         self.warning = QLabel()
@@ -244,6 +246,7 @@ class PretrainPage(Page):
         p = self.controller.project
         if p is None or st is None or st.pretrain_run is None:
             self.run_label.setText("No pretraining run yet.")
+            self.status_label.setText("Not started.")
             return
         self._point_provider()
         run = st.pretrain_run
@@ -253,6 +256,11 @@ class PretrainPage(Page):
         self.plots.flush()
         self.load_map(run / "embedding_map" / "latest.npz")
         self.run_label.setText(f"Run {run.name}: {st.pretrain_state or 'unknown state'}")
+        self.status_label.setText(
+            {"ok": "The last run finished: go on to Label, or start a new run."}.get(
+                st.pretrain_state or "", "The last run stopped early: Resume continues it from its checkpoint."
+            )
+        )
 
     def load_map(self, path: Path) -> bool:
         """Show an embedding-map snapshot (``ids``, ``xy``, ``epoch``)."""
@@ -292,6 +300,7 @@ class PretrainPage(Page):
     def _on_controller_job_started(self, job: Job) -> None:
         if job.stage == "pretrain":
             self._point_provider()
+            self.progress.setVisible(True)
             self.progress.setRange(0, 0)
             self.status_label.setText("Starting the worker…")
         self._update_buttons()
@@ -317,8 +326,7 @@ class PretrainPage(Page):
     def _on_controller_job_finished(self, job: Job, status: str) -> None:
         if job.stage == "pretrain":
             self.plots.flush()
-            self.progress.setRange(0, 1)
-            self.progress.setValue(1 if status == "ok" else 0)
+            self.progress.setVisible(False)
             self.status_label.setText(
                 {
                     "ok": "Finished. Go on to Label.",
@@ -352,8 +360,14 @@ class PretrainPage(Page):
 
     def _on_device_detected(self, info: DeviceInfo) -> None:
         self._cuda = info.cuda
-        hint = "" if info.cuda else "  No GPU found: pretraining runs on the CPU (slower; the preset is smaller)."
-        self.device_label.setText(info.name + hint)
+        if info.cuda:
+            self.device_label.setText(info.name)
+        else:
+            threads = self.controller.settings.worker_threads() or os.cpu_count()
+            self.device_label.setText(
+                f"CPU ({os.cpu_count()} cores, jobs use {threads}). No GPU found: pretraining is slower, so the "
+                "recommended preset is smaller."
+            )
         if self.preset.currentIndex() == 0:
             self._fill_presets()
         else:

@@ -13,7 +13,6 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDoubleSpinBox,
-    QFormLayout,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -78,6 +77,7 @@ class TrainPage(Page):
         self.cancel_button = QPushButton("&Cancel")
         self.cancel_button.clicked.connect(controller.cancel_job)
         self.progress = QProgressBar()
+        self.progress.setVisible(False)
         self.status_label = QLabel("Not trained yet.")
         self.status_label.setWordWrap(True)
         self.form = ConfigForm(
@@ -86,20 +86,28 @@ class TrainPage(Page):
         settings = QGroupBox("Settings")
         QVBoxLayout(settings).addWidget(self.form)
         summary = QGroupBox("Result")
-        self.summary = QFormLayout(summary)
+        grid = QGridLayout(summary)
         self.values: dict[str, QLabel] = {}
-        for key, text in (
-            ("classifier", "Classifier"),
-            ("cv", "Balanced accuracy (CV)"),
-            ("auroc", "Anomaly AUROC (labels)"),
-            ("threshold", "Anomaly threshold"),
-            ("data", "Data"),
-            ("notes", "Notes"),
+        for k, (key, text) in enumerate(
+            (
+                ("cv", "Balanced accuracy (CV)"),
+                ("classifier", "Classifier"),
+                ("auroc", "Anomaly AUROC (labels)"),
+                ("threshold", "Anomaly threshold"),
+                ("data", "Data"),
+                ("notes", "Notes"),
+            )
         ):
             lab = QLabel("—")
             lab.setWordWrap(True)
+            lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             self.values[key] = lab
-            self.summary.addRow(f"{text}:", lab)
+            name = QLabel(f"{text}:")
+            name.setAlignment(Qt.AlignmentFlag.AlignTop)
+            grid.addWidget(name, k // 2, 2 * (k % 2))
+            grid.addWidget(lab, k // 2, 2 * (k % 2) + 1)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(3, 1)
         buttons = QHBoxLayout()
         buttons.addWidget(self.train_button)
         buttons.addWidget(self.cancel_button)
@@ -109,7 +117,6 @@ class TrainPage(Page):
         ll.addLayout(buttons)
         ll.addWidget(self.progress)
         ll.addWidget(self.status_label)
-        ll.addWidget(summary)
         ll.addWidget(settings)
         ll.addStretch(1)
 
@@ -120,18 +127,25 @@ class TrainPage(Page):
         self.per_class.setHorizontalHeaderLabels(["Precision", "Recall", "F1", "Labels"])
         self.per_class.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.per_class.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        for table in (self.confusion, self.per_class):
+            table.setSizeAdjustPolicy(QAbstractItemView.SizeAdjustPolicy.AdjustToContents)
         clf = QWidget()
-        cl = QVBoxLayout(clf)
-        cl.addWidget(QLabel("Confusion matrix (rows: your label, columns: predicted; out-of-fold):"))
-        cl.addWidget(self.confusion, 1)
-        cl.addWidget(QLabel("Per class:"))
-        cl.addWidget(self.per_class, 1)
+        cl = QGridLayout(clf)
+        cl.addWidget(QLabel("Confusion matrix (rows: your label, columns: predicted; out-of-fold):"), 0, 0)
+        cl.addWidget(self.confusion, 1, 0)
+        cl.addWidget(QLabel("Per class (cross-validated):"), 0, 1)
+        cl.addWidget(self.per_class, 1, 1)
+        cl.setRowStretch(2, 1)
 
         # anomaly tab
         self.hist = MetricPlot("Anomaly scores", x_label="score", y_label="images")
         self.hist.line_moved.connect(self._on_hist_line_moved)
-        self.roc = MetricPlot("ROC (labelled images)", x_label="false alarm rate", y_label="defects found")
-        self.pr = MetricPlot("Precision / recall (labelled images)", x_label="recall", y_label="precision")
+        self.roc = MetricPlot(
+            "ROC (labelled images)", x_label="false alarm rate", y_label="defects found", legend=False
+        )
+        self.pr = MetricPlot(
+            "Precision / recall (labelled images)", x_label="recall", y_label="precision", legend=False
+        )
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(0, SLIDER_STEPS)
         self.slider.setAccessibleName("Anomaly threshold")
@@ -183,9 +197,14 @@ class TrainPage(Page):
         self.tabs.addTab(clf, "Classifier")
         self.tabs.addTab(anom, "Anomaly score")
         self.tabs.addTab(unc, "Most uncertain")
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(summary)
+        rl.addWidget(self.tabs, 1)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(left)
-        split.addWidget(self.tabs)
+        split.addWidget(right)
         split.setStretchFactor(0, 1)
         split.setStretchFactor(1, 3)
         self.body.addWidget(split, 1)
@@ -196,7 +215,7 @@ class TrainPage(Page):
         self._curves: Curves | None = None
         self._range = (0.0, 1.0)
         controller.project_changed.connect(lambda _p: self.reload())
-        controller.job_started.connect(lambda _j: self._update_buttons())
+        controller.job_started.connect(self._on_controller_job_started)
         controller.job_event.connect(self._on_controller_job_event)
         controller.job_finished.connect(self._on_controller_job_finished)
         controller.labels_changed.connect(self._on_controller_labels_changed)
@@ -297,7 +316,7 @@ class TrainPage(Page):
                 share = n / total
                 color = QColor.fromHsvF(0.33 if i == j else 0.0, min(1.0, share) * 0.8, 0.95)
                 self.confusion.setItem(i, j, _item(f"{int(n)}", color if n else None))
-        self.confusion.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.confusion.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         per = cv.get("per_class") or {}
         self.per_class.setRowCount(len(per))
         self.per_class.setVerticalHeaderLabels(list(per))
@@ -412,6 +431,12 @@ class TrainPage(Page):
             self._label_map = self.controller.project.store.labels()
         self.uncertain.refresh(ids or None)
 
+    def _on_controller_job_started(self, job: Job) -> None:
+        self._update_buttons()
+        if job.stage == "train":
+            self.progress.setRange(0, 0)
+            self.progress.setVisible(True)
+
     def _on_controller_job_event(self, event: object) -> None:
         job = self.controller.job
         if job is not None and job.stage == "train" and isinstance(event, Progress):
@@ -422,8 +447,7 @@ class TrainPage(Page):
     def _on_controller_job_finished(self, job: Job, status: str) -> None:
         self._update_buttons()
         if job.stage == "train":
-            self.progress.setRange(0, 1)
-            self.progress.setValue(1 if status == "ok" else 0)
+            self.progress.setVisible(False)
             if status == "ok":
                 self.reload()
             else:

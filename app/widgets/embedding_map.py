@@ -68,6 +68,7 @@ class EmbeddingMap(QWidget):
         self._popup = QLabel(None, Qt.WindowType.ToolTip)
         self._popup.setObjectName("mapPopup")
         self._popup.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self._caption = ""
         self._hover_id: int | None = None
         self._hover_pos = QPoint()
         self.ids = np.empty(0, np.int64)
@@ -87,7 +88,8 @@ class EmbeddingMap(QWidget):
         self._scores = None
         groups, colors = self._groups()
         self.view.set_points(np.asarray(xy), groups, colors)
-        self.info.setText(caption or f"{len(self.ids)} images")
+        self._caption = caption or f"{len(self.ids)} images"
+        self.info.setText(self._caption + ("  ·  click or Shift+drag to select" if len(self.ids) else ""))
         self._update_buttons()
 
     def set_labels(self, labels: Mapping[int, str], class_colors: Mapping[str, str]) -> None:
@@ -183,7 +185,7 @@ class EmbeddingMap(QWidget):
     def _on_view_selection_changed(self, rows: np.ndarray) -> None:
         ids = [int(self.ids[i]) for i in rows]
         n = len(ids)
-        self.info.setText(f"{n} selected" if n else f"{len(self.ids)} images")
+        self.info.setText(f"{n} selected: choose a class and press Label selection" if n else self._caption)
         self._update_buttons()
         self.selection_changed.emit(ids)
 

@@ -76,10 +76,12 @@ class MetricPlot(QWidget):
         x_label: str = "step",
         y_label: str = "",
         log_y: bool | None = None,
+        legend: bool = True,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self._title = title
+        self._legend = legend
         self._buffers: dict[str, SeriesBuffer] = {}
         self._items: dict[str, pg.PlotDataItem] = {}
         self._dirty: set[str] = set()
@@ -235,8 +237,12 @@ class MetricPlot(QWidget):
     def _item(self, series: str, color: str | None = None) -> pg.PlotDataItem:
         item = self._items.get(series)
         if item is None:
-            if len(self._items) == 1:
-                self.plot.getPlotItem().addLegend(offset=(-10, 10), labelTextColor=self.palette().text().color())
+            if len(self._items) == 1 and self._legend:  # a second series: now a legend helps (first one included)
+                legend = self.plot.getPlotItem().addLegend(
+                    offset=(-10, 10), labelTextColor=self.palette().text().color()
+                )
+                first_name, first = next(iter(self._items.items()))
+                legend.addItem(first, first_name)
             color = color or SERIES_COLORS[len(self._items) % len(SERIES_COLORS)]
             item = self.plot.plot(name=series, pen=pg.mkPen(color, width=2))
             item.setDownsampling(auto=True, method="peak")

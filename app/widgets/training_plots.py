@@ -37,13 +37,20 @@ class TrainingPlots(QScrollArea):
         self.reset()
 
     def reset(self) -> None:
-        """Remove all data and the plots that only appear with data."""
-        for plot in self.plots.values():
+        """Remove all data, and the plots that only appear with data."""
+        always = {title for title, _names, _log, shown in GROUPS if shown}
+        for title in list(self.plots):
+            plot = self.plots[title]
+            if title in always:
+                plot.clear()
+                continue
             self._grid.removeWidget(plot)
+            plot.hide()  # deleteLater waits for the event loop; never show a stale plot meanwhile
+            plot.setParent(None)
             plot.deleteLater()
-        self.plots.clear()
-        for title, _names, _log, always in GROUPS:
-            if always:
+            del self.plots[title]
+        for title, _names, _log, shown in GROUPS:
+            if shown:
                 self._plot(title)
 
     def _plot(self, title: str) -> MetricPlot:
