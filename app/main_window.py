@@ -37,6 +37,7 @@ from app.pages.project_page import ProjectPage
 from app.pages.train_page import TrainPage
 from app.widgets.error_dialog import show_error
 from app.widgets.log_view import LogView
+from app.widgets.progress import Coalescer
 from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect.events import Progress
 
@@ -103,6 +104,7 @@ class MainWindow(QMainWindow):
         sb.addPermanentWidget(self.job_label)
         sb.addPermanentWidget(self.job_progress)
         sb.addPermanentWidget(self.job_cancel)
+        self._progress_view: Coalescer[Progress] = Coalescer(self._show_progress, parent=self)
         self._show_job(None)
         self._build_menus()
 
@@ -192,10 +194,15 @@ class MainWindow(QMainWindow):
 
     def _on_controller_job_event(self, event: object) -> None:
         if isinstance(event, Progress) and event.total:
-            self.job_progress.setRange(0, event.total)
-            self.job_progress.setValue(event.step)
-            job = self.controller.job
-            self.job_label.setText(f"{job.title if job else event.stage}: {event.message}"[:80])
+            self._progress_view.submit(event)
+
+    def _show_progress(self, event: Progress) -> None:
+        if not self.controller.is_busy():
+            return
+        self.job_progress.setRange(0, event.total)
+        self.job_progress.setValue(event.step)
+        job = self.controller.job
+        self.job_label.setText(f"{job.title if job else event.stage}: {event.message}"[:80])
 
     def _on_controller_job_finished(self, job: Job, status: str) -> None:
         self._show_job(None)

@@ -29,6 +29,7 @@ from app.jobs import Job
 from app.pages.base import Page
 from app.widgets.config_form import ConfigForm
 from app.widgets.image_grid import ImageGrid
+from app.widgets.progress import Coalescer
 from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect.config import ExportConfig
 from sslinspect.configio import to_dict
@@ -129,6 +130,7 @@ class ExportPage(Page):
         split.setStretchFactor(1, 2)
         self.body.addWidget(split, 1)
         self._failed: list[str] = []
+        self._progress_view: Coalescer[Progress] = Coalescer(self._show_progress, parent=self)
         self._test_csv: Path | None = None
         self._out_root: Path | None = None
         controller.project_changed.connect(lambda _p: self.reload())
@@ -282,14 +284,18 @@ class ExportPage(Page):
         if job is None or job.stage not in ("export", "predict"):
             return
         if isinstance(event, Progress):
-            self.progress.setVisible(True)
-            self.progress.setRange(0, max(event.total, 1))
-            self.progress.setValue(event.step)
-            self.status_label.setText(event.message)
+            self._progress_view.submit(event)
         elif isinstance(event, Log) and job.stage == "predict" and event.level == "WARNING":
             self._failed.append(event.message)
 
+    def _show_progress(self, event: Progress) -> None:
+        self.progress.setVisible(True)
+        self.progress.setRange(0, max(event.total, 1))
+        self.progress.setValue(event.step)
+        self.status_label.setText(event.message)
+
     def _on_controller_job_finished(self, job: Job, status: str) -> None:
+        self._progress_view.cancel()
         self._update_buttons()
         self.progress.setVisible(False)
         if job.stage == "export":

@@ -31,6 +31,7 @@ from app.controller import AppController
 from app.jobs import Job
 from app.pages.base import Page
 from app.widgets.image_grid import ImageGrid
+from app.widgets.progress import Coalescer
 from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect import api
 from sslinspect.events import Progress
@@ -135,6 +136,7 @@ class ImagesPage(Page):
         self.body.addWidget(split, 1)
 
         self._records: dict[int, ImageRecord] = {}
+        self._progress_view: Coalescer[Progress] = Coalescer(self._show_progress, parent=self)
         self.grid.grid_model.caption = lambda key: Path(self._records[key].relpath).name if key in self._records else ""
         self.grid.grid_model.tooltip = self._tooltip
         controller.project_changed.connect(self._on_controller_project_changed)
@@ -254,14 +256,18 @@ class ImagesPage(Page):
 
     def _on_controller_job_event(self, event: object) -> None:
         if isinstance(event, Progress) and event.stage == "scan":
-            self.progress.setRange(0, max(event.total, 1))
-            self.progress.setValue(event.step)
-            self.progress_label.setText(f"{event.step} / {event.total} files  {event.message}")
+            self._progress_view.submit(event)
+
+    def _show_progress(self, event: Progress) -> None:
+        self.progress.setRange(0, max(event.total, 1))
+        self.progress.setValue(event.step)
+        self.progress_label.setText(f"{event.step} / {event.total} files  {event.message}")
 
     def _on_controller_job_finished(self, job: Job, status: str) -> None:
         for b in (self.add_button, self.remove_button, self.scan_button):
             b.setEnabled(True)
         if job.stage == "scan":
+            self._progress_view.cancel()
             self.progress.setVisible(False)
             result = getattr(job, "result", None)
             if status == "ok" and result is not None:

@@ -35,6 +35,7 @@ from app.jobs.device import DeviceInfo, DeviceProbe
 from app.pages.base import Page
 from app.widgets.config_form import ConfigForm
 from app.widgets.embedding_map import EmbeddingMap
+from app.widgets.progress import Coalescer
 from app.widgets.thumbnails import ThumbnailProvider
 from app.widgets.training_plots import TrainingPlots
 from sslinspect.backbones import BACKBONES
@@ -86,6 +87,7 @@ class PretrainPage(Page):
         self.device_probe = DeviceProbe(self)
         self.device_probe.detected.connect(self._on_device_detected)
         self._cuda = False
+        self._progress_view: Coalescer[Progress] = Coalescer(self._show_progress, parent=self)
         self.preset = QComboBox()
         self.preset.setAccessibleName("Preset")
         self.preset.currentIndexChanged.connect(self._on_preset_changed)
@@ -312,10 +314,7 @@ class PretrainPage(Page):
         if isinstance(event, Metric):
             self._on_metric(event)
         elif isinstance(event, Progress):
-            self.progress.setRange(0, max(event.total, 1))
-            self.progress.setValue(event.step)
-            what = "Decoding images" if event.stage == "cache" else f"Step {event.step}/{event.total}"
-            self.status_label.setText(f"{what}: {event.message}")
+            self._progress_view.submit(event)
         elif isinstance(event, Artifact) and event.kind == "embedding_map" and self.controller.project:
             self.load_map(self.controller.project.resolve(event.path))
         elif isinstance(event, Started) and event.stage == "pretrain":
@@ -323,8 +322,17 @@ class PretrainPage(Page):
         elif isinstance(event, Finished) and event.stage == "pretrain":
             self.run_label.setText(self.run_label.text().replace("running", event.status))
 
+    def _show_progress(self, event: Progress) -> None:
+        if not self._running():
+            return
+        self.progress.setRange(0, max(event.total, 1))
+        self.progress.setValue(event.step)
+        what = "Decoding images" if event.stage == "cache" else f"Step {event.step}/{event.total}"
+        self.status_label.setText(f"{what}: {event.message}")
+
     def _on_controller_job_finished(self, job: Job, status: str) -> None:
         if job.stage == "pretrain":
+            self._progress_view.cancel()
             self.plots.flush()
             self.progress.setVisible(False)
             self.status_label.setText(

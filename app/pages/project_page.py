@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 from app.controller import AppController
 from app.jobs import Job
 from app.pages.base import Page
+from app.widgets.progress import Coalescer
 from sslinspect.events import Progress
 
 
@@ -95,6 +96,7 @@ class ProjectPage(Page):
         self.demo_button.clicked.connect(self._on_demo_clicked)
         self.demo_progress = QProgressBar()
         self.demo_progress.setVisible(False)
+        self._progress_view: Coalescer[Progress] = Coalescer(self._show_progress, parent=self)
         col = QVBoxLayout(start)
         for b in (self.new_button, self.open_button, self.demo_button):
             col.addWidget(b)
@@ -211,11 +213,15 @@ class ProjectPage(Page):
 
     def _on_controller_job_event(self, event: object) -> None:
         if isinstance(event, Progress) and event.stage == "demo" and event.total:
-            self.demo_progress.setRange(0, event.total)
-            self.demo_progress.setValue(event.step)
+            self._progress_view.submit(event)
+
+    def _show_progress(self, event: Progress) -> None:
+        self.demo_progress.setRange(0, event.total)
+        self.demo_progress.setValue(event.step)
 
     def _on_controller_job_finished(self, job: Job, status: str) -> None:
         if job.stage == "demo":
+            self._progress_view.cancel()
             self.demo_progress.setVisible(False)
             self.demo_button.setEnabled(True)
             self.refresh_recent()

@@ -37,6 +37,7 @@ from app.widgets.config_form import ConfigForm
 from app.widgets.image_grid import ImageGrid
 from app.widgets.label_keys import install_label_keys
 from app.widgets.metric_plot import MetricPlot
+from app.widgets.progress import Coalescer
 from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect import api
 from sslinspect.config import FewShotConfig
@@ -212,6 +213,7 @@ class TrainPage(Page):
         self._scores = np.empty(0)
         self._labels: list[str | None] = []
         self._label_map: dict[int, str] = {}
+        self._progress_view: Coalescer[Progress] = Coalescer(self._show_progress, parent=self)
         self._curves: Curves | None = None
         self._range = (0.0, 1.0)
         controller.project_changed.connect(lambda _p: self.reload())
@@ -440,13 +442,17 @@ class TrainPage(Page):
     def _on_controller_job_event(self, event: object) -> None:
         job = self.controller.job
         if job is not None and job.stage == "train" and isinstance(event, Progress):
-            self.progress.setRange(0, max(event.total, 1))
-            self.progress.setValue(event.step)
-            self.status_label.setText(f"{event.stage}: {event.message}")
+            self._progress_view.submit(event)
+
+    def _show_progress(self, event: Progress) -> None:
+        self.progress.setRange(0, max(event.total, 1))
+        self.progress.setValue(event.step)
+        self.status_label.setText(f"{event.stage}: {event.message}")
 
     def _on_controller_job_finished(self, job: Job, status: str) -> None:
         self._update_buttons()
         if job.stage == "train":
+            self._progress_view.cancel()
             self.progress.setVisible(False)
             if status == "ok":
                 self.reload()

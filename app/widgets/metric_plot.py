@@ -15,11 +15,11 @@ import numpy as np
 import pyqtgraph as pg
 from numpy.typing import ArrayLike
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QColor, QPalette, QShowEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
 SERIES_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-REDRAW_MS = 100
+REDRAW_MS = 250  # 4 Hz: live curves need no more, and a page shows up to nine plots
 
 
 class SeriesBuffer:
@@ -137,11 +137,14 @@ class MetricPlot(QWidget):
             self._timer.start()
 
     def flush(self) -> None:
-        """Draw pending points now (tests, and before a screenshot)."""
-        self._redraw()
+        """Hand pending points to the plot now, visible or not (end of a job, replayed runs, tests)."""
+        self._redraw(force=True)
 
-    def _redraw(self) -> None:
+    def _redraw(self, force: bool = False) -> None:
         if not self._dirty:
+            self._timer.stop()
+            return
+        if not force and not self.isVisible():  # a hidden tab: draw when shown (showEvent), not now
             self._timer.stop()
             return
         for name in self._dirty:
@@ -258,6 +261,12 @@ class MetricPlot(QWidget):
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
             _style_plot(self.plot, self.palette())
         super().changeEvent(event)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        """Draw what arrived while hidden."""
+        super().showEvent(event)
+        if self._dirty:
+            self._timer.start()
 
 
 class _LassoViewBox(pg.ViewBox):
