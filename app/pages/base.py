@@ -6,6 +6,10 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from app.controller import AppController
+from app.jobs import Job
+from app.widgets.config_form import ConfigForm
+from sslinspect.configio import to_dict
+from sslinspect.errors import SSLInspectError
 
 
 class Page(QWidget):
@@ -50,3 +54,19 @@ class Page(QWidget):
 
     def on_leave(self) -> None:
         """Called when another step is shown."""
+
+    def run_form_job(
+        self, command: str, args: list[str], form: ConfigForm, section: str, *, title: str, stage: str | None = None
+    ) -> Job | None:
+        """Run ``sslinspect <command> PROJECT <args>`` with the form's validated config as ``--config`` section."""
+        p = self.controller.project
+        if p is None:
+            return None
+        try:
+            cfg = form.value()
+        except SSLInspectError as exc:
+            self.controller.error_occurred.emit(str(exc), "")
+            return None
+        return self.controller.run_worker(
+            [command, str(p.root), *args], stage=stage or command, title=title, config={section: to_dict(cfg)}
+        )

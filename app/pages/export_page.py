@@ -32,8 +32,6 @@ from app.widgets.image_grid import ImageGrid
 from app.widgets.progress import Coalescer
 from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect.config import ExportConfig
-from sslinspect.configio import to_dict
-from sslinspect.errors import SSLInspectError
 from sslinspect.events import Log, Progress
 
 PASS, FAIL = "#2e7d32", "#c62828"
@@ -205,20 +203,7 @@ class ExportPage(Page):
     # -- actions --------------------------------------------------------------------------------------------------
     def export(self) -> Job | None:
         """Export in a worker process."""
-        p = self.controller.project
-        if p is None:
-            return None
-        try:
-            cfg = self.form.value()
-        except SSLInspectError as exc:
-            self.controller.error_occurred.emit(str(exc), "")
-            return None
-        return self.controller.run_worker(
-            ["export", str(p.root), "--out", str(self.model_path())],
-            stage="export",
-            title="Export",
-            config={"export": to_dict(cfg)},
-        )
+        return self.run_form_job("export", ["--out", str(self.model_path())], self.form, "export", title="Export")
 
     def test_folder(self, folder: Path) -> Job | None:
         """Score every image under ``folder`` with the exported model (``sslinspect predict``)."""

@@ -41,7 +41,6 @@ from app.widgets.progress import Coalescer
 from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect import api
 from sslinspect.config import FewShotConfig
-from sslinspect.configio import to_dict
 from sslinspect.errors import DataError, SSLInspectError
 from sslinspect.events import Progress
 from sslinspect.gallery import Curves, label_list, score_curves, threshold_effect
@@ -242,17 +241,7 @@ class TrainPage(Page):
     # -- actions --------------------------------------------------------------------------------------------------
     def train(self) -> Job | None:
         """Fit classifier and anomaly model in a worker process."""
-        p = self.controller.project
-        if p is None:
-            return None
-        try:
-            cfg = self.form.value()
-        except SSLInspectError as exc:
-            self.controller.error_occurred.emit(str(exc), "")
-            return None
-        return self.controller.run_worker(
-            ["train", str(p.root)], stage="train", title="Training", config={"train": to_dict(cfg)}
-        )
+        return self.run_form_job("train", [], self.form, "train", title="Training")
 
     def reload(self) -> None:
         """Read the latest few-shot run and fill every view."""
