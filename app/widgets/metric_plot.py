@@ -240,7 +240,8 @@ class MetricPlot(QWidget):
     def _item(self, series: str, color: str | None = None) -> pg.PlotDataItem:
         item = self._items.get(series)
         if item is None:
-            if len(self._items) == 1 and self._legend:  # a second series: now a legend helps (first one included)
+            if len(self._items) == 1 and self._legend and self.plot.getPlotItem().legend is None:
+                # a second series: now a legend helps (items made later join it by themselves)
                 legend = self.plot.getPlotItem().addLegend(
                     offset=(-10, 10), labelTextColor=self.palette().text().color()
                 )

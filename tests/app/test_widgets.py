@@ -122,3 +122,14 @@ def test_error_box_has_one_line_and_details(qtbot: Any) -> None:
     box = error_box(None, "a.png: truncated\nsecond line", "Traceback ...")
     qtbot.addWidget(box)
     assert box.text() == "a.png: truncated" and box.detailedText() == "Traceback ..."
+
+
+def test_legend_lists_each_series_once_after_clearing(qtbot: Any) -> None:
+    plot = MetricPlot("Scores")
+    qtbot.addWidget(plot)
+    for _ in range(2):
+        plot.clear()
+        plot.set_histogram("good", np.linspace(0, 1, 5), np.ones(4))
+        plot.set_histogram("defects", np.linspace(0, 1, 5), np.ones(4))
+    names = [label.text for _sample, label in plot.plot.getPlotItem().legend.items]
+    assert names == ["good", "defects"]
