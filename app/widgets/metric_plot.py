@@ -14,12 +14,56 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from numpy.typing import ArrayLike
-from PySide6.QtCore import QEvent, QPoint, QPointF, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, QPoint, QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPalette, QShowEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
 SERIES_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-REDRAW_MS = 250  # 4 Hz: live curves need no more, and a page shows up to nine plots
+REDRAW_MS = 40  # the shared scheduler redraws one dirty plot per tick: ≤ 25 plots/s whatever the event rate
+
+
+class _RedrawScheduler(QObject):
+    """Redraws dirty, visible plots one per tick, round-robin.
+
+    A page shows up to nine live plots; redrawing them together would block the event loop for the sum of their
+    paint times. One plot per tick bounds a stall to one plot's paint; each plot still updates a few times a second.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._queue: list[MetricPlot] = []
+        self._timer = QTimer(self)
+        self._timer.setInterval(REDRAW_MS)
+        self._timer.timeout.connect(self._tick)
+
+    def request(self, plot: MetricPlot) -> None:
+        if plot not in self._queue:
+            self._queue.append(plot)
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def forget(self, plot: MetricPlot) -> None:
+        if plot in self._queue:
+            self._queue.remove(plot)
+
+    def _tick(self) -> None:
+        while self._queue:
+            plot = self._queue.pop(0)
+            if plot.isVisible():  # hidden ones are redrawn from their showEvent
+                plot._redraw()
+                break
+        if not self._queue:
+            self._timer.stop()
+
+
+_scheduler: _RedrawScheduler | None = None
+
+
+def _redraws() -> _RedrawScheduler:
+    global _scheduler  # one per process, created with the first plot (a QApplication exists by then)
+    if _scheduler is None:
+        _scheduler = _RedrawScheduler()
+    return _scheduler
 
 
 class SeriesBuffer:
@@ -116,9 +160,7 @@ class MetricPlot(QWidget):
         lay.setSpacing(2)
         lay.addLayout(head)
         lay.addWidget(self.plot, 1)
-        self._timer = QTimer(self)
-        self._timer.setInterval(REDRAW_MS)
-        self._timer.timeout.connect(self._redraw)
+        self.destroyed.connect(lambda _o=None, me=self: _redraws().forget(me))
         _style_plot(self.plot, self.palette())
 
     # -- live series ----------------------------------------------------------------------------------------------
@@ -132,20 +174,17 @@ class MetricPlot(QWidget):
             buf = self._buffers[series] = SeriesBuffer()
             self._item(series)
         buf.append(x, y)
+        if not self._dirty:
+            _redraws().request(self)
         self._dirty.add(series)
-        if not self._timer.isActive():
-            self._timer.start()
 
     def flush(self) -> None:
         """Hand pending points to the plot now, visible or not (end of a job, replayed runs, tests)."""
-        self._redraw(force=True)
+        _redraws().forget(self)
+        self._redraw()
 
-    def _redraw(self, force: bool = False) -> None:
+    def _redraw(self) -> None:
         if not self._dirty:
-            self._timer.stop()
-            return
-        if not force and not self.isVisible():  # a hidden tab: draw when shown (showEvent), not now
-            self._timer.stop()
             return
         for name in self._dirty:
             buf = self._buffers[name]
@@ -267,7 +306,7 @@ class MetricPlot(QWidget):
         """Draw what arrived while hidden."""
         super().showEvent(event)
         if self._dirty:
-            self._timer.start()
+            _redraws().request(self)
 
 
 class _LassoViewBox(pg.ViewBox):
