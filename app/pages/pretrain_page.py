@@ -38,6 +38,7 @@ from app.widgets.embedding_map import EmbeddingMap
 from app.widgets.progress import Coalescer
 from app.widgets.thumbnails import ThumbnailProvider
 from app.widgets.training_plots import TrainingPlots
+from sslinspect import api
 from sslinspect.backbones import BACKBONES
 from sslinspect.config import PretrainConfig
 from sslinspect.configio import to_dict
@@ -276,6 +277,13 @@ class PretrainPage(Page):
             return False
         self.map.set_map(ids, xy, caption=f"{len(ids)} images, epoch {epoch} (PCA of the embeddings)")
         self._update_map_labels()
+        p = self.controller.project
+        try:
+            analysis = api.load_analysis(p) if p is not None else None
+        except SSLInspectError:
+            analysis = None
+        if analysis is not None:  # a trained model exists: "Anomaly score" colouring becomes available
+            self.map.set_scores(analysis.ids, analysis.anomaly)
         return True
 
     def _point_provider(self) -> None:

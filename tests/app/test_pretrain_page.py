@@ -142,3 +142,16 @@ def test_map_selection_is_labelled(window: Any, controller: Any, scanned_project
     assert all(labels[i] == "disc" for i in chosen)
     page.map.clear_button.click()
     assert not set(chosen) & set(controller.project.store.labels())
+
+
+def test_map_colours_by_anomaly_score_once_a_model_is_trained(
+    window: Any, controller: Any, scanned_project: Path
+) -> None:
+    from tests.app.conftest import write_fewshot_run
+
+    write_pretrain_run(scanned_project)
+    write_fewshot_run(scanned_project)
+    page = _open_pretrain(window, controller, scanned_project)
+    page.map.color_by.setCurrentText("Anomaly score")
+    assert "anomaly score" in page.map.legend.text()
+    assert len(page.map.view._groups) > 1  # points spread over score bins
