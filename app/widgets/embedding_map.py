@@ -133,7 +133,15 @@ class EmbeddingMap(QWidget):
         if mode == 0 and self._colors:
             names = list(self._colors)
             index = {c: k + 1 for k, c in enumerate(names)}
-            groups = np.fromiter((index.get(self._labels.get(int(i), ""), 0) for i in self.ids), np.int64, count=n)
+            # vectorised lookup: labels are few, points may be 100,000
+            lab_ids = np.fromiter(self._labels.keys(), np.int64, count=len(self._labels))
+            lab_grp = np.fromiter((index.get(v, 0) for v in self._labels.values()), np.int64, count=len(self._labels))
+            groups = np.zeros(n, np.int64)
+            if len(lab_ids):
+                order = np.argsort(lab_ids)
+                pos = np.clip(np.searchsorted(lab_ids[order], self.ids), 0, len(lab_ids) - 1)
+                hit = lab_ids[order][pos] == self.ids
+                groups[hit] = lab_grp[order][pos][hit]
             self.legend.setText(
                 f"<span style='color:{UNLABELLED}'>■</span> unlabelled  "
                 + "  ".join(f"<span style='color:{self._colors[c]}'>■</span> {c}" for c in names)
