@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 
 from app.controller import AppController
 from app.jobs import Job
@@ -54,6 +54,16 @@ class Page(QWidget):
 
     def on_leave(self) -> None:
         """Called when another step is shown."""
+
+    def add_columns(self, left: QWidget, right: QWidget, stretch: tuple[int, int] = (1, 3)) -> QSplitter:
+        """Put ``left`` and ``right`` side by side (a splitter the user can drag) as the page's body."""
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(left)
+        split.addWidget(right)
+        split.setStretchFactor(0, stretch[0])
+        split.setStretchFactor(1, stretch[1])
+        self.body.addWidget(split, 1)
+        return split
 
     def run_form_job(
         self, command: str, args: list[str], form: ConfigForm, section: str, *, title: str, stage: str | None = None

@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
-    QSplitter,
     QVBoxLayout,
     QWidget,
 )
@@ -29,7 +28,7 @@ from app.jobs import Job
 from app.pages.base import Page
 from app.widgets.config_form import ConfigForm
 from app.widgets.image_grid import ImageGrid
-from app.widgets.progress import Coalescer
+from app.widgets.progress import Coalescer, show_progress
 from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect.config import ExportConfig
 from sslinspect.events import Log, Progress
@@ -121,12 +120,7 @@ class ExportPage(Page):
         tl.addLayout(trow)
         tl.addWidget(self.test_summary)
         tl.addWidget(self.predictions, 1)
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(left)
-        split.addWidget(test)
-        split.setStretchFactor(0, 1)
-        split.setStretchFactor(1, 2)
-        self.body.addWidget(split, 1)
+        self.add_columns(left, test, (1, 2))
         self._failed: list[str] = []
         self._progress_view: Coalescer[Progress] = Coalescer(self._show_progress, parent=self)
         self._test_csv: Path | None = None
@@ -275,8 +269,7 @@ class ExportPage(Page):
 
     def _show_progress(self, event: Progress) -> None:
         self.progress.setVisible(True)
-        self.progress.setRange(0, max(event.total, 1))
-        self.progress.setValue(event.step)
+        show_progress(self.progress, event)
         self.status_label.setText(event.message)
 
     def _on_controller_job_finished(self, job: Job, status: str) -> None:

@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
-    QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -31,7 +30,7 @@ from app.controller import AppController
 from app.jobs import Job
 from app.pages.base import Page
 from app.widgets.image_grid import ImageGrid
-from app.widgets.progress import Coalescer
+from app.widgets.progress import Coalescer, show_progress
 from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect import api
 from sslinspect.events import Progress
@@ -128,12 +127,7 @@ class ImagesPage(Page):
         self.tabs.addTab(self.grid, "Thumbnails")
         self.tabs.addTab(self.errors, "Unreadable files")
 
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(left)
-        split.addWidget(self.tabs)
-        split.setStretchFactor(0, 1)
-        split.setStretchFactor(1, 3)
-        self.body.addWidget(split, 1)
+        self.add_columns(left, self.tabs, (1, 3))
 
         self._records: dict[int, ImageRecord] = {}
         self._progress_view: Coalescer[Progress] = Coalescer(self._show_progress, parent=self)
@@ -259,8 +253,7 @@ class ImagesPage(Page):
             self._progress_view.submit(event)
 
     def _show_progress(self, event: Progress) -> None:
-        self.progress.setRange(0, max(event.total, 1))
-        self.progress.setValue(event.step)
+        show_progress(self.progress, event)
         self.progress_label.setText(f"{event.step} / {event.total} files  {event.message}")
 
     def _on_controller_job_finished(self, job: Job, status: str) -> None:

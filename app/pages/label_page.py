@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QSplitter,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -127,12 +126,7 @@ class LabelPage(Page):
         cl.setContentsMargins(0, 0, 0, 0)
         cl.addLayout(bar)
         cl.addWidget(self.tabs, 1)
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(center)
-        split.addWidget(side)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 1)
-        self.body.addWidget(split, 1)
+        self.add_columns(center, side, (3, 1))
 
         controller.project_changed.connect(lambda _p: self.reload())
         controller.labels_changed.connect(self._on_controller_labels_changed)

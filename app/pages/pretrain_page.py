@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
-    QSplitter,
     QTabWidget,
     QToolButton,
     QVBoxLayout,
@@ -35,7 +34,7 @@ from app.jobs.device import DeviceInfo, DeviceProbe
 from app.pages.base import Page
 from app.widgets.config_form import ConfigForm
 from app.widgets.embedding_map import EmbeddingMap
-from app.widgets.progress import Coalescer
+from app.widgets.progress import Coalescer, show_progress
 from app.widgets.thumbnails import ThumbnailProvider
 from app.widgets.training_plots import TrainingPlots
 from sslinspect import api
@@ -162,12 +161,7 @@ class PretrainPage(Page):
         rl.setContentsMargins(0, 0, 0, 0)
         rl.addWidget(self.run_label)
         rl.addWidget(self.tabs, 1)
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(left)
-        split.addWidget(right)
-        split.setStretchFactor(0, 1)
-        split.setStretchFactor(1, 3)
-        self.body.addWidget(split, 1)
+        self.add_columns(left, right, (1, 3))
 
         self._fill_presets()
         controller.project_changed.connect(lambda _p: self.replay_latest())
@@ -333,8 +327,7 @@ class PretrainPage(Page):
     def _show_progress(self, event: Progress) -> None:
         if not self._running():
             return
-        self.progress.setRange(0, max(event.total, 1))
-        self.progress.setValue(event.step)
+        show_progress(self.progress, event)
         what = "Decoding images" if event.stage == "cache" else f"Step {event.step}/{event.total}"
         self.status_label.setText(f"{what}: {event.message}")
 

@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSlider,
-    QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -37,7 +36,7 @@ from app.widgets.config_form import ConfigForm
 from app.widgets.image_grid import ImageGrid
 from app.widgets.label_keys import install_label_keys
 from app.widgets.metric_plot import MetricPlot
-from app.widgets.progress import Coalescer
+from app.widgets.progress import Coalescer, show_progress
 from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect import api
 from sslinspect.config import FewShotConfig
@@ -202,12 +201,7 @@ class TrainPage(Page):
         rl.setContentsMargins(0, 0, 0, 0)
         rl.addWidget(summary)
         rl.addWidget(self.tabs, 1)
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(left)
-        split.addWidget(right)
-        split.setStretchFactor(0, 1)
-        split.setStretchFactor(1, 3)
-        self.body.addWidget(split, 1)
+        self.add_columns(left, right, (1, 3))
 
         self._scores = np.empty(0)
         self._labels: list[str | None] = []
@@ -434,8 +428,7 @@ class TrainPage(Page):
             self._progress_view.submit(event)
 
     def _show_progress(self, event: Progress) -> None:
-        self.progress.setRange(0, max(event.total, 1))
-        self.progress.setValue(event.step)
+        show_progress(self.progress, event)
         self.status_label.setText(f"{event.stage}: {event.message}")
 
     def _on_controller_job_finished(self, job: Job, status: str) -> None:

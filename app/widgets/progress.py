@@ -6,6 +6,9 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from PySide6.QtCore import QObject, QTimer
+from PySide6.QtWidgets import QProgressBar
+
+from sslinspect.events import Progress
 
 T = TypeVar("T")
 
@@ -48,3 +51,9 @@ class Coalescer(QObject, Generic[T]):
             value = self._pending
             self._has, self._pending = False, None
             self._fn(value)  # type: ignore[arg-type]
+
+
+def show_progress(bar: QProgressBar, event: Progress) -> None:
+    """Show ``event`` on ``bar`` (an unknown total shows a full bar rather than a busy one)."""
+    bar.setRange(0, max(event.total, 1))
+    bar.setValue(event.step)
