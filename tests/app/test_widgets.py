@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from app.widgets.arrays import SeriesBuffer, points_in_polygon
 from app.widgets.config_form import ConfigForm
 from app.widgets.error_dialog import error_box
 from app.widgets.log_view import LogView
-from app.widgets.metric_plot import MetricPlot, ScatterView, SeriesBuffer, points_in_polygon
+from app.widgets.metric_plot import MetricPlot, ScatterView
 from sslinspect.config import AugmentConfig, PretrainConfig
 from sslinspect.errors import ConfigError
 
