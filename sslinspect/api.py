@@ -14,6 +14,10 @@ from sslinspect.cancel import NEVER, CancelToken
 from sslinspect.config import DataConfig, EvaluateConfig, ExportConfig, FewShotConfig, PretrainConfig
 from sslinspect.data.scan import ScanResult, scan_project
 from sslinspect.events import Reporter, null_reporter
+from sslinspect.gallery import Analysis, ProjectStatus
+from sslinspect.gallery import load_analysis as _load_analysis
+from sslinspect.gallery import project_status as _project_status
+from sslinspect.gallery import set_class_color as _set_class_color
 from sslinspect.infer.run import PredictResult
 from sslinspect.labels import LabelImportResult
 from sslinspect.labels import import_labels as _import_labels
@@ -27,8 +31,10 @@ if TYPE_CHECKING:
     from sslinspect.train.pretrain import PretrainResult
 
 __all__ = [
+    "Analysis",
     "PredictResult",
     "Project",
+    "ProjectStatus",
     "ScanResult",
     "compare",
     "create_project",
@@ -36,10 +42,14 @@ __all__ = [
     "export_onnx",
     "fit_fewshot",
     "import_labels",
+    "load_analysis",
+    "open_demo_project",
     "open_project",
     "predict",
     "pretrain",
+    "project_status",
     "scan_images",
+    "set_class_color",
 ]
 
 
@@ -230,3 +240,52 @@ def compare(project: Project) -> list[RunSummary]:
     from sslinspect.evaluate.compare import compare_runs
 
     return compare_runs(project)
+
+
+# -- desktop-app support: read-only queries and small project edits (see sslinspect.gallery) -------------------------
+def open_demo_project(
+    out_dir: Path, *, product: str = "metal", report: Reporter = null_reporter, cancel: CancelToken = NEVER
+) -> Project:
+    """Create or reopen the demo project under ``out_dir`` (demo images, scanned, 5 labels per class; no training).
+
+    Examples:
+        >>> open_demo_project(Path("demo")).name  # doctest: +SKIP
+        'demo-metal'
+    """
+    from sslinspect.demo.project import open_demo_project as _open
+
+    return _open(Path(out_dir), product=product, report=report, cancel=cancel)
+
+
+def project_status(project: Project) -> ProjectStatus:
+    """What ``project`` holds and which steps are possible (images, labels, latest runs).
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> project_status(create_project(pathlib.Path(tempfile.mkdtemp()) / "p")).can_pretrain
+        False
+    """
+    return _project_status(project)
+
+
+def load_analysis(project: Project, run_dir: Path | None = None) -> Analysis | None:
+    """Per-image anomaly scores, predictions and embeddings of the latest few-shot run (None before training).
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> load_analysis(create_project(pathlib.Path(tempfile.mkdtemp()) / "p")) is None
+        True
+    """
+    return _load_analysis(project, run_dir)
+
+
+def set_class_color(project: Project, name: str, color: str) -> None:
+    """Set the display colour (``#rrggbb``) of a class.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> p = create_project(pathlib.Path(tempfile.mkdtemp()) / "p")
+        >>> set_class_color(p, "good", "#00aa00"); p.class_colors()["good"]
+        '#00aa00'
+    """
+    _set_class_color(project, name, color)

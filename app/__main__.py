@@ -1,0 +1,9 @@
+"""``python -m app``: start the SSL Inspect desktop app."""
+
+from __future__ import annotations
+
+import sys
+
+from app.main import main
+
+sys.exit(main())

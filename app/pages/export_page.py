@@ -1,0 +1,285 @@
+"""Step 6, Export: one ONNX file for the line (checked against PyTorch on real images), then a test on a folder
+with ONNX Runtime, exactly as the line PC will run it."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.controller import AppController
+from app.jobs import Job
+from app.pages.base import Page
+from app.widgets.config_form import ConfigForm
+from app.widgets.image_grid import ImageGrid
+from app.widgets.progress import Coalescer, show_progress
+from app.widgets.thumbnails import ThumbnailProvider
+from sslinspect.config import ExportConfig
+from sslinspect.events import Log, Progress
+
+PASS, FAIL = "#2e7d32", "#c62828"
+
+
+def read_predictions(path: Path) -> list[dict[str, str]]:
+    """Rows of a ``sslinspect predict`` CSV, most anomalous first."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return sorted(rows, key=lambda r: -float(r.get("anomaly_score") or 0))
+
+
+class ExportPage(Page):
+    """Export with a parity check; test the exported model on a folder."""
+
+    title = "6  Export"
+    explanation = (
+        "Writes one ONNX file with the preprocessing, class names and threshold inside, plus a .json sidecar. It is "
+        "only written after ONNX Runtime gave the same answers as PyTorch on real project images. Then test it on a "
+        "folder of new images, with the same runtime the line PC uses."
+    )
+
+    def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
+        super().__init__(controller, parent)
+        self.out = QLineEdit()
+        self.out.setAccessibleName("Output file")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._on_browse_clicked)
+        out_row = QHBoxLayout()
+        out_row.addWidget(self.out, 1)
+        out_row.addWidget(browse)
+        self.form = ConfigForm(ExportConfig, fields=("precision", "parity_images", "parity_atol"))
+        self.export_button = QPushButton("&Export")
+        self.export_button.clicked.connect(self.export)
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.status_label = QLabel("Not exported yet.")
+        self.status_label.setWordWrap(True)
+        box = QGroupBox("Model file")
+        bl = QFormLayout(box)
+        bl.addRow("Save as:", out_row)
+        bl.addRow(self.form)
+        bl.addRow(self.export_button)
+        bl.addRow(self.progress)
+        bl.addRow(self.status_label)
+
+        result = QGroupBox("Exported model")
+        self.result = QFormLayout(result)
+        self.values: dict[str, QLabel] = {}
+        for key, text in (("file", "File"), ("model", "Model"), ("parity", "Parity check"), ("threshold", "Threshold")):
+            lab = QLabel("—")
+            lab.setWordWrap(True)
+            lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self.values[key] = lab
+            self.result.addRow(f"{text}:", lab)
+        self.open_folder = QPushButton("Open folder")
+        self.open_folder.clicked.connect(self._on_open_folder_clicked)
+        self.result.addRow(self.open_folder)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(box)
+        ll.addWidget(result)
+        ll.addStretch(1)
+
+        self.test_button = QPushButton("&Test on a folder…")
+        self.test_button.clicked.connect(self._on_test_clicked)
+        self.threshold_choice = QComboBox()
+        self.threshold_choice.setAccessibleName("Threshold for the test")
+        self.test_summary = QLabel("Choose a folder of images the model has not seen.")
+        self.test_summary.setWordWrap(True)
+        self.provider = ThumbnailProvider(size=2 * max(96, 6 * self.fontMetrics().height()), parent=self)
+        self.provider.set_source(lambda key: Path(str(key)))
+        self.predictions = ImageGrid(self.provider)
+        self.predictions.setAccessibleName("Test predictions")
+        self._rows: dict[str, dict[str, str]] = {}
+        self.predictions.grid_model.caption = self._caption
+        self.predictions.grid_model.badge = self._badge
+        self.predictions.grid_model.tooltip = self._tooltip
+        test = QGroupBox("Test on a folder (ONNX Runtime)")
+        tl = QVBoxLayout(test)
+        trow = QHBoxLayout()
+        trow.addWidget(self.test_button)
+        trow.addWidget(QLabel("Threshold:"))
+        trow.addWidget(self.threshold_choice)
+        trow.addStretch(1)
+        tl.addLayout(trow)
+        tl.addWidget(self.test_summary)
+        tl.addWidget(self.predictions, 1)
+        self.add_columns(left, test, (1, 2))
+        self._failed: list[str] = []
+        self._progress_view: Coalescer[Progress] = Coalescer(self._show_progress, parent=self)
+        self._test_csv: Path | None = None
+        self._out_root: Path | None = None
+        controller.project_changed.connect(lambda _p: self.reload())
+        controller.job_started.connect(lambda _j: self._update_buttons())
+        controller.job_event.connect(self._on_controller_job_event)
+        controller.job_finished.connect(self._on_controller_job_finished)
+
+    def on_enter(self) -> None:
+        """Show the latest export and the threshold choices."""
+        self.reload()
+
+    def model_path(self) -> Path:
+        """Where the model is (or will be) written."""
+        return Path(self.out.text().strip()).expanduser()
+
+    def _update_buttons(self) -> None:
+        busy = self.controller.is_busy()
+        st = self.controller.status
+        self.export_button.setEnabled(not busy and st is not None and st.fewshot_run is not None)
+        self.test_button.setEnabled(not busy and self.model_path().is_file())
+        self.open_folder.setEnabled(self.model_path().parent.is_dir())
+
+    def reload(self) -> None:
+        """Default output path, the latest export's sidecar, threshold choices."""
+        p = self.controller.project
+        st = self.controller.status
+        if p is not None and p.root != self._out_root:  # a new project: its latest export, or the default place
+            default = st.export if st is not None and st.export else p.root / "exports" / "model" / "model.onnx"
+            self.out.setText(str(default))
+            self._out_root = p.root
+        self.threshold_choice.clear()
+        self.threshold_choice.addItem("built into the model", None)
+        if self.controller.threshold is not None:
+            self.threshold_choice.addItem(
+                f"chosen on the Train page ({self.controller.threshold:.4f})", self.controller.threshold
+            )
+            self.threshold_choice.setCurrentIndex(1)
+        self.show_sidecar()
+        self._update_buttons()
+
+    def show_sidecar(self) -> bool:
+        """Show what the sidecar JSON next to the model says (parity result included)."""
+        path = self.model_path()
+        side = path.with_suffix(".json")
+        if not path.is_file() or not side.is_file():
+            for lab in self.values.values():
+                lab.setText("—")
+            return False
+        try:
+            meta = json.loads(side.read_text(encoding="utf-8"))
+            par = meta["parity"]
+        except (OSError, ValueError, KeyError) as exc:
+            self.values["file"].setText(f"{side}: unreadable ({exc})")
+            return False
+        v = self.values
+        v["file"].setText(f"{path}\n{path.stat().st_size / 2**20:.1f} MB, sha256 {str(meta.get('sha256', ''))[:16]}…")
+        v["model"].setText(
+            f"{meta.get('precision', '?')}, {meta.get('image_size')} px, classes {', '.join(meta.get('classes', []))}; "
+            f"{meta.get('provenance', {}).get('method', '?')}/{meta.get('provenance', {}).get('backbone', '?')}"
+        )
+        ok = bool(par.get("passed"))
+        v["parity"].setText(
+            f"<span style='color:{PASS if ok else FAIL}'><b>{'passed' if ok else 'FAILED'}</b></span> on "
+            f"{par.get('images')} real images ({par.get('provider')}): "
+            f"max |Δp| {par.get('max_abs_diff_probabilities', 0):.1e}, "
+            f"max |Δscore| {par.get('max_abs_diff_anomaly_score', 0):.1e} ≤ {par.get('atol')}, decisions "
+            f"{'agree' if par.get('decisions_agree') else 'DIFFER'}"
+        )
+        v["threshold"].setText(f"{meta.get('threshold', float('nan')):.4f} (a model input: the line can override it)")
+        return True
+
+    # -- actions --------------------------------------------------------------------------------------------------
+    def export(self) -> Job | None:
+        """Export in a worker process."""
+        return self.run_form_job("export", ["--out", str(self.model_path())], self.form, "export", title="Export")
+
+    def test_folder(self, folder: Path) -> Job | None:
+        """Score every image under ``folder`` with the exported model (``sslinspect predict``)."""
+        model = self.model_path()
+        self._test_csv = model.parent / f"test-{Path(folder).name or 'folder'}.csv"
+        self._test_csv.unlink(missing_ok=True)  # never show an older result as this test's
+        cmd = ["predict", str(model), str(folder), "--out", str(self._test_csv)]
+        t = self.threshold_choice.currentData()
+        if t is not None:
+            cmd += ["--threshold", f"{float(t):.6g}"]
+        self._failed = []
+        return self.controller.run_worker(cmd, stage="predict", title="Testing the model")
+
+    def show_predictions(self, csv_path: Path) -> None:
+        """Show a predict CSV as a grid, most anomalous first."""
+        rows = read_predictions(csv_path)
+        self._rows = {r["path"]: r for r in rows}
+        self.predictions.set_keys(list(self._rows))
+        defects = sum(r.get("is_defect") == "1" for r in rows)
+        text = f"{len(rows)} image(s) scored: {defects} flagged as defective. Results: {csv_path}"
+        if self._failed:
+            text += f"\n{len(self._failed)} file(s) could not be read: " + "; ".join(self._failed[:3])
+        self.test_summary.setText(text)
+
+    # -- cells and slots ------------------------------------------------------------------------------------------
+    def _caption(self, key: object) -> str:
+        r = self._rows.get(str(key))
+        return f"{r['label']} {float(r['confidence']):.2f}" if r else ""
+
+    def _badge(self, key: object) -> tuple[str, str] | None:
+        r = self._rows.get(str(key))
+        if r is None:
+            return None
+        return ("DEFECT", FAIL) if r.get("is_defect") == "1" else ("ok", PASS)
+
+    def _tooltip(self, key: object) -> str:
+        r = self._rows.get(str(key))
+        if r is None:
+            return ""
+        probs = ", ".join(f"{k[2:]} {float(v):.2f}" for k, v in r.items() if k.startswith("p_"))
+        return f"{r['path']}\nanomaly score {float(r['anomaly_score']):.4f}\n{probs}"
+
+    def _on_browse_clicked(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save model as", self.out.text(), "ONNX model (*.onnx)")
+        if path:
+            self.out.setText(path if path.endswith(".onnx") else path + ".onnx")
+            self.show_sidecar()
+            self._update_buttons()
+
+    def _on_test_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(
+            self, "Folder of test images", self.controller.settings.last_folder("test")
+        )
+        if folder:
+            self.controller.settings.set_last_folder("test", Path(folder))
+            self.test_folder(Path(folder))
+
+    def _on_open_folder_clicked(self) -> None:
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.model_path().parent)))
+
+    def _on_controller_job_event(self, event: object) -> None:
+        job = self.controller.job
+        if job is None or job.stage not in ("export", "predict"):
+            return
+        if isinstance(event, Progress):
+            self._progress_view.submit(event)
+        elif isinstance(event, Log) and job.stage == "predict" and event.level == "WARNING":
+            self._failed.append(event.message)
+
+    def _show_progress(self, event: Progress) -> None:
+        self.progress.setVisible(True)
+        show_progress(self.progress, event)
+        self.status_label.setText(event.message)
+
+    def _on_controller_job_finished(self, job: Job, status: str) -> None:
+        self._progress_view.cancel()
+        self._update_buttons()
+        self.progress.setVisible(False)
+        if job.stage == "export":
+            self.status_label.setText("Exported." if status == "ok" else f"Export {status}: {job.error_message}")
+            self.show_sidecar()
+        elif job.stage == "predict" and self._test_csv is not None and self._test_csv.is_file():
+            self.show_predictions(self._test_csv)
+            self.status_label.setText("Tested: see the predictions on the right.")
+        self._update_buttons()

@@ -1,0 +1,1 @@
+"""Reusable widgets: plots, the thumbnail grid, config forms, the log view, dialogs."""

@@ -1,0 +1,1 @@
+"""Non-code assets of the desktop app (icons, style sheet), loaded with importlib.resources."""

@@ -1,0 +1,85 @@
+"""Export step: the export job and its parity result from the sidecar; testing the model on a folder with a real
+``sslinspect predict`` worker process and ONNX Runtime."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from PySide6.QtWidgets import QMessageBox
+
+from sslinspect.events import Progress
+from tests.app.conftest import write_fewshot_run, write_pretrain_run, write_stub_model
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def export_page(window: Any, controller: Any, scanned_project: Path) -> Any:
+    write_pretrain_run(scanned_project)
+    write_fewshot_run(scanned_project)
+    assert controller.open_project(scanned_project)
+    assert window.go_to(5)
+    return window.pages[5]
+
+
+def test_export_job_writes_where_asked_and_shows_the_parity_check(
+    export_page: Any, controller: Any, fake_workers: Any, scanned_project: Path, qtbot: Any
+) -> None:
+    default = scanned_project.resolve() / "exports" / "model" / "model.onnx"
+    assert export_page.model_path() == default and export_page.values["parity"].text() == "—"
+    assert not export_page.test_button.isEnabled()
+    export_page.form.editor("precision").setCurrentText("fp16")
+    fake_workers.script(
+        "export",
+        [Progress(stage="export", step=2, total=3, message="parity check on real images")],
+        before_finish=lambda: write_stub_model(default),
+    )
+    with qtbot.waitSignal(controller.job_finished, timeout=5000):
+        export_page.export_button.click()
+    cmd = fake_workers.jobs[0].command
+    assert cmd[:4] == ["export", str(scanned_project.resolve()), "--out", str(default)]
+    assert json.loads(Path(cmd[-1]).read_text(encoding="utf-8"))["export"]["precision"] == "fp16"
+    assert "passed" in export_page.values["parity"].text() and "16 real images" in export_page.values["parity"].text()
+    assert export_page.values["threshold"].text().startswith("0.4500")
+    assert export_page.test_button.isEnabled() and export_page.status_label.text() == "Exported."
+
+
+def test_failed_parity_is_shown_as_failed(export_page: Any) -> None:
+    write_stub_model(export_page.model_path(), passed=False)
+    assert export_page.show_sidecar()
+    assert "FAILED" in export_page.values["parity"].text()
+
+
+def test_model_is_tested_on_a_folder_with_onnx_runtime(
+    export_page: Any, controller: Any, tmp_path: Path, qtbot: Any
+) -> None:
+    write_stub_model(export_page.model_path(), threshold=0.45)
+    export_page.reload()
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    for name, value in (("dark.png", 30), ("bright.png", 220), ("mid.png", 120)):
+        cv2.imwrite(str(folder / name), np.full((40, 50, 3), value, np.uint8))
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnope")
+    controller.threshold = 0.4
+    export_page.reload()
+    assert export_page.threshold_choice.currentData() == pytest.approx(0.4)
+    with qtbot.waitSignal(controller.job_finished, timeout=120_000) as done:
+        job = export_page.test_folder(folder)  # a real `python -m sslinspect predict` worker
+        assert job is not None
+    assert done.args[1] == "failed"  # predict exits 1 when a file was unreadable; the others are still scored
+    assert "broken.png" in job.error_message
+    keys = export_page.predictions.keys()
+    assert [Path(k).name for k in keys] == ["bright.png", "mid.png", "dark.png"]  # most anomalous first
+    badges = [export_page._badge(k)[0] for k in keys]
+    assert badges == ["DEFECT", "DEFECT", "ok"]  # 220/255 and 120/255 ≥ 0.4 > 30/255
+    assert "3 image(s) scored: 2 flagged" in export_page.test_summary.text()
+    assert "1 file(s) could not be read" in export_page.test_summary.text()
+    box = export_page.window().findChild(QMessageBox, "errorDialog")
+    assert box is not None and box.text().startswith("Testing the model failed: ") and "broken.png" in box.text()
+    assert box.detailedText()  # the worker's stderr, behind "Show Details..."
+    box.close()

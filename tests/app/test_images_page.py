@@ -1,0 +1,78 @@
+"""Images step: add a folder, scan it off the GUI thread, statistics, lazy thumbnails, unreadable files listed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from app.widgets.image_grid import ImageGrid
+from app.widgets.thumbnails import ThumbnailProvider
+
+pytestmark = pytest.mark.gui
+
+
+def test_scan_lists_thumbnails_statistics_and_unreadable_files(
+    window: Any, controller: Any, tiny_image_folder: Path, tmp_path: Path, qtbot: Any
+) -> None:
+    (tiny_image_folder / "truncated.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    (tiny_image_folder / "notes.txt").write_text("not an image")  # not an image extension: ignored, not an error
+    assert window.pages[0].create_project_at(tmp_path / "p.sslproj")
+    assert window.go_next()
+    page = window.pages[1]
+    with qtbot.waitSignal(controller.job_finished, timeout=30_000) as done:
+        assert page.add_folder(tiny_image_folder)
+        assert not page.scan_button.isEnabled()
+    assert done.args[1] == "ok"
+    assert page.scan_button.isEnabled() and page.progress_label.text().startswith("Scan done: 36 readable")
+    assert page.stat_labels["readable"].text() == "36" and page.stat_labels["unreadable"].text() == "1"
+    assert page.stat_labels["sizes"].text() == "32×32" and page.stat_labels["formats"].text() == "png 36"
+    assert page.errors.rowCount() == 1 and page.tabs.tabText(1) == "Unreadable files (1)"
+    assert page.errors.item(0, 0).text().endswith("truncated.png")
+    assert page.errors.item(0, 1).text()  # the reason, e.g. "truncated"
+    assert page.grid.model().rowCount() == 36
+    assert window.next_button.isEnabled()
+    first = page.grid.keys()[0]
+    page.grid.grid_model.data(page.grid.model().index(0), Qt.ItemDataRole.DecorationRole)  # requests it
+    qtbot.waitUntil(lambda: page.provider.get(first) is not None, timeout=10_000)
+    pm = page.provider.get(first)
+    assert pm.width() == 32 and pm.height() == 32  # never upscaled
+
+
+def test_grid_with_100k_items_only_loads_what_is_visible(qtbot: Any, tmp_path: Path) -> None:
+    provider = ThumbnailProvider(size=64)
+    requested: list[object] = []
+    provider.set_source(lambda key: requested.append(key) or None)  # every load "fails": no file needed
+    grid = ImageGrid(provider)
+    qtbot.addWidget(grid)
+    grid.resize(600, 400)
+    grid.show()
+    grid.set_keys(list(range(100_000)))
+    qtbot.waitUntil(lambda: len(requested) > 0, timeout=5000)
+    qtbot.wait(200)
+    assert grid.model().rowCount() == 100_000
+    assert 0 < len(requested) < 500  # virtualised: only the cells on screen asked for a thumbnail
+    last = grid.model().index(99_999)
+    qtbot.waitUntil(lambda: grid.visualRect(last).isValid(), timeout=10_000)  # the batched layout reached the end
+    grid.scrollTo(last)
+    qtbot.waitUntil(lambda: 99_999 in requested, timeout=5000)
+    grid.select_keys([5, 7, 99_998])
+    assert grid.selected_keys() == [5, 7, 99_998] and grid.current_key() == 5
+    provider.shutdown()
+
+
+def test_thumbnails_come_from_the_decoded_cache_when_it_is_large_enough(qtbot: Any) -> None:
+    cache = np.zeros((3, 64, 64, 3), np.uint8)
+    cache[1, :, :, 0] = 255
+    provider = ThumbnailProvider(size=48)
+    provider.set_source(lambda key: None, lambda key: cache[key] if key < 3 else None)
+    assert provider.get(1) is None  # queued
+    qtbot.waitUntil(lambda: provider.get(1) is not None, timeout=5000)
+    img = provider.get(1).toImage()
+    assert (img.width(), img.height()) == (48, 48) and img.pixelColor(10, 10).red() == 255
+    assert provider.get(5) is None
+    qtbot.waitUntil(lambda: provider.failed(5), timeout=5000)
+    provider.shutdown()

@@ -1,0 +1,157 @@
+"""Pretrain step with scripted worker events: live plots, progress, embedding map, collapse warning, pause/cancel,
+resume, and replay of a past run's plots when a project is opened."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sslinspect import api
+from sslinspect.events import Artifact, Event, Finished, Log, Metric, Progress, Started
+from tests.app.conftest import write_map, write_pretrain_run
+
+pytestmark = pytest.mark.gui
+
+
+def _run_events(root: Path, n: int, *, collapse_at: int | None = None) -> list[Event]:
+    """What a pretraining worker reports: cache progress, metrics per interval, checkpoint, embedding map."""
+    with api.open_project(root) as p:
+        run = p.new_run_dir("pretrain", "simclr")
+        ids = np.array([r.id for r in p.store.images()], np.int64)
+    write_map(run / "embedding_map" / "epoch_0001.npz", ids)
+    events: list[Event] = [
+        Started(stage="pretrain", run_id=run.name, total_steps=n),
+        Progress(stage="cache", step=36, total=36, message="decoding images at 64px"),
+    ]
+    for s in range(1, n + 1):
+        spread = 0.01 if collapse_at is not None and s >= collapse_at else 0.8
+        events += [
+            Metric(stage="pretrain", name="loss", value=4.0 - 0.01 * s, step=s, epoch=1),
+            Metric(stage="pretrain", name="lr", value=0.05, step=s, epoch=1),
+            Metric(stage="pretrain", name="images_per_s", value=120.0, step=s, epoch=1),
+            Metric(stage="pretrain", name="emb_std", value=spread, step=s, epoch=1),
+            Metric(stage="pretrain", name="knn_acc", value=0.5, step=s, epoch=1),
+            Progress(stage="pretrain", step=s, total=n, message=f"epoch 1/1 loss {4.0 - 0.01 * s:.4f} ETA 00:0{n - s}"),
+        ]
+    rel = f"runs/pretrain/{run.name}"
+    events += [
+        Artifact(kind="checkpoint", path=f"{rel}/checkpoints/last.pt"),
+        Artifact(kind="embedding_map", path=f"{rel}/embedding_map/epoch_0001.npz"),
+        Log(level="INFO", message="pretrained 1 epoch"),
+        Finished(stage="pretrain", status="ok"),
+    ]
+    return events
+
+
+def _open_pretrain(window: Any, controller: Any, root: Path) -> Any:
+    assert controller.open_project(root)
+    assert window.go_to(2)
+    return window.pages[2]
+
+
+def test_live_run_fills_plots_progress_and_map(
+    window: Any, controller: Any, fake_workers: Any, scanned_project: Path, qtbot: Any
+) -> None:
+    page = _open_pretrain(window, controller, scanned_project)
+    qtbot.waitUntil(lambda: "No GPU found" in page.device_label.text(), timeout=5000)
+    fake_workers.script(
+        "pretrain", _run_events(scanned_project, 30), before_finish=lambda: write_pretrain_run(scanned_project)
+    )
+    assert page.start_button.isEnabled() and not page.cancel_button.isEnabled()
+    with qtbot.waitSignal(controller.job_finished, timeout=10_000):
+        job = page.start()
+        assert job is not None and page.cancel_button.isEnabled() and not page.start_button.isEnabled()
+        assert not window.next_button.isEnabled()
+    cmd = fake_workers.jobs[0].command
+    assert cmd[:4] == ["pretrain", str(scanned_project.resolve()), "--threads", "1"] and cmd[-2] == "--config"
+    sent = json.loads(Path(cmd[-1]).read_text(encoding="utf-8"))["pretrain"]
+    assert sent["image_size"] == 96 and sent["epochs"] == 20 and sent["threads"] == 1  # the CPU preset
+    loss_x, loss_y = page.plots.plot_for("loss").series_data("loss")
+    assert len(loss_x) == 30 and loss_y[-1] == pytest.approx(3.7)
+    assert len(page.plots.plot_for("knn_acc").series_data("knn_acc")[0]) == 30  # a plot appears for new metrics
+    assert page.map.view.count == 36 and "epoch 1" in page.map.info.text()
+    assert page.status_label.text() == "Finished. Go on to Label."
+    assert not page.warning.isVisible()
+    assert window.next_button.isEnabled() and page.start_button.isEnabled()
+
+
+def test_collapse_warning_appears_when_the_embedding_spread_drops(
+    window: Any, controller: Any, fake_workers: Any, scanned_project: Path, qtbot: Any
+) -> None:
+    page = _open_pretrain(window, controller, scanned_project)
+    fake_workers.script("pretrain", _run_events(scanned_project, 12, collapse_at=8))
+    with qtbot.waitSignal(controller.job_finished, timeout=10_000):
+        page.start()
+    assert page.warning.isVisible() and "collapse" in page.warning.text() and "step 8" in page.warning.text()
+
+
+def test_pause_resume_and_cancel(window: Any, controller: Any, fake_workers: Any, scanned_project: Path, qtbot: Any):
+    page = _open_pretrain(window, controller, scanned_project)
+    fake_workers.script("pretrain", _run_events(scanned_project, 400), interval_ms=5)
+    job = page.start()
+    qtbot.waitUntil(lambda: page.progress.value() > 2, timeout=5000)
+    page.pause_button.click()
+    assert job.is_paused() and page.pause_button.text() == "&Resume"
+    page.pause_button.click()
+    assert not job.is_paused()
+    with qtbot.waitSignal(controller.job_finished, timeout=5000) as done:
+        page.cancel_button.click()
+    assert done.args[1] == "cancelled"
+    assert "checkpoint was kept" in page.status_label.text()
+    assert not page.pause_button.isChecked() and page.start_button.isEnabled()
+
+
+def test_resume_is_offered_for_a_stopped_run(
+    window: Any, controller: Any, fake_workers: Any, scanned_project: Path, qtbot: Any
+) -> None:
+    write_pretrain_run(scanned_project, state="cancelled")
+    page = _open_pretrain(window, controller, scanned_project)
+    assert page.resume_button.isEnabled()
+    fake_workers.script("pretrain", [Finished(stage="pretrain", status="ok")])
+    with qtbot.waitSignal(controller.job_finished, timeout=5000):
+        page.resume_button.click()
+    assert "--resume" in fake_workers.jobs[0].command
+    assert len(page.plots.plot_for("loss").series_data("loss")[0]) == 20  # the replayed curve is kept on resume
+
+
+def test_opening_a_project_replays_the_latest_run(window: Any, controller: Any, scanned_project: Path) -> None:
+    run = write_pretrain_run(scanned_project, steps=25)
+    page = _open_pretrain(window, controller, scanned_project)
+    assert len(page.plots.plot_for("loss").series_data("loss")[0]) == 25
+    assert len(page.plots.plot_for("lr").series_data("lr")[0]) == 25
+    assert page.map.view.count == 36
+    assert page.run_label.text() == f"Run {run.name}: ok"
+
+
+def test_map_selection_is_labelled(window: Any, controller: Any, scanned_project: Path) -> None:
+    write_pretrain_run(scanned_project)
+    page = _open_pretrain(window, controller, scanned_project)
+    page.tabs.setCurrentWidget(page.map)
+    xy = page.map.view._xy
+    box = np.array([[xy[:, 0].min() - 1, -10], [np.median(xy[:, 0]), -10], [np.median(xy[:, 0]), 10], [-99, 10]])
+    page.map.view.select_polygon(box)
+    chosen = page.map.selected_ids()
+    assert 10 <= len(chosen) <= 26
+    page.map.class_box.setCurrentText("disc")
+    page.map.apply_button.click()
+    labels = controller.project.store.labels()
+    assert all(labels[i] == "disc" for i in chosen)
+    page.map.clear_button.click()
+    assert not set(chosen) & set(controller.project.store.labels())
+
+
+def test_map_colours_by_anomaly_score_once_a_model_is_trained(
+    window: Any, controller: Any, scanned_project: Path
+) -> None:
+    from tests.app.conftest import write_fewshot_run
+
+    write_pretrain_run(scanned_project)
+    write_fewshot_run(scanned_project)
+    page = _open_pretrain(window, controller, scanned_project)
+    page.map.color_by.setCurrentText("Anomaly score")
+    assert "anomaly score" in page.map.legend.text()
+    assert len(page.map.view._groups) > 1  # points spread over score bins
