@@ -227,7 +227,10 @@ class ExportConfig:
         1e-3, "Parity tolerance", "Max absolute difference allowed on probabilities and anomaly scores.", min=0.0
     )
     format: str = _f(
-        "onnx", "Format", "onnx: one .onnx file + .json sidecar; triton: a Triton model repository.", choices=EXPORT_FORMATS
+        "onnx",
+        "Format",
+        "onnx: one .onnx file + .json sidecar; triton: a Triton model repository.",
+        choices=EXPORT_FORMATS,
     )
     tolerance: float = _f(
         0.01,

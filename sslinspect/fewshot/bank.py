@@ -94,8 +94,9 @@ def iter_features(
             raise Cancelled(f"{stage} cancelled")
         r = rows[start : start + batch_size]
         batch = torch.from_numpy(np.asarray(images[r])).to(device)  # fancy indexing copies: memmaps are read-only
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast(
-            "cpu", enabled=False
+        with (
+            torch.no_grad(),
+            torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False),
         ):
             g, p = net(batch)
         yield r, g.float(), p.float()
@@ -159,7 +160,7 @@ def build_bank(
     report(Progress(stage="coreset", step=1, total=1, message="coreset done"))
     suspected = np.zeros(0, dtype=np.int64)
     candidates = pool[unlabelled[pool]]
-    n_out = int(round(cfg.contamination * len(candidates)))
+    n_out = round(cfg.contamination * len(candidates))
     if n_out > 0:
         # The most unusual unlabelled images (held-out score on their sampled patches) are presumed defective:
         # greedy coreset keeps rare patches on purpose, so their defects would otherwise become "normal".

@@ -188,8 +188,15 @@ def _write_scores(
     with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(
-            ["image_id", "relpath", "anomaly_score", "label", "confidence", *[f"p_{c}" for c in head.classes]]
-            + ["suspected"]
+            [
+                "image_id",
+                "relpath",
+                "anomaly_score",
+                "label",
+                "confidence",
+                *[f"p_{c}" for c in head.classes],
+                "suspected",
+            ]
         )
         for k, i in enumerate(ids.tolist()):
             rec = recs.get(i)

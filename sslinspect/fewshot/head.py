@@ -128,7 +128,14 @@ def _score_knn(
     """Image-level k-NN: global features of every image; held out (leave-self-out) for bank members."""
     glob: np.ndarray | None = None
     for rows, g, _ in iter_features(
-        net, images, np.arange(len(images)), device=device, batch_size=cfg.batch_size, stage="embed", report=report, cancel=cancel
+        net,
+        images,
+        np.arange(len(images)),
+        device=device,
+        batch_size=cfg.batch_size,
+        stage="embed",
+        report=report,
+        cancel=cancel,
     ):
         if glob is None:
             glob = np.empty((len(images), g.shape[1]), np.float32)
@@ -170,7 +177,9 @@ def fit_head(
     unlabelled = np.array([lab is None for lab in labels])
     pool = np.flatnonzero(~is_defect)  # unlabelled + good: presumed (mostly) good
     if len(pool) < max(cfg.knn_k + 1, 4):
-        raise DataError(f"the anomaly model needs at least {max(cfg.knn_k + 1, 4)} images that are not labelled defects")
+        raise DataError(
+            f"the anomaly model needs at least {max(cfg.knn_k + 1, 4)} images that are not labelled defects"
+        )
     kind = cfg.anomaly if cfg.anomaly != "auto" else ("patch" if net.maps else "knn")
     if kind == "patch" and not net.maps:
         report(Log(level="WARNING", message="this backbone has no feature maps (ViT): using the image-level k-NN"))
@@ -199,7 +208,9 @@ def fit_head(
         )
     calibration = np.setdiff1d(pool, suspected)
     threshold = calibrate_threshold(scored.scores[calibration], cfg.threshold_percentile)
-    review = calibrate_threshold(scored.scores[calibration], cfg.review_percentile) if cfg.review_percentile else threshold
+    review = (
+        calibrate_threshold(scored.scores[calibration], cfg.review_percentile) if cfg.review_percentile else threshold
+    )
     low = float(np.median(scored.medians[calibration]))
     anomaly = AnomalyModel(
         kind=kind,
@@ -230,9 +241,7 @@ def fit_head(
         sel = is_good | is_defect
         auroc = float(roc_auc_score(is_defect[sel], scored.scores[sel]))
         curves = score_curves(is_defect[sel], scored.scores[sel])
-    head = InspectionHead(
-        clf, anomaly, net.tile_size, tiles=net.tiles, descriptor=descriptor, decision=cfg.decision
-    )
+    head = InspectionHead(clf, anomaly, net.tile_size, tiles=net.tiles, descriptor=descriptor, decision=cfg.decision)
     return HeadFit(
         head=head,
         cv=cv,

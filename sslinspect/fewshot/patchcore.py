@@ -86,7 +86,11 @@ class FeatureNet(nn.Module):
 
 
 def nn_distance(
-    patches: torch.Tensor, bank: torch.Tensor, *, owners: torch.Tensor | None = None, exclude: torch.Tensor | None = None
+    patches: torch.Tensor,
+    bank: torch.Tensor,
+    *,
+    owners: torch.Tensor | None = None,
+    exclude: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Euclidean distance of each unit-length patch to its nearest bank row, and that row's index.
 
@@ -188,12 +192,19 @@ def greedy_coreset(
         z = feats
     sq = (z * z).sum(1)
     chosen = torch.empty(n, dtype=torch.long, device=feats.device)
-    first = int(torch.randint(m, (1,), generator=gen))
+    cur = int(torch.randint(m, (1,), generator=gen))
     min_d = torch.full((m,), float("inf"), device=feats.device)
-    cur = first
-    for i in range(n):
-        chosen[i] = cur
-        d = sq - 2.0 * (z @ z[cur]) + sq[cur]
-        min_d = torch.minimum(min_d, d)
-        cur = int(min_d.argmax())
+    # Thousands of small sequential steps: on CPU, thread hand-offs cost more than the work (10–1000x when cores
+    # are shared), so the loop runs single-threaded.
+    threads = torch.get_num_threads()
+    if feats.device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        for i in range(n):
+            chosen[i] = cur
+            d = sq - 2.0 * (z @ z[cur]) + sq[cur]
+            torch.minimum(min_d, d, out=min_d)
+            cur = int(min_d.argmax())
+    finally:
+        torch.set_num_threads(threads)
     return chosen
