@@ -233,8 +233,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"wrote {where} ({r.size_bytes / 2**20:.1f} MB, {r.precision}); parity on {r.parity.images} real images: "
         f"max |Δ| {r.parity.max_abs_diff:.1e} ≤ {r.parity.atol:g} ✓; threshold {r.threshold:.4f}",
     )
-    if r.precision_check is not None:
-        _say(args, r.precision_check.message() + (" (forced)" if r.precision_check.forced else ""))
+    if r.precision_check is not None and r.precision_check.forced:
+        _say(args, "written although it exceeds the precision tolerance (--force): " + r.precision_check.message())
     return EXIT_OK
 
 

@@ -296,7 +296,8 @@ def export_model(
             sidecar_obj["precision_check"] = asdict(check)
         repository = None
         if cfg.format == "triton":
-            model_path, sidecar = write_triton_repository(final, out, head, sidecar_obj)
+            name = str(provenance.get("project") or "sslinspect")
+            model_path, sidecar = write_triton_repository(final, out, head, sidecar_obj, name)
             repository = str(out)
         else:
             sidecar = out.with_suffix(".json")

@@ -115,9 +115,29 @@ def _to_fp16(src: Path, dst: Path) -> None:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = onnx.load(str(src))
-    # Thresholds stay FP32 inputs, and so do the ops that compare against them.
-    half = convert_float_to_float16(model, keep_io_types=True, op_block_list=["TopK", "ArgMax", "Greater"])
+    half = convert_float_to_float16(model, keep_io_types=True)
+    _toposort(half.graph)  # the converter appends the casts it inserts for the kept FP32 inputs at the end
     onnx.save(half, str(dst))
+
+
+def _toposort(graph: onnx.GraphProto) -> None:
+    """Reorder ``graph.node`` so that every node comes after the producers of its inputs (Kahn's algorithm)."""
+    ready = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    nodes = list(graph.node)
+    ordered: list[onnx.NodeProto] = []
+    while nodes:
+        rest = []
+        for node in nodes:
+            if all(i in ready for i in node.input):
+                ordered.append(node)
+                ready.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(nodes):
+            raise ExportError(f"graph has a cycle or a missing input at node {rest[0].name!r}")
+        nodes = rest
+    del graph.node[:]
+    graph.node.extend(ordered)
 
 
 def _to_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:

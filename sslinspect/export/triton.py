@@ -49,7 +49,7 @@ def triton_config(name: str, head: InspectionHead) -> str:
 
 
 def write_triton_repository(
-    model: Path, repo: Path, head: InspectionHead, sidecar: dict[str, Any]
+    model: Path, repo: Path, head: InspectionHead, sidecar: dict[str, Any], name: str = "sslinspect"
 ) -> tuple[Path, Path]:
     """Build the repository beside ``repo`` and move it into place (an existing one is replaced only then).
 
@@ -57,7 +57,7 @@ def write_triton_repository(
         The final ``model.onnx`` path and the sidecar path.
     """
     repo = Path(repo)
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", repo.name.removesuffix(".onnx")) or "sslinspect"
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip("._") or "sslinspect"
     repo.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{repo.name}.", dir=repo.parent))
     try:

@@ -120,8 +120,10 @@ def nn_distance(
             best_sim = torch.where(better, sim, best_sim)
             best_idx = torch.where(better, idx, best_idx)
     assert best_sim is not None and best_idx is not None, "empty memory bank"
-    # |a − b|² = 2 − 2·a·b for unit vectors
-    return torch.sqrt(torch.clamp(2.0 - 2.0 * best_sim, min=0.0)), best_idx
+    # The distance is taken from the difference itself, not from 2 − 2·a·b: near a match that form loses every
+    # digit to cancellation, and PyTorch and ONNX Runtime would disagree.
+    nearest = bank.index_select(0, best_idx.reshape(-1)).reshape(patches.shape)
+    return torch.linalg.vector_norm(patches - nearest, dim=-1), best_idx
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:

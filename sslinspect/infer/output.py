@@ -64,11 +64,16 @@ def format_for(path: Path, requested: str | None = None) -> str:
     return "jsonl" if Path(path).suffix.lower() in (".jsonl", ".json", ".ndjson") else "csv"
 
 
-def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, *, alpha: float = 0.6) -> np.ndarray:
+#: Map values below this show no colour: ordinary good-part variation stays unpainted.
+OVERLAY_FLOOR = 0.5
+
+
+def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, *, alpha: float = 0.65) -> np.ndarray:
     """A BGR image: the part with the normalised anomaly map blended on top.
 
-    The colour scale is fixed (0 = typical good patch, 1 = the calibrated threshold; never rescaled per image), and
-    the blend weight follows the map, so a good part shows through almost untouched.
+    The colour scale is fixed (0 = typical good patch, 1 = the calibrated threshold; never rescaled per image).
+    Colour fades in from :data:`OVERLAY_FLOOR` to full at 1, so a good part shows through untouched and only
+    regions approaching the threshold are painted (yellow to red).
     """
     h, w = rgb.shape[:2]
     scale = min(1.0, OVERLAY_MAX_SIDE / max(h, w))
@@ -77,7 +82,7 @@ def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, *, alpha: float = 0.6) -> 
         rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
     m = np.clip(cv2.resize(anomaly_map.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
     colour = cv2.applyColorMap((m * 255).astype(np.uint8), cv2.COLORMAP_JET).astype(np.float32)
-    a = (alpha * m)[:, :, None]
+    a = (alpha * np.clip((m - OVERLAY_FLOOR) / (1.0 - OVERLAY_FLOOR), 0.0, 1.0))[:, :, None]
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR).astype(np.float32)
     return np.clip(bgr * (1 - a) + colour * a, 0, 255).astype(np.uint8)
 

@@ -86,9 +86,9 @@ def histogram_chart(
         xs = np.repeat(e, 2)[1:-1]
         ys = np.repeat(c, 2)
         cv2.polylines(img, [_to_px(xs, ys, xr, (0, 1))], False, colours[k % 3], 2, cv2.LINE_AA)
-        _text(img, name, (W - M - 120, M + 16 + 14 * k), 0.38, colours[k % 3])
+        _text(img, name, (M + 6, M + 16 + 14 * k), 0.38, colours[k % 3])
     for k, (name, t) in enumerate(thresholds.items()):
         p = _to_px(np.array([t]), np.array([0.0]), xr, (0, 1))[0]
         cv2.line(img, (int(p[0]), M), (int(p[0]), H - M), INK, 1, cv2.LINE_AA)
-        _text(img, name, (int(p[0]) + 3, M + 12 + 12 * k), 0.33)
+        _text(img, name, (int(p[0]) + 3, H - M - 6 - 12 * k), 0.33)
     return img
