@@ -180,9 +180,15 @@ def fit_head(
         raise DataError(
             f"the anomaly model needs at least {max(cfg.knn_k + 1, 4)} images that are not labelled defects"
         )
-    kind = cfg.anomaly if cfg.anomaly != "auto" else ("patch" if net.maps else "knn")
+    kind = "patch" if cfg.anomaly == "auto" else cfg.anomaly
     if kind == "patch" and not net.maps:
-        report(Log(level="WARNING", message="this backbone has no feature maps (ViT): using the image-level k-NN"))
+        report(
+            Log(
+                level="WARNING",
+                message="this backbone has no feature maps (ViT): anomaly score from the image-level k-NN, without "
+                "localisation (heatmaps are uniform)",
+            )
+        )
         kind = "knn"
     estimate: MemoryEstimate | None = None
     suspected = np.zeros(0, np.int64)
