@@ -61,7 +61,9 @@ def test_good_images_look_calm_on_the_normalised_map(trained_project: Path) -> N
     maps = head.anomaly.normalise(np.load(run / "maps.npy").astype(np.float32))
     metrics = json.loads((run / "metrics.json").read_text())
     rows = list(csv.DictReader((run / "scores.csv").read_text().splitlines()))
-    good = [k for k, r in enumerate(rows) if r["suspected"] == "0" and float(r["anomaly_score"]) <= metrics["threshold"]]
+    good = [
+        k for k, r in enumerate(rows) if r["suspected"] == "0" and float(r["anomaly_score"]) <= metrics["threshold"]
+    ]
     # 0 is a typical good patch and 1 the threshold: most good pixels sit near 0, none above 1.
     assert abs(float(np.median(maps[good]))) < 0.25
     assert float(maps[good].max()) <= 1.0 + 1e-5
@@ -104,7 +106,9 @@ def test_vit_falls_back_to_image_knn_and_says_so(images_and_labels: tuple[np.nda
     torch.manual_seed(0)
     net = FeatureNet(build_backbone("vit_tiny", 32), 32)
     rep = CollectingReporter()
-    fitted = fit_head(net, images[:48], labels[:48], FewShotConfig(device="cpu"), device=torch.device("cpu"), report=rep)
+    fitted = fit_head(
+        net, images[:48], labels[:48], FewShotConfig(device="cpu"), device=torch.device("cpu"), report=rep
+    )
     assert fitted.head.anomaly.kind == "knn"
     assert any(isinstance(e, Log) and "no feature maps" in e.message for e in rep.events)
 
