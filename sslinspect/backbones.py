@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sslinspect.errors import CheckpointError
+from sslinspect.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -46,6 +46,7 @@ def build_backbone(name: str, image_size: int = 224) -> nn.Module:
 
     Raises:
         KeyError: for an unknown name (configs validate names first).
+        ConfigError: for a ViT and an image size that is not a multiple of 16.
     """
     import torch
     import torchvision.models as tvm
@@ -90,14 +91,46 @@ def build_backbone(name: str, image_size: int = 224) -> nn.Module:
             return torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1)
 
     class _ViT(nn.Module):
+        """torchvision's ViT with the class token as the feature; other input sizes (multiples of 16, e.g. DINO's
+        local crops) get bicubically resized position embeddings. MAE uses :meth:`patch_tokens` and :meth:`encode`
+        to run the encoder on the visible patches only."""
+
         def __init__(self, net: tvm.VisionTransformer) -> None:
             super().__init__()
             self.net = net
             self.net.heads = nn.Identity()
             self.feature_dim = info.feature_dim
+            self.patch_size = net.patch_size
+
+        def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:
+            """Patch embeddings plus position embeddings ``(N, L, D)``."""
+            h, w = x.shape[-2:]
+            p = self.patch_size
+            if h % p or w % p:
+                raise ValueError(f"ViT input must be a multiple of {p} px, got {h}×{w}")
+            tokens = self.net.conv_proj(x).flatten(2).transpose(1, 2)
+            pos = self.net.encoder.pos_embedding[:, 1:]
+            g = self.net.image_size // p
+            if (h // p, w // p) != (g, g):
+                grid = pos.reshape(1, g, g, -1).permute(0, 3, 1, 2)
+                grid = nn.functional.interpolate(grid, size=(h // p, w // p), mode="bicubic", align_corners=False)
+                pos = grid.flatten(2).transpose(1, 2)
+            return tokens + pos
+
+        def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+            """Prepend the class token and run the encoder: ``(N, L, D)`` → ``(N, 1+L, D)``."""
+            enc = self.net.encoder
+            cls = self.net.class_token.expand(tokens.shape[0], -1, -1) + enc.pos_embedding[:, :1]
+            return enc.ln(enc.layers(enc.dropout(torch.cat([cls, tokens], dim=1))))
+
+        def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+            """The patch tokens as one stride-16 map ``(N, D, H/16, W/16)``."""
+            out = self.encode(self.patch_tokens(x))[:, 1:]
+            h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
+            return [out.transpose(1, 2).reshape(x.shape[0], -1, h, w)]
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.net(x)
+            return self.encode(self.patch_tokens(x))[:, 0]
 
     if name.startswith("resnet"):
         return _ResNet(getattr(tvm, name)(weights=None))
@@ -107,7 +140,7 @@ def build_backbone(name: str, image_size: int = 224) -> nn.Module:
         return _Pooled(tvm.efficientnet_b0(weights=None).features)
     if info.family == "vit":
         if image_size % 16:
-            raise ValueError(f"{name} needs an image size that is a multiple of 16, got {image_size}")
+            raise ConfigError(f"pretrain.image_size must be a multiple of 16 for {name}; got {image_size}")
         heads, dim = (3, 192) if name == "vit_tiny" else (6, 384)
         vit = tvm.VisionTransformer(
             image_size=image_size, patch_size=16, num_layers=12, num_heads=heads, hidden_dim=dim, mlp_dim=4 * dim
@@ -144,12 +177,9 @@ def load_backbone_weights(backbone: nn.Module, path: Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: weights file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        from sslinspect.train.checkpoint import torch_load_reason
+    from sslinspect.train.checkpoint import safe_torch_load
 
-        raise CheckpointError(f"{path}: not a safe weights file ({torch_load_reason(exc)})") from exc
+    obj = safe_torch_load(path, "not a safe weights file")
     state = obj
     for key in ("backbone_state", "state_dict", "model", "backbone"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):

@@ -7,6 +7,7 @@ config form and the CLI's ``--help`` are built from this one source. Serialisati
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,16 +29,30 @@ def _f(default: Any, label: str, help: str, **meta: Any) -> Any:
     return field(default=default, metadata={"label": label, "help": help, **meta})
 
 
+INT_LIMIT = 2**63 - 1  # every integer setting must fit a 64-bit integer (torch, numpy, SQLite)
+
+
 def _check(cfg: object, section: str) -> None:
-    """Validate every field of ``cfg`` against its ``min``/``max``/``choices`` metadata."""
+    """Validate every field of ``cfg`` against its ``min``/``max``/``choices`` metadata.
+
+    Numbers must also be finite (``nan`` would pass every comparison) and integers must fit 64 bits.
+    """
     for f in dataclasses.fields(cfg):  # type: ignore[arg-type]
         value = getattr(cfg, f.name)
         meta = f.metadata
         name = f"{section}.{f.name}"
         if "choices" in meta and value not in meta["choices"]:
             raise ConfigError(f"{name} must be one of {', '.join(map(str, meta['choices']))}; got {value!r}")
+        if value is None and f.default is not None:  # only fields whose default is None may be None
+            raise ConfigError(f"{name} must be set, got None")
         if isinstance(value, bool) or value is None:
             continue
+        if ("min" in meta or "max" in meta) and not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value}")
+        if isinstance(value, int) and abs(value) > INT_LIMIT:
+            raise ConfigError(f"{name} is too large: {value}")
         if "min" in meta and value < meta["min"]:
             raise ConfigError(f"{name} must be ≥ {meta['min']}, got {value}")
         if "max" in meta and value > meta["max"]:
@@ -82,10 +97,55 @@ class AugmentConfig:
     hue: float = _f(0.0, "Hue jitter", "Hue shift; keep 0 when colour matters for defects.", min=0.0, max=0.5)
     blur_prob: float = _f(0.3, "Blur probability", "Chance of a Gaussian blur (defocus).", min=0.0, max=1.0)
     noise_std: float = _f(0.02, "Sensor noise", "Std of added Gaussian noise on [0,1] pixels.", min=0.0, max=0.5)
+    local_min_scale: float = _f(
+        0.1,
+        "Min local-crop area",
+        "Smallest local crop of DINO/SwAV multi-crop, as a share of the image (local crops go up to Min crop area).",
+        min=0.02,
+        max=1.0,
+    )
 
     def __post_init__(self) -> None:
         """Validate ranges."""
         _check(self, "pretrain.augment")
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> AugmentConfig:
+        """The augmentations of preset ``name`` (see :data:`AUGMENT_PRESETS`), with ``overrides`` on top.
+
+        Raises:
+            ConfigError: for an unknown preset or a bad override.
+        """
+        if name not in AUGMENT_PRESETS:
+            raise ConfigError(f"pretrain.augment: unknown preset {name!r}; known: {', '.join(AUGMENT_PRESETS)}")
+        try:
+            return cls(**{**AUGMENT_PRESETS[name], **overrides})
+        except TypeError as exc:
+            raise ConfigError(f"pretrain.augment: {exc}") from exc
+
+
+#: Named augmentation recipes: field overrides of :class:`AugmentConfig`'s defaults. ``--set pretrain.augment=NAME``
+#: or ``"augment": "NAME"`` in a config file picks one; later ``--set pretrain.augment.FIELD=...`` refine it.
+AUGMENT_PRESETS: dict[str, dict[str, Any]] = {
+    # the defaults: grayscale or colour parts whose colour must not be altered; flips allowed
+    "industrial-gray": {},
+    # colour parts: a little saturation change (lighting), still no hue shift (a stain's hue is the defect)
+    "industrial-color": {"saturation": 0.15},
+    # turned, round or textured parts with no fixed orientation: any 90° turn or flip is the same part
+    "orientation-free": {"flip": True, "rot90": True, "rotate_deg": 15.0},
+    # parts with a fixed layout (labels, connectors, text): no flips, barely any rotation
+    "fixed-orientation": {"flip": False, "rot90": False, "rotate_deg": 3.0},
+    # SimCLR's recipe for natural photos, for comparison: strong crops and colour distortion
+    "natural": {
+        "crop_min_scale": 0.08,
+        "brightness": 0.4,
+        "contrast": 0.4,
+        "saturation": 0.4,
+        "hue": 0.1,
+        "blur_prob": 0.5,
+        "noise_std": 0.0,
+    },
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,7 +175,36 @@ class PretrainConfig:
     weights: str = _f("", "Start weights", "Optional local backbone weights file (.pt / .pth, state_dict).")
     log_every: int = _f(10, "Report every (steps)", "Metrics interval in steps.", min=1)
     augment: AugmentConfig = field(
-        default_factory=AugmentConfig, metadata={"label": "Augmentations", "help": "View augmentations."}
+        default_factory=AugmentConfig,
+        metadata={
+            "label": "Augmentations",
+            "help": "View augmentations (a preset name such as orientation-free, or fields).",
+            "presets": tuple(AUGMENT_PRESETS),
+        },
+    )
+    local_crops: int = _f(
+        4, "Local crops", "Small extra crops per image for DINO and SwAV (multi-crop).", min=0, max=16
+    )
+    queue_size: int = _f(
+        4096,
+        "Queue size",
+        "MoCo v2 negatives kept from past batches (used up to half the number of images).",
+        min=0,
+        max=1_000_000,
+    )
+    num_prototypes: int = _f(
+        512, "Prototypes", "Output width of DINO's head and number of SwAV prototypes.", min=8, max=65536
+    )
+    teacher_temp: float = _f(
+        0.07, "Teacher temperature", "DINO's teacher softmax temperature after warm-up from 0.04.", min=0.01, max=1.0
+    )
+    mask_ratio: float = _f(0.75, "Mask ratio", "Share of patches MAE hides from the encoder.", min=0.1, max=0.95)
+    clusters: int = _f(
+        100,
+        "Clusters",
+        "DeepCluster k-means clusters (capped at an eighth of the number of images).",
+        min=2,
+        max=100_000,
     )
 
     def __post_init__(self) -> None:
@@ -254,3 +343,34 @@ class ExportConfig:
     def __post_init__(self) -> None:
         """Validate ranges."""
         _check(self, "export")
+
+
+PROTOCOLS = ("knn", "linear", "finetune")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvaluateConfig:
+    """Evaluation of a pretrained backbone on the project's labels (cross-validated), to compare runs and methods."""
+
+    protocol: str = _f(
+        "knn",
+        "Protocol",
+        "knn: k-NN on frozen embeddings; linear: logistic regression on them; finetune: briefly train the backbone "
+        "and a linear head.",
+        choices=PROTOCOLS,
+    )
+    folds: int = _f(5, "CV folds", "Stratified folds (capped by the smallest class).", min=2, max=50)
+    knn_k: int = _f(5, "k", "Neighbours that vote in the k-NN protocol.", min=1, max=200)
+    knn_temperature: float = _f(0.1, "k-NN temperature", "Vote weight exp(cos/T).", min=0.001, max=10.0)
+    finetune_epochs: int = _f(20, "Fine-tune epochs", "Passes over each fold's training labels.", min=1, max=1000)
+    finetune_max_steps: int = _f(300, "Fine-tune step cap", "Upper bound on steps per fold.", min=1)
+    finetune_lr: float = _f(
+        3e-4, "Fine-tune learning rate", "Backbone learning rate (the head gets 10×).", min=1e-7, max=1.0
+    )
+    batch_size: int = _f(32, "Batch size", "Images per step when embedding or fine-tuning.", min=2, max=4096)
+    device: str = _f("auto", "Device", "auto uses the GPU when there is one.", choices=DEVICES)
+    seed: int = _f(0, "Seed", "Random seed (folds, fine-tuning).", min=0)
+
+    def __post_init__(self) -> None:
+        """Validate ranges."""
+        _check(self, "evaluate")

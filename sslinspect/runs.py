@@ -1,19 +1,22 @@
 """Run folders: ``config.json``, an append-only ``events.jsonl``, ``status.json``; one ``Finished`` event per run.
 
-A run folder is never modified after ``Finished`` apart from ``status.json``.
+A run folder is never modified after ``Finished`` apart from ``status.json``. A run whose process was killed keeps
+``"state": "running"`` in its ``status.json``; :func:`read_status` reports it as ``interrupted``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import os
+import platform
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from sslinspect.errors import Cancelled
+from sslinspect.errors import Cancelled, ProjectError
 from sslinspect.events import (
     Event,
     Finished,
@@ -23,7 +26,7 @@ from sslinspect.events import (
     TeeReporter,
     decode_event,
 )
-from sslinspect.fsutil import atomic_write_json, read_json
+from sslinspect.fsutil import atomic_write_json, describe_os_error, read_json
 
 
 def _now() -> str:
@@ -67,29 +70,61 @@ def open_run(
     ``Cancelled`` inside the block ends the run as ``cancelled`` and is re-raised; any other exception ends it as
     ``failed`` and is re-raised.
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume or not (run_dir / "config.json").exists():
-        atomic_write_json(run_dir / "config.json", config)
-    log = (run_dir / "events.jsonl").open("a", encoding="utf-8")
-    run = Run(stage, run_dir, TeeReporter(report, JsonlReporter(log)), log)
-    run.set_status("running", pid=os.getpid(), started=_now(), ended=None)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume or not (run_dir / "config.json").exists():
+            atomic_write_json(run_dir / "config.json", config)
+        events = run_dir / "events.jsonl"
+        torn = _ends_mid_line(events)
+        log = events.open("a", encoding="utf-8")
+        if torn:  # the process writing it was killed mid-line: end that line, or our first event would be lost
+            log.write("\n")
+        run = Run(stage, run_dir, TeeReporter(report, JsonlReporter(log)), log)
+        run.set_status("running", pid=os.getpid(), host=platform.node(), started=_now(), ended=None)
+    except OSError as exc:
+        raise ProjectError(f"{run_dir}: cannot write the run folder ({describe_os_error(exc)})") from exc
     run.report(Started(stage=stage, run_id=run.run_id, total_steps=total_steps))
     try:
         yield run
     except Cancelled as exc:
-        run.report(Finished(stage=stage, status="cancelled", error_type="Cancelled", error_message=str(exc)))
-        run.set_status("cancelled", ended=_now())
+        _finish(run, Finished(stage=stage, status="cancelled", error_type="Cancelled", error_message=str(exc)))
         raise
     except BaseException as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        run.report(Finished(stage=stage, status="failed", error_type=type(exc).__name__, error_message=msg))
-        run.set_status("failed", ended=_now(), error=msg)
+        _finish(run, Finished(stage=stage, status="failed", error_type=type(exc).__name__, error_message=msg), msg)
         raise
     else:
-        run.report(Finished(stage=stage, status="ok"))
-        run.set_status("ok", ended=_now())
+        _finish(run, Finished(stage=stage, status="ok"), strict=True)
     finally:
         log.close()
+
+
+def _finish(run: Run, event: Finished, error: str | None = None, *, strict: bool = False) -> None:
+    """Report ``event`` and record it in ``status.json``.
+
+    When the job already failed (``strict`` False), a full disk must not hide the original error: the status is
+    then left as ``running`` (read back as ``interrupted``). A successful job whose status cannot be saved fails.
+    """
+    extra = {"ended": _now(), **({"error": error} if error else {})}
+    try:
+        run.report(event)
+        run.set_status(event.status, **extra)
+    except OSError as exc:
+        if strict:
+            raise ProjectError(f"{run.dir}: cannot write the run folder ({describe_os_error(exc)})") from exc
+
+
+def _ends_mid_line(path: Path) -> bool:
+    """True when ``path`` exists, is not empty and does not end with a newline."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() == 0:
+                return False
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) != b"\n"
+    except FileNotFoundError:
+        return False
 
 
 def read_events(run_dir: Path) -> list[Event]:
@@ -104,3 +139,34 @@ def read_events(run_dir: Path) -> list[Event]:
         except ValueError:
             continue
     return out
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    """``status.json`` of a run; a ``running`` run whose process is gone on this machine becomes ``interrupted``.
+
+    Returns ``{"state": "unknown"}`` when the file is missing or unreadable.
+    """
+    try:
+        status = read_json(Path(run_dir) / "status.json")
+    except (OSError, ValueError):
+        return {"state": "unknown"}
+    if not isinstance(status, dict):
+        return {"state": "unknown"}
+    if status.get("state") == "running" and status.get("host") == platform.node():
+        pid = status.get("pid")
+        if isinstance(pid, int) and not _alive(pid):
+            status["state"] = "interrupted"
+    return status
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with ``pid`` exists (POSIX; on Windows assume it does)."""
+    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True

@@ -7,6 +7,7 @@ flips/90° turns when orientation does not matter.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -99,10 +100,11 @@ def gaussian_blur(x: torch.Tensor, prob: float, max_sigma: float) -> torch.Tenso
     return y.view(n, c, h, w)
 
 
-def augment(images_u8: torch.Tensor, cfg: AugmentConfig, out_size: int, **crop: float) -> torch.Tensor:
-    """One augmented, normalised view ``(N, 3, out, out)`` of a ``uint8 (N, S, S, 3)`` batch (same device)."""
-    x = to_unit_nchw(images_u8)
-    x = random_resized_affine(x, cfg, out_size, **crop)
+def augment_unit(
+    x: torch.Tensor, cfg: AugmentConfig, out_size: int, *, min_scale: float | None = None, max_scale: float = 1.0
+) -> torch.Tensor:
+    """One augmented, normalised view ``(N, 3, out, out)`` of a ``[0, 1]`` float batch ``(N, 3, H, W)``."""
+    x = random_resized_affine(x, cfg, out_size, min_scale=min_scale, max_scale=max_scale)
     x = color_jitter(x, cfg)
     x = gaussian_blur(x, cfg.blur_prob, max_sigma=1.5 * out_size / 224 + 0.5)
     if cfg.noise_std > 0:
@@ -110,8 +112,13 @@ def augment(images_u8: torch.Tensor, cfg: AugmentConfig, out_size: int, **crop: 
     return normalize(x.clamp(0.0, 1.0))
 
 
+def augment(images_u8: torch.Tensor, cfg: AugmentConfig, out_size: int, **crop: float) -> torch.Tensor:
+    """One augmented, normalised view ``(N, 3, out, out)`` of a ``uint8 (N, S, S, 3)`` batch (same device)."""
+    return augment_unit(to_unit_nchw(images_u8), cfg, out_size, **crop)
+
+
 class TwoViews:
-    """The standard two-view maker of SimCLR/BYOL/Barlow Twins."""
+    """The standard two-view maker of SimCLR/BYOL/Barlow Twins/MoCo/SimSiam."""
 
     def __init__(self, cfg: AugmentConfig, out_size: int) -> None:
         """Make views of ``out_size`` px with augmentations ``cfg``."""
@@ -120,3 +127,86 @@ class TwoViews:
     def __call__(self, images_u8: torch.Tensor) -> list[torch.Tensor]:
         """Two independently augmented views of the batch."""
         return [augment(images_u8, self.cfg, self.out_size), augment(images_u8, self.cfg, self.out_size)]
+
+
+class OneView(TwoViews):
+    """A single augmented view (MAE, inpainting, DeepCluster)."""
+
+    def __call__(self, images_u8: torch.Tensor) -> list[torch.Tensor]:
+        """One augmented view of the batch."""
+        return [augment(images_u8, self.cfg, self.out_size)]
+
+
+def local_crop_size(image_size: int) -> int:
+    """Side of DINO/SwAV local crops: 96/224 of the image as in the papers, a multiple of 16 (ViT patches)."""
+    return max(16, round(image_size * 96 / 224 / 16) * 16)
+
+
+class MultiCrop:
+    """DINO/SwAV multi-crop: two global views (area ≥ ``crop_min_scale``) then ``n_local`` small local views
+    (area between ``local_min_scale`` and ``crop_min_scale``) at :func:`local_crop_size`."""
+
+    def __init__(self, cfg: AugmentConfig, out_size: int, n_local: int) -> None:
+        """Make 2 global views of ``out_size`` px and ``n_local`` local views."""
+        self.cfg, self.out_size, self.n_local = cfg, out_size, n_local
+        self.local_size = local_crop_size(out_size)
+
+    def __call__(self, images_u8: torch.Tensor) -> list[torch.Tensor]:
+        """Global views first, then local views."""
+        x = to_unit_nchw(images_u8)
+        views = [augment_unit(x, self.cfg, self.out_size) for _ in range(2)]
+        lo, hi = self.cfg.local_min_scale, max(self.cfg.local_min_scale, self.cfg.crop_min_scale)
+        views += [augment_unit(x, self.cfg, self.local_size, min_scale=lo, max_scale=hi) for _ in range(self.n_local)]
+        return views
+
+
+class Rotations(TwoViews):
+    """RotNet: one augmented view (without flips or 90° turns, which would make the labels ambiguous) in four
+    rotations; view ``k`` is turned by ``k·90°``."""
+
+    def __init__(self, cfg: AugmentConfig, out_size: int) -> None:
+        """Make views of ``out_size`` px; flips and 90° turns of ``cfg`` are switched off."""
+        super().__init__(dataclasses.replace(cfg, flip=False, rot90=False), out_size)
+
+    def __call__(self, images_u8: torch.Tensor) -> list[torch.Tensor]:
+        """``[x, x↻90°, x↻180°, x↻270°]``."""
+        x = augment(images_u8, self.cfg, self.out_size)
+        return [torch.rot90(x, k, dims=(2, 3)) for k in range(4)]
+
+
+def tile_size(image_size: int, grid: int = 3, fill: float = 0.75) -> int:
+    """Side in px of the tiles of :class:`GridTiles`: ``fill`` of a grid cell, at least 16 px."""
+    return max(16, round(image_size / grid * fill))
+
+
+class GridTiles(TwoViews):
+    """Jigsaw/relative-position tiles: an augmented view cut into a ``grid × grid`` layout of tiles.
+
+    Each tile covers ``fill`` of its cell at a random offset inside it (the gap and jitter stop the network from
+    matching edges), and every tile is standardised on its own (zero mean per channel, equal contrast), so lighting
+    gradients and vignetting do not give the position away. One batched ``grid_sample`` cuts all tiles.
+    Returns one tensor ``(N, grid², 3, t, t)``, tiles in row-major order.
+    """
+
+    def __init__(self, cfg: AugmentConfig, out_size: int, grid: int = 3, fill: float = 0.75) -> None:
+        """Cut ``grid × grid`` tiles from ``out_size`` px views."""
+        super().__init__(cfg, out_size)
+        self.grid, self.fill = grid, fill
+        self.tile = tile_size(out_size, grid, fill)
+
+    def __call__(self, images_u8: torch.Tensor) -> list[torch.Tensor]:
+        """``[tiles (N, grid², 3, t, t)]``."""
+        x = augment(images_u8, self.cfg, self.out_size)
+        n, dev, g, t = x.shape[0], x.device, self.grid, self.tile
+        half = self.fill / g  # tile half-width in [-1, 1] coordinates
+        centers = -1 + (2 * torch.arange(g, device=dev, dtype=x.dtype) + 1) / g
+        jitter = (torch.rand(n, g, g, 2, device=dev, dtype=x.dtype) * 2 - 1) * (1 - self.fill) / g
+        u = ((2 * torch.arange(t, device=dev, dtype=x.dtype) + 1) / t - 1) * half  # sample points inside a tile
+        cx = centers.view(1, 1, g, 1, 1) + jitter[..., 0].view(n, g, g, 1, 1) + u.view(1, 1, 1, 1, t)
+        cy = centers.view(1, g, 1, 1, 1) + jitter[..., 1].view(n, g, g, 1, 1) + u.view(1, 1, 1, t, 1)
+        grid_xy = torch.stack(torch.broadcast_tensors(cx, cy), dim=-1)  # (N, g, g, t, t, 2)
+        tiles = F.grid_sample(x, grid_xy.reshape(n, g * g * t, t, 2), mode="bilinear", align_corners=False)
+        tiles = tiles.view(n, 3, g * g, t, t).transpose(1, 2)  # (N, g², 3, t, t)
+        mean = tiles.mean((3, 4), keepdim=True)
+        std = tiles.std((2, 3, 4), keepdim=True) + 1e-3
+        return [(tiles - mean) / std * std.mean()]

@@ -1,4 +1,18 @@
-"""The parts every method is made of: ``MethodSpec`` (a recipe) and ``SSLModel`` (backbone + heads + loss)."""
+"""The parts every method is made of: ``MethodSpec`` (a recipe) and ``SSLModel`` (backbone + heads + loss).
+
+Gathering across processes (the contract between methods and the distributed training code):
+
+- A model's ``gather`` attribute is a :class:`Gather`: ``gather(x)`` takes this process's ``(N, ...)`` tensor and
+  returns every process's tensor concatenated in rank order, ``(world_size·N, ...)``; rows
+  ``rank·N : (rank+1)·N`` are ``x`` itself with its autograd graph. Every process passes the same ``N``.
+- Its backward must *sum* the gradients that all processes send to a slice into the process that owns it
+  (``torch.distributed.nn.functional.all_gather`` does this). Losses average over their *local* anchors; DDP then
+  averages gradients over processes, so a run on W processes computes the loss and gradients of one process on the
+  global batch of W·N images.
+- Losses that use negatives from the batch (NT-Xent, the MoCo losses) take ``gather`` as an argument; statistics
+  over the batch (DINO's centre, SwAV's Sinkhorn sums, MoCo v2's queue) are gathered under ``no_grad``.
+  The default :data:`LOCAL` is the identity for one process. Distributed code sets ``model.gather`` before training.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +20,7 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -17,23 +32,66 @@ from sslinspect.data.views import TwoViews
 ViewFn = Callable[[torch.Tensor], list[torch.Tensor]]
 
 
+class Gather(Protocol):
+    """All-gather with gradients across processes (see the module docstring for the contract)."""
+
+    @property
+    def rank(self) -> int:
+        """This process's index, 0 … ``world_size``-1."""
+        ...
+
+    @property
+    def world_size(self) -> int:
+        """Number of processes."""
+        ...
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, ...)`` → ``(world_size·N, ...)``, rank order, own rows keep their graph."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class LocalGather:
+    """The single-process :class:`Gather`: the identity."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Return ``x`` unchanged."""
+        return x
+
+
+LOCAL = LocalGather()
+
+
 @dataclass(frozen=True, slots=True)
 class StepOutput:
     """What one forward pass of a method returns: the loss, and detached backbone features of the batch's first
-    view for the health signal (None if the method has none)."""
+    view for the health signal (None if the method has none).
+
+    ``features2`` (optional) holds the second view's features of the same images, in the same order: with it the
+    health signal adds alignment and uniformity.
+    """
 
     loss: torch.Tensor
     features: torch.Tensor | None = None
+    features2: torch.Tensor | None = None
 
 
 class SSLModel(nn.Module):
-    """A backbone plus whatever a method trains around it. Subclasses implement :meth:`forward`."""
+    """A backbone plus whatever a method trains around it. Subclasses implement :meth:`forward`.
+
+    Attributes:
+        gather: How batch-wide negatives/statistics are collected across processes (default: one process).
+    """
 
     def __init__(self, backbone: nn.Module) -> None:
         """Wrap ``backbone`` (exposes ``feature_dim``)."""
         super().__init__()
         self.backbone = backbone
         self.feature_dim = int(backbone.feature_dim)  # type: ignore[arg-type]
+        self.gather: Gather = LOCAL
 
     def forward(self, views: list[torch.Tensor], rows: torch.Tensor | None = None) -> StepOutput:
         """Loss for a list of views of one batch; ``rows`` are the images' cache rows (per-image state)."""
@@ -63,18 +121,21 @@ class MethodSpec:
     optimizer: str = "adamw"
     base_lr: float = 2e-3
     weight_decay: float | None = None
+    sync_batchnorm: bool = True  # under DDP: global-batch BatchNorm statistics (off for MoCo v2's shuffled BN)
 
     def lr(self, cfg: PretrainConfig) -> float:
         """The configured learning rate, or this method's default for the batch size."""
         return cfg.lr if cfg.lr > 0 else self.base_lr * cfg.batch_size / 256
 
 
-def mlp(in_dim: int, hidden: int, out: int, *, layers: int = 2, last_bn: bool = False) -> nn.Sequential:
-    """Projection/prediction MLP: ``(Linear → BN → ReLU) × (layers-1) → Linear [→ BN]``."""
+def mlp(
+    in_dim: int, hidden: int, out: int, *, layers: int = 2, last_bn: bool = False, bn: bool = True
+) -> nn.Sequential:
+    """Projection/prediction MLP: ``(Linear → [BN] → ReLU) × (layers-1) → Linear [→ BN]``."""
     mods: list[nn.Module] = []
     d = in_dim
     for _ in range(layers - 1):
-        mods += [nn.Linear(d, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)]
+        mods += [nn.Linear(d, hidden, bias=not bn), *([nn.BatchNorm1d(hidden)] if bn else []), nn.ReLU(inplace=True)]
         d = hidden
     mods.append(nn.Linear(d, out, bias=not last_bn))
     if last_bn:
@@ -102,3 +163,23 @@ def ema_update(target: nn.Module, online: nn.Module, m: float) -> None:
 def cosine_momentum(base: float, progress: float) -> float:
     """BYOL's schedule: momentum rises from ``base`` to 1 along a cosine."""
     return 1 - (1 - base) * (math.cos(math.pi * min(max(progress, 0.0), 1.0)) + 1) / 2
+
+
+@torch.no_grad()
+def ema_step(pairs: list[tuple[nn.Module, nn.Module]], base: float, progress: float) -> None:
+    """EMA-update each ``(target, online)`` pair with :func:`cosine_momentum` at ``progress``."""
+    m = cosine_momentum(base, progress)
+    for target, online in pairs:
+        ema_update(target, online, m)
+
+
+def linear_warmup(start: float, end: float, progress: float, warmup: float) -> float:
+    """``start`` → ``end`` linearly over the first ``warmup`` share of training, then ``end``."""
+    if warmup <= 0:
+        return end
+    return start + (end - start) * min(max(progress, 0.0) / warmup, 1.0)
+
+
+def local_rows(n: int, gather: Gather, device: torch.device) -> torch.Tensor:
+    """Indices of this process's ``n`` rows inside a gathered batch."""
+    return torch.arange(n, device=device) + gather.rank * n

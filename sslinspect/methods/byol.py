@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from sslinspect.config import PretrainConfig
-from sslinspect.methods.base import MethodSpec, SSLModel, StepOutput, cosine_momentum, ema_update, mlp, momentum_copy
+from sslinspect.methods.base import MethodSpec, SSLModel, StepOutput, ema_step, mlp, momentum_copy
 from sslinspect.methods.losses import NegativeCosineLoss
 
 
@@ -35,14 +35,13 @@ class BYOL(SSLModel):
         with torch.no_grad():
             t = self.target_projection(self.target_backbone(x))
         loss = 0.5 * (self.criterion(p[:n], t[n:]) + self.criterion(p[n:], t[:n]))
-        return StepOutput(loss, h[:n].detach())
+        return StepOutput(loss, h[:n].detach(), h[n:].detach())
 
     @torch.no_grad()
     def after_step(self, progress: float) -> None:
         """EMA-update the target with BYOL's cosine momentum schedule."""
-        m = cosine_momentum(self.base_momentum, progress)
-        ema_update(self.target_backbone, self.backbone, m)
-        ema_update(self.target_projection, self.projection, m)
+        pairs = [(self.target_backbone, self.backbone), (self.target_projection, self.projection)]
+        ema_step(pairs, self.base_momentum, progress)
 
 
 SPEC = MethodSpec(name="byol", make_model=BYOL, optimizer="adamw", base_lr=2e-3)

@@ -1,4 +1,8 @@
-"""Self-supervised losses, one class each, with their papers. Each has a runnable example."""
+"""Self-supervised losses, one class each, with their papers. Each has a runnable example.
+
+Losses that compare against the rest of the batch take a ``gather`` (see :mod:`sslinspect.methods.base` for the
+multi-process contract); the default is one process.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sslinspect.methods.base import LOCAL, Gather, local_rows
+
 
 class NTXentLoss(nn.Module):
     """Normalised-temperature cross entropy (InfoNCE over the batch).
 
-    Each of the 2N embeddings must pick its partner view among the other 2N−1.
+    Each of the 2N embeddings must pick its partner view among the other 2N−1 (2WN−1 with W processes).
 
     - [0] SimCLR, 2020, https://arxiv.org/abs/2002.05709
 
@@ -26,14 +32,50 @@ class NTXentLoss(nn.Module):
         super().__init__()
         self.temperature = temperature
 
-    def forward(self, z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
-        """Symmetric loss for two ``(N, D)`` batches of projections."""
+    def forward(self, z0: torch.Tensor, z1: torch.Tensor, gather: Gather = LOCAL) -> torch.Tensor:
+        """Symmetric loss for two ``(N, D)`` batches of projections (row i of each is one image)."""
         n = z0.shape[0]
-        z = F.normalize(torch.cat([z0, z1]), dim=1)
-        sim = z @ z.T / self.temperature
-        sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
-        target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
-        return F.cross_entropy(sim.float(), target)
+        z0, z1 = F.normalize(z0.float(), dim=1), F.normalize(z1.float(), dim=1)
+        candidates = torch.cat([gather(z0), gather(z1)])  # (2M, D), M = W·N
+        m = candidates.shape[0] // 2
+        logits = torch.cat([z0, z1]) @ candidates.T / self.temperature  # (2N, 2M)
+        own = local_rows(n, gather, z0.device)
+        self_idx = torch.cat([own, own + m])
+        logits[torch.arange(2 * n, device=z0.device), self_idx] = float("-inf")
+        return F.cross_entropy(logits, torch.cat([own + m, own]))
+
+
+class MoCoLoss(nn.Module):
+    """InfoNCE of queries against momentum keys: the key of the same image is the positive, the keys of the other
+    images of the (gathered) batch and an optional queue of past keys are the negatives.
+
+    MoCo v2 uses it with a queue; MoCo v3 without, scaled by ``2τ`` as in its paper.
+
+    - [0] MoCo v2, 2020, https://arxiv.org/abs/2003.04297
+    - [1] MoCo v3, 2021, https://arxiv.org/abs/2104.02057
+
+    Examples:
+        >>> q, k = torch.randn(8, 16), torch.randn(8, 16)
+        >>> float(MoCoLoss(0.2)(q, k, queue=torch.randn(32, 16))) > 0
+        True
+    """
+
+    def __init__(self, temperature: float = 0.2, *, scale: float = 1.0) -> None:
+        """Set the temperature and a constant factor on the loss (MoCo v3: ``2τ``)."""
+        super().__init__()
+        self.temperature = temperature
+        self.scale = scale
+
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, gather: Gather = LOCAL, queue: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Loss for queries ``q`` and keys ``k`` ``(N, D)`` (keys get no gradient); ``queue`` is ``(K, D)``."""
+        q = F.normalize(q.float(), dim=1)
+        keys = F.normalize(gather(k.detach().float()), dim=1)
+        if queue is not None and queue.shape[0]:
+            keys = torch.cat([keys, F.normalize(queue.float(), dim=1)])
+        logits = q @ keys.T / self.temperature
+        return self.scale * F.cross_entropy(logits, local_rows(q.shape[0], gather, q.device))
 
 
 class NegativeCosineLoss(nn.Module):
@@ -57,6 +99,9 @@ class NegativeCosineLoss(nn.Module):
 class BarlowTwinsLoss(nn.Module):
     """Cross-correlation of the two views' standardised embeddings pushed to the identity.
 
+    With several processes the statistics are taken over the gathered batch; every process then computes the same
+    global loss (the gradient contract of :mod:`sslinspect.methods.base` still holds).
+
     - [0] Barlow Twins, 2021, https://arxiv.org/abs/2103.03230
 
     Examples:
@@ -70,13 +115,123 @@ class BarlowTwinsLoss(nn.Module):
         super().__init__()
         self.lambda_offdiag = lambda_offdiag
 
-    def forward(self, z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
+    def forward(self, z0: torch.Tensor, z1: torch.Tensor, gather: Gather = LOCAL) -> torch.Tensor:
         """Loss for two ``(N, D)`` batches."""
+        z0, z1 = gather(z0.float()), gather(z1.float())
         n, d = z0.shape
         z0 = (z0 - z0.mean(0)) / (z0.std(0) + 1e-5)
         z1 = (z1 - z1.mean(0)) / (z1.std(0) + 1e-5)
-        c = (z0.T.float() @ z1.float()) / n
+        c = (z0.T @ z1) / n
         on = (torch.diagonal(c) - 1).pow(2).sum()
         off = (c - torch.diag(torch.diagonal(c))).pow(2).sum()
         lam = self.lambda_offdiag if self.lambda_offdiag is not None else 1.0 / d
         return on + lam * off
+
+
+def cross_view_entropy(targets: list[torch.Tensor], logits: list[torch.Tensor], temperature: float) -> torch.Tensor:
+    """Mean over pairs ``i ≠ j`` of ``−Σ targets[i] · log_softmax(logits[j] / T)``, averaged over samples.
+
+    The swapped-prediction term shared by DINO and SwAV; ``targets[i]`` and ``logits[i]`` are views of the same
+    crop, which is why those pairs are skipped.
+    """
+    log_p = [F.log_softmax(z.float() / temperature, dim=-1) for z in logits]
+    total = torch.zeros((), device=logits[0].device)
+    pairs = 0
+    for i, t in enumerate(targets):
+        for j, lp in enumerate(log_p):
+            if i != j:
+                total = total - (t * lp).sum(-1).mean()
+                pairs += 1
+    return total / pairs
+
+
+class DINOLoss(nn.Module):
+    """Self-distillation: the student's softmax over prototypes matches the teacher's centred, sharpened softmax.
+
+    The teacher sees only the global crops; the centre is an EMA of the teacher's mean output (over the gathered
+    batch), which with sharpening prevents collapse.
+
+    - [0] DINO, 2021, https://arxiv.org/abs/2104.14294
+
+    Examples:
+        >>> loss = DINOLoss(out_dim=16)
+        >>> t = [torch.randn(4, 16), torch.randn(4, 16)]
+        >>> s = [torch.randn(4, 16) for _ in range(4)]
+        >>> float(loss(s, t, teacher_temp=0.04)) > 0
+        True
+    """
+
+    center: torch.Tensor
+
+    def __init__(self, out_dim: int, *, student_temp: float = 0.1, center_momentum: float = 0.9) -> None:
+        """Set the output width, the student temperature and the centre's EMA momentum."""
+        super().__init__()
+        self.student_temp = student_temp
+        self.center_momentum = center_momentum
+        self.register_buffer("center", torch.zeros(1, out_dim))
+
+    def forward(
+        self, student: list[torch.Tensor], teacher: list[torch.Tensor], teacher_temp: float, gather: Gather = LOCAL
+    ) -> torch.Tensor:
+        """Loss for student outputs of all crops (global crops first) and teacher outputs of the global crops.
+
+        Updates the centre when the module is in training mode.
+        """
+        targets = [F.softmax((t.detach().float() - self.center) / teacher_temp, dim=-1) for t in teacher]
+        loss = cross_view_entropy(targets, student, self.student_temp)
+        if self.training:
+            self.update_center(teacher, gather)
+        return loss
+
+    @torch.no_grad()
+    def update_center(self, teacher: list[torch.Tensor], gather: Gather = LOCAL) -> None:
+        """EMA of the teacher's batch-mean output."""
+        batch_center = gather(torch.cat(teacher).float()).mean(0, keepdim=True)
+        self.center.mul_(self.center_momentum).add_(batch_center, alpha=1 - self.center_momentum)
+
+
+@torch.no_grad()
+def sinkhorn(
+    scores: torch.Tensor, *, epsilon: float = 0.05, iterations: int = 3, gather: Gather = LOCAL
+) -> torch.Tensor:
+    """Sinkhorn-Knopp: soft codes ``(N, K)`` that spread the (gathered) batch equally over the K prototypes.
+
+    Each row of the result sums to 1. Sums over the batch are taken over all processes.
+    """
+    k = scores.shape[1]
+    s = scores.float() / epsilon
+    q = torch.exp(s - gather(s.amax().view(1)).amax())  # a common shift for every process: exact after normalising
+    b = gather.world_size * q.shape[0]  # global batch size
+    q = q / gather(q.sum().view(1)).sum()
+    for _ in range(iterations):
+        q = q / gather(q).sum(0, keepdim=True) / k  # every prototype gets 1/K of the mass
+        q = q / q.sum(1, keepdim=True) / b  # every sample gets 1/B
+    return q * b
+
+
+class SwAVLoss(nn.Module):
+    """Swapped prediction: the Sinkhorn code of one global crop is predicted from every other crop.
+
+    - [0] SwAV, 2020, https://arxiv.org/abs/2006.09882
+
+    Examples:
+        >>> scores = [torch.randn(8, 10) for _ in range(3)]
+        >>> float(SwAVLoss()(scores[:2], scores[2:])) > 0
+        True
+    """
+
+    def __init__(self, temperature: float = 0.1, *, epsilon: float = 0.05, iterations: int = 3) -> None:
+        """Set the prediction temperature and the Sinkhorn parameters."""
+        super().__init__()
+        self.temperature = temperature
+        self.epsilon = epsilon
+        self.iterations = iterations
+
+    def forward(
+        self, global_scores: list[torch.Tensor], local_scores: list[torch.Tensor] | None = None, gather: Gather = LOCAL
+    ) -> torch.Tensor:
+        """Loss for prototype scores (cosines) ``(N, K)`` of the global crops and of the optional local crops."""
+        codes = [
+            sinkhorn(s.detach(), epsilon=self.epsilon, iterations=self.iterations, gather=gather) for s in global_scores
+        ]
+        return cross_view_entropy(codes, [*global_scores, *(local_scores or [])], self.temperature)
