@@ -18,7 +18,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 CLASSIFIERS = ("auto", "prototype", "logistic")
 ANOMALY_MODELS = ("auto", "patch", "knn")
 DESCRIPTORS = ("global", "defect")
-DECISIONS = ("anomaly", "anomaly_or_class")
+DECISIONS = ("auto", "anomaly", "anomaly_or_class")
 EXPORT_FORMATS = ("onnx", "triton")
 
 
@@ -282,10 +282,10 @@ class FewShotConfig:
         choices=DESCRIPTORS,
     )
     decision: str = _f(
-        "anomaly_or_class",
+        "auto",
         "NG rule",
         "anomaly: NG when the anomaly score exceeds the threshold; anomaly_or_class: also when the classifier "
-        "picks a defect class.",
+        "picks a defect class; auto: the better of the two on the labels (out-of-fold).",
         choices=DECISIONS,
     )
     min_shots: int = _f(2, "Min labels per class", "Classes with fewer labels are left out, with a warning.", min=1)

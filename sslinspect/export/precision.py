@@ -25,7 +25,7 @@ from sslinspect.fewshot.model import InspectionHead
 from sslinspect.infer.onnx_predictor import open_session
 from sslinspect.project import GOOD
 
-QUANTISED_OPS = ("Conv",)
+QUANTISED_OPS = ("Conv", "MatMul")
 CHECK_BATCH = 32
 
 

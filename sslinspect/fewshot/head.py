@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from sslinspect.cancel import NEVER, CancelToken
 from sslinspect.config import FewShotConfig
@@ -147,6 +147,23 @@ def _score_knn(
     return _Scored(glob, None, scores, scores.copy(), None), bank_rows
 
 
+def _decision_rule(
+    choice: str, cv: CVReport | None, y: np.ndarray, classes: tuple[str, ...], anomalous: np.ndarray
+) -> str:
+    """``auto``: add "the classifier picks a defect class" to the NG rule only if that raises the out-of-fold
+    OK/NG balanced accuracy on the labels (a few-shot classifier can be worse than chance at telling good parts)."""
+    if choice != "auto":
+        return choice
+    if cv is None or GOOD not in classes:
+        return "anomaly"
+    bad = y != classes.index(GOOD)
+    if bad.all() or not bad.any():
+        return "anomaly"
+    by_class = anomalous | (np.asarray(cv.oof_pred) != classes.index(GOOD))
+    gain = balanced_accuracy_score(bad, by_class) - balanced_accuracy_score(bad, anomalous)
+    return "anomaly_or_class" if gain > 0 else "anomaly"
+
+
 def fit_head(
     net: FeatureNet,
     images: np.ndarray,
@@ -247,7 +264,8 @@ def fit_head(
         sel = is_good | is_defect
         auroc = float(roc_auc_score(is_defect[sel], scored.scores[sel]))
         curves = score_curves(is_defect[sel], scored.scores[sel])
-    head = InspectionHead(clf, anomaly, net.tile_size, tiles=net.tiles, descriptor=descriptor, decision=cfg.decision)
+    decision = _decision_rule(cfg.decision, cv, y, classes, scored.scores[lab_idx] > threshold)
+    head = InspectionHead(clf, anomaly, net.tile_size, tiles=net.tiles, descriptor=descriptor, decision=decision)
     return HeadFit(
         head=head,
         cv=cv,
