@@ -272,16 +272,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not args.inputs:
         raise ConfigError("predict: give image files, folders or globs (or --watch DIR)")
     r = api.predict(
-        Path(args.model),
-        args.inputs,
-        out=Path(args.out) if args.out else None,
-        device=args.device,
-        batch_size=args.batch_size,
-        threshold=args.threshold,
-        review_threshold=args.review_threshold,
-        fmt=args.format,
-        heatmaps=heatmaps,
-        report=_reporter(args),
+        Path(args.model), args.inputs, out=Path(args.out) if args.out else None, **_scoring_options(args, heatmaps)
     )
     for path, reason in r.failed:
         print(f"error: {path}: {reason}", file=sys.stderr)
@@ -296,6 +287,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_FAIL if r.failed else EXIT_OK
 
 
+def _scoring_options(args: argparse.Namespace, heatmaps: Path | None) -> dict[str, Any]:
+    """Options shared by ``predict`` and ``predict --watch``."""
+    return {
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "threshold": args.threshold,
+        "review_threshold": args.review_threshold,
+        "fmt": args.format,
+        "heatmaps": heatmaps,
+        "report": _reporter(args),
+    }
+
+
 def _watch(args: argparse.Namespace, heatmaps: Path | None) -> int:
     from sslinspect import api
 
@@ -307,16 +311,10 @@ def _watch(args: argparse.Namespace, heatmaps: Path | None) -> int:
             Path(args.model),
             Path(args.watch),
             Path(args.out),
-            device=args.device,
-            batch_size=args.batch_size,
-            threshold=args.threshold,
-            review_threshold=args.review_threshold,
-            fmt=args.format,
-            heatmaps=heatmaps,
             poll_s=args.poll,
             idle_exit_s=args.idle_exit,
-            report=_reporter(args),
             cancel=token,
+            **_scoring_options(args, heatmaps),
         )
     for path, reason in r.failed:
         print(f"error: {path}: {reason}", file=sys.stderr)
