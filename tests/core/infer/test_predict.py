@@ -112,3 +112,13 @@ def test_batches_come_back_in_order(model: Path, demo_data) -> None:  # type: ig
     preds = list(Predictor(model).predict_paths(paths, batch_size=4))
     assert [p.path for p in preds] == [str(p) for p in paths]
     assert preds[0].anomaly_score == preds[len(paths) // 3].anomaly_score
+
+
+@pytest.mark.gpu
+def test_cuda_provider_scores_like_cpu(model: Path, demo_data) -> None:  # type: ignore[no-untyped-def]
+    paths = expand_inputs([demo_data.test_dir])
+    cpu = list(Predictor(model, device="cpu").predict_paths(paths))
+    gpu_predictor = Predictor(model, device="cuda")
+    assert gpu_predictor.provider == "CUDAExecutionProvider"
+    gpu = list(gpu_predictor.predict_paths(paths))
+    np.testing.assert_allclose([p.anomaly_score for p in gpu], [p.anomaly_score for p in cpu], atol=1e-3)
