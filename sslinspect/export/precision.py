@@ -94,7 +94,12 @@ def convert_precision(src: Path, dst: Path, precision: str, calibration: np.ndar
     Raises:
         ExportError: if the conversion fails.
     """
+    import onnxruntime as ort
+
     buf = io.StringIO()
+    # The converters open sessions of their own; ORT would warn (on the C++ side) that the threshold initializers
+    # are also graph inputs, which is what we want.
+    ort.set_default_logger_severity(3)
     try:
         with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
             if precision == "fp16":
@@ -108,6 +113,8 @@ def convert_precision(src: Path, dst: Path, precision: str, calibration: np.ndar
     except Exception as exc:  # converters raise anything; report it as one line
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ExportError(f"{src.name}: {precision} conversion failed ({type(exc).__name__}: {first})") from exc
+    finally:
+        ort.set_default_logger_severity(2)
 
 
 def _to_fp16(src: Path, dst: Path) -> None:
