@@ -5,7 +5,7 @@ Two kinds share one description:
 - ``patch``: PatchCore-style bank of patch features (see :mod:`sslinspect.fewshot.patchcore`); the image score is
   the largest smoothed nearest-neighbour distance of its patches, and the map is the per-patch distance.
 - ``knn``: mean cosine distance of an image's global embedding to its k nearest neighbours in a bank of
-  (presumed good) images; used for backbones without intermediate feature maps (ViT). Its map is uniform.
+  (presumed good) images; used for backbones without intermediate feature maps. Its map is uniform.
 
 Thresholds come from held-out scores of presumed-good images (a high percentile), never from an F1 fitted on
 good-only data. The heatmap is normalised against the same good images, never per image: 0 is a typical good

@@ -202,7 +202,7 @@ def fit_head(
         report(
             Log(
                 level="WARNING",
-                message="this backbone has no feature maps (ViT): anomaly score from the image-level k-NN, without "
+                message="this backbone has no feature maps: anomaly score from the image-level k-NN, without "
                 "localisation (heatmaps are uniform)",
             )
         )

@@ -25,7 +25,7 @@ MAP_SIGMA = 0.5
 
 
 def has_feature_maps(backbone: nn.Module) -> bool:
-    """Whether ``backbone`` exposes intermediate maps (CNNs do; ViTs do not)."""
+    """Whether ``backbone`` exposes intermediate maps (our CNNs and ViTs do; an imported plain module may not)."""
     return callable(getattr(backbone, "feature_maps", None))
 
 
@@ -52,7 +52,7 @@ class FeatureNet(nn.Module):
     With ``tiles`` = T > 1 the input is cut into T×T tiles of the backbone's own size S, each tile goes through the
     backbone on its own, and the tiles' patch maps are stitched back: small defects on large images keep their
     pixels. The global feature is the renormalised mean of the tiles' features. Backbones without intermediate
-    maps (ViT) give ``patches`` of shape ``(N, 0, T, T)``.
+    maps give ``patches`` of shape ``(N, 0, T, T)``.
     """
 
     def __init__(self, backbone: nn.Module, tile_size: int, tiles: int = 1) -> None:

@@ -101,16 +101,38 @@ def test_review_band_sits_below_the_threshold(images_and_labels: tuple[np.ndarra
     assert head.decide(proba, scores)[1].tolist() == [0, 1, 2]
 
 
-def test_vit_falls_back_to_image_knn_and_says_so(images_and_labels: tuple[np.ndarray, list[str | None]]) -> None:
+class _GlobalOnly(torch.nn.Module):
+    """A backbone that gives pooled features only (like an imported plain classifier trunk)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = build_backbone("tiny_cnn", 32)
+        self.feature_dim = self.inner.feature_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)
+
+
+def test_backbone_without_maps_falls_back_to_image_knn_and_says_so(
+    images_and_labels: tuple[np.ndarray, list[str | None]],
+) -> None:
+    images, labels = images_and_labels
+    torch.manual_seed(0)
+    rep = CollectingReporter()
+    net = FeatureNet(_GlobalOnly(), 32)
+    fitted = fit_head(net, images, labels, FewShotConfig(device="cpu"), device=torch.device("cpu"), report=rep)
+    assert fitted.head.anomaly.kind == "knn" and fitted.maps is None
+    assert any(isinstance(e, Log) and "no feature maps" in e.message for e in rep.events)
+
+
+def test_vit_patch_tokens_feed_the_patch_model(images_and_labels: tuple[np.ndarray, list[str | None]]) -> None:
     images, labels = images_and_labels
     torch.manual_seed(0)
     net = FeatureNet(build_backbone("vit_tiny", 32), 32)
-    rep = CollectingReporter()
-    fitted = fit_head(
-        net, images[:48], labels[:48], FewShotConfig(device="cpu"), device=torch.device("cpu"), report=rep
-    )
-    assert fitted.head.anomaly.kind == "knn"
-    assert any(isinstance(e, Log) and "no feature maps" in e.message for e in rep.events)
+    cfg = FewShotConfig(device="cpu", patch_bank_size=50)
+    fitted = fit_head(net, images[:48], labels[:48], cfg, device=torch.device("cpu"))
+    assert fitted.head.anomaly.kind == "patch"
+    assert fitted.maps is not None and fitted.maps.shape == (48, 2, 2)  # 32 px / stride 16
 
 
 def test_set_threshold_is_kept_for_export(trained_project: Path, tmp_path: Path) -> None:
