@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from sslinspect.evaluate.run import EvaluateResult
     from sslinspect.export.onnx import ExportResult
     from sslinspect.fewshot.fit import FewShotResult
+    from sslinspect.fewshot.model import InspectionHead
+    from sslinspect.infer.watch import WatchResult
+    from sslinspect.report.html import ReportResult
     from sslinspect.train.pretrain import PretrainResult
 
 __all__ = [
@@ -50,6 +53,9 @@ __all__ = [
     "project_status",
     "scan_images",
     "set_class_color",
+    "set_threshold",
+    "watch",
+    "write_report",
 ]
 
 
@@ -160,19 +166,22 @@ def export_onnx(
     out: Path | None = None,
     cfg: ExportConfig | None = None,
     *,
+    force: bool = False,
     report: Reporter = null_reporter,
     cancel: CancelToken = NEVER,
 ) -> ExportResult:
     """Export the latest trained model to one ONNX file (plus a ``.json`` sidecar), parity-checked.
 
-    ``out`` defaults to ``exports/model/model.onnx`` inside the project.
+    ``out`` defaults to ``exports/model/model.onnx`` inside the project (``exports/triton`` for
+    ``cfg.format == "triton"``). FP16/INT8 models are compared with FP32 on the project's labelled and held-out
+    images; beyond ``cfg.tolerance`` the export is refused (``ExportError`` with the figures) unless ``force``.
 
     Examples:
         >>> # export_onnx(open_project("line3.sslproj"), Path("line3.onnx")).parity.passed  # doctest: +SKIP
     """
     from sslinspect.export.run import run_export
 
-    return run_export(project, out, cfg or ExportConfig(), report=report, cancel=cancel)
+    return run_export(project, out, cfg or ExportConfig(), force=force, report=report, cancel=cancel)
 
 
 def predict(
@@ -183,11 +192,15 @@ def predict(
     device: str = "auto",
     batch_size: int = 16,
     threshold: float | None = None,
+    review_threshold: float | None = None,
+    fmt: str | None = None,
+    heatmaps: Path | None = None,
     report: Reporter = null_reporter,
 ) -> PredictResult:
     """Score files, folders and globs with an exported model (ONNX Runtime only; torch is not imported).
 
-    Writes a CSV (``path,label,confidence,anomaly_score,is_defect,p_<class>...``) when ``out`` is given.
+    Writes ``out`` when given: CSV (``path,label,confidence,anomaly_score,is_defect,p_<class>...,decision``) or
+    JSON lines (``fmt="jsonl"`` or a ``.jsonl`` suffix). ``heatmaps`` is a folder for overlay PNGs.
 
     Examples:
         >>> # predict(Path("line3.onnx"), ["incoming/"], out=Path("results.csv")).defects  # doctest: +SKIP
@@ -195,8 +208,83 @@ def predict(
     from sslinspect.infer.run import run_predict
 
     return run_predict(
-        Path(model), inputs, out=out, device=device, batch_size=batch_size, threshold=threshold, report=report
+        Path(model),
+        inputs,
+        out=out,
+        device=device,
+        batch_size=batch_size,
+        threshold=threshold,
+        review_threshold=review_threshold,
+        fmt=fmt,
+        heatmaps=heatmaps,
+        report=report,
     )
+
+
+def watch(
+    model: Path,
+    folder: Path,
+    out: Path,
+    *,
+    device: str = "auto",
+    batch_size: int = 16,
+    threshold: float | None = None,
+    review_threshold: float | None = None,
+    fmt: str | None = None,
+    heatmaps: Path | None = None,
+    poll_s: float = 1.0,
+    idle_exit_s: float = 0.0,
+    report: Reporter = null_reporter,
+    cancel: CancelToken = NEVER,
+) -> WatchResult:
+    """Score each new image in ``folder`` once, appending to ``out``; survives restarts, never re-processes.
+
+    Runs until ``cancel`` fires (or ``idle_exit_s`` seconds pass without a new file). The state is kept in
+    ``<out>.watch.sqlite``; unreadable frames are recorded and skipped.
+
+    Examples:
+        >>> # watch(Path("line3.onnx"), Path("/camera"), Path("results.csv"))  # doctest: +SKIP
+    """
+    from sslinspect.infer.onnx_predictor import Predictor
+    from sslinspect.infer.watch import run_watch
+
+    predictor = Predictor(Path(model), device=device, threshold=threshold, review_threshold=review_threshold)
+    return run_watch(
+        predictor,
+        Path(folder),
+        Path(out),
+        batch_size=batch_size,
+        fmt=fmt,
+        heatmaps=heatmaps,
+        poll_s=poll_s,
+        idle_exit_s=idle_exit_s,
+        report=report,
+        cancel=cancel,
+    )
+
+
+def set_threshold(project: Project, threshold: float, review_threshold: float | None = None) -> InspectionHead:
+    """Use a threshold the engineer picked (e.g. on the ROC/PR curve in ``metrics.json``) for the next export.
+
+    Examples:
+        >>> # set_threshold(open_project("line3.sslproj"), 0.42, review_threshold=0.35)  # doctest: +SKIP
+    """
+    from sslinspect.fewshot.fit import set_threshold as _set
+
+    return _set(project, threshold, review_threshold)
+
+
+def write_report(
+    project: Project, out: Path | None = None, *, examples: int = 6, report: Reporter = null_reporter
+) -> ReportResult:
+    """Write the self-contained HTML QA report of the latest trained model (``reports/report.html`` by default).
+
+    Examples:
+        >>> # write_report(open_project("line3.sslproj")).path  # doctest: +SKIP
+    """
+    from sslinspect.report.html import build_report
+
+    return build_report(project, out, examples=examples, report=report)
 
 
 # -- evaluation of pretraining runs (engine) ------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any
 
 from sslinspect import __version__
 from sslinspect.cancel import FileToken
-from sslinspect.config import DEVICES, PRECISIONS
+from sslinspect.config import DEVICES, EXPORT_FORMATS, PRECISIONS
 from sslinspect.errors import Cancelled, ConfigError, SSLInspectError
 from sslinspect.events import Event, JsonlReporter, LoggingReporter, Progress, Reporter, TeeReporter
 
@@ -245,41 +245,109 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from sslinspect import api
 
-    cfg = _apply(_configs(args)["export"], "export", args, {"precision": "precision"})
+    cfg = _apply(_configs(args)["export"], "export", args, {"precision": "precision", "format": "format"})
     project = api.open_project(Path(args.project))
     token = _token(args)
     with _signals_cancel(token):
-        r = api.export_onnx(project, Path(args.out) if args.out else None, cfg, report=_reporter(args), cancel=token)
+        r = api.export_onnx(
+            project, Path(args.out) if args.out else None, cfg, force=args.force, report=_reporter(args), cancel=token
+        )
+    where = f"Triton repository {r.repository}" if r.repository else f"{r.path} and {Path(r.sidecar).name}"
     _say(
         args,
-        f"wrote {r.path} ({r.size_bytes / 2**20:.1f} MB, {r.precision}) and {Path(r.sidecar).name}; parity "
-        f"on {r.parity.images} real images: max |Δ| {r.parity.max_abs_diff:.1e} "
-        f"≤ {r.parity.atol:g} ✓",
+        f"wrote {where} ({r.size_bytes / 2**20:.1f} MB, {r.precision}); parity on {r.parity.images} real images: "
+        f"max |Δ| {r.parity.max_abs_diff:.1e} ≤ {r.parity.atol:g} ✓; threshold {r.threshold:.4f}",
     )
+    if r.precision_check is not None and r.precision_check.forced:
+        _say(args, "written although it exceeds the precision tolerance (--force): " + r.precision_check.message())
     return EXIT_OK
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from sslinspect import api
 
+    heatmaps = Path(args.heatmaps) if args.heatmaps else None
+    if args.watch:
+        return _watch(args, heatmaps)
+    if not args.inputs:
+        raise ConfigError("predict: give image files, folders or globs (or --watch DIR)")
     r = api.predict(
-        Path(args.model),
-        args.inputs,
-        out=Path(args.out) if args.out else None,
-        device=args.device,
-        batch_size=args.batch_size,
-        threshold=args.threshold,
-        report=_reporter(args),
+        Path(args.model), args.inputs, out=Path(args.out) if args.out else None, **_scoring_options(args, heatmaps)
     )
     for path, reason in r.failed:
         print(f"error: {path}: {reason}", file=sys.stderr)
     _say(
         args,
         f"{r.total - len(r.failed)} image(s) scored on {r.provider}: {r.defects} defect(s)"
+        + (f", {r.review} to review" if r.review else "")
         + (f", {len(r.failed)} unreadable" if r.failed else "")
-        + (f"; wrote {r.out}" if r.out else ""),
+        + (f"; wrote {r.out}" if r.out else "")
+        + (f"; heatmaps in {r.heatmaps}" if r.heatmaps else ""),
     )
     return EXIT_FAIL if r.failed else EXIT_OK
+
+
+def _scoring_options(args: argparse.Namespace, heatmaps: Path | None) -> dict[str, Any]:
+    """Options shared by ``predict`` and ``predict --watch``."""
+    return {
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "threshold": args.threshold,
+        "review_threshold": args.review_threshold,
+        "fmt": args.format,
+        "heatmaps": heatmaps,
+        "report": _reporter(args),
+    }
+
+
+def _watch(args: argparse.Namespace, heatmaps: Path | None) -> int:
+    from sslinspect import api
+
+    if not args.out:
+        raise ConfigError("predict --watch needs --out FILE (its state is kept beside it)")
+    token = _token(args)
+    with _signals_cancel(token):
+        r = api.watch(
+            Path(args.model),
+            Path(args.watch),
+            Path(args.out),
+            poll_s=args.poll,
+            idle_exit_s=args.idle_exit,
+            cancel=token,
+            **_scoring_options(args, heatmaps),
+        )
+    for path, reason in r.failed:
+        print(f"error: {path}: {reason}", file=sys.stderr)
+    _say(
+        args,
+        f"watched {args.watch}: {r.processed} new image(s) scored on {r.provider}, {r.defects} defect(s)"
+        + (f", {len(r.failed)} unreadable" if r.failed else "")
+        + f" ({r.skipped_known} known from earlier runs); results in {r.out}",
+    )
+    return EXIT_FAIL if r.failed else EXIT_OK
+
+
+def cmd_threshold(args: argparse.Namespace) -> int:
+    from sslinspect import api
+
+    project = api.open_project(Path(args.project))
+    try:
+        head = api.set_threshold(project, args.value, args.review)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    a = head.anomaly
+    review = f", review above {a.review_threshold:.4f}" if a.review_threshold < a.threshold else ""
+    _say(args, f"threshold {a.threshold:.4f}{review}; export again to put it in the model")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from sslinspect import api
+
+    project = api.open_project(Path(args.project))
+    r = api.write_report(project, Path(args.out) if args.out else None, examples=args.examples, report=_reporter(args))
+    _say(args, f"wrote {r.path} ({r.size_bytes / 2**10:.0f} KB, {r.examples} example heatmaps)")
+    return EXIT_OK
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -463,19 +531,52 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.onnx",
         help="output file (default PROJECT/exports/model/model.onnx); a FILE.json sidecar is written beside it",
     )
-    p.add_argument("--precision", choices=PRECISIONS, help="default fp32")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="default fp32; fp16/int8 are checked against fp32 on the project's images and refused beyond "
+        "export.tolerance unless --force",
+    )
+    p.add_argument("--force", action="store_true", help="write an fp16/int8 model even if it exceeds the tolerance")
+    p.add_argument(
+        "--format", choices=EXPORT_FORMATS, help="onnx (default) or triton (a Triton model repository at --out)"
+    )
     _common(p)
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("threshold", help="set the NG (and review) threshold used by the next export")
+    p.add_argument("project")
+    p.add_argument("value", type=_finite_float, help="NG threshold on the anomaly score (see metrics.json curves)")
+    p.add_argument("--review", type=_finite_float, help="review threshold (≤ the NG threshold): OK / review / NG")
+    p.set_defaults(func=cmd_threshold)
+
     p = sub.add_parser("predict", help="score images with an exported model (ONNX Runtime; no torch needed)")
     p.add_argument("model", help="exported .onnx file")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or glob patterns")
-    p.add_argument("--out", metavar="FILE.csv", help="CSV: path,label,confidence,anomaly_score,is_defect,p_<class>...")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders (recursive) or glob patterns")
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="CSV (path,label,confidence,anomaly_score,is_defect,p_<class>...,decision) or JSON lines (.jsonl)",
+    )
+    p.add_argument("--format", choices=["csv", "jsonl"], help="output format (default: from the --out suffix)")
+    p.add_argument("--heatmaps", metavar="DIR", help="write a heatmap overlay PNG per image into DIR")
+    p.add_argument("--watch", metavar="DIR", help="keep scoring new images written to DIR (each once, across restarts)")
+    p.add_argument("--poll", type=_finite_float, default=1.0, help="--watch: seconds between folder scans (default 1)")
+    p.add_argument(
+        "--idle-exit", type=_finite_float, default=0.0, help="--watch: stop after this many idle seconds (0 = never)"
+    )
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto (default): CUDA provider when available")
     p.add_argument("--batch-size", type=_positive_int, default=16)
-    p.add_argument("--threshold", type=_finite_float, help="override the model's anomaly threshold")
+    p.add_argument("--threshold", type=_finite_float, help="override the model's NG threshold")
+    p.add_argument("--review-threshold", type=_finite_float, help="override the model's review threshold")
     _common(p, config=False)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("report", help="write a self-contained HTML QA report of the latest trained model")
+    p.add_argument("project")
+    p.add_argument("--out", metavar="FILE.html", help="default PROJECT/reports/report.html")
+    p.add_argument("--examples", type=_positive_int, default=6, help="example heatmaps per group (default 6)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("evaluate", help="score a pretraining run on the project's labels (cross-validated)")
     p.add_argument("project")

@@ -16,6 +16,10 @@ from sslinspect.errors import ConfigError
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "int8")
 CLASSIFIERS = ("auto", "prototype", "logistic")
+ANOMALY_MODELS = ("auto", "patch", "knn")
+DESCRIPTORS = ("global", "defect")
+DECISIONS = ("auto", "anomaly", "anomaly_or_class")
+EXPORT_FORMATS = ("onnx", "triton")
 
 
 def _f(default: Any, label: str, help: str, **meta: Any) -> Any:
@@ -230,6 +234,60 @@ class FewShotConfig:
         min=50.0,
         max=100.0,
     )
+    review_percentile: float = _f(
+        0.0,
+        "Review percentile",
+        "Optional review band: scores between this percentile of good scores and the threshold are marked "
+        "'review' (0 = off).",
+        min=0.0,
+        max=100.0,
+    )
+    anomaly: str = _f(
+        "auto",
+        "Anomaly model",
+        "patch: memory bank of patch features with heatmaps (CNN backbones); knn: image-level k-NN; "
+        "auto: patch when the backbone has feature maps.",
+        choices=ANOMALY_MODELS,
+    )
+    tiles: int = _f(
+        1,
+        "Tiles per side",
+        "Inspect images at tiles × the pretraining size, as tiles × tiles tiles: keeps small defects on large "
+        "images visible (cost grows with tiles²).",
+        min=1,
+        max=8,
+    )
+    patch_candidates: int = _f(
+        50_000,
+        "Patch pool",
+        "Patch features sampled from good images before coreset selection (bounds memory).",
+        min=100,
+        max=10_000_000,
+    )
+    patch_bank_size: int = _f(
+        4_000, "Patch memory bank", "Patches kept by greedy coreset selection (bounds memory and speed).", min=10
+    )
+    contamination: float = _f(
+        0.05,
+        "Expected defect share",
+        "Share of unlabelled images presumed defective: the most unusual ones are kept out of the memory bank "
+        "and the threshold calibration.",
+        min=0.0,
+        max=0.5,
+    )
+    descriptor: str = _f(
+        "global",
+        "Classifier input",
+        "global: pooled image features; defect: pooled features + the patch at the most anomalous spot.",
+        choices=DESCRIPTORS,
+    )
+    decision: str = _f(
+        "auto",
+        "NG rule",
+        "anomaly: NG when the anomaly score exceeds the threshold; anomaly_or_class: also when the classifier "
+        "picks a defect class; auto: the better of the two on the labels (out-of-fold).",
+        choices=DECISIONS,
+    )
     min_shots: int = _f(2, "Min labels per class", "Classes with fewer labels are left out, with a warning.", min=1)
     batch_size: int = _f(64, "Batch size", "Images per forward pass when embedding.", min=1)
     device: str = _f("auto", "Device", "auto uses the GPU when there is one.", choices=DEVICES)
@@ -238,6 +296,11 @@ class FewShotConfig:
     def __post_init__(self) -> None:
         """Validate ranges."""
         _check(self, "train")
+        if self.review_percentile and self.review_percentile >= self.threshold_percentile:
+            raise ConfigError(
+                f"train.review_percentile must be below train.threshold_percentile ({self.threshold_percentile:g}), "
+                f"got {self.review_percentile:g}"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -251,6 +314,30 @@ class ExportConfig:
     )
     parity_atol: float = _f(
         1e-3, "Parity tolerance", "Max absolute difference allowed on probabilities and anomaly scores.", min=0.0
+    )
+    format: str = _f(
+        "onnx",
+        "Format",
+        "onnx: one .onnx file + .json sidecar; triton: a Triton model repository.",
+        choices=EXPORT_FORMATS,
+    )
+    tolerance: float = _f(
+        0.01,
+        "Precision tolerance",
+        "FP16/INT8: max change in accuracy and in OK/NG decisions against FP32 (0.01 = 1 point); beyond it the "
+        "export is refused unless forced.",
+        min=0.0,
+        max=1.0,
+    )
+    calibration_images: int = _f(
+        64, "Calibration images", "Project images that calibrate INT8 activation ranges.", min=1, max=10_000
+    )
+    check_images: int = _f(
+        200,
+        "Check images",
+        "Held-out project images (besides every labelled one) on which FP16/INT8 is compared with FP32.",
+        min=0,
+        max=100_000,
     )
 
     def __post_init__(self) -> None:

@@ -98,12 +98,13 @@ def run_demo(
     Raises:
         ProjectError: if ``out_dir`` holds a non-demo project where the demo wants to write.
     """
-    import torch
 
     from sslinspect.backbones import build_backbone
     from sslinspect.data.cache import build_cache
-    from sslinspect.fewshot.embed import embed_images
-    from sslinspect.fewshot.fit import fit_head
+    from sslinspect.export.module import InferenceModule
+    from sslinspect.export.onnx import run_torch
+    from sslinspect.fewshot.head import fit_head
+    from sslinspect.fewshot.patchcore import FeatureNet
     from sslinspect.imageio import load_for_model
     from sslinspect.infer.onnx_predictor import Predictor
     from sslinspect.train.runtime import describe_device, pick_device, seed_everything
@@ -139,7 +140,7 @@ def run_demo(
     pred_csv = project.root / "exports" / "demo" / "test_predictions.csv"
     api.predict(model_path, [p for p, _ in test], out=pred_csv, device=device, report=report)
     predictor = Predictor(model_path, device=device)
-    test_u8 = np.stack([load_for_model(p, cfg.image_size) for p, _ in test])
+    test_u8 = np.stack([load_for_model(p, predictor.image_size) for p, _ in test])
     p_onnx, s_onnx, d_onnx = predictor.run(test_u8)
     ssl_row = _metrics(
         f"SSL {cfg.method}/{cfg.backbone} ({pre.epochs_done} ep), ONNX",
@@ -154,16 +155,14 @@ def run_demo(
     seed_everything(cfg.seed)
     dev = pick_device(device)
     random_bb = build_backbone(cfg.backbone, cfg.image_size)
-    cache = build_cache(project, cfg.image_size)
-    emb = embed_images(random_bb, cache.images, device=dev)
+    net = FeatureNet(random_bb, cfg.image_size, fs_cfg.tiles)
+    cache = build_cache(project, net.input_size)
     label_map = project.store.labels()
-    fitted = fit_head(emb, [label_map.get(i) for i in cache.ids], fs_cfg, cfg.image_size)
-    test_emb = embed_images(random_bb, test_u8, device=dev)
-    proba, scores = fitted.head.predict(test_emb)
-    with torch.no_grad():
-        rand_row = _metrics(
-            f"random-init {cfg.backbone}", fitted.head.classes, truth, proba, scores, fitted.head.decide(proba, scores)
-        )
+    fitted = fit_head(net, cache.images, [label_map.get(i) for i in cache.ids], fs_cfg, device=dev)
+    rand_out = run_torch(InferenceModule(random_bb.cpu(), fitted.head).eval(), test_u8, fitted.head)
+    rand_row = _metrics(
+        f"random-init {cfg.backbone}", fitted.head.classes, truth, rand_out[0], rand_out[1], rand_out[2]
+    )
     report(Progress(stage="demo", step=7, total=7, message="done"))
     return DemoResult(
         project=str(project.root),

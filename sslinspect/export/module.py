@@ -1,6 +1,8 @@
-"""``InferenceModule``: uint8 images in, class probabilities / anomaly score / defect decision out.
+"""``InferenceModule``: uint8 images in; class probabilities, anomaly score, defect decision, anomaly map out.
 
-The exact computation the ONNX file contains, and the PyTorch reference its parity check compares against.
+The exact computation the ONNX file contains, and the PyTorch reference its parity check compares against. It is
+built from the same functions that fitted the head (:mod:`sslinspect.fewshot.patchcore`), so the app and the line
+score alike.
 """
 
 from __future__ import annotations
@@ -10,32 +12,63 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslinspect.fewshot.model import InspectionHead
-from sslinspect.preprocess import normalize_u8
-from sslinspect.project import GOOD
+from sslinspect.fewshot.patchcore import MAP_SIGMA, FeatureNet, defect_descriptor, gaussian_kernel, score_patches
+
+INPUT_NAMES = ("images", "threshold", "review_threshold")
+OUTPUT_NAMES = ("probabilities", "anomaly_score", "is_defect", "anomaly_map", "decision")
 
 
 class InferenceModule(nn.Module):
-    """``images: uint8 (N, S, S, 3) RGB``, ``threshold: float32 (1,)`` →
-    ``probabilities (N, C)``, ``anomaly_score (N,)``, ``is_defect (N,) bool``."""
+    """``images: uint8 (N, S, S, 3)`` RGB, ``threshold: float32 (1,)``, ``review_threshold: float32 (1,)`` →
+
+    - ``probabilities (N, C)``: softmax over the classes;
+    - ``anomaly_score (N,)``: the image score (largest smoothed patch distance, or image k-NN distance);
+    - ``is_defect (N,) bool``: NG;
+    - ``anomaly_map (N, S, S)``: normalised against good images (0 typical good, 1 the calibrated threshold);
+    - ``decision (N,) int64``: 0 OK, 1 review, 2 NG.
+    """
 
     def __init__(self, backbone: nn.Module, head: InspectionHead) -> None:
-        """Bake ``head``'s classifier weights and memory bank into the module as buffers."""
+        """Bake ``head``'s classifier, memory bank and normalisation into the module as buffers."""
         super().__init__()
-        self.backbone = backbone.eval()
+        self.net = FeatureNet(backbone, head.image_size, head.tiles)
+        a = head.anomaly
         self.weight: torch.Tensor
         self.bias: torch.Tensor
-        self.bank_t: torch.Tensor
+        self.bank: torch.Tensor
+        self.kernel: torch.Tensor
         self.register_buffer("weight", torch.from_numpy(head.classifier.weight.copy()))
         self.register_buffer("bias", torch.from_numpy(head.classifier.bias.copy()))
-        self.register_buffer("bank_t", torch.from_numpy(head.anomaly.bank.T.copy()))
-        self.k = min(head.anomaly.k, head.anomaly.bank.shape[0])
-        self.good_index = head.classes.index(GOOD) if GOOD in head.classes else -1
+        self.register_buffer("bank", torch.from_numpy(a.bank.copy()))
+        self.register_buffer("kernel", gaussian_kernel(MAP_SIGMA))
+        self.patch = a.kind == "patch"
+        self.k = min(a.k, a.bank.shape[0])
+        self.defect_descriptor = head.descriptor == "defect"
+        self.or_class = head.decision == "anomaly_or_class"
+        self.good_index = head.good_index
+        self.map_low = float(a.map_low)
+        self.map_scale = float(max(a.map_high - a.map_low, 1e-6))
 
-    def forward(self, images: torch.Tensor, threshold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Run preprocessing, backbone, classifier and anomaly score on a batch."""
-        f = F.normalize(self.backbone(normalize_u8(images)), dim=1)
-        probabilities = torch.softmax(f @ self.weight.T + self.bias, dim=1)
-        sims = f @ self.bank_t
-        anomaly_score = 1.0 - sims.topk(self.k, dim=1).values.mean(1)
-        is_defect = (probabilities.argmax(1) != self.good_index) | (anomaly_score > threshold)
-        return probabilities, anomaly_score, is_defect
+    def forward(
+        self, images: torch.Tensor, threshold: torch.Tensor, review_threshold: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run preprocessing, backbone, anomaly model and classifier on a batch."""
+        g, p = self.net(images)
+        if self.patch:
+            raw, idx = score_patches(p, self.bank, self.kernel)
+            anomaly_score = raw.amax((1, 2))
+            x = defect_descriptor(g, p, raw, self.bank, idx) if self.defect_descriptor else g
+        else:
+            anomaly_score = 1.0 - (g @ self.bank.T).topk(self.k, dim=1).values.mean(1)
+            raw = anomaly_score[:, None, None]
+            x = g
+        probabilities = torch.softmax(x @ self.weight.T + self.bias, dim=1)
+        size = images.shape[1:3]
+        norm = ((raw - self.map_low) / self.map_scale)[:, None]
+        anomaly_map = F.interpolate(norm, size=(int(size[0]), int(size[1])), mode="bilinear", align_corners=False)[:, 0]
+        is_defect = anomaly_score > threshold
+        if self.or_class:
+            is_defect = is_defect | (probabilities.argmax(1) != self.good_index)
+        review = (anomaly_score > review_threshold).to(torch.int64)
+        decision = torch.where(is_defect, torch.full_like(review, 2), review)
+        return probabilities, anomaly_score, is_defect, anomaly_map, decision

@@ -1,7 +1,10 @@
-"""Export the inspection model to one ONNX file, check it, and prove parity with PyTorch on real images.
+"""Export the inspection model to one ONNX graph, check it, and prove parity with PyTorch on real images.
 
-The file is written atomically: it appears at the target path only after ``onnx.checker`` and the ONNX Runtime
-parity check have passed, so a failed or cancelled export never leaves a half-written or unchecked model.
+The graph holds preprocessing, backbone, anomaly model (with its map) and classifier; the thresholds are graph
+inputs with the calibrated values baked in as defaults, and everything the line needs is in the model's metadata
+and the ``.json`` sidecar. Files are written atomically: they appear at the target only after ``onnx.checker``,
+the parity check and (FP16/INT8) the accuracy check have passed, so a failed or cancelled export never leaves a
+half-written or unchecked model.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from sslinspect.cancel import NEVER, CancelToken
 from sslinspect.config import ExportConfig
 from sslinspect.errors import Cancelled, ExportError
 from sslinspect.events import Artifact, Log, Progress, Reporter, null_reporter
-from sslinspect.export.module import InferenceModule
+from sslinspect.export.module import INPUT_NAMES, OUTPUT_NAMES, InferenceModule
+from sslinspect.export.precision import PrecisionReport, check_precision, convert_precision
+from sslinspect.export.triton import write_triton_repository
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fsutil import atomic_write_json
 from sslinspect.infer.onnx_predictor import METADATA_KEY, SUPPORTED_FORMAT, open_session
@@ -36,15 +41,14 @@ from sslinspect.project import GOOD
 from sslinspect.train.runtime import versions
 
 MODEL_FORMAT = SUPPORTED_FORMAT
-INPUT_NAME, THRESHOLD_NAME = "images", "threshold"
-OUTPUT_NAMES = ("probabilities", "anomaly_score", "is_defect")
+INPUT_NAME, THRESHOLD_NAME, REVIEW_NAME = INPUT_NAMES
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class ParityReport:
-    """PyTorch vs ONNX Runtime on the same real images."""
+    """PyTorch vs ONNX Runtime (FP32) on the same real images; map differences are in score units."""
 
     images: int
     max_abs_diff_probabilities: float
@@ -53,16 +57,27 @@ class ParityReport:
     atol: float
     provider: str
     passed: bool
+    max_abs_diff_anomaly_map: float = 0.0
 
     @property
     def max_abs_diff(self) -> float:
-        """The larger of the two differences."""
-        return max(self.max_abs_diff_probabilities, self.max_abs_diff_anomaly_score)
+        """The largest of the differences."""
+        return max(self.max_abs_diff_probabilities, self.max_abs_diff_anomaly_score, self.max_abs_diff_anomaly_map)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportInputs:
+    """Real project images used by the checks: parity, INT8 calibration, and the FP16/INT8 accuracy check."""
+
+    parity: np.ndarray  # uint8 NHWC
+    calibration: np.ndarray  # uint8 NHWC, distinct from ``check``
+    check: np.ndarray  # uint8 NHWC: every labelled image, then held-out unlabelled ones
+    check_labels: list[str | None]
 
 
 @dataclass(frozen=True, slots=True)
 class ExportResult:
-    """What was written and how it was checked."""
+    """What was written and how it was checked (``path`` is the ``.onnx`` file, inside the repository for Triton)."""
 
     path: str
     sidecar: str
@@ -71,16 +86,23 @@ class ExportResult:
     precision: str
     parity: ParityReport
     seconds: float
+    format: str = "onnx"
+    threshold: float = 0.0
+    review_threshold: float = 0.0
+    precision_check: PrecisionReport | None = None
+    repository: str | None = None
 
 
 def model_metadata(head: InspectionHead, cfg: ExportConfig, provenance: dict[str, Any]) -> dict[str, Any]:
     """The model's self-description: stored in the ONNX metadata and (with a checksum) in the sidecar JSON."""
-    s = head.image_size
+    s = head.input_size
+    a = head.anomaly
     return {
         "format": MODEL_FORMAT,
         "classes": list(head.classes),
         "good_class": GOOD if GOOD in head.classes else None,
-        "threshold": head.anomaly.threshold,
+        "threshold": a.threshold,
+        "review_threshold": a.review_threshold,
         "input": {
             "name": INPUT_NAME,
             "dtype": "uint8",
@@ -90,11 +112,27 @@ def model_metadata(head: InspectionHead, cfg: ExportConfig, provenance: dict[str
             "resize": "square, INTER_AREA when shrinking (sslinspect.imageio.resize_square)",
         },
         "threshold_input": THRESHOLD_NAME,
+        "review_threshold_input": REVIEW_NAME,
         "outputs": list(OUTPUT_NAMES),
+        "decision_codes": {"0": "OK", "1": "review", "2": "NG"},
+        "decision_rule": head.decision,
         "image_size": s,
+        "tile_size": head.image_size,
+        "tiles": head.tiles,
         "normalization": {"mean": list(MEAN), "std": list(STD), "in_graph": True},
         "classifier": head.classifier.kind,
-        "anomaly": {"kind": "knn_cosine", "k": head.anomaly.k, "bank_size": int(head.anomaly.bank.shape[0])},
+        "descriptor": head.descriptor,
+        "anomaly": {
+            "kind": a.kind,
+            "k": a.k,
+            "bank_size": int(a.bank.shape[0]),
+            "map": {
+                "low": a.map_low,
+                "high": a.map_high,
+                "meaning": "anomaly_map = (patch score - low) / (high - low): 0 typical good patch, 1 calibrated "
+                "threshold; normalised against good images, never per image",
+            },
+        },
         "precision": cfg.precision,
         "opset": cfg.opset,
         "versions": versions(),
@@ -106,31 +144,37 @@ def model_metadata(head: InspectionHead, cfg: ExportConfig, provenance: dict[str
 def _export_graph(module: InferenceModule, path: Path, size: int, opset: int) -> None:
     """torch → ONNX with a dynamic batch; the exporter's console chatter goes to the log."""
     images = torch.zeros((2, size, size, 3), dtype=torch.uint8)
-    threshold = torch.zeros((1,), dtype=torch.float32)
+    thresholds = (torch.zeros((1,), dtype=torch.float32), torch.zeros((1,), dtype=torch.float32))
     batch = torch.export.Dim("batch", min=1, max=4096)
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
         torch.onnx.export(
             module,
-            (images, threshold),
+            (images, *thresholds),
             str(path),
             dynamo=True,
             external_data=False,
             opset_version=opset,
-            input_names=[INPUT_NAME, THRESHOLD_NAME],
+            input_names=list(INPUT_NAMES),
             output_names=list(OUTPUT_NAMES),
-            dynamic_shapes=({0: batch}, None),
+            dynamic_shapes=({0: batch}, None, None),
             verbose=False,
         )
     log.debug("torch.onnx.export: %s", buf.getvalue())
 
 
-def _finalise(path: Path, metadata: dict[str, Any], threshold: float) -> None:
-    """Make ``threshold`` an input with the calibrated default baked in, attach metadata, check the model."""
+def finalise(path: Path, metadata: dict[str, Any]) -> None:
+    """Give the threshold inputs their calibrated defaults, attach metadata, check the model (in place)."""
     model = onnx.load(str(path))
-    model.graph.initializer.append(
-        onnx.numpy_helper.from_array(np.array([threshold], dtype=np.float32), name=THRESHOLD_NAME)
-    )
+    present = {i.name for i in model.graph.initializer}
+    for name, value in ((THRESHOLD_NAME, metadata["threshold"]), (REVIEW_NAME, metadata["review_threshold"])):
+        if name in present:  # re-finalising (FP16/INT8 copies): update the default
+            for init in model.graph.initializer:
+                if init.name == name:
+                    init.CopyFrom(onnx.numpy_helper.from_array(np.array([value], dtype=np.float32), name=name))
+        else:
+            # An initializer named like a graph input is that input's default value: callers may omit it.
+            model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([value], dtype=np.float32), name))
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(metadata), "model_author": "SSL Inspect"})
     model.producer_name = "sslinspect"
@@ -138,76 +182,91 @@ def _finalise(path: Path, metadata: dict[str, Any], threshold: float) -> None:
     onnx.save(model, str(path))
 
 
-def check_parity(
-    module: InferenceModule, onnx_path: Path, images: np.ndarray, threshold: float, atol: float
-) -> ParityReport:
-    """Compare PyTorch (fp32, CPU) with ONNX Runtime on ``images`` (uint8 NHWC)."""
+def run_torch(module: InferenceModule, images: np.ndarray, head: InspectionHead) -> list[np.ndarray]:
+    """The PyTorch reference outputs (FP32, CPU) for uint8 ``images``, in :data:`OUTPUT_NAMES` order."""
+    a = head.anomaly
     with torch.no_grad():
-        p_t, s_t, d_t = (
-            t.numpy()
-            for t in module(
-                torch.from_numpy(np.ascontiguousarray(images)), torch.tensor([threshold], dtype=torch.float32)
-            )
+        outs = module(
+            torch.from_numpy(np.ascontiguousarray(images)),
+            torch.tensor([a.threshold], dtype=torch.float32),
+            torch.tensor([a.review_threshold], dtype=torch.float32),
         )
+    return [t.numpy() for t in outs]
+
+
+def check_parity(
+    module: InferenceModule, onnx_path: Path, images: np.ndarray, head: InspectionHead, atol: float
+) -> ParityReport:
+    """Compare PyTorch (FP32, CPU) with ONNX Runtime on ``images`` (uint8 NHWC): all outputs, with the default
+    thresholds taken from the graph (the threshold inputs are not fed)."""
+    p_t, s_t, d_t, m_t, _ = run_torch(module, images, head)
     session, provider = open_session(onnx_path, device="cpu")
-    p_o, s_o, d_o = session.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(images)})
+    p_o, s_o, d_o, m_o, _ = session.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(images)})
     dp = float(np.abs(p_t - p_o).max())
     ds = float(np.abs(s_t - s_o).max())
+    dm = float(np.abs(m_t - m_o).max()) * (head.anomaly.map_high - head.anomaly.map_low)
     # A decision may only differ where the score sits within tolerance of the threshold.
-    borderline = np.abs(s_t - threshold) <= atol
+    borderline = np.abs(s_t - head.anomaly.threshold) <= atol
     agree = bool(((d_t == d_o) | borderline).all())
-    return ParityReport(len(images), dp, ds, agree, atol, provider, dp <= atol and ds <= atol and agree)
+    passed = dp <= atol and ds <= atol and dm <= atol and agree
+    return ParityReport(len(images), dp, ds, agree, atol, provider, passed, dm)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def export_model(
     backbone: torch.nn.Module,
     head: InspectionHead,
-    parity_images: np.ndarray,
+    inputs: ExportInputs,
     out: Path,
     cfg: ExportConfig,
     *,
     provenance: dict[str, Any],
+    force: bool = False,
     report: Reporter = null_reporter,
     cancel: CancelToken = NEVER,
 ) -> ExportResult:
-    """Export, check and write ``out`` (and ``out`` with suffix ``.json``) atomically.
+    """Export, check and write ``out`` (plus the sidecar; or a Triton repository at ``out``) atomically.
 
     Raises:
-        ExportError: if the exporter, the checker or the parity check fails (nothing is written to ``out``).
+        ExportError: if the exporter, the checker, the parity check or (unless ``force``) the FP16/INT8 accuracy
+            check fails; nothing is written to ``out``.
         Cancelled: if ``cancel`` fires (nothing is written).
     """
-    if cfg.precision != "fp32":
-        raise ExportError(f"precision {cfg.precision!r} is not available yet; use fp32")
     t0 = time.monotonic()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     module = InferenceModule(backbone.cpu().eval(), head).eval()
     metadata = model_metadata(head, cfg, provenance)
+    steps = 4 if cfg.precision == "fp32" else 5
     tmpdir = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
     try:
-        tmp = tmpdir / "model.onnx"
-        report(Progress(stage="export", step=0, total=3, message="exporting graph"))
+        fp32 = tmpdir / "model_fp32.onnx"
+        report(Progress(stage="export", step=0, total=steps, message="exporting graph"))
         try:
-            _export_graph(module, tmp, head.image_size, cfg.opset)
+            _export_graph(module, fp32, head.input_size, cfg.opset)
             if cancel.is_cancelled():
                 raise Cancelled("export cancelled")
-            report(Progress(stage="export", step=1, total=3, message="checking model"))
-            _finalise(tmp, metadata, head.anomaly.threshold)
+            report(Progress(stage="export", step=1, total=steps, message="checking model"))
+            finalise(fp32, {**metadata, "precision": "fp32"})
         except (Cancelled, ExportError):
             raise
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise ExportError(f"{out}: ONNX export failed ({type(exc).__name__}: {first})") from exc
+            raise ExportError(f"{out}: ONNX export failed ({type(exc).__name__}: {_first_line(exc)})") from exc
         if cancel.is_cancelled():
             raise Cancelled("export cancelled")
-        report(Progress(stage="export", step=2, total=3, message="parity check on real images"))
-        parity = check_parity(module, tmp, parity_images, head.anomaly.threshold, cfg.parity_atol)
+        report(Progress(stage="export", step=2, total=steps, message="parity check on real images"))
+        parity = check_parity(module, fp32, inputs.parity, head, cfg.parity_atol)
         report(
             Log(
                 level="INFO" if parity.passed else "ERROR",
                 message=(
                     f"parity on {parity.images} images: max |Δp| {parity.max_abs_diff_probabilities:.2e}, "
-                    f"max |Δscore| {parity.max_abs_diff_anomaly_score:.2e} (tolerance {parity.atol:g}), "
+                    f"max |Δscore| {parity.max_abs_diff_anomaly_score:.2e}, max |Δmap| "
+                    f"{parity.max_abs_diff_anomaly_map:.2e} (tolerance {parity.atol:g}), "
                     f"decisions {'agree' if parity.decisions_agree else 'DIFFER'}"
                 ),
             )
@@ -215,16 +274,51 @@ def export_model(
         if not parity.passed:
             raise ExportError(
                 f"{out}: ONNX Runtime output differs from PyTorch beyond {cfg.parity_atol:g} "
-                f"(probabilities {parity.max_abs_diff_probabilities:.2e}, "
-                f"scores {parity.max_abs_diff_anomaly_score:.2e})"
+                f"(probabilities {parity.max_abs_diff_probabilities:.2e}, scores "
+                f"{parity.max_abs_diff_anomaly_score:.2e}, maps {parity.max_abs_diff_anomaly_map:.2e})"
             )
-        data = tmp.read_bytes()
+        final, check = fp32, None
+        if cfg.precision != "fp32":
+            report(Progress(stage="export", step=3, total=steps, message=f"converting to {cfg.precision}"))
+            final = tmpdir / f"model_{cfg.precision}.onnx"
+            convert_precision(fp32, final, cfg.precision, inputs.calibration)
+            finalise(final, metadata)
+            if cancel.is_cancelled():
+                raise Cancelled("export cancelled")
+            check = check_precision(fp32, final, inputs.check, inputs.check_labels, head, cfg, force=force)
+            report(Log(level="INFO" if check.passed else "WARNING", message=check.message()))
+            if not check.passed and not force:
+                raise ExportError(f"{out}: {check.message()}; export refused (use --force to write it anyway)")
+        data = final.read_bytes()
         sha = hashlib.sha256(data).hexdigest()
-        sidecar = out.with_suffix(".json")
-        atomic_write_json(sidecar, {**metadata, "sha256": sha, "file": out.name, "parity": asdict(parity)})
-        tmp.replace(out)  # same folder: an atomic rename
+        sidecar_obj = {**metadata, "sha256": sha, "file": out.name, "parity": asdict(parity)}
+        if check is not None:
+            sidecar_obj["precision_check"] = asdict(check)
+        repository = None
+        if cfg.format == "triton":
+            name = str(provenance.get("project") or "sslinspect")
+            model_path, sidecar = write_triton_repository(final, out, head, sidecar_obj, name)
+            repository = str(out)
+        else:
+            sidecar = out.with_suffix(".json")
+            atomic_write_json(sidecar, sidecar_obj)
+            final.replace(out)  # same folder: an atomic rename
+            model_path = out
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
-    report(Progress(stage="export", step=3, total=3, message="done"))
-    report(Artifact(kind="onnx", path=str(out)))
-    return ExportResult(str(out), str(sidecar), sha, len(data), cfg.precision, parity, time.monotonic() - t0)
+    report(Progress(stage="export", step=steps, total=steps, message="done"))
+    report(Artifact(kind="onnx" if cfg.format == "onnx" else "triton", path=str(repository or model_path)))
+    return ExportResult(
+        path=str(model_path),
+        sidecar=str(sidecar),
+        sha256=sha,
+        size_bytes=len(data),
+        precision=cfg.precision,
+        parity=parity,
+        seconds=time.monotonic() - t0,
+        format=cfg.format,
+        threshold=head.anomaly.threshold,
+        review_threshold=head.anomaly.review_threshold,
+        precision_check=check,
+        repository=repository,
+    )

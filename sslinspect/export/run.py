@@ -1,4 +1,4 @@
-"""The export job: pick the latest head and backbone, choose real parity images, export, record the result."""
+"""The export job: pick the latest head and backbone, choose real check images, export, record the result."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sslinspect.cancel import NEVER, CancelToken
 from sslinspect.config import ExportConfig
 from sslinspect.data.cache import build_cache
 from sslinspect.events import Reporter, null_reporter
-from sslinspect.export.onnx import ExportResult, export_model
+from sslinspect.export.onnx import ExportInputs, ExportResult, export_model
 from sslinspect.fewshot.fit import load_head
 from sslinspect.project import Project
 from sslinspect.train.checkpoint import build_backbone_from_checkpoint, load_checkpoint
@@ -24,11 +24,33 @@ def parity_rows(n_images: int, labelled: list[int], n: int, seed: int = 0) -> np
     return np.sort(np.concatenate([np.array(rows, dtype=np.int64), fill.astype(np.int64)]))
 
 
+def check_rows(
+    n_images: int, labelled: list[int], n_check: int, n_calibration: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(check, calibration)`` rows: every labelled image plus ``n_check`` held-out unlabelled ones to check
+    FP16/INT8 against FP32, and ``n_calibration`` other unlabelled ones (all images if too few) to calibrate INT8."""
+    unlabelled = np.random.default_rng(seed).permutation(np.setdiff1d(np.arange(n_images), labelled))
+    held = unlabelled[:n_check]
+    calib = unlabelled[n_check : n_check + n_calibration]
+    if len(calib) == 0:  # a tiny project: calibrate on what there is
+        calib = np.arange(min(n_images, n_calibration))
+    check = np.concatenate([np.array(sorted(set(labelled)), dtype=np.int64), np.sort(held).astype(np.int64)])
+    return check, np.sort(calib).astype(np.int64)
+
+
+def default_out(project: Project, cfg: ExportConfig) -> Path:
+    """``exports/model/model.onnx``, or ``exports/triton`` for a Triton repository."""
+    if cfg.format == "triton":
+        return project.root / "exports" / "triton"
+    return project.root / "exports" / "model" / "model.onnx"
+
+
 def run_export(
     project: Project,
     out: Path | None,
     cfg: ExportConfig,
     *,
+    force: bool = False,
     report: Reporter = null_reporter,
     cancel: CancelToken = NEVER,
 ) -> ExportResult:
@@ -36,11 +58,19 @@ def run_export(
     head, ckpt_path = load_head(project)
     ckpt = load_checkpoint(ckpt_path)
     backbone = build_backbone_from_checkpoint(ckpt)
-    cache = build_cache(project, head.image_size, report=report, cancel=cancel)
+    cache = build_cache(project, head.input_size, report=report, cancel=cancel)
     index = cache.index_of()
-    labelled = [index[i] for i in project.store.labels() if i in index]
+    label_map = project.store.labels()
+    labelled = [index[i] for i in label_map if i in index]
     rows = parity_rows(len(cache), labelled, cfg.parity_images)
-    out = Path(out) if out is not None else project.root / "exports" / "model" / "model.onnx"
+    empty = np.zeros((0, head.input_size, head.input_size, 3), np.uint8)
+    check_labels: list[str | None] = []
+    check, calib = empty, empty
+    if cfg.precision != "fp32":
+        c_rows, k_rows = check_rows(len(cache), labelled, cfg.check_images, cfg.calibration_images)
+        check, calib = np.asarray(cache.images[c_rows]), np.asarray(cache.images[k_rows])
+        check_labels = [label_map.get(cache.ids[r]) for r in c_rows]
+    out = Path(out) if out is not None else default_out(project, cfg)
     fewshot = project.latest("fewshot")
     provenance = {
         "project": project.name,
@@ -50,9 +80,12 @@ def run_export(
         "backbone": ckpt.get("backbone"),
         "epochs": ckpt.get("epochs_done"),
         "pretrain_images": ckpt.get("images"),
+        "labelled_images": len(labelled),
+        "project_images": len(cache),
     }
+    inputs = ExportInputs(np.asarray(cache.images[rows]), calib, check, check_labels)
     result = export_model(
-        backbone, head, np.asarray(cache.images[rows]), out, cfg, provenance=provenance, report=report, cancel=cancel
+        backbone, head, inputs, out, cfg, provenance=provenance, force=force, report=report, cancel=cancel
     )
-    project.set_latest("export", out)
+    project.set_latest("export", Path(result.path))
     return result

@@ -1,5 +1,15 @@
-"""k-NN anomaly score: mean cosine distance from an image's embedding to its k nearest neighbours in a memory
-bank of (presumed good) unlabeled images. Held-out scores of the bank itself (leave-self-out) set the threshold.
+"""The anomaly model's numbers: memory bank, thresholds and heatmap normalisation, plus calibration helpers.
+
+Two kinds share one description:
+
+- ``patch``: PatchCore-style bank of patch features (see :mod:`sslinspect.fewshot.patchcore`); the image score is
+  the largest smoothed nearest-neighbour distance of its patches, and the map is the per-patch distance.
+- ``knn``: mean cosine distance of an image's global embedding to its k nearest neighbours in a bank of
+  (presumed good) images; used for backbones without intermediate feature maps. Its map is uniform.
+
+Thresholds come from held-out scores of presumed-good images (a high percentile), never from an F1 fitted on
+good-only data. The heatmap is normalised against the same good images, never per image: 0 is a typical good
+patch and 1 the calibrated image threshold, so a good part looks calm.
 """
 
 from __future__ import annotations
@@ -7,24 +17,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
+
+ANOMALY_KINDS = ("patch", "knn")
 
 
 @dataclass(frozen=True, slots=True)
-class KnnAnomaly:
-    """A memory bank, ``k`` and the decision threshold on the score."""
+class AnomalyModel:
+    """A memory bank, how it scores, the decision thresholds and the map normalisation."""
 
-    bank: np.ndarray  # (M, D) float32, L2-normalised
-    k: int
-    threshold: float
+    kind: str  # "patch" | "knn"
+    bank: np.ndarray  # (M, D) float32, rows L2-normalised
+    k: int  # neighbours averaged (knn); 1 for patch
+    threshold: float  # score above this → NG
+    review_threshold: float  # score above this (and ≤ threshold) → review; equal to ``threshold`` when off
+    map_low: float  # raw patch score of a typical good patch (→ 0 on the normalised map)
+    map_high: float  # raw score normalised to 1 (the calibrated threshold at fit time)
 
-    def score(self, x: np.ndarray, *, exclude_self: bool = False) -> np.ndarray:
-        """Anomaly scores of L2-normalised ``x``; ``exclude_self`` when ``x`` is the bank itself (leave-self-out)."""
-        return knn_scores(x, self.bank, self.k, exclude_self=exclude_self)
+    def normalise(self, raw: np.ndarray) -> np.ndarray:
+        """Raw distance map or score → the normalised scale (0 typical good, 1 calibrated threshold)."""
+        return ((np.asarray(raw, np.float32) - self.map_low) / max(self.map_high - self.map_low, 1e-6)).astype(
+            np.float32
+        )
 
 
 def knn_scores(x: np.ndarray, bank: np.ndarray, k: int, *, exclude_self: bool = False, chunk: int = 2048) -> np.ndarray:
     """``1 − mean of the top-k cosine similarities`` of each row of ``x`` against ``bank`` (chunked: bounded memory)."""
+    import torch
+
     b = torch.from_numpy(np.ascontiguousarray(bank, dtype=np.float32))
     k_eff = min(k + int(exclude_self), b.shape[0])
     out = np.empty(len(x), np.float32)
@@ -47,3 +66,29 @@ def subsample_bank(x: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
 def calibrate_threshold(good_scores: np.ndarray, percentile: float) -> float:
     """The ``percentile`` of held-out scores of presumed-good images (never an F1 fitted on good data alone)."""
     return float(np.percentile(good_scores, percentile))
+
+
+def score_curves(is_defect: np.ndarray, scores: np.ndarray, max_points: int = 200) -> dict[str, dict[str, list[float]]]:
+    """ROC and precision/recall curves of held-out ``scores`` against labels, with the threshold of each point.
+
+    The GUI draws them and lets the engineer pick a threshold on them; at most ``max_points`` per curve.
+    """
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    fpr, tpr, t_roc = roc_curve(is_defect, scores)
+    prec, rec, t_pr = precision_recall_curve(is_defect, scores)
+    t_roc = np.where(np.isfinite(t_roc), t_roc, float(scores.max()) + 1e-6)
+
+    def thin(*cols: np.ndarray) -> list[list[float]]:
+        keep = np.unique(np.linspace(0, len(cols[0]) - 1, min(max_points, len(cols[0]))).round().astype(int))
+        return [np.round(c[keep].astype(float), 6).tolist() for c in cols]
+
+    f, t, tr = thin(fpr, tpr, t_roc)
+    p, r, tp = thin(prec[:-1], rec[:-1], t_pr)  # the last PR point has no threshold
+    return {"roc": {"fpr": f, "tpr": t, "threshold": tr}, "pr": {"precision": p, "recall": r, "threshold": tp}}
+
+
+def histogram(scores: np.ndarray, edges: np.ndarray) -> list[int]:
+    """Counts of ``scores`` in ``edges`` (values beyond the ends go to the end bins)."""
+    clipped = np.clip(scores, edges[0], edges[-1])
+    return np.histogram(clipped, bins=edges)[0].astype(int).tolist()

@@ -1,14 +1,15 @@
-"""Training the inspection head: embed the project's images with the pretrained backbone, cross-validate and fit
-the few-shot classifier on the labels, build the anomaly memory bank and calibrate its threshold."""
+"""Training the inspection head as a job: load the pretrained backbone, fit anomaly model, thresholds and few-shot
+classifier (:mod:`sslinspect.fewshot.head`), and write the run folder the GUI, the export and the report read."""
 
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from sslinspect.cancel import NEVER, CancelToken
 from sslinspect.config import FewShotConfig
@@ -16,11 +17,11 @@ from sslinspect.configio import to_dict
 from sslinspect.data.cache import build_cache
 from sslinspect.errors import DataError
 from sslinspect.events import Artifact, Log, Progress, Reporter, null_reporter
-from sslinspect.fewshot.anomaly import KnnAnomaly, calibrate_threshold, knn_scores, subsample_bank
-from sslinspect.fewshot.classifier import CVReport, LinearHead, select_classifier
-from sslinspect.fewshot.embed import embed_images
+from sslinspect.fewshot.anomaly import histogram
+from sslinspect.fewshot.head import HeadFit, fit_head
 from sslinspect.fewshot.model import InspectionHead
-from sslinspect.fsutil import atomic_path, atomic_write_json
+from sslinspect.fewshot.patchcore import FeatureNet
+from sslinspect.fsutil import atomic_path, atomic_write_json, read_json
 from sslinspect.project import GOOD, Project
 from sslinspect.runs import open_run
 from sslinspect.train.checkpoint import build_backbone_from_checkpoint, load_checkpoint
@@ -44,64 +45,12 @@ class FewShotResult:
     labelled: int
     bank_size: int
     images: int
-
-
-@dataclass(frozen=True, slots=True)
-class HeadFit:
-    """A fitted head plus the evidence for it (pure computation, no files)."""
-
-    head: InspectionHead
-    cv: CVReport | None
-    candidates: dict[str, float]
-    anomaly_auroc: float | None
-    scores: np.ndarray  # held-out anomaly score of every embedded image
-    dropped: dict[str, int]
-
-
-def fit_head(emb: np.ndarray, labels: list[str | None], cfg: FewShotConfig, image_size: int) -> HeadFit:
-    """Fit classifier + anomaly model on L2-normalised ``emb``; ``labels[i]`` is None for unlabeled rows.
-
-    Raises:
-        DataError: if there are too few images for a memory bank.
-    """
-    counts: dict[str, int] = {}
-    for lab in labels:
-        if lab is not None:
-            counts[lab] = counts.get(lab, 0) + 1
-    dropped = {c: n for c, n in counts.items() if n < cfg.min_shots}
-    kept = sorted((c for c in counts if c not in dropped), key=lambda c: (c != GOOD, c))
-    if GOOD not in kept:
-        kept.insert(0, GOOD)
-    classes = tuple(kept)
-    lab_idx = np.array([i for i, lab in enumerate(labels) if lab in classes and lab in counts], dtype=np.int64)
-    y = np.array([classes.index(labels[i]) for i in lab_idx], dtype=np.int64)
-    cv: CVReport | None = None
-    candidates: dict[str, float] = {}
-    if len(set(y.tolist())) >= 2:
-        clf, cv, candidates = select_classifier(cfg.classifier, emb[lab_idx], y, classes, cfg.cv_folds, cfg.seed)
-    else:  # only "good" (or nothing) labelled: the anomaly score does the work
-        clf = LinearHead(
-            "constant", classes, np.zeros((len(classes), emb.shape[1]), np.float32), np.zeros(len(classes), np.float32)
-        )
-
-    defect_rows = np.array([lab is not None and lab != GOOD for lab in labels])
-    pool = np.flatnonzero(~defect_rows)  # unlabeled + good: presumed (mostly) good
-    if len(pool) < cfg.knn_k + 1:
-        raise DataError(f"the anomaly model needs at least {cfg.knn_k + 1} images that are not labelled defects")
-    bank_rows = pool[subsample_bank(emb[pool], cfg.bank_size, cfg.seed)]
-    bank = emb[bank_rows]
-    scores = knn_scores(emb, bank, cfg.knn_k)
-    in_bank = np.zeros(len(emb), bool)
-    in_bank[bank_rows] = True
-    scores[bank_rows] = knn_scores(emb[bank_rows], bank, cfg.knn_k, exclude_self=True)  # held out
-    threshold = calibrate_threshold(scores[pool], cfg.threshold_percentile)
-    auroc = None
-    is_good = np.array([lab == GOOD for lab in labels])
-    if is_good.any() and defect_rows.any():
-        sel = is_good | defect_rows
-        auroc = float(roc_auc_score(defect_rows[sel], scores[sel]))
-    head = InspectionHead(clf, KnnAnomaly(bank, cfg.knn_k, threshold), image_size)
-    return HeadFit(head, cv, candidates, auroc, scores, dropped)
+    anomaly_kind: str = "knn"
+    review_threshold: float | None = None
+    tiles: int = 1
+    descriptor: str = "global"
+    memory_estimate_mb: float | None = None
+    suspected_defects: int = 0
 
 
 def run_fit(
@@ -120,18 +69,15 @@ def run_fit(
     run_dir = project.new_run_dir("fewshot", str(ckpt["method"]))
     config = {"train": to_dict(cfg), "checkpoint": project.relative(ckpt_path), "versions": versions()}
     with open_run("fewshot", run_dir, config, report=report) as run:
-        backbone = build_backbone_from_checkpoint(ckpt)
-        cache = build_cache(project, image_size, report=run.report, cancel=cancel)
-        emb = embed_images(
-            backbone, cache.images, device=device, batch_size=cfg.batch_size, report=run.report, cancel=cancel
-        )
+        net = FeatureNet(build_backbone_from_checkpoint(ckpt), image_size, cfg.tiles)
+        cache = build_cache(project, net.input_size, report=run.report, cancel=cancel)
         ids = np.array(cache.ids, dtype=np.int64)
         label_map = project.store.labels()
         labels = [label_map.get(int(i)) for i in ids]
         orphan = len(label_map) - sum(lab is not None for lab in labels)
         if orphan:
             run.report(Log(level="WARNING", message=f"{orphan} labelled image(s) are not readable any more; skipped"))
-        fitted = fit_head(emb, labels, cfg, image_size)
+        fitted = fit_head(net, cache.images, labels, cfg, device=device, report=run.report, cancel=cancel)
         for cls, n in fitted.dropped.items():
             run.report(
                 Log(
@@ -143,26 +89,12 @@ def run_fit(
             )
         head = fitted.head
         head.save(run_dir / "head.npz")
-        with atomic_path(run_dir / "embeddings.npy") as tmp, tmp.open("wb") as fh:
-            np.save(fh, emb)
-        with atomic_path(run_dir / "embedding_ids.npy") as tmp, tmp.open("wb") as fh:
-            np.save(fh, ids)
-        _write_scores(run_dir / "scores.csv", project, ids, head, emb, fitted.scores)
-        metrics = {
-            "classes": list(head.classes),
-            "classifier": head.classifier.kind,
-            "candidates": fitted.candidates,
-            "cv": asdict(fitted.cv) if fitted.cv else None,
-            "threshold": head.anomaly.threshold,
-            "threshold_percentile": cfg.threshold_percentile,
-            "anomaly_auroc_labelled": fitted.anomaly_auroc,
-            "labelled": int(sum(lab is not None for lab in labels)),
-            "bank_size": len(head.anomaly.bank),
-            "images": len(ids),
-            "dropped_classes": fitted.dropped,
-            "score_quantiles": {str(q): float(np.quantile(fitted.scores, q / 100)) for q in (50, 90, 95, 99)},
-        }
-        atomic_write_json(run_dir / "metrics.json", metrics)
+        _save_npy(run_dir / "embeddings.npy", fitted.embeddings)
+        _save_npy(run_dir / "embedding_ids.npy", ids)
+        if fitted.maps is not None:
+            _save_npy(run_dir / "maps.npy", fitted.maps)
+        _write_scores(run_dir / "scores.csv", project, ids, head, fitted, labels)
+        atomic_write_json(run_dir / "metrics.json", _metrics(fitted, labels, cfg))
         run.report(Artifact(kind="head", path=project.relative(run_dir / "head.npz")))
         if fitted.cv:
             run.report(
@@ -189,38 +121,132 @@ def run_fit(
         labelled=sum(lab is not None for lab in labels),
         bank_size=len(head.anomaly.bank),
         images=len(ids),
+        anomaly_kind=head.anomaly.kind,
+        review_threshold=head.anomaly.review_threshold if cfg.review_percentile else None,
+        tiles=head.tiles,
+        descriptor=head.descriptor,
+        memory_estimate_mb=fitted.estimate.peak_mb if fitted.estimate else None,
+        suspected_defects=len(fitted.suspected),
     )
 
 
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    with atomic_path(path) as tmp, tmp.open("wb") as fh:
+        np.save(fh, arr)
+
+
+def _metrics(fitted: HeadFit, labels: list[str | None], cfg: FewShotConfig) -> dict[str, Any]:
+    """``metrics.json``: what the GUI's train page and the QA report show."""
+    head = fitted.head
+    a = head.anomaly
+    scores = fitted.scores
+    edges = np.linspace(float(np.quantile(scores, 0.001)), float(max(scores.max(), a.threshold * 1.05)), 41)
+    is_good = np.array([lab == GOOD for lab in labels])
+    is_def = np.array([lab is not None and lab != GOOD for lab in labels])
+    return {
+        "classes": list(head.classes),
+        "classifier": head.classifier.kind,
+        "candidates": fitted.candidates,
+        "cv": asdict(fitted.cv) if fitted.cv else None,
+        "threshold": a.threshold,
+        "threshold_percentile": cfg.threshold_percentile,
+        "review_threshold": a.review_threshold,
+        "review_percentile": cfg.review_percentile,
+        "threshold_source": "percentile of held-out scores of presumed-good images",
+        "anomaly_kind": a.kind,
+        "anomaly_auroc_labelled": fitted.anomaly_auroc,
+        "curves": fitted.curves,
+        "score_histogram": {
+            "edges": np.round(edges, 6).tolist(),
+            "calibration": histogram(scores[fitted.calibration], edges),
+            "labelled_good": histogram(scores[is_good], edges),
+            "labelled_defect": histogram(scores[is_def], edges),
+        },
+        "map_normalisation": {"low": a.map_low, "high": a.map_high},
+        "labelled": int(sum(lab is not None for lab in labels)),
+        "bank_size": len(a.bank),
+        "memory_estimate": asdict(fitted.estimate) if fitted.estimate else None,
+        "images": len(labels),
+        "calibration_images": len(fitted.calibration),
+        "suspected_defects": len(fitted.suspected),
+        "tiles": head.tiles,
+        "input_size": head.input_size,
+        "descriptor": head.descriptor,
+        "decision": head.decision,
+        "dropped_classes": fitted.dropped,
+        "score_quantiles": {str(q): float(np.quantile(scores, q / 100)) for q in (50, 90, 95, 99)},
+    }
+
+
 def _write_scores(
-    path: Path, project: Project, ids: np.ndarray, head: InspectionHead, emb: np.ndarray, scores: np.ndarray
+    path: Path, project: Project, ids: np.ndarray, head: InspectionHead, fitted: HeadFit, labels: list[str | None]
 ) -> None:
     """Per-image predictions (held-out anomaly scores) for the label page: most unusual, most uncertain."""
-    proba = head.classifier.predict_proba(emb)
+    proba = head.classifier.predict_proba(fitted.features)
     recs = {r.id: r for r in project.store.images(status="ok", unique=True)}
+    suspected = set(fitted.suspected.tolist())
     with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["image_id", "relpath", "anomaly_score", "label", "confidence", *[f"p_{c}" for c in head.classes]])
+        w.writerow(
+            [
+                "image_id",
+                "relpath",
+                "anomaly_score",
+                "label",
+                "confidence",
+                *[f"p_{c}" for c in head.classes],
+                "suspected",
+            ]
+        )
         for k, i in enumerate(ids.tolist()):
             rec = recs.get(i)
             w.writerow(
                 [
                     i,
                     rec.relpath if rec else "",
-                    f"{scores[k]:.6f}",
+                    f"{fitted.scores[k]:.6f}",
                     head.classes[int(proba[k].argmax())],
                     f"{proba[k].max():.5f}",
                     *[f"{p:.5f}" for p in proba[k]],
+                    int(k in suspected),
                 ]
             )
 
 
 def load_head(project: Project, run_dir: Path | None = None) -> tuple[InspectionHead, Path]:
-    """The head of ``run_dir`` (default: latest fewshot run) and the checkpoint it was fitted on."""
-    import json
+    """The head of ``run_dir`` (default: latest fewshot run) and the checkpoint it was fitted on.
 
+    Raises:
+        DataError: if there is no trained head yet.
+    """
     run_dir = run_dir or project.latest("fewshot")
     if run_dir is None or not (run_dir / "head.npz").is_file():
         raise DataError(f"{project.root}: no trained classifier yet (run `sslinspect train` first)")
     cfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     return InspectionHead.load(run_dir / "head.npz"), project.resolve(cfg["checkpoint"])
+
+
+def set_threshold(project: Project, threshold: float, review_threshold: float | None = None) -> InspectionHead:
+    """Store a threshold picked by the engineer (e.g. on the ROC/PR curve) in the latest head; export uses it.
+
+    The heatmap normalisation stays as calibrated, so heatmaps stay comparable. ``metrics.json`` records the
+    choice under ``threshold_override``.
+
+    Raises:
+        DataError: if there is no trained head yet.
+        ValueError: if the review threshold exceeds the threshold.
+    """
+    run_dir = project.latest("fewshot")
+    head, _ = load_head(project, run_dir)
+    assert run_dir is not None
+    new = head.with_thresholds(threshold, review_threshold)
+    new.save(run_dir / "head.npz")
+    metrics_path = run_dir / "metrics.json"
+    metrics = read_json(metrics_path) if metrics_path.exists() else {}
+    metrics["threshold_override"] = {
+        "threshold": new.anomaly.threshold,
+        "review_threshold": new.anomaly.review_threshold,
+        "calibrated": metrics.get("threshold"),
+    }
+    atomic_write_json(metrics_path, metrics)
+    return new

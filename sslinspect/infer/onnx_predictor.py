@@ -1,8 +1,8 @@
 """Run an exported SSL Inspect model with ONNX Runtime (CUDA when present, CPU otherwise). No torch needed.
 
 The predictor refuses ONNX files that do not carry SSL Inspect metadata and input spec, decodes images with the
-same code as training (:mod:`sslinspect.imageio`) in a thread pool while the previous batch runs, and keeps going on
-unreadable files (each is reported).
+same code as training (:mod:`sslinspect.imageio`) in a thread pool a bounded number of batches ahead of inference,
+and keeps going on unreadable files (each is reported).
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from __future__ import annotations
 import glob
 import json
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,15 @@ import numpy as np
 import onnxruntime as ort
 
 from sslinspect.errors import DataError, ImageReadError, ModelError
-from sslinspect.imageio import IMAGE_EXTENSIONS, load_for_model
+from sslinspect.imageio import IMAGE_EXTENSIONS, read_image, resize_square
 
 METADATA_KEY = "sslinspect"
 MODEL_FORMAT_PREFIX = "sslinspect.onnx/"
-SUPPORTED_FORMAT = "sslinspect.onnx/1"
+SUPPORTED_FORMAT = "sslinspect.onnx/2"
+READABLE_FORMATS = ("sslinspect.onnx/1", SUPPORTED_FORMAT)
+DECISIONS = ("OK", "review", "NG")
+#: Batches decoded ahead of the one being inferred (bounds memory on huge folders).
+PREFETCH_BATCHES = 2
 
 
 def open_session(path: Path, *, device: str = "auto", threads: int = 0) -> tuple[ort.InferenceSession, str]:
@@ -72,7 +77,7 @@ def read_metadata(session: ort.InferenceSession, path: Path) -> dict[str, Any]:
     fmt = str(meta.get("format", ""))
     if not fmt.startswith(MODEL_FORMAT_PREFIX):
         raise ModelError(f"{path}: unknown model format {fmt!r}")
-    if fmt != SUPPORTED_FORMAT:
+    if fmt not in READABLE_FORMATS:
         raise ModelError(f"{path}: model format {fmt} needs a newer SSL Inspect (this one reads {SUPPORTED_FORMAT})")
     inputs = {i.name: i for i in session.get_inputs()}
     spec = meta.get("input", {})
@@ -81,14 +86,19 @@ def read_metadata(session: ort.InferenceSession, path: Path) -> dict[str, Any]:
     if inp is None or inp.type != "tensor(uint8)" or list(inp.shape[1:]) != [size, size, 3]:
         raise ModelError(f"{path}: the model's input does not match its metadata (expected uint8 N×{size}×{size}×3)")
     outs = [o.name for o in session.get_outputs()]
-    if outs[:3] != list(meta.get("outputs", []))[:3]:
+    declared = list(meta.get("outputs", []))
+    if outs[:3] != declared[:3] or any(o not in outs for o in declared):
         raise ModelError(f"{path}: the model's outputs do not match its metadata")
     return meta
 
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """One image's result; ``error`` is set (and the rest empty) when it could not be read."""
+    """One image's result; ``error`` is set (and the rest empty) when it could not be read.
+
+    ``anomaly_map`` (normalised, model input size) and ``image`` (the decoded original) are only kept when asked
+    for, to draw heatmaps.
+    """
 
     path: str
     label: str = ""
@@ -97,15 +107,24 @@ class Prediction:
     is_defect: bool = False
     probabilities: tuple[float, ...] = ()
     error: str = ""
+    decision: str = ""
+    anomaly_map: np.ndarray | None = field(default=None, repr=False, compare=False)
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 class Predictor:
     """An exported model, ready to score images."""
 
     def __init__(
-        self, model_path: Path, *, device: str = "auto", threshold: float | None = None, threads: int = 0
+        self,
+        model_path: Path,
+        *,
+        device: str = "auto",
+        threshold: float | None = None,
+        threads: int = 0,
+        review_threshold: float | None = None,
     ) -> None:
-        """Load and validate ``model_path``; ``threshold`` overrides the calibrated one.
+        """Load and validate ``model_path``; ``threshold``/``review_threshold`` override the calibrated ones.
 
         Raises:
             ModelError: if the file is not a usable SSL Inspect model.
@@ -118,54 +137,85 @@ class Predictor:
         self.classes: tuple[str, ...] = tuple(self.meta["classes"])
         self.image_size = int(self.meta["image_size"])
         self.threshold = float(self.meta["threshold"] if threshold is None else threshold)
+        review = self.meta.get("review_threshold", self.threshold) if review_threshold is None else review_threshold
+        self.review_threshold = min(float(review), self.threshold)
         self._input = str(self.meta["input"]["name"])
         self._threshold_input = str(self.meta.get("threshold_input", "threshold"))
-        self._outputs = list(self.meta["outputs"])
+        self._review_input = self.meta.get("review_threshold_input")
+        self.outputs: list[str] = list(self.meta["outputs"])
+        self.has_maps = "anomaly_map" in self.outputs
 
-    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(probabilities, anomaly_score, is_defect)`` for ``uint8 (N, S, S, 3)`` RGB images."""
+    def run_all(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of the model, by name, for ``uint8 (N, S, S, 3)`` RGB images."""
         feeds = {
             self._input: np.ascontiguousarray(images, dtype=np.uint8),
             self._threshold_input: np.array([self.threshold], dtype=np.float32),
         }
-        p, s, d = self.session.run(self._outputs, feeds)
-        return p, s, d
+        if self._review_input:
+            feeds[str(self._review_input)] = np.array([self.review_threshold], dtype=np.float32)
+        return dict(zip(self.outputs, self.session.run(self.outputs, feeds), strict=True))
 
-    def predict_paths(self, paths: Sequence[Path], *, batch_size: int = 16, workers: int = 0) -> Iterator[Prediction]:
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(probabilities, anomaly_score, is_defect)`` for ``uint8 (N, S, S, 3)`` RGB images."""
+        out = self.run_all(images)
+        return out["probabilities"], out["anomaly_score"], out["is_defect"]
+
+    def _load(self, path: Path, keep_image: bool) -> tuple[np.ndarray, np.ndarray | None] | str:
+        try:
+            rgb, _ = read_image(path)
+        except ImageReadError as exc:
+            return exc.reason
+        return resize_square(rgb, self.image_size), (rgb if keep_image else None)
+
+    def predict_paths(
+        self, paths: Sequence[Path], *, batch_size: int = 16, workers: int = 0, keep_maps: bool = False
+    ) -> Iterator[Prediction]:
         """Predictions for ``paths`` in order; unreadable files yield a :class:`Prediction` with ``error`` set.
 
-        Decoding runs in a thread pool one batch ahead of inference.
+        Images are decoded in a thread pool up to :data:`PREFETCH_BATCHES` batches ahead of inference, so decoding
+        overlaps inference and memory stays bounded. ``keep_maps`` keeps each anomaly map and decoded image.
         """
+        chunks = [list(paths[i : i + batch_size]) for i in range(0, len(paths), batch_size)]
+        n_workers = workers or min(4, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="decode") as pool:
+            queue: deque[list[Future[tuple[np.ndarray, np.ndarray | None] | str]]] = deque()
+            for k in range(min(PREFETCH_BATCHES + 1, len(chunks))):
+                queue.append([pool.submit(self._load, p, keep_maps) for p in chunks[k]])
+            for k, chunk in enumerate(chunks):
+                decoded = [f.result() for f in queue.popleft()]
+                if k + PREFETCH_BATCHES + 1 < len(chunks):
+                    queue.append([pool.submit(self._load, p, keep_maps) for p in chunks[k + PREFETCH_BATCHES + 1]])
+                yield from self._predict_decoded(chunk, decoded, keep_maps)
 
-        def load(p: Path) -> np.ndarray | str:
-            try:
-                return load_for_model(p, self.image_size)
-            except ImageReadError as exc:
-                return exc.reason
-
-        with ThreadPoolExecutor(
-            max_workers=workers or min(4, os.cpu_count() or 1), thread_name_prefix="decode"
-        ) as pool:
-            chunks = [list(paths[i : i + batch_size]) for i in range(0, len(paths), batch_size)]
-            pending = pool.map(lambda c: [load(p) for p in c], chunks)  # lazily one chunk ahead
-            for chunk, decoded in zip(chunks, pending, strict=True):
-                good = [k for k, d in enumerate(decoded) if isinstance(d, np.ndarray)]
-                results: dict[int, Prediction] = {}
-                if good:
-                    batch = np.stack([decoded[k] for k in good])
-                    prob, score, defect = self.run(batch)
-                    for j, k in enumerate(good):
-                        c = int(prob[j].argmax())
-                        results[k] = Prediction(
-                            str(chunk[k]),
-                            self.classes[c],
-                            float(prob[j, c]),
-                            float(score[j]),
-                            bool(defect[j]),
-                            tuple(float(v) for v in prob[j]),
-                        )
-                for k, p in enumerate(chunk):
-                    yield results.get(k) or Prediction(str(p), error=str(decoded[k]))
+    def _predict_decoded(
+        self,
+        chunk: list[Path],
+        decoded: list[tuple[np.ndarray, np.ndarray | None] | str],
+        keep_maps: bool,
+    ) -> Iterator[Prediction]:
+        ok = {k: d for k, d in enumerate(decoded) if not isinstance(d, str)}
+        results: dict[int, Prediction] = {}
+        if ok:
+            out = self.run_all(np.stack([d[0] for d in ok.values()]))
+            prob, score, defect = out["probabilities"], out["anomaly_score"], out["is_defect"]
+            decision = out.get("decision")
+            maps = out.get("anomaly_map")
+            for j, (k, (_, original)) in enumerate(ok.items()):
+                c = int(prob[j].argmax())
+                code = int(decision[j]) if decision is not None else (2 if defect[j] else 0)
+                results[k] = Prediction(
+                    str(chunk[k]),
+                    self.classes[c],
+                    float(prob[j, c]),
+                    float(score[j]),
+                    bool(defect[j]),
+                    tuple(float(v) for v in prob[j]),
+                    decision=DECISIONS[code],
+                    anomaly_map=maps[j] if keep_maps and maps is not None else None,
+                    image=original,
+                )
+        for k, p in enumerate(chunk):
+            yield results.get(k) or Prediction(str(p), error=str(decoded[k]))
 
 
 def expand_inputs(inputs: Sequence[str | Path], *, include_hidden: bool = False) -> list[Path]:

@@ -1,0 +1,227 @@
+"""FP16 and INT8 versions of an exported FP32 model, and the check that they still decide like it.
+
+INT8 is static quantisation in ONNX Runtime's QDQ format (per-channel weights), with activation ranges calibrated
+on the project's own images. Only the backbone's convolutions are quantised: the memory-bank distances, the
+classifier and the decision stay in FP32, where a rounding error would move scores near the threshold.
+The check runs both models on every labelled image plus held-out unlabelled ones and reports the change in
+accuracy, in OK/NG decisions and in scores; beyond the tolerance the export is refused unless forced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from sslinspect.config import ExportConfig
+from sslinspect.errors import ExportError
+from sslinspect.fewshot.model import InspectionHead
+from sslinspect.infer.onnx_predictor import open_session
+from sslinspect.project import GOOD
+
+QUANTISED_OPS = ("Conv", "MatMul")
+CHECK_BATCH = 32
+
+
+@dataclass(frozen=True, slots=True)
+class PrecisionReport:
+    """FP16/INT8 against FP32 on the same real images (``None`` where there were no labels to measure)."""
+
+    precision: str
+    images: int
+    labelled: int
+    accuracy_fp32: float | None
+    accuracy: float | None
+    decision_agreement: float
+    auroc_fp32: float | None
+    auroc: float | None
+    max_abs_score_change: float
+    mean_abs_score_change: float
+    score_change_vs_threshold: float
+    tolerance: float
+    passed: bool
+    forced: bool = False
+
+    @property
+    def accuracy_change(self) -> float | None:
+        """``accuracy − accuracy_fp32`` (negative: worse)."""
+        if self.accuracy is None or self.accuracy_fp32 is None:
+            return None
+        return self.accuracy - self.accuracy_fp32
+
+    def message(self) -> str:
+        """One line with the figures."""
+        acc = (
+            f"labelled accuracy {self.accuracy_fp32:.3f} → {self.accuracy:.3f}"
+            if self.accuracy is not None and self.accuracy_fp32 is not None
+            else "no labelled images"
+        )
+        auroc = (
+            f", anomaly AUROC {self.auroc_fp32:.3f} → {self.auroc:.3f}"
+            if self.auroc is not None and self.auroc_fp32 is not None
+            else ""
+        )
+        verdict = "within" if self.passed else "EXCEEDS"
+        return (
+            f"{self.precision} vs fp32 on {self.images} images ({self.labelled} labelled): {acc}{auroc}, OK/NG "
+            f"decisions agree on {100 * self.decision_agreement:.1f}%, score change max {self.max_abs_score_change:.2e}"
+            f" / mean {self.mean_abs_score_change:.2e} ({100 * self.score_change_vs_threshold:.1f}% of the "
+            f"threshold margin); {verdict} the tolerance of {100 * self.tolerance:g} point(s)"
+        )
+
+
+class _Calibration:
+    """Feeds calibration batches to ``quantize_static`` (a ``CalibrationDataReader``)."""
+
+    def __init__(self, images: np.ndarray, input_name: str, batch: int = 8) -> None:
+        self._it: Iterator[dict[str, np.ndarray]] = (
+            {input_name: np.ascontiguousarray(images[s : s + batch])} for s in range(0, len(images), batch)
+        )
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._it, None)
+
+
+def convert_precision(src: Path, dst: Path, precision: str, calibration: np.ndarray) -> None:
+    """Write the ``precision`` version of the FP32 model ``src`` to ``dst`` (metadata is re-attached later).
+
+    Raises:
+        ExportError: if the conversion fails.
+    """
+    import onnxruntime as ort
+
+    buf = io.StringIO()
+    # The converters open sessions of their own; ORT would warn (on the C++ side) that the threshold initializers
+    # are also graph inputs, which is what we want.
+    ort.set_default_logger_severity(3)
+    try:
+        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+            if precision == "fp16":
+                _to_fp16(src, dst)
+            elif precision == "int8":
+                _to_int8(src, dst, calibration)
+            else:
+                raise ExportError(f"unknown precision {precision!r}")
+    except ExportError:
+        raise
+    except Exception as exc:  # converters raise anything; report it as one line
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"{src.name}: {precision} conversion failed ({type(exc).__name__}: {first})") from exc
+    finally:
+        ort.set_default_logger_severity(2)
+
+
+def _to_fp16(src: Path, dst: Path) -> None:
+    """Weights and activations in FP16; inputs and outputs keep their types (uint8 in, float32 out)."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(src))
+    half = convert_float_to_float16(model, keep_io_types=True)
+    _toposort(half.graph)  # the converter appends the casts it inserts for the kept FP32 inputs at the end
+    onnx.save(half, str(dst))
+
+
+def _toposort(graph: onnx.GraphProto) -> None:
+    """Reorder ``graph.node`` so that every node comes after the producers of its inputs (Kahn's algorithm)."""
+    ready = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    nodes = list(graph.node)
+    ordered: list[onnx.NodeProto] = []
+    while nodes:
+        rest = []
+        for node in nodes:
+            if all(i in ready for i in node.input):
+                ordered.append(node)
+                ready.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(nodes):
+            raise ExportError(f"graph has a cycle or a missing input at node {rest[0].name!r}")
+        nodes = rest
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def _to_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
+    """Static QDQ quantisation of the convolutions, calibrated on ``calibration`` (uint8 NHWC images)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)  # folds BatchNorm into Conv first
+        quantize_static(
+            str(pre),
+            str(dst),
+            _Calibration(calibration, "images"),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(QUANTISED_OPS),
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            # AVX2 without VNNI: 7-bit activations avoid saturation in the u8×s8 multiply-add.
+            reduce_range=True,
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        )
+
+
+def _run(path: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    session, _ = open_session(path, device="cpu")
+    outs = [
+        session.run(["probabilities", "anomaly_score", "is_defect"], {"images": images[s : s + CHECK_BATCH]})
+        for s in range(0, len(images), CHECK_BATCH)
+    ]
+    return tuple(np.concatenate([o[i] for o in outs]) for i in range(3))  # type: ignore[return-value]
+
+
+def check_precision(
+    fp32: Path,
+    other: Path,
+    images: np.ndarray,
+    labels: list[str | None],
+    head: InspectionHead,
+    cfg: ExportConfig,
+    *,
+    force: bool = False,
+) -> PrecisionReport:
+    """Compare ``other`` with ``fp32`` on ``images``; ``labels[i]`` is None for unlabelled images."""
+    from sklearn.metrics import roc_auc_score
+
+    p32, s32, d32 = _run(fp32, images)
+    p, s, d = _run(other, images)
+    classes = head.classes
+    lab = np.array([i for i, v in enumerate(labels) if v in classes], dtype=np.int64)
+    y = np.array([classes.index(str(labels[i])) for i in lab], dtype=np.int64)
+    acc32 = float((p32[lab].argmax(1) == y).mean()) if len(lab) else None
+    acc = float((p[lab].argmax(1) == y).mean()) if len(lab) else None
+    is_def = np.array([labels[i] != GOOD for i in lab])
+    au32 = au = None
+    if len(lab) and 0 < is_def.sum() < len(lab):
+        au32 = float(roc_auc_score(is_def, s32[lab]))
+        au = float(roc_auc_score(is_def, s[lab]))
+    agree = float((d == d32).mean()) if len(d) else 1.0
+    diff = np.abs(s - s32)
+    margin = max(head.anomaly.threshold - head.anomaly.map_low, 1e-6)
+    ok = (1.0 - agree) <= cfg.tolerance and (acc is None or acc32 is None or acc32 - acc <= cfg.tolerance)
+    return PrecisionReport(
+        precision=cfg.precision,
+        images=len(images),
+        labelled=len(lab),
+        accuracy_fp32=acc32,
+        accuracy=acc,
+        decision_agreement=agree,
+        auroc_fp32=au32,
+        auroc=au,
+        max_abs_score_change=float(diff.max()) if len(diff) else 0.0,
+        mean_abs_score_change=float(diff.mean()) if len(diff) else 0.0,
+        score_change_vs_threshold=float(diff.mean() / margin) if len(diff) else 0.0,
+        tolerance=cfg.tolerance,
+        passed=ok,
+        forced=force and not ok,
+    )

@@ -1,0 +1,283 @@
+"""Fit the inspection head (pure computation, no files): anomaly model first, then thresholds and heatmap
+normalisation from held-out scores of presumed-good images, then the few-shot classifier on the labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+from sslinspect.cancel import NEVER, CancelToken
+from sslinspect.config import FewShotConfig
+from sslinspect.errors import DataError
+from sslinspect.events import Log, Reporter, null_reporter
+from sslinspect.fewshot.anomaly import AnomalyModel, calibrate_threshold, knn_scores, score_curves, subsample_bank
+from sslinspect.fewshot.bank import MemoryEstimate, PatchBank, build_bank, estimate_memory, iter_features
+from sslinspect.fewshot.classifier import CVReport, LinearHead, select_classifier
+from sslinspect.fewshot.model import InspectionHead
+from sslinspect.fewshot.patchcore import MAP_SIGMA, FeatureNet, defect_descriptor, gaussian_kernel, score_patches
+from sslinspect.project import GOOD
+
+#: Keep every held-out map in memory (for the report and the GUI) below this many map cells.
+MAX_KEPT_MAP_CELLS = 50_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class HeadFit:
+    """A fitted head plus the evidence for it.
+
+    Attributes:
+        head: The head.
+        cv: Cross-validated classifier metrics (None with fewer than two labelled classes).
+        candidates: Balanced accuracy of each classifier kind tried.
+        anomaly_auroc: AUROC of held-out anomaly scores, labelled good vs labelled defects.
+        scores: Held-out anomaly score of every image.
+        dropped: Classes left out for too few labels, with their counts.
+        embeddings: Global features of every image (``embeddings.npy``).
+        features: The classifier's input for every image (the global features, or the defect descriptors).
+        maps: Held-out smoothed raw distance maps ``(N, H, W)`` float16, or None when too large to keep.
+        suspected: Rows of unlabelled images kept out of the bank and the calibration.
+        calibration: Rows whose scores set the threshold.
+        curves: ROC/PR curve points on the labels (empty without labelled good and defects).
+        estimate: Memory estimate of the patch bank (None for the k-NN model).
+    """
+
+    head: InspectionHead
+    cv: CVReport | None
+    candidates: dict[str, float]
+    anomaly_auroc: float | None
+    scores: np.ndarray
+    dropped: dict[str, int]
+    embeddings: np.ndarray
+    features: np.ndarray
+    maps: np.ndarray | None
+    suspected: np.ndarray
+    calibration: np.ndarray
+    curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    estimate: MemoryEstimate | None = None
+
+
+@dataclass(slots=True)
+class _Scored:
+    glob: np.ndarray
+    desc: np.ndarray | None
+    scores: np.ndarray
+    medians: np.ndarray
+    maps: np.ndarray | None
+
+
+def _classes(labels: list[str | None], min_shots: int) -> tuple[tuple[str, ...], dict[str, int], dict[str, int]]:
+    counts: dict[str, int] = {}
+    for lab in labels:
+        if lab is not None:
+            counts[lab] = counts.get(lab, 0) + 1
+    dropped = {c: n for c, n in counts.items() if n < min_shots}
+    kept = sorted((c for c in counts if c not in dropped), key=lambda c: (c != GOOD, c))
+    if GOOD not in kept:
+        kept.insert(0, GOOD)
+    return tuple(kept), counts, dropped
+
+
+def _score_patch(
+    net: FeatureNet,
+    images: np.ndarray,
+    bank: PatchBank,
+    want_desc: bool,
+    cfg: FewShotConfig,
+    device: torch.device,
+    report: Reporter,
+    cancel: CancelToken,
+) -> _Scored:
+    """Held-out maps, scores and features of every image: an image never matches its own bank patches."""
+    n = len(images)
+    kernel = gaussian_kernel(MAP_SIGMA).to(device)
+    out = _Scored(np.empty((0, 0), np.float32), None, np.empty(n, np.float32), np.empty(n, np.float32), None)
+    for rows, g, p in iter_features(
+        net, images, np.arange(n), device=device, batch_size=cfg.batch_size, stage="score", report=report, cancel=cancel
+    ):
+        exclude = torch.from_numpy(rows).to(device)
+        sm, idx = score_patches(p, bank.bank, kernel, owners=bank.owners, exclude=exclude)
+        if not out.glob.size:
+            out.glob = np.empty((n, g.shape[1]), np.float32)
+            if n * sm.shape[1] * sm.shape[2] <= MAX_KEPT_MAP_CELLS:
+                out.maps = np.empty((n, *sm.shape[1:]), np.float16)
+        out.glob[rows] = g.cpu().numpy()
+        out.scores[rows] = sm.amax((1, 2)).cpu().numpy()
+        out.medians[rows] = sm.flatten(1).median(1).values.cpu().numpy()
+        if out.maps is not None:
+            out.maps[rows] = sm.cpu().numpy().astype(np.float16)
+        if want_desc:
+            d = defect_descriptor(g, p, sm, bank.bank, idx).cpu().numpy()
+            if out.desc is None:
+                out.desc = np.empty((n, d.shape[1]), np.float32)
+            out.desc[rows] = d
+    return out
+
+
+def _score_knn(
+    net: FeatureNet,
+    images: np.ndarray,
+    pool: np.ndarray,
+    cfg: FewShotConfig,
+    device: torch.device,
+    report: Reporter,
+    cancel: CancelToken,
+) -> tuple[_Scored, np.ndarray]:
+    """Image-level k-NN: global features of every image; held out (leave-self-out) for bank members."""
+    glob: np.ndarray | None = None
+    for rows, g, _ in iter_features(
+        net,
+        images,
+        np.arange(len(images)),
+        device=device,
+        batch_size=cfg.batch_size,
+        stage="embed",
+        report=report,
+        cancel=cancel,
+    ):
+        if glob is None:
+            glob = np.empty((len(images), g.shape[1]), np.float32)
+        glob[rows] = g.cpu().numpy()
+    assert glob is not None
+    bank_rows = pool[subsample_bank(glob[pool], cfg.bank_size, cfg.seed)]
+    scores = knn_scores(glob, glob[bank_rows], cfg.knn_k)
+    scores[bank_rows] = knn_scores(glob[bank_rows], glob[bank_rows], cfg.knn_k, exclude_self=True)
+    return _Scored(glob, None, scores, scores.copy(), None), bank_rows
+
+
+def _decision_rule(
+    choice: str, cv: CVReport | None, y: np.ndarray, classes: tuple[str, ...], anomalous: np.ndarray
+) -> str:
+    """``auto``: add "the classifier picks a defect class" to the NG rule only if that raises the out-of-fold
+    OK/NG balanced accuracy on the labels (a few-shot classifier can be worse than chance at telling good parts)."""
+    if choice != "auto":
+        return choice
+    if cv is None or GOOD not in classes:
+        return "anomaly"
+    bad = y != classes.index(GOOD)
+    if bad.all() or not bad.any():
+        return "anomaly"
+    by_class = anomalous | (np.asarray(cv.oof_pred) != classes.index(GOOD))
+    gain = balanced_accuracy_score(bad, by_class) - balanced_accuracy_score(bad, anomalous)
+    return "anomaly_or_class" if gain > 0 else "anomaly"
+
+
+def fit_head(
+    net: FeatureNet,
+    images: np.ndarray,
+    labels: list[str | None],
+    cfg: FewShotConfig,
+    *,
+    device: torch.device,
+    report: Reporter = null_reporter,
+    cancel: CancelToken = NEVER,
+) -> HeadFit:
+    """Fit anomaly model, thresholds and classifier on ``images`` (uint8, ``net.input_size`` square).
+
+    Args:
+        net: Feature extractor around the pretrained backbone (moved to ``device``).
+        images: Every project image; ``labels[i]`` is None for unlabelled rows.
+        cfg: Head settings.
+        device: Where features are computed.
+        report: Receives progress, the memory estimate and warnings.
+        cancel: Checked between batches.
+
+    Raises:
+        DataError: if too few images are not labelled defects.
+        Cancelled: when ``cancel`` fires.
+    """
+    net = net.to(device).eval()
+    classes, counts, dropped = _classes(labels, cfg.min_shots)
+    is_defect = np.array([lab is not None and lab != GOOD for lab in labels])
+    unlabelled = np.array([lab is None for lab in labels])
+    pool = np.flatnonzero(~is_defect)  # unlabelled + good: presumed (mostly) good
+    if len(pool) < max(cfg.knn_k + 1, 4):
+        raise DataError(
+            f"the anomaly model needs at least {max(cfg.knn_k + 1, 4)} images that are not labelled defects"
+        )
+    kind = "patch" if cfg.anomaly == "auto" else cfg.anomaly
+    if kind == "patch" and not net.maps:
+        report(
+            Log(
+                level="WARNING",
+                message="this backbone has no feature maps: anomaly score from the image-level k-NN, without "
+                "localisation (heatmaps are uniform)",
+            )
+        )
+        kind = "knn"
+    estimate: MemoryEstimate | None = None
+    suspected = np.zeros(0, np.int64)
+    if kind == "patch":
+        with torch.no_grad():
+            _, probe = net(torch.zeros((1, net.input_size, net.input_size, 3), dtype=torch.uint8, device=device))
+        estimate = estimate_memory(len(pool), probe.shape[2] * probe.shape[3], probe.shape[1], cfg, device.type)
+        report(Log(level="INFO", message=estimate.message()))
+        bank = build_bank(net, images, pool, unlabelled, cfg, estimate, device=device, report=report, cancel=cancel)
+        suspected = bank.suspected
+        scored = _score_patch(net, images, bank, cfg.descriptor == "defect", cfg, device, report, cancel)
+        bank_np = bank.bank.cpu().numpy().astype(np.float32)
+    else:
+        scored, bank_rows = _score_knn(net, images, pool, cfg, device, report, cancel)
+        bank_np = scored.glob[bank_rows]
+    if suspected.size:
+        report(
+            Log(
+                level="INFO",
+                message=f"{len(suspected)} unusual unlabelled image(s) kept out of the memory bank and calibration "
+                f"(expected defect share {cfg.contamination:g}); label some of them to check",
+            )
+        )
+    calibration = np.setdiff1d(pool, suspected)
+    threshold = calibrate_threshold(scored.scores[calibration], cfg.threshold_percentile)
+    review = (
+        calibrate_threshold(scored.scores[calibration], cfg.review_percentile) if cfg.review_percentile else threshold
+    )
+    low = float(np.median(scored.medians[calibration]))
+    anomaly = AnomalyModel(
+        kind=kind,
+        bank=np.ascontiguousarray(bank_np),
+        k=cfg.knn_k if kind == "knn" else 1,
+        threshold=threshold,
+        review_threshold=min(review, threshold),
+        map_low=low,
+        map_high=max(threshold, low + 1e-6),
+    )
+    descriptor = cfg.descriptor if scored.desc is not None else "global"
+    if descriptor != cfg.descriptor:
+        report(Log(level="WARNING", message="the defect descriptor needs the patch model: using global features"))
+    x = scored.desc if scored.desc is not None else scored.glob
+    lab_idx = np.array([i for i, lab in enumerate(labels) if lab in classes and lab in counts], dtype=np.int64)
+    y = np.array([classes.index(str(labels[i])) for i in lab_idx], dtype=np.int64)
+    cv: CVReport | None = None
+    candidates: dict[str, float] = {}
+    if len(set(y.tolist())) >= 2:
+        clf, cv, candidates = select_classifier(cfg.classifier, x[lab_idx], y, classes, cfg.cv_folds, cfg.seed)
+    else:  # only "good" (or nothing) labelled: the anomaly score does the work
+        clf = LinearHead(
+            "constant", classes, np.zeros((len(classes), x.shape[1]), np.float32), np.zeros(len(classes), np.float32)
+        )
+    auroc, curves = None, {}
+    is_good = np.array([lab == GOOD for lab in labels])
+    if is_good.any() and is_defect.any():
+        sel = is_good | is_defect
+        auroc = float(roc_auc_score(is_defect[sel], scored.scores[sel]))
+        curves = score_curves(is_defect[sel], scored.scores[sel])
+    decision = _decision_rule(cfg.decision, cv, y, classes, scored.scores[lab_idx] > threshold)
+    head = InspectionHead(clf, anomaly, net.tile_size, tiles=net.tiles, descriptor=descriptor, decision=decision)
+    return HeadFit(
+        head=head,
+        cv=cv,
+        candidates=candidates,
+        anomaly_auroc=auroc,
+        scores=scored.scores,
+        dropped=dropped,
+        embeddings=scored.glob,
+        features=x,
+        maps=scored.maps,
+        suspected=suspected,
+        calibration=calibration,
+        curves=curves,
+        estimate=estimate,
+    )

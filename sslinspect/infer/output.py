@@ -1,0 +1,106 @@
+"""Writing predictions: CSV rows (a stable contract), JSON lines, and heatmap overlay PNGs. numpy + OpenCV only.
+
+CSV columns: ``path,label,confidence,anomaly_score,is_defect,p_<class>...`` then ``decision`` (OK/review/NG);
+new columns are only ever appended after the ``p_`` columns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from sslinspect.infer.onnx_predictor import Prediction
+
+FORMATS = ("csv", "jsonl")
+#: Overlays are drawn at most this many pixels on the long side (line images can be 20+ megapixels).
+OVERLAY_MAX_SIDE = 1024
+
+
+def csv_header(classes: Sequence[str]) -> list[str]:
+    """The predict CSV's columns (a stable contract)."""
+    return ["path", "label", "confidence", "anomaly_score", "is_defect", *[f"p_{c}" for c in classes], "decision"]
+
+
+def csv_row(p: Prediction) -> list[str]:
+    """One CSV row for a successful prediction."""
+    return [
+        p.path,
+        p.label,
+        f"{p.confidence:.5f}",
+        f"{p.anomaly_score:.6f}",
+        str(int(p.is_defect)),
+        *[f"{v:.5f}" for v in p.probabilities],
+        p.decision,
+    ]
+
+
+def json_record(p: Prediction, classes: Sequence[str], heatmap: str | None = None) -> str:
+    """One JSON line: the prediction, or ``{"path", "error"}`` for a file that could not be read."""
+    if p.error:
+        return json.dumps({"path": p.path, "error": p.error}, ensure_ascii=False)
+    rec: dict[str, object] = {
+        "path": p.path,
+        "label": p.label,
+        "confidence": round(p.confidence, 5),
+        "anomaly_score": round(p.anomaly_score, 6),
+        "is_defect": p.is_defect,
+        "decision": p.decision,
+        "probabilities": {c: round(v, 5) for c, v in zip(classes, p.probabilities, strict=True)},
+    }
+    if heatmap:
+        rec["heatmap"] = heatmap
+    return json.dumps(rec, ensure_ascii=False)
+
+
+def format_for(path: Path, requested: str | None = None) -> str:
+    """The output format: ``requested``, else from the suffix (``.jsonl``/``.json`` → jsonl), else csv."""
+    if requested:
+        return requested
+    return "jsonl" if Path(path).suffix.lower() in (".jsonl", ".json", ".ndjson") else "csv"
+
+
+#: Map values below this show no colour: ordinary good-part variation stays unpainted.
+OVERLAY_FLOOR = 0.5
+
+
+def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, *, alpha: float = 0.65) -> np.ndarray:
+    """A BGR image: the part with the normalised anomaly map blended on top.
+
+    The colour scale is fixed (0 = typical good patch, 1 = the calibrated threshold; never rescaled per image).
+    Colour fades in from :data:`OVERLAY_FLOOR` to full at 1, so a good part shows through untouched and only
+    regions approaching the threshold are painted (yellow to red).
+    """
+    h, w = rgb.shape[:2]
+    scale = min(1.0, OVERLAY_MAX_SIDE / max(h, w))
+    if scale < 1.0:
+        h, w = max(1, round(h * scale)), max(1, round(w * scale))
+        rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+    m = np.clip(cv2.resize(anomaly_map.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
+    colour = cv2.applyColorMap((m * 255).astype(np.uint8), cv2.COLORMAP_JET).astype(np.float32)
+    a = (alpha * np.clip((m - OVERLAY_FLOOR) / (1.0 - OVERLAY_FLOOR), 0.0, 1.0))[:, :, None]
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR).astype(np.float32)
+    return np.clip(bgr * (1 - a) + colour * a, 0, 255).astype(np.uint8)
+
+
+def heatmap_name(path: str) -> str:
+    """A unique, readable PNG name for the heatmap of ``path`` (same stems in different folders do not clash)."""
+    tag = hashlib.sha1(path.encode("utf-8")).hexdigest()[:8]
+    return f"{Path(path).stem}.{tag}.heatmap.png"
+
+
+def write_heatmap(p: Prediction, folder: Path) -> str | None:
+    """Write the overlay PNG of ``p`` into ``folder``; its path, or None without a map."""
+    if p.anomaly_map is None or p.image is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / heatmap_name(p.path)
+    ok, buf = cv2.imencode(".png", overlay(p.image, p.anomaly_map))
+    if not ok:  # pragma: no cover - PNG encoding of a uint8 BGR image does not fail
+        return None
+    target.write_bytes(buf.tobytes())
+    return str(target)

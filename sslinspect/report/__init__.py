@@ -1,0 +1,1 @@
+"""Self-contained HTML QA reports for a quality department's records."""

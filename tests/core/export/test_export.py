@@ -1,0 +1,188 @@
+"""The exported graph: parity of every output with PyTorch on real images, thresholds as inputs, metadata,
+precisions (FP16, INT8 with its accuracy check and refusal), Triton repositories, and atomic failure."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from sslinspect import api
+from sslinspect.config import ExportConfig
+from sslinspect.errors import ExportError
+from sslinspect.export.module import OUTPUT_NAMES, InferenceModule
+from sslinspect.export.onnx import finalise, run_torch
+from sslinspect.export.precision import check_precision, convert_precision
+from sslinspect.export.run import check_rows
+from sslinspect.export.triton import write_triton_repository
+from sslinspect.fewshot.fit import load_head
+from sslinspect.imageio import load_for_model
+from sslinspect.infer.onnx_predictor import Predictor
+from sslinspect.project import Project
+from sslinspect.train.checkpoint import build_backbone_from_checkpoint, load_checkpoint
+
+
+@pytest.fixture
+def model(trained_project: Path) -> Path:
+    return trained_project / "exports" / "model" / "model.onnx"
+
+
+@pytest.fixture
+def test_images(demo_data) -> np.ndarray:  # type: ignore[no-untyped-def]
+    paths = sorted(p for p in demo_data.test_dir.iterdir() if p.suffix in (".png", ".tif", ".jpg"))
+    return np.stack([load_for_model(p, 32) for p in paths])
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_all_outputs_match_pytorch_on_real_images(trained_project: Path, model: Path, test_images: np.ndarray) -> None:
+    project = Project.open(trained_project)
+    head, ckpt = load_head(project)
+    module = InferenceModule(build_backbone_from_checkpoint(load_checkpoint(ckpt)), head).eval()
+    ref = run_torch(module, test_images, head)
+    got = _session(model).run(list(OUTPUT_NAMES), {"images": test_images})
+    for name, r, g in zip(OUTPUT_NAMES, ref, got, strict=True):
+        assert r.shape == g.shape, name
+        if r.dtype.kind == "f":
+            np.testing.assert_allclose(g, r, atol=1e-4, rtol=0, err_msg=name)
+    assert ref[3].shape == (len(test_images), 32, 32)  # the map has the input's size
+    borderline = np.abs(ref[1] - head.anomaly.threshold) < 1e-4
+    assert ((ref[2] == got[2]) | borderline).all()
+    project.close()
+
+
+def test_threshold_is_a_graph_input_with_the_calibrated_default(model: Path, test_images: np.ndarray) -> None:
+    sess = _session(model)
+    meta = json.loads(sess.get_modelmeta().custom_metadata_map["sslinspect"])
+    sidecar = json.loads(model.with_suffix(".json").read_text())
+    assert [i.name for i in sess.get_inputs()] == ["images"]
+    assert {i.name for i in sess.get_overridable_initializers()} == {"threshold", "review_threshold"}
+    assert meta["threshold"] == sidecar["threshold"]
+    default = sess.run(None, {"images": test_images})
+    same = sess.run(None, {"images": test_images, "threshold": np.array([meta["threshold"]], np.float32)})
+    np.testing.assert_array_equal(default[2], same[2])
+    scores = default[1]
+    # Every image NG at a threshold below all scores; NG only by the classifier above all scores.
+    low = sess.run(None, {"images": test_images, "threshold": np.array([scores.min() - 1], np.float32)})
+    high = sess.run(None, {"images": test_images, "threshold": np.array([scores.max() + 1], np.float32)})
+    assert low[2].all() and (low[4] == 2).all()
+    by_class = default[0].argmax(1) != meta["classes"].index("good")
+    if meta["decision_rule"] == "anomaly":
+        by_class[:] = False
+    np.testing.assert_array_equal(high[2], by_class)
+    np.testing.assert_array_equal(default[2], (scores > meta["threshold"]) | by_class)
+    np.testing.assert_allclose(high[1], scores)  # the threshold never changes the score
+
+
+def test_review_threshold_input_gives_a_review_band(
+    trained_project: Path, test_images: np.ndarray, tmp_path: Path
+) -> None:
+    root = tmp_path / "p.sslproj"
+    shutil.copytree(trained_project, root)
+    project = api.open_project(root)
+    head, _ = load_head(project)
+    run = project.latest("fewshot")
+    assert run is not None
+    dataclasses.replace(head, decision="anomaly").save(run / "head.npz")  # NG from the anomaly score alone
+    model = api.export_onnx(project, tmp_path / "m.onnx").path
+    project.close()
+    sess = _session(Path(model))
+    s = sess.run(None, {"images": test_images})[1]
+    t, r = np.float32(np.quantile(s, 0.75)), np.float32(np.quantile(s, 0.25))
+    feeds = {"images": test_images, "threshold": np.array([t]), "review_threshold": np.array([r])}
+    _, _, d, _, dec = sess.run(None, feeds)
+    np.testing.assert_array_equal(d, s > t)
+    np.testing.assert_array_equal(dec, np.where(s > t, 2, np.where(s > r, 1, 0)))
+    assert set(dec.tolist()) == {0, 1, 2}
+
+
+def test_fp16_runs_on_cpu_and_stays_close(model: Path, test_images: np.ndarray, tmp_path: Path) -> None:
+    meta = json.loads(_session(model).get_modelmeta().custom_metadata_map["sslinspect"])
+    half = tmp_path / "half.onnx"
+    convert_precision(model, half, "fp16", test_images)
+    finalise(half, {**meta, "precision": "fp16"})
+    a = _session(model).run(None, {"images": test_images})
+    b = _session(half).run(None, {"images": test_images})
+    assert onnx.load(str(half)).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    np.testing.assert_allclose(b[1], a[1], atol=5e-3 * max(1.0, float(np.abs(a[1]).max())))
+    assert Predictor(half).meta["precision"] == "fp16"
+
+
+def test_int8_accuracy_check_reports_and_refuses_beyond_tolerance(
+    trained_project: Path, model: Path, tmp_path: Path
+) -> None:
+    project = Project.open(trained_project)
+    head, _ = load_head(project)
+    from sslinspect.data.cache import build_cache
+
+    cache = build_cache(project, head.input_size)
+    labels = project.store.labels()
+    labelled = [k for k, i in enumerate(cache.ids) if i in labels]
+    check, calib = check_rows(len(cache), labelled, 60, 32)
+    assert not set(check.tolist()) & set(calib.tolist())
+    images = np.asarray(cache.images[check])
+    check_labels = [labels.get(cache.ids[r]) for r in check]
+    int8 = tmp_path / "int8.onnx"
+    convert_precision(model, int8, "int8", np.asarray(cache.images[calib]))
+    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(int8)).graph.node)
+    strict = check_precision(model, int8, images, check_labels, head, ExportConfig(precision="int8", tolerance=0.0))
+    loose = check_precision(model, int8, images, check_labels, head, ExportConfig(precision="int8", tolerance=1.0))
+    assert strict.images == len(check) and strict.labelled == len(labelled)
+    assert strict.accuracy_fp32 is not None and strict.accuracy is not None
+    assert loose.passed
+    changed = strict.decision_agreement < 1.0 or (strict.accuracy_change or 0.0) < 0.0
+    assert strict.passed is not changed
+    assert "decisions agree" in strict.message()
+    project.close()
+
+
+def test_triton_repository_layout(model: Path, trained_project: Path, tmp_path: Path) -> None:
+    project = Project.open(trained_project)
+    head, _ = load_head(project)
+    project.close()
+    repo = tmp_path / "repo"
+    path, sidecar = write_triton_repository(model, repo, head, {"threshold": 0.5}, name="line 3")
+    assert path == repo / "line_3" / "1" / "model.onnx" and path.is_file()
+    config = (repo / "line_3" / "config.pbtxt").read_text()
+    assert 'name: "line_3"' in config and 'platform: "onnxruntime_onnx"' in config
+    assert 'name: "threshold", data_type: TYPE_FP32, dims: [1], optional: true' in config
+    assert "dims: [-1, 32, 32]" in config  # the anomaly map
+    assert json.loads(sidecar.read_text())["file"] == "1/model.onnx"
+    assert Predictor(path).classes == tuple(head.classes)
+
+
+def test_failed_export_leaves_nothing_at_the_target(trained_project: Path, tmp_path: Path) -> None:
+    root = tmp_path / "p.sslproj"
+    shutil.copytree(trained_project, root)
+    project = api.open_project(root)
+    out = tmp_path / "out" / "model.onnx"
+    with pytest.raises(ExportError, match="differs from PyTorch"):
+        api.export_onnx(project, out, ExportConfig(parity_atol=0.0))  # nothing is bit-exact
+    assert list(out.parent.iterdir()) == []
+    project.close()
+
+
+@pytest.mark.slow
+def test_cli_int8_export_refuses_then_writes_with_force(trained_project: Path, tmp_path: Path) -> None:
+    from sslinspect.cli import main
+
+    root = tmp_path / "p.sslproj"
+    shutil.copytree(trained_project, root)
+    out = tmp_path / "int8.onnx"
+    strict = ["--set", "export.tolerance=0", "--set", "export.check_images=120"]
+    code = main(["export", str(root), "--precision", "int8", "--out", str(out), *strict])
+    if code == 0:  # INT8 happened to change nothing on these images
+        assert json.loads(out.with_suffix(".json").read_text())["precision_check"]["passed"]
+        return
+    assert code == 1 and not out.exists()
+    assert main(["export", str(root), "--precision", "int8", "--out", str(out), "--force", *strict]) == 0
+    check = json.loads(out.with_suffix(".json").read_text())["precision_check"]
+    assert check["forced"] and not check["passed"]
