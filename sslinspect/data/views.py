@@ -84,12 +84,24 @@ def _rotate_hue(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
 
 def gaussian_blur(x: torch.Tensor, prob: float, max_sigma: float) -> torch.Tensor:
     """Blur a random share ``prob`` of the batch with per-sample sigma in ``[0.1, max_sigma]`` px."""
-    n, c, h, w = x.shape
+    n = x.shape[0]
     if prob <= 0 or max_sigma <= 0:
         return x
     sigma = _uniform(n, 0.1, max_sigma, x.device)
-    sigma = torch.where(torch.rand(n, device=x.device) < prob, sigma, torch.zeros_like(sigma))
+    chosen = torch.rand(n, device=x.device) < prob
     radius = max(1, math.ceil(3 * max_sigma))
+    if x.device.type == "cpu":  # blur only the chosen images (on a GPU one sync-free pass over all is cheaper)
+        idx = chosen.nonzero().flatten()
+        out = x.clone()
+        if len(idx):
+            out[idx] = _separable_blur(x[idx], sigma[idx], radius)
+        return out
+    return _separable_blur(x, torch.where(chosen, sigma, torch.zeros_like(sigma)), radius)
+
+
+def _separable_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int) -> torch.Tensor:
+    """Per-sample Gaussian blur with std ``sigma`` (0 = unchanged) and kernel radius ``radius``."""
+    n, c, h, w = x.shape
     t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     k = torch.exp(-(t.view(1, -1) ** 2) / (2 * sigma.clamp(min=1e-3).view(-1, 1) ** 2))
     k = torch.where(sigma.view(-1, 1) > 0, k, (t.view(1, -1) == 0).to(x.dtype))  # identity kernel when not blurred
