@@ -11,7 +11,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "creating .venv ..." >&2
   "$PY" -m venv .venv
 fi
-extras="${1:-}"
+extras="${1:-all}"
 stamp=".venv/.sslinspect-installed${extras:+-$extras}"
 want="$(cat pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sslinspect.cancel import NEVER, CancelToken
-from sslinspect.config import DataConfig, ExportConfig, FewShotConfig, PretrainConfig
+from sslinspect.config import DataConfig, EvaluateConfig, ExportConfig, FewShotConfig, PretrainConfig
 from sslinspect.data.scan import ScanResult, scan_project
 from sslinspect.events import Reporter, null_reporter
 from sslinspect.infer.run import PredictResult
@@ -20,6 +20,8 @@ from sslinspect.labels import import_labels as _import_labels
 from sslinspect.project import Project
 
 if TYPE_CHECKING:
+    from sslinspect.evaluate.compare import RunSummary
+    from sslinspect.evaluate.run import EvaluateResult
     from sslinspect.export.onnx import ExportResult
     from sslinspect.fewshot.fit import FewShotResult
     from sslinspect.train.pretrain import PretrainResult
@@ -28,7 +30,9 @@ __all__ = [
     "PredictResult",
     "Project",
     "ScanResult",
+    "compare",
     "create_project",
+    "evaluate",
     "export_onnx",
     "fit_fewshot",
     "import_labels",
@@ -183,3 +187,46 @@ def predict(
     return run_predict(
         Path(model), inputs, out=out, device=device, batch_size=batch_size, threshold=threshold, report=report
     )
+
+
+# -- evaluation of pretraining runs (engine) ------------------------------------------------------------------------
+def evaluate(
+    project: Project,
+    cfg: EvaluateConfig | None = None,
+    *,
+    run: str | None = None,
+    report: Reporter = null_reporter,
+    cancel: CancelToken = NEVER,
+) -> EvaluateResult:
+    """Score a pretraining run's backbone on the project's labels with one protocol, cross-validated.
+
+    Args:
+        project: The open project, with ≥ 2 classes of ≥ 2 labelled images.
+        cfg: Protocol (``knn``, ``linear``, ``finetune``), folds and protocol settings.
+        run: Pretraining run id (folder name under ``runs/pretrain``) or path; default the latest.
+        report: Receives events.
+        cancel: Checked between batches and fine-tuning steps.
+
+    Raises:
+        DataError: if there are too few labels.
+        ProjectError: if the run does not exist or has no checkpoint.
+
+    Examples:
+        >>> # evaluate(open_project("line3.sslproj"), EvaluateConfig(protocol="linear"))  # doctest: +SKIP
+    """
+    from sslinspect.evaluate.run import run_evaluate
+
+    return run_evaluate(project, cfg or EvaluateConfig(), run=run, report=report, cancel=cancel)
+
+
+def compare(project: Project) -> list[RunSummary]:
+    """One summary per pretraining run (method, backbone, epochs, final loss, health, k-NN and evaluations).
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> compare(create_project(pathlib.Path(tempfile.mkdtemp()) / "p"))
+        []
+    """
+    from sslinspect.evaluate.compare import compare_runs
+
+    return compare_runs(project)

@@ -177,12 +177,9 @@ def load_backbone_weights(backbone: nn.Module, path: Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: weights file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        from sslinspect.train.checkpoint import torch_load_reason
+    from sslinspect.train.checkpoint import safe_torch_load
 
-        raise CheckpointError(f"{path}: not a safe weights file ({torch_load_reason(exc)})") from exc
+    obj = safe_torch_load(path, "not a safe weights file")
     state = obj
     for key in ("backbone_state", "state_dict", "model", "backbone"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
+import subprocess
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -124,23 +126,24 @@ def cmd_init(args: argparse.Namespace) -> int:
     from sslinspect import api
 
     report = _reporter(args)
+    cfg = _configs(args)["data"]  # validate options before anything is created
     project = api.create_project(Path(args.project), images=[Path(p) for p in args.images or []], name=args.name)
-    return _scan_and_summarise(project, args, report)
+    return _scan_and_summarise(project, cfg, args, report)
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
     from sslinspect import api
 
+    cfg = _configs(args)["data"]
     project = api.open_project(Path(args.project))
     for folder in args.add_images or []:
         project.add_source(Path(folder))
-    return _scan_and_summarise(project, args, _reporter(args))
+    return _scan_and_summarise(project, cfg, args, _reporter(args))
 
 
-def _scan_and_summarise(project: Any, args: argparse.Namespace, report: Reporter) -> int:
+def _scan_and_summarise(project: Any, cfg: Any, args: argparse.Namespace, report: Reporter) -> int:
     from sslinspect import api
 
-    cfg = _configs(args)["data"]
     result = api.scan_images(project, cfg, report=report, cancel=_token(args))
     _say(
         args,
@@ -169,6 +172,11 @@ def cmd_labels_import(args: argparse.Namespace) -> int:
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from sslinspect import api
 
+    if (args.nproc_per_node or 1) > 1 and "LOCAL_RANK" not in os.environ:
+        return _exec_torchrun(args)
+    worker_rank = int(os.environ.get("RANK", "0"))  # under torchrun: only rank 0 speaks
+    if worker_rank:
+        logging.getLogger("sslinspect").setLevel(logging.WARNING)
     cfg = _apply(
         _configs(args)["pretrain"],
         "pretrain",
@@ -190,12 +198,29 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     token = _token(args)
     with _signals_cancel(token):
         result = api.pretrain(project, cfg, resume=args.resume, report=_reporter(args), cancel=token)
+    if worker_rank:
+        return EXIT_OK
     _say(
         args,
         f"pretrained {result.epochs_done} epoch(s) in {result.seconds:.0f} s on {result.device} "
         f"({result.images} images, final loss {result.final_loss:.4f}); checkpoint {result.checkpoint}",
     )
     return EXIT_OK
+
+
+def _exec_torchrun(args: argparse.Namespace) -> int:
+    """``pretrain --nproc-per-node N``: become ``torchrun`` running this same command in N processes."""
+    import shlex
+
+    from sslinspect.train.distributed import torchrun_command
+
+    cmd = torchrun_command(args.raw_argv, args.nproc_per_node)
+    log.info("launching %d processes: %s", args.nproc_per_node, shlex.join(cmd))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "posix":  # exec: signals from the GUI or a terminal reach torchrun, which stops its workers
+        os.execv(cmd[0], cmd)
+    return subprocess.call(cmd)  # pragma: no cover - Windows has no exec
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -257,6 +282,45 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_FAIL if r.failed else EXIT_OK
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from sslinspect import api
+
+    mapping = {"protocol": "protocol", "folds": "folds", "device": "device"}
+    cfg = _apply(_configs(args)["evaluate"], "evaluate", args, mapping)
+    project = api.open_project(Path(args.project))
+    token = _token(args)
+    with _signals_cancel(token):
+        r = api.evaluate(project, cfg, run=args.run, report=_reporter(args), cancel=token)
+    if getattr(args, "events", None) != "jsonl":
+        print(json.dumps(asdict(r), indent=2, ensure_ascii=False))
+    _say(
+        args,
+        f"{r.protocol} on {r.labelled} labels ({len(r.classes)} classes, {r.folds}-fold CV) of {r.pretrain_run}: "
+        f"balanced accuracy {r.balanced_accuracy:.3f}, accuracy {r.accuracy:.3f}; metrics in {r.run_dir}",
+    )
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from sslinspect import api
+    from sslinspect.evaluate.compare import format_table
+
+    rows = api.compare(api.open_project(Path(args.project)))
+    if args.json:
+        print(json.dumps([asdict(r) for r in rows], indent=2, ensure_ascii=False))
+    elif rows:
+        print(format_table(rows))
+    else:
+        print(f"{args.project}: no pretraining runs yet")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from sslinspect.demo.run import format_table, run_demo
 
@@ -298,6 +362,30 @@ def _common(p: argparse.ArgumentParser, *, config: bool = True, job: bool = True
     if job:
         p.add_argument("--events", choices=["jsonl"], help="write events as JSON lines to stdout (for the GUI)")
         p.add_argument("--control", metavar="DIR", help="cancel when DIR/cancel exists, pause while DIR/pause exists")
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1 (a usage error otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    """argparse type: a finite number (``nan``/``inf`` are usage errors)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -352,6 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads for torch (0 = default)")
     p.add_argument("--weights", metavar="FILE", help="start from a local backbone weights file (state_dict)")
     p.add_argument("--resume", action="store_true", help="continue the latest run from its last checkpoint")
+    p.add_argument(
+        "--nproc-per-node",
+        type=int,
+        metavar="N",
+        help="data-parallel over N processes (one per GPU) via torchrun; --batch-size stays the global batch",
+    )
     _common(p)
     p.set_defaults(func=cmd_pretrain)
 
@@ -378,10 +472,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive) or glob patterns")
     p.add_argument("--out", metavar="FILE.csv", help="CSV: path,label,confidence,anomaly_score,is_defect,p_<class>...")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto (default): CUDA provider when available")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--threshold", type=float, help="override the model's anomaly threshold")
+    p.add_argument("--batch-size", type=_positive_int, default=16)
+    p.add_argument("--threshold", type=_finite_float, help="override the model's anomaly threshold")
     _common(p, config=False)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="score a pretraining run on the project's labels (cross-validated)")
+    p.add_argument("project")
+    p.add_argument("--run", metavar="RUN", help="pretraining run id or folder (default: the latest)")
+    p.add_argument("--protocol", choices=["knn", "linear", "finetune"], help="default knn")
+    p.add_argument("--folds", type=int, help="cross-validation folds (default 5, capped by the smallest class)")
+    p.add_argument("--device", choices=DEVICES)
+    _common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare", help="table of all pretraining runs: loss, health, k-NN and evaluations")
+    p.add_argument("project")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("demo", help="run the whole pipeline on built-in demo data and print metrics")
     p.add_argument("--quick", action="store_true", help="small settings: a few minutes on a 2-core CPU")
@@ -419,6 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     _setup_logging(args)
+    args.raw_argv = list(argv) if argv is not None else sys.argv[1:]  # `pretrain --nproc-per-node` re-runs it
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

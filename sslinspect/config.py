@@ -7,6 +7,7 @@ config form and the CLI's ``--help`` are built from this one source. Serialisati
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,16 +25,30 @@ def _f(default: Any, label: str, help: str, **meta: Any) -> Any:
     return field(default=default, metadata={"label": label, "help": help, **meta})
 
 
+INT_LIMIT = 2**63 - 1  # every integer setting must fit a 64-bit integer (torch, numpy, SQLite)
+
+
 def _check(cfg: object, section: str) -> None:
-    """Validate every field of ``cfg`` against its ``min``/``max``/``choices`` metadata."""
+    """Validate every field of ``cfg`` against its ``min``/``max``/``choices`` metadata.
+
+    Numbers must also be finite (``nan`` would pass every comparison) and integers must fit 64 bits.
+    """
     for f in dataclasses.fields(cfg):  # type: ignore[arg-type]
         value = getattr(cfg, f.name)
         meta = f.metadata
         name = f"{section}.{f.name}"
         if "choices" in meta and value not in meta["choices"]:
             raise ConfigError(f"{name} must be one of {', '.join(map(str, meta['choices']))}; got {value!r}")
+        if value is None and f.default is not None:  # only fields whose default is None may be None
+            raise ConfigError(f"{name} must be set, got None")
         if isinstance(value, bool) or value is None:
             continue
+        if ("min" in meta or "max" in meta) and not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value}")
+        if isinstance(value, int) and abs(value) > INT_LIMIT:
+            raise ConfigError(f"{name} is too large: {value}")
         if "min" in meta and value < meta["min"]:
             raise ConfigError(f"{name} must be ≥ {meta['min']}, got {value}")
         if "max" in meta and value > meta["max"]:
@@ -241,3 +256,34 @@ class ExportConfig:
     def __post_init__(self) -> None:
         """Validate ranges."""
         _check(self, "export")
+
+
+PROTOCOLS = ("knn", "linear", "finetune")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvaluateConfig:
+    """Evaluation of a pretrained backbone on the project's labels (cross-validated), to compare runs and methods."""
+
+    protocol: str = _f(
+        "knn",
+        "Protocol",
+        "knn: k-NN on frozen embeddings; linear: logistic regression on them; finetune: briefly train the backbone "
+        "and a linear head.",
+        choices=PROTOCOLS,
+    )
+    folds: int = _f(5, "CV folds", "Stratified folds (capped by the smallest class).", min=2, max=50)
+    knn_k: int = _f(5, "k", "Neighbours that vote in the k-NN protocol.", min=1, max=200)
+    knn_temperature: float = _f(0.1, "k-NN temperature", "Vote weight exp(cos/T).", min=0.001, max=10.0)
+    finetune_epochs: int = _f(20, "Fine-tune epochs", "Passes over each fold's training labels.", min=1, max=1000)
+    finetune_max_steps: int = _f(300, "Fine-tune step cap", "Upper bound on steps per fold.", min=1)
+    finetune_lr: float = _f(
+        3e-4, "Fine-tune learning rate", "Backbone learning rate (the head gets 10×).", min=1e-7, max=1.0
+    )
+    batch_size: int = _f(32, "Batch size", "Images per step when embedding or fine-tuning.", min=2, max=4096)
+    device: str = _f("auto", "Device", "auto uses the GPU when there is one.", choices=DEVICES)
+    seed: int = _f(0, "Seed", "Random seed (folds, fine-tuning).", min=0)
+
+    def __post_init__(self) -> None:
+        """Validate ranges."""
+        _check(self, "evaluate")

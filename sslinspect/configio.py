@@ -9,7 +9,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sslinspect.config import DataConfig, ExportConfig, FewShotConfig, PretrainConfig
+from sslinspect.config import DataConfig, EvaluateConfig, ExportConfig, FewShotConfig, PretrainConfig
 from sslinspect.errors import ConfigError
 
 T = TypeVar("T")
@@ -20,12 +20,18 @@ SECTIONS: dict[str, type] = {
     "pretrain": PretrainConfig,
     "train": FewShotConfig,
     "export": ExportConfig,
+    "evaluate": EvaluateConfig,
 }
 
 
 def to_dict(cfg: object) -> dict[str, Any]:
     """Plain JSON-able dict of a config dataclass (nested configs become dicts)."""
     return dataclasses.asdict(cfg)  # type: ignore[call-overload]
+
+
+def _show(key: str) -> str:
+    """A key as written when it is a plain name, else quoted (keeps messages on one line)."""
+    return key if key.isidentifier() else repr(key)
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -45,7 +51,7 @@ def from_dict(cls: type[T], data: dict[str, Any], *, section: str = "") -> T:
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"unknown key(s) in {section}: {', '.join(unknown)}")
+        raise ConfigError(f"unknown key(s) in {section}: {', '.join(map(_show, unknown))}")
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         kwargs[key] = _coerce(hints[key], value, f"{section}.{key}")
@@ -76,7 +82,10 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:
+                raise ConfigError(f"{name} is too large: {value}") from None
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -104,7 +113,7 @@ def parse_value(tp: Any, text: str, name: str) -> Any:
     if tp is float:
         try:
             return float(text)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ConfigError(f"{name} must be a number, got {text!r}") from None
     return text
 
@@ -141,16 +150,22 @@ def load_sections(path: Path | None, overrides: list[str]) -> dict[str, object]:
     raw: dict[str, Any] = {}
     if path is not None:
         try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+            raw = json.loads(Path(path).read_text(encoding="utf-8-sig"))  # Windows editors add a BOM
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not a UTF-8 text file ({exc.reason})") from exc
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+        except RecursionError:
+            raise ConfigError(f"{path}: JSON nested too deeply") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: the config must be a JSON object of sections")
         unknown = sorted(set(raw) - set(SECTIONS))
         if unknown:
-            raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
+            raise ConfigError(
+                f"{path}: unknown section(s) {', '.join(map(_show, unknown))}; known: {', '.join(SECTIONS)}"
+            )
     out: dict[str, object] = {name: from_dict(cls, raw.get(name, {}), section=name) for name, cls in SECTIONS.items()}
     for item in overrides:
         key, sep, text = item.partition("=")

@@ -47,3 +47,7 @@ class ModelError(SSLInspectError):
 
 class Cancelled(SSLInspectError):
     """The job was cancelled through its CancelToken; whatever it had saved is kept."""
+
+
+class ResourceError(SSLInspectError):
+    """The job does not fit the machine (GPU out of memory even at a small batch); the message says what to change."""

@@ -10,9 +10,10 @@ import dataclasses
 import json
 import logging
 import threading
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Literal, Protocol, TypeAlias
+from typing import IO, Any, Literal, Protocol, TypeAlias
 
 Status = Literal["ok", "cancelled", "failed"]
 
@@ -77,6 +78,7 @@ Event: TypeAlias = Started | Progress | Metric | Artifact | Log | Finished
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls for cls in (Started, Progress, Metric, Artifact, Log, Finished)
 }
+_FIELD_TYPES: dict[str, dict[str, Any]] = {name: typing.get_type_hints(cls) for name, cls in EVENT_TYPES.items()}
 
 
 class Reporter(Protocol):
@@ -96,17 +98,37 @@ def encode_event(event: Event) -> str:
 
 
 def decode_event(line: str) -> Event:
-    """Parse a line written by :func:`encode_event`.
+    """Parse a line written by :func:`encode_event`, checking every field's type.
 
     Raises:
-        ValueError: if the line is not an event.
+        ValueError: if the line is not an event (not JSON, unknown type, missing or mistyped fields).
     """
-    obj = json.loads(line)
+    try:
+        obj = json.loads(line)
+    except RecursionError:
+        raise ValueError("not an SSL Inspect event: nested too deeply") from None
     if not isinstance(obj, dict) or obj.get("type") not in EVENT_TYPES:
         raise ValueError(f"not an SSL Inspect event: {line[:80]!r}")
     cls = EVENT_TYPES[obj.pop("type")]
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in obj.items() if k in names})
+    hints = _FIELD_TYPES[cls.__name__]
+    kwargs = {k: v for k, v in obj.items() if k in hints}  # unknown keys: written by a newer version
+    for key, value in kwargs.items():
+        if not _fits(hints[key], value):
+            raise ValueError(f"{cls.__name__}.{key} has the wrong type: {value!r:.60}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        raise ValueError(f"incomplete {cls.__name__} event: {exc}") from None
+
+
+def _fits(tp: Any, value: object) -> bool:
+    if typing.get_origin(tp) is Literal:
+        return value in typing.get_args(tp)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
 
 
 class JsonlReporter:

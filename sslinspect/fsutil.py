@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+# The process umask, read once at import (os.umask can only be read by setting it, which is not thread-safe later).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -17,7 +23,13 @@ def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically.
 
     On an exception the temporary file is removed and ``target`` is left as it was, so readers only ever see the old
-    or the complete new file. The data is fsync'ed before the rename so a power cut cannot leave an empty file.
+    or the complete new file. The data is fsync'ed before the rename (and the folder after it) so a power cut cannot
+    leave an empty file. The new file gets the old file's permissions, or the usual ones for a new file (mkstemp's
+    0600 would make an exported model unreadable for other users of a line PC). If the process is killed, a
+    ``.<name>.*.tmp`` file may remain; nothing ever reads those.
+
+    Raises:
+        OSError: from the file system (e.g. ``ENOSPC`` disk full, ``EROFS`` read-only); ``target`` is unchanged.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -28,10 +40,42 @@ def atomic_path(target: Path) -> Iterator[Path]:
         yield tmp
         with tmp.open("rb+") as fh:
             os.fsync(fh.fileno())
+        try:
+            mode = stat.S_IMODE(target.stat().st_mode)
+        except FileNotFoundError:
+            mode = 0o666 & ~_UMASK
+        tmp.chmod(mode)
         tmp.replace(target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; Windows has no directory handles for this)."""
+    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems (network shares) refuse fsync on folders; the rename itself is done
+        pass
+    finally:
+        os.close(fd)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """A short, user-facing reason for a failed file operation (``disk full``, ``read-only folder``, ...)."""
+    reasons = {
+        errno.ENOSPC: "disk full",
+        getattr(errno, "EDQUOT", -2): "disk quota exceeded",
+        errno.EROFS: "read-only file system",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.ENOENT: "folder or file not found",
+    }
+    return reasons.get(exc.errno or -1, exc.strerror or str(exc))
 
 
 def atomic_write_bytes(target: Path, data: bytes) -> None:

@@ -1,8 +1,10 @@
 """Importing label CSVs (``path,label``) into the project database, tolerant of what spreadsheets produce.
 
-Accepted: a UTF-8 (with or without BOM), UTF-16 or Windows-1252 file; comma, semicolon or tab delimiters; an
-optional header row. Paths are relative to the CSV's folder or absolute. Every rejected row is reported with its
-line number and reason; the valid rows are imported in one transaction.
+Accepted: a UTF-8 (with or without BOM), UTF-16/32 (with BOM) or Windows-1252 file; comma, semicolon or tab
+delimiters; an optional header row; extra columns are ignored. Paths are absolute, relative to the CSV's folder, or
+relative to one of the project's image folders; Windows ``\\`` separators work everywhere. Labels match existing
+classes case-insensitively (``Good`` is ``good``). Every rejected row is reported with its line number and reason;
+the valid rows are imported in one transaction.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from sslinspect.project import Project, check_class_name
 
 MAX_CSV_BYTES = 64 * 2**20
 MAX_ROWS = 1_000_000
+_PATH_HEADERS = {"path", "file", "filename", "file name", "filepath", "image", "image_path", "name"}
+_LABEL_HEADERS = {"label", "class", "defect", "category", "class_name", "label_name"}
 
 
 @dataclass(slots=True)
@@ -31,6 +35,8 @@ class LabelImportResult:
 
 
 def _decode(raw: bytes, path: Path) -> str:
+    if raw.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        return raw.decode("utf-32")
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         return raw.decode("utf-16")
     for enc in ("utf-8-sig", "cp1252"):
@@ -39,6 +45,22 @@ def _decode(raw: bytes, path: Path) -> str:
         except UnicodeDecodeError:
             continue
     raise DataError(f"{path}: not a text file in a known encoding (UTF-8, UTF-16, Windows-1252)")
+
+
+def _delimiter(text: str) -> str:
+    """The delimiter (``,`` ``;`` or tab) that splits the first rows into two or more columns most consistently.
+
+    Parsing (rather than counting characters) respects quoting: ``"a;b",good`` is comma-separated.
+    """
+    head = "\n".join(text[: 1 << 16].splitlines()[:50])
+
+    def score(delim: str) -> tuple[int, int]:
+        rows = [r for r in csv.reader(io.StringIO(head, newline=""), delimiter=delim) if any(c.strip() for c in r)]
+        widths = [len(r) for r in rows]
+        multi = sum(w >= 2 for w in widths)
+        return multi, max((widths.count(w) for w in set(widths) if w >= 2), default=0)
+
+    return max((",", ";", "\t"), key=score)  # ties go to the first: comma
 
 
 def read_label_rows(path: Path) -> tuple[list[tuple[int, str, str]], list[str]]:
@@ -57,11 +79,13 @@ def read_label_rows(path: Path) -> tuple[list[tuple[int, str, str]], list[str]]:
         raise DataError(f"{path}: label file not found") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read label file ({exc.strerror or exc})") from None
-    if b"\x00" in raw and not raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if b"\x00" in raw and not raw.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")):
         raise DataError(f"{path}: binary data, not a CSV file")
-    text = _decode(raw, path)
-    first = next((ln for ln in text.splitlines() if ln.strip()), "")
-    delim = max((",", ";", "\t"), key=first.count) if first else ","
+    try:
+        text = _decode(raw, path)
+    except UnicodeDecodeError as exc:  # a BOM followed by invalid data
+        raise DataError(f"{path}: not a text file in a known encoding ({exc.reason})") from None
+    delim = _delimiter(text)
     rows: list[tuple[int, str, str]] = []
     problems: list[str] = []
     name = path.name
@@ -74,12 +98,7 @@ def read_label_rows(path: Path) -> tuple[list[tuple[int, str, str]], list[str]]:
         cells = [c.strip() for c in rec]
         if not header_seen:
             header_seen = True
-            if [c.lower() for c in cells[:2]] in (
-                ["path", "label"],
-                ["file", "label"],
-                ["filename", "label"],
-                ["image", "label"],
-            ):
+            if len(cells) >= 2 and cells[0].lower() in _PATH_HEADERS and cells[1].lower() in _LABEL_HEADERS:
                 continue
         if len(rows) >= MAX_ROWS:
             problems.append(f"{name}:{line}: more than {MAX_ROWS:,} rows; the rest is ignored")
@@ -97,6 +116,40 @@ def read_label_rows(path: Path) -> tuple[list[tuple[int, str, str]], list[str]]:
     return rows, problems
 
 
+def _line_of(message: str, name: str) -> int:
+    """The line number of a ``name:line: ...`` problem message."""
+    head = message[len(name) + 1 :].split(":", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+class _PathIndex:
+    """Finds an indexed image from a path written in a CSV: absolute, CSV-relative or source-relative."""
+
+    def __init__(self, project: Project, csv_dir: Path) -> None:
+        self._csv_dir = csv_dir
+        self._sources = [project.source_dir(s) for s in project.sources]
+        # normalised full path -> (image id, status, first copy id)
+        self._by_path: dict[str, tuple[int, str, int | None]] = {}
+        for rec in project.store.images(status=None, unique=False):
+            key = self._key(project.image_path(rec.source, rec.relpath))
+            self._by_path[key] = (rec.id, rec.status, rec.duplicate_of)
+
+    @staticmethod
+    def _key(path: Path | str) -> str:
+        return os.path.normcase(os.path.normpath(path))
+
+    def find(self, written: str) -> tuple[int, str, int | None] | None:
+        text = written.replace("\\", "/") if os.sep == "/" else written
+        p = Path(text)
+        if p.is_absolute():
+            return self._by_path.get(self._key(p))
+        hit = self._by_path.get(self._key(self._csv_dir / p))
+        if hit is not None:
+            return hit
+        hits = {h for h in (self._by_path.get(self._key(src / p)) for src in self._sources) if h is not None}
+        return hits.pop() if len(hits) == 1 else None
+
+
 def import_labels(project: Project, csv_path: Path) -> LabelImportResult:
     """Import ``csv_path`` into ``project``: valid rows are labelled, the rest listed in ``problems``.
 
@@ -105,35 +158,35 @@ def import_labels(project: Project, csv_path: Path) -> LabelImportResult:
 
     Raises:
         DataError: if the file cannot be read at all.
+        ProjectError: if the labels cannot be saved (disk full, read-only project folder).
     """
     csv_path = Path(csv_path)
     rows, problems = read_label_rows(csv_path)
-    base = csv_path.resolve().parent
-    index: dict[str, tuple[int, int | None]] = {}
-    for rec in project.store.images(status=None, unique=False):
-        full = os.path.normcase(os.path.normpath(project.image_path(rec.source, rec.relpath)))
-        index[full] = (rec.id if rec.status == "ok" else -1, rec.duplicate_of)
+    index = _PathIndex(project, csv_path.resolve().parent)
     name = csv_path.name
     chosen: dict[int, tuple[int, str]] = {}
+    known = project.classes
+    classes = {c.casefold(): c for c in known}  # existing spelling wins: "Good" is "good"
     new_classes: list[str] = []
     existing = project.store.labels()
     result = LabelImportResult()
-    for line, p, label in rows:
-        full = os.path.normcase(os.path.normpath(p if Path(p).is_absolute() else base / p))
-        hit = index.get(full)
+    for line, p, written_label in rows:
+        hit = index.find(p)
         if hit is None:
             problems.append(f"{name}:{line}: unknown image {p!r} (not in the project's scanned folders)")
             continue
-        image_id, dup_of = hit
-        if image_id < 0:
-            problems.append(f"{name}:{line}: image {p!r} is unreadable and cannot be labelled")
+        image_id, status, dup_of = hit
+        if status != "ok":
+            why = "is missing on disk" if status == "missing" else "is unreadable"
+            problems.append(f"{name}:{line}: image {p!r} {why} and cannot be labelled")
             continue
         image_id = dup_of or image_id
         try:
-            label = check_class_name(label)
+            label = check_class_name(written_label)
         except ProjectError as exc:
             problems.append(f"{name}:{line}: {exc}")
             continue
+        label = classes.setdefault(label.casefold(), label)
         if image_id in chosen:
             if chosen[image_id][1] != label:
                 problems.append(
@@ -142,13 +195,13 @@ def import_labels(project: Project, csv_path: Path) -> LabelImportResult:
                 )
             continue
         chosen[image_id] = (line, label)
-        if label not in project.classes and label not in new_classes:
+        if label not in new_classes and label not in known:
             new_classes.append(label)
     if new_classes:
         project.add_classes(new_classes)
     todo = [(i, lab) for i, (_, lab) in chosen.items() if existing.get(i) != lab]
     result.unchanged = len(chosen) - len(todo)
     result.imported = project.store.set_labels(todo, origin=f"import:{name}")
-    result.problems = problems
+    result.problems = sorted(problems, key=lambda m: _line_of(m, name))  # file order, as the user reads it
     result.counts = project.store.label_counts()
     return result

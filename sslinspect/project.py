@@ -1,20 +1,24 @@
 """A project is a folder: ``project.json`` (small, human-readable state), ``project.sqlite`` (image index and
 labels), ``runs/`` (one folder per pretraining/training run) and ``exports/``.
 
-Paths inside are stored relative to the project root, except image sources outside the project folder.
+Paths inside are stored relative to the project root, except image sources outside the project folder, so a copied
+project opens anywhere (and :meth:`Project.relink_source` points a moved image folder at its new place). The GUI and a
+worker process may both change ``project.json``: every change is a locked read-modify-write with an atomic replace,
+and readers notice another process's change (the file's identity changed) and re-read it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sslinspect.errors import ProjectError
-from sslinspect.fsutil import atomic_write_json, file_lock, read_json
+from sslinspect.fsutil import atomic_write_bytes, atomic_write_json, describe_os_error, file_lock, read_json
 from sslinspect.store import ImageStore
 
 # Bump rules: add a field with a default → no bump; rename/remove/retype a field → bump and add
@@ -43,6 +47,15 @@ def migrate_v1_to_v2(d: dict[str, Any]) -> dict[str, Any]:
 
 
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: migrate_v1_to_v2}
+
+
+@contextlib.contextmanager
+def _saving(what: Path) -> Iterator[None]:
+    """Turn a file-system error while writing ``what`` into a one-line ProjectError (the old file is kept)."""
+    try:
+        yield
+    except OSError as exc:
+        raise ProjectError(f"{what}: cannot save ({describe_os_error(exc)}); the previous version is kept") from exc
 
 
 def migrate(d: dict[str, Any], *, where: str = PROJECT_FILE) -> dict[str, Any]:
@@ -77,6 +90,7 @@ class Project:
         """Use :meth:`create` or :meth:`open` instead."""
         self.root = Path(root).resolve()
         self._data = data
+        self._stamp = self._file_stamp()
         self._store: ImageStore | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
@@ -120,15 +134,16 @@ class Project:
         path = root / PROJECT_FILE
         if not path.is_file():
             raise ProjectError(f"{root}: not an SSL Inspect project (no {PROJECT_FILE})")
-        try:
-            data = read_json(path)
-        except (OSError, ValueError) as exc:
-            raise ProjectError(f"{path}: unreadable ({exc})") from exc
-        if not isinstance(data, dict):
-            raise ProjectError(f"{path}: not a JSON object")
+        data = _read_project_file(path)
         if data.get("schema_version") != SCHEMA_VERSION:
-            data = migrate(data, where=str(path))
-            atomic_write_json(path, data)
+            with _saving(path), file_lock(root / LOCK_FILE):
+                data = _read_project_file(path)  # another process may have migrated it meanwhile
+                old = data.get("schema_version")
+                if old != SCHEMA_VERSION:
+                    data = migrate(data, where=str(path))
+                    # keep the old file: an older SSL Inspect can still open the backup
+                    atomic_write_bytes(root / f"{PROJECT_FILE}.v{old}.bak", path.read_bytes())
+                    atomic_write_json(path, data)
         return cls(root, data)
 
     def close(self) -> None:
@@ -156,30 +171,58 @@ class Project:
     @property
     def name(self) -> str:
         """Display name."""
-        return str(self._data.get("name", self.root.name))
+        return str(self._current().get("name", self.root.name))
 
     @property
     def data(self) -> dict[str, Any]:
-        """A copy of ``project.json`` as last read or written by this process."""
-        return dict(self._data)
+        """A copy of ``project.json`` as currently on disk (re-read when another process changed it)."""
+        return dict(self._current())
 
     def reload(self) -> None:
-        """Re-read ``project.json`` (another process may have changed it)."""
-        self._data = migrate(read_json(self.root / PROJECT_FILE))
+        """Re-read ``project.json`` now.
+
+        Raises:
+            ProjectError: if it became unreadable.
+        """
+        path = self.root / PROJECT_FILE
+        stamp = self._file_stamp()
+        self._data = migrate(_read_project_file(path), where=str(path))
+        self._stamp = stamp
+
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = (self.root / PROJECT_FILE).stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)  # every save is a new file (atomic replace): a new inode
+
+    def _current(self) -> dict[str, Any]:
+        """``project.json`` as this process knows it, re-read first if another process replaced it."""
+        stamp = self._file_stamp()
+        if stamp is not None and stamp != self._stamp:
+            with contextlib.suppress(ProjectError):  # unreadable now: keep what we had; the next save says why
+                self.reload()
+        return self._data
 
     def update(self, fn: Callable[[dict[str, Any]], None]) -> None:
-        """Read-modify-write ``project.json`` under a file lock, then write it atomically."""
-        with file_lock(self.root / LOCK_FILE):
-            data = migrate(read_json(self.root / PROJECT_FILE))
+        """Read-modify-write ``project.json`` under a file lock, then write it atomically.
+
+        Raises:
+            ProjectError: if it cannot be written (disk full, read-only folder); the file on disk is unchanged.
+        """
+        path = self.root / PROJECT_FILE
+        with _saving(path), file_lock(self.root / LOCK_FILE):
+            data = migrate(_read_project_file(path), where=str(path))
             fn(data)
-            atomic_write_json(self.root / PROJECT_FILE, data)
+            atomic_write_json(path, data)
             self._data = data
+            self._stamp = self._file_stamp()
 
     # -- sources ------------------------------------------------------------------------------------------------
     @property
     def sources(self) -> list[Source]:
         """Image folders added to the project."""
-        return [Source(int(s["id"]), str(s["path"])) for s in self._data.get("sources", [])]
+        return [Source(int(s["id"]), str(s["path"])) for s in self._current().get("sources", [])]
 
     def source_dir(self, source: int | Source) -> Path:
         """Absolute folder of a source."""
@@ -213,6 +256,28 @@ class Project:
         self.update(_add)
         return result[0]
 
+    def relink_source(self, source_id: int, folder: Path) -> Source:
+        """Point an image source at the folder where its images are now (another drive, machine or mount).
+
+        Images are indexed relative to their source, so every image row and label carries over; scan afterwards.
+
+        Raises:
+            ProjectError: for an unknown source or a ``folder`` that is not a directory.
+        """
+        folder = Path(folder).expanduser().resolve()
+        if not folder.is_dir():
+            raise ProjectError(f"{folder}: not a folder")
+        self.source_dir(source_id)  # raises for an unknown id
+        stored = self.relative(folder)
+
+        def _relink(d: dict[str, Any]) -> None:
+            for s in d["sources"]:
+                if int(s["id"]) == source_id:
+                    s["path"] = stored
+
+        self.update(_relink)
+        return Source(source_id, stored)
+
     def remove_source(self, source_id: int) -> None:
         """Remove an image folder and forget its images (and their labels)."""
         self.update(lambda d: d.__setitem__("sources", [s for s in d["sources"] if int(s["id"]) != source_id]))
@@ -226,11 +291,11 @@ class Project:
     @property
     def classes(self) -> list[str]:
         """Class names, ``good`` first."""
-        return [str(c["name"]) for c in self._data.get("classes", [])]
+        return [str(c["name"]) for c in self._current().get("classes", [])]
 
     def class_colors(self) -> dict[str, str]:
         """``name -> '#rrggbb'``."""
-        return {str(c["name"]): str(c.get("color", "#888888")) for c in self._data.get("classes", [])}
+        return {str(c["name"]): str(c.get("color", "#888888")) for c in self._current().get("classes", [])}
 
     def add_classes(self, names: list[str]) -> None:
         """Add class names that are not there yet (order kept).
@@ -272,7 +337,7 @@ class Project:
     # -- runs ---------------------------------------------------------------------------------------------------
     def latest(self, stage: str) -> Path | None:
         """Folder of the latest run of ``stage`` (``pretrain``, ``fewshot``, ``export``), if any."""
-        rel = self._data.get("latest", {}).get(stage)
+        rel = self._current().get("latest", {}).get(stage)
         return self.resolve(rel) if rel else None
 
     def set_latest(self, stage: str, path: Path) -> None:
@@ -293,6 +358,8 @@ class Project:
             except FileExistsError:
                 i += 1
                 path = base.with_name(f"{base.name}-{i}")
+            except OSError as exc:
+                raise ProjectError(f"{path}: cannot create the run folder ({describe_os_error(exc)})") from exc
 
     def runs(self, stage: str) -> list[Path]:
         """Run folders of ``stage``, oldest first."""
@@ -312,6 +379,18 @@ class Project:
         """Absolute path for a stored (relative or absolute) path."""
         p = Path(stored)
         return p if p.is_absolute() else self.root / p
+
+
+def _read_project_file(path: Path) -> dict[str, Any]:
+    try:
+        data = read_json(path)
+    except FileNotFoundError:
+        raise ProjectError(f"{path.parent}: not an SSL Inspect project (no {PROJECT_FILE})") from None
+    except (OSError, ValueError) as exc:
+        raise ProjectError(f"{path}: unreadable ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ProjectError(f"{path}: not a JSON object")
+    return data
 
 
 _CLASS_RE = re.compile(r"^[^\x00-\x1f,/\\]{1,64}$")

@@ -1,12 +1,15 @@
 """Run folders: ``config.json``, an append-only ``events.jsonl``, ``status.json``; one ``Finished`` event per run.
 
-A run folder is never modified after ``Finished`` apart from ``status.json``.
+A run folder is never modified after ``Finished`` apart from ``status.json``. A run whose process was killed keeps
+``"state": "running"`` in its ``status.json``; :func:`read_status` reports it as ``interrupted``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import os
+import platform
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -70,9 +73,13 @@ def open_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume or not (run_dir / "config.json").exists():
         atomic_write_json(run_dir / "config.json", config)
-    log = (run_dir / "events.jsonl").open("a", encoding="utf-8")
+    events = run_dir / "events.jsonl"
+    torn = _ends_mid_line(events)
+    log = events.open("a", encoding="utf-8")
+    if torn:  # the process writing it was killed mid-line: end that line, or our first event would be lost in it
+        log.write("\n")
     run = Run(stage, run_dir, TeeReporter(report, JsonlReporter(log)), log)
-    run.set_status("running", pid=os.getpid(), started=_now(), ended=None)
+    run.set_status("running", pid=os.getpid(), host=platform.node(), started=_now(), ended=None)
     run.report(Started(stage=stage, run_id=run.run_id, total_steps=total_steps))
     try:
         yield run
@@ -92,6 +99,19 @@ def open_run(
         log.close()
 
 
+def _ends_mid_line(path: Path) -> bool:
+    """True when ``path`` exists, is not empty and does not end with a newline."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() == 0:
+                return False
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) != b"\n"
+    except FileNotFoundError:
+        return False
+
+
 def read_events(run_dir: Path) -> list[Event]:
     """Events of a run, in order; a torn last line (killed process) is skipped."""
     path = Path(run_dir) / "events.jsonl"
@@ -104,3 +124,34 @@ def read_events(run_dir: Path) -> list[Event]:
         except ValueError:
             continue
     return out
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    """``status.json`` of a run; a ``running`` run whose process is gone on this machine becomes ``interrupted``.
+
+    Returns ``{"state": "unknown"}`` when the file is missing or unreadable.
+    """
+    try:
+        status = read_json(Path(run_dir) / "status.json")
+    except (OSError, ValueError):
+        return {"state": "unknown"}
+    if not isinstance(status, dict):
+        return {"state": "unknown"}
+    if status.get("state") == "running" and status.get("host") == platform.node():
+        pid = status.get("pid")
+        if isinstance(pid, int) and not _alive(pid):
+            status["state"] = "interrupted"
+    return status
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with ``pid`` exists (POSIX; on Windows assume it does)."""
+    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True

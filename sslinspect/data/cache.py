@@ -2,12 +2,21 @@
 
 Pretraining, embedding and previews read batches from it instead of decoding files again. Entries are keyed by
 image id and content hash, so a rebuild after a rescan only decodes new or changed images.
+
+Crash safety: the array and its index are two files, so they cannot be replaced together. Each build writes a new
+array file with a fresh name (``u8_<size>-<token>.npy``), then atomically replaces the index (``u8_<size>.json``),
+which names its array. A process killed in between leaves an unused array file (removed by the next build), never
+an index that describes another array.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import secrets
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +32,7 @@ from sslinspect.imageio import read_image, resize_square
 from sslinspect.project import Project
 
 CACHE_DIR = "cache"
+STALE_AFTER_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +52,38 @@ class ImageCache:
         return {i: k for k, i in enumerate(self.ids)}
 
 
-def _paths(project: Project, size: int) -> tuple[Path, Path]:
-    d = project.root / CACHE_DIR
-    return d / f"u8_{size}.npy", d / f"u8_{size}.json"
+def _index_path(project: Project, size: int) -> Path:
+    return project.root / CACHE_DIR / f"u8_{size}.json"
+
+
+def _load_existing(project: Project, size: int) -> tuple[np.ndarray, list[int], list[str], str] | None:
+    """The current cache at ``size`` (array, ids, hashes, array file name), or None if absent or inconsistent."""
+    try:
+        meta = json.loads(_index_path(project, size).read_text(encoding="utf-8"))
+        name = str(meta["file"])
+        if not re.fullmatch(rf"u8_{size}-[0-9a-f]{{16}}\.npy", name):  # the index is data: never follow a path
+            return None
+        arr = np.load(project.root / CACHE_DIR / name, mmap_mode="r")
+        ids, hashes = [int(i) for i in meta["ids"]], [str(h) for h in meta["sha256"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if arr.shape != (len(ids), size, size, 3) or arr.dtype != np.uint8 or len(hashes) != len(ids):
+        return None
+    return arr, ids, hashes, name
+
+
+def _remove_stale_arrays(folder: Path, size: int, *, keep: str, replaced: str | None) -> None:
+    """Delete the array this build replaced, and array files left by killed builds (older than an hour).
+
+    Recent unreferenced arrays are left alone: another process may be between writing its array and its index.
+    """
+    cutoff = time.time() - STALE_AFTER_S
+    for path in folder.glob(f"u8_{size}-*.npy"):
+        if path.name == keep:
+            continue
+        with contextlib.suppress(OSError):  # gone already, or mapped by another process on Windows: next time
+            if path.name == replaced or path.stat().st_mtime < cutoff:
+                path.unlink()
 
 
 def build_cache(
@@ -65,25 +104,22 @@ def build_cache(
     records = project.store.images(status="ok", unique=True)
     if not records:
         raise DataError(f"{project.root}: no readable images in the project (add a folder and scan it)")
-    arr_path, idx_path = _paths(project, size)
     want = [(r.id, r.sha256 or "") for r in records]
     old_rows: dict[tuple[int, str], int] = {}
     old: np.ndarray | None = None
-    if arr_path.exists() and idx_path.exists():
-        try:
-            meta = json.loads(idx_path.read_text(encoding="utf-8"))
-            old = np.load(arr_path, mmap_mode="r")
-            if old.shape[1:] == (size, size, 3) and len(meta["ids"]) == old.shape[0]:
-                old_rows = {
-                    (int(i), str(h)): k for k, (i, h) in enumerate(zip(meta["ids"], meta["sha256"], strict=True))
-                }
-                if [tuple(x) for x in zip(meta["ids"], meta["sha256"], strict=True)] == want:
-                    return ImageCache(old, tuple(i for i, _ in want), size)
-        except (OSError, ValueError, KeyError):
-            old, old_rows = None, {}
+    old_name: str | None = None
+    existing = _load_existing(project, size)
+    if existing is not None:
+        old, old_ids, old_hashes, old_name = existing
+        if list(zip(old_ids, old_hashes, strict=True)) == want:
+            return ImageCache(old, tuple(old_ids), size)
+        old_rows = {key: k for k, key in enumerate(zip(old_ids, old_hashes, strict=True))}
     todo = [k for k, key in enumerate(want) if key not in old_rows]
     report(Progress(stage="cache", step=0, total=len(todo), message=f"decoding images at {size}px"))
     ok = np.ones(len(want), dtype=bool)
+    folder = project.root / CACHE_DIR
+    name = f"u8_{size}-{secrets.token_hex(8)}.npy"
+    arr_path = folder / name
     with atomic_path(arr_path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(want), size, size, 3))
         for k, key in enumerate(want):
@@ -120,10 +156,14 @@ def build_cache(
             del out
     ids = [i for (i, _), good in zip(want, ok, strict=True) if good]
     hashes = [h for (_, h), good in zip(want, ok, strict=True) if good]
-    atomic_write_json(idx_path, {"size": size, "ids": ids, "sha256": hashes})
     if not ids:
+        arr_path.unlink(missing_ok=True)
         raise DataError(f"{project.root}: no image could be decoded")
-    return ImageCache(np.load(arr_path, mmap_mode="r"), tuple(ids), size)
+    cache = ImageCache(np.load(arr_path, mmap_mode="r"), tuple(ids), size)  # mapped before anyone may remove it
+    atomic_write_json(_index_path(project, size), {"size": size, "file": name, "ids": ids, "sha256": hashes})
+    del old
+    _remove_stale_arrays(folder, size, keep=name, replaced=old_name)
+    return cache
 
 
 def load_rows(project: Project, cache: ImageCache, image_ids: Sequence[int]) -> np.ndarray:

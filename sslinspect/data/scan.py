@@ -1,7 +1,9 @@
 """Recursive scan of image folders into the project's index; every unreadable file is recorded with its reason.
 
-The scan never stops on a bad file. Unchanged files (same size and mtime) are not decoded again, and rows are
-updated in place, so labels survive rescans.
+The scan never stops on a bad file. Unchanged readable files (same size and mtime) are not decoded again (files
+that failed are retried: the pixel limit may have changed), rows are updated in place, and labels follow the image
+content afterwards (:meth:`~sslinspect.store.ImageStore.reconcile_labels`), so labels survive rescans, moved or
+renamed files and content duplicates.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from sslinspect.cancel import NEVER, CancelToken
 from sslinspect.config import DataConfig
 from sslinspect.errors import Cancelled, ImageReadError
 from sslinspect.events import Log, Progress, Reporter, null_reporter
-from sslinspect.imageio import IMAGE_EXTENSIONS, read_image
+from sslinspect.imageio import IMAGE_EXTENSIONS, extension_mismatch, read_image
 from sslinspect.project import Project
+from sslinspect.store import LabelChange
 
 BATCH = 64
+MAX_NOTES_REPORTED = 200  # Log events for notes; the full list is in ScanResult.notes
 
 
 @dataclass(slots=True)
@@ -34,7 +38,9 @@ class ScanResult:
     unchanged: int = 0
     missing: int = 0
     duplicates: int = 0
+    relabelled: int = 0  # labels that followed their image content to another file
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), files and folders
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (path, note): readable but worth a look
 
     @property
     def failed(self) -> int:
@@ -45,46 +51,66 @@ class ScanResult:
 def walk_images(root: Path, cfg: DataConfig, problems: list[tuple[str, str]]) -> Iterator[Path]:
     """Yield image files below ``root`` in a stable order; folder problems go to ``problems``.
 
-    Extensions are matched case-insensitively; hidden entries are skipped unless configured; folder symlink loops
-    are detected by device/inode.
+    Extensions are matched case-insensitively; hidden entries (``.name``, e.g. macOS ``._x.png`` resource forks)
+    are skipped unless configured; folders are identified by device/inode, so a symbolic link loop is reported
+    and a folder reached through two links is scanned once.
     """
-    seen: set[tuple[int, int]] = set()
+    seen: dict[tuple[int, int], str] = {}
 
-    def _walk(folder: Path) -> Iterator[Path]:
+    def _walk(folder: Path, parents: frozenset[tuple[int, int]]) -> Iterator[Path]:
+        where = display_path(folder)
         try:
             st = folder.stat()
         except OSError as exc:
-            problems.append((str(folder), f"folder unreadable ({exc.strerror or exc})"))
+            problems.append((where, f"folder unreadable ({exc.strerror or exc})"))
             return
         key = (st.st_dev, st.st_ino)
-        if key in seen:
-            problems.append((str(folder), "symbolic link loop (folder already scanned)"))
+        if key in parents:
+            problems.append((where, "symbolic link loop (points back to a parent folder; skipped)"))
             return
-        seen.add(key)
+        if key in seen:
+            problems.append((where, f"same folder as {seen[key]} (scanned once)"))
+            return
+        seen[key] = where
         try:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            problems.append((str(folder), f"folder unreadable ({exc.strerror or exc})"))
+            problems.append((where, f"folder unreadable ({exc.strerror or exc})"))
             return
         for e in entries:
             if e.name.startswith(".") and not cfg.include_hidden:
                 continue
             try:
-                is_link = e.is_symlink()
+                is_image_name = Path(e.name).suffix.lower() in IMAGE_EXTENSIONS
+                if not _utf8(e.name):
+                    if is_image_name or e.is_dir():
+                        problems.append((display_path(e.path), "name is not valid UTF-8 (rename it to scan it)"))
+                    continue
                 if e.is_dir(follow_symlinks=cfg.follow_symlinks):
-                    if is_link and not cfg.follow_symlinks:
-                        continue
-                    yield from _walk(Path(e.path))
-                elif Path(e.name).suffix.lower() in IMAGE_EXTENSIONS:
-                    if is_link and not Path(e.path).exists():
-                        problems.append((e.path, "broken symbolic link"))
+                    yield from _walk(Path(e.path), parents | {key})
+                elif is_image_name:
+                    if e.is_symlink() and not Path(e.path).exists():
+                        problems.append((e.path, "broken or looping symbolic link"))
                         continue
                     yield Path(e.path)
             except OSError as exc:
-                problems.append((e.path, f"unreadable ({exc.strerror or exc})"))
+                problems.append((display_path(e.path), f"unreadable ({exc.strerror or exc})"))
 
-    yield from _walk(Path(root))
+    yield from _walk(Path(root), frozenset())
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes in a POSIX file name (surrogate escapes)
+        return False
+    return True
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` as printable text even when the file name holds bytes that are not UTF-8."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _probe(path: Path, rel: str, source: int, st: os.stat_result, cfg: DataConfig) -> dict[str, object]:
@@ -98,6 +124,7 @@ def _probe(path: Path, rel: str, source: int, st: os.stat_result, cfg: DataConfi
         return {**row, "status": "error", "error": "out of memory while decoding"}
     return {
         **row,
+        "note": extension_mismatch(path, info.format),
         "status": "ok",
         "sha256": info.sha256,
         "width": info.width,
@@ -152,7 +179,7 @@ def scan_project(
                 problems.append((str(path), "not a regular file"))
                 continue
             old = known.get(rel)
-            if old is not None and old[1] == st.st_size and old[2] == st.st_mtime_ns and old[3] != "missing":
+            if old is not None and old[1] == st.st_size and old[2] == st.st_mtime_ns and old[3] == "ok":
                 result.unchanged += 1
                 continue
             result.new += old is None
@@ -171,11 +198,18 @@ def scan_project(
                 raise Cancelled(f"scan cancelled after {done} of {total} files")
             chunk = todo[start : start + BATCH]
             rows = list(pool.map(lambda t: _probe(t[0], t[1], t[2], t[3], cfg), chunk))
+            for (path, *_), row in zip(chunk, rows, strict=True):
+                note = row.pop("note", None)
+                if note:
+                    result.notes.append((str(path), str(note)))
             store.upsert_images(rows)
             done += len(chunk)
             rate = done / max(time.monotonic() - t0, 1e-6)
             report(Progress(stage="scan", step=done, total=total, message=f"{rate:.0f} files/s"))
     result.duplicates = store.refresh_duplicates()
+    changes = store.reconcile_labels()
+    result.relabelled = sum(c.kind in ("moved", "merged") for c in changes)
+    result.notes += _describe(project, store.duplicate_pairs(), changes)
     counts = store.counts()
     result.ok = counts["ok"]
     result.total = counts["ok"] + counts["error"]
@@ -186,4 +220,34 @@ def scan_project(
     result.errors = problems + bad_files
     for where, reason in result.errors:
         report(Log(level="WARNING", message=f"{where}: {reason}"))
+    for where, note in result.notes[:MAX_NOTES_REPORTED]:
+        report(Log(level="INFO", message=f"{where}: {note}"))
+    if len(result.notes) > MAX_NOTES_REPORTED:
+        report(Log(level="INFO", message=f"... and {len(result.notes) - MAX_NOTES_REPORTED} more notes"))
     return result
+
+
+def _describe(project: Project, duplicates: list[tuple[int, int]], changes: list[LabelChange]) -> list[tuple[str, str]]:
+    """Notes for content duplicates and for labels that moved, merged, conflict or describe older content."""
+    store = project.store
+    paths: dict[int, str] = {}
+
+    def path(image_id: int | None) -> str:
+        if image_id is None:
+            return "?"
+        if image_id not in paths:
+            rec = store.image(image_id)
+            paths[image_id] = str(project.image_path(rec.source, rec.relpath)) if rec else f"image {image_id}"
+        return paths[image_id]
+
+    notes = [(path(dup), f"same content as {path(first)} (used and labelled once)") for dup, first in duplicates]
+    for c in changes:
+        if c.kind == "moved":
+            notes.append((path(c.image_id), f"label {c.label!r} followed the image from {path(c.other_id)}"))
+        elif c.kind == "merged":
+            notes.append((path(c.image_id), f"label {c.label!r} moved here from its duplicate {path(c.other_id)}"))
+        elif c.kind == "conflict":
+            notes.append((path(c.other_id), f"labelled {c.label!r} but its identical first copy has another label"))
+        else:
+            notes.append((path(c.image_id), f"file changed since it was labelled {c.label!r}; check the label"))
+    return notes

@@ -27,7 +27,7 @@ class BarlowTwins(SSLModel):
         n = views[0].shape[0]
         h = self.backbone(torch.cat(views[:2]))
         z = self.projection(h)
-        return StepOutput(self.criterion(z[:n], z[n:], self.gather), h[:n].detach())
+        return StepOutput(self.criterion(z[:n], z[n:], self.gather), h[:n].detach(), h[n:].detach())
 
 
 SPEC = MethodSpec(name="barlowtwins", make_model=BarlowTwins, optimizer="adamw", base_lr=2e-3)

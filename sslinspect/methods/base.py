@@ -68,10 +68,15 @@ LOCAL = LocalGather()
 @dataclass(frozen=True, slots=True)
 class StepOutput:
     """What one forward pass of a method returns: the loss, and detached backbone features of the batch's first
-    view for the health signal (None if the method has none)."""
+    view for the health signal (None if the method has none).
+
+    ``features2`` (optional) holds the second view's features of the same images, in the same order: with it the
+    health signal adds alignment and uniformity.
+    """
 
     loss: torch.Tensor
     features: torch.Tensor | None = None
+    features2: torch.Tensor | None = None
 
 
 class SSLModel(nn.Module):
@@ -116,6 +121,7 @@ class MethodSpec:
     optimizer: str = "adamw"
     base_lr: float = 2e-3
     weight_decay: float | None = None
+    sync_batchnorm: bool = True  # under DDP: global-batch BatchNorm statistics (off for MoCo v2's shuffled BN)
 
     def lr(self, cfg: PretrainConfig) -> float:
         """The configured learning rate, or this method's default for the batch size."""

@@ -35,7 +35,7 @@ class BYOL(SSLModel):
         with torch.no_grad():
             t = self.target_projection(self.target_backbone(x))
         loss = 0.5 * (self.criterion(p[:n], t[n:]) + self.criterion(p[n:], t[:n]))
-        return StepOutput(loss, h[:n].detach())
+        return StepOutput(loss, h[:n].detach(), h[n:].detach())
 
     @torch.no_grad()
     def after_step(self, progress: float) -> None:

@@ -27,7 +27,7 @@ class SimCLR(SSLModel):
         n = views[0].shape[0]
         h = self.backbone(torch.cat(views[:2]))  # one pass: BatchNorm sees both views
         z = self.projection(h)
-        return StepOutput(self.criterion(z[:n], z[n:], self.gather), h[:n].detach())
+        return StepOutput(self.criterion(z[:n], z[n:], self.gather), h[:n].detach(), h[n:].detach())
 
 
 SPEC = MethodSpec(name="simclr", make_model=SimCLR, optimizer="adamw", base_lr=2e-3)

@@ -1,15 +1,20 @@
 """The one training loop: setup → for each epoch → for each batch → step → report → cancel check → checkpoint.
 
 Readable top to bottom on purpose. AMP (bf16 on CUDA), channels_last, gradient clipping and torch.compile are
-explicit options of :class:`~sslinspect.config.PretrainConfig`.
+explicit options of :class:`~sslinspect.config.PretrainConfig`. Nothing in the per-step path waits for the GPU:
+metrics are read back once per report interval. A GPU out-of-memory error halves the batch and restarts the epoch.
+Under DDP (``dist``) every rank runs this loop; stop decisions are agreed by all ranks and only rank 0 saves and
+reports.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,23 +24,27 @@ import torch
 from sslinspect.cancel import CancelToken, wait_while_paused
 from sslinspect.config import PretrainConfig
 from sslinspect.data.loader import BatchSource
-from sslinspect.events import Log, Metric, Progress, Reporter
-from sslinspect.methods.base import MethodSpec, SSLModel, ViewFn
-from sslinspect.train.checkpoint import save_checkpoint
-from sslinspect.train.health import COLLAPSE_STD, health_metrics
+from sslinspect.errors import ResourceError
+from sslinspect.events import Log, Metric, Progress, Reporter, null_reporter
+from sslinspect.methods.base import MethodSpec, SSLModel, StepOutput, ViewFn
+from sslinspect.train.checkpoint import load_checkpoint, save_checkpoint
+from sslinspect.train.distributed import SINGLE, DistInfo, agree, mean_over_ranks, wrap_model
+from sslinspect.train.health import COLLAPSE_STD, collapse_message, health_metrics
 
 StopReason = Literal["completed", "cancelled", "time_budget"]
+MIN_BATCH = 4  # below this, contrastive batches are meaningless: stop with advice instead of halving again
 
 
 @dataclass(frozen=True, slots=True)
 class LoopResult:
-    """How the loop ended."""
+    """How the loop ended; ``batch_size`` is the global batch it ended with (smaller after an OOM back-off)."""
 
     reason: StopReason
     epochs_done: int
     steps_done: int
     last_loss: float
     seconds: float
+    batch_size: int = 0
 
 
 def lr_at(step: int, total: int, warmup: int, base: float) -> float:
@@ -60,6 +69,34 @@ def make_optimizer(spec: MethodSpec, model: torch.nn.Module, cfg: PretrainConfig
     return torch.optim.AdamW(groups, lr=spec.lr(cfg))
 
 
+def train_step(
+    forward: Callable[..., StepOutput],
+    model: SSLModel,
+    optimizer: torch.optim.Optimizer,
+    views: list[torch.Tensor],
+    rows: torch.Tensor | None,
+    *,
+    autocast: AbstractContextManager[Any],
+    grad_clip: float,
+    progress: float,
+) -> StepOutput:
+    """One optimisation step (forward, backward, clip, update, momentum update); never synchronises with the GPU."""
+    with autocast:
+        out = forward(views, rows)
+    optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    model.after_step(progress)
+    return out
+
+
+def autocast_for(device: torch.device, amp: bool) -> AbstractContextManager[Any]:
+    """bf16 autocast on CUDA when ``amp``; nothing on CPU (bf16 matmuls are slow on most CPUs)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if (device.type == "cuda" and amp) else nullcontext()
+
+
 def train_loop(
     model: SSLModel,
     make_views: ViewFn,
@@ -74,150 +111,249 @@ def train_loop(
     report: Reporter,
     cancel: CancelToken,
     on_epoch_end: Callable[[int], None] | None = None,
+    dist: DistInfo = SINGLE,
 ) -> LoopResult:
     """Train ``model`` for ``cfg.epochs`` epochs (or until cancelled or out of time) and checkpoint every epoch.
 
     ``resume`` is a loaded checkpoint: model, optimiser and position are restored and the interrupted epoch
     restarts from its beginning (at most one epoch of work is lost).
+
+    Raises:
+        ResourceError: when the GPU runs out of memory even at a small batch (or at all, under DDP).
+        FloatingPointError: when the loss becomes NaN or infinite.
     """
-    # -- setup ----------------------------------------------------------------------------------------------------
-    cuda = device.type == "cuda"
-    model.to(device)
-    if cuda and cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(spec, model, cfg)
-    start_epoch = 0
-    if resume is not None:
-        model.load_state_dict(resume["model_state"])
-        optimizer.load_state_dict(resume["optimizer_state"])
-        start_epoch = int(resume["epochs_done"])
-        if "rng_state" in resume:
-            torch.set_rng_state(resume["rng_state"])
-    forward = torch.compile(model) if cfg.compile else model
-    steps_per_epoch = source.steps_per_epoch
-    total_steps = steps_per_epoch * cfg.epochs
-    warmup = steps_per_epoch * cfg.warmup_epochs
-    base_lr = spec.lr(cfg)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and cfg.amp) else nullcontext()
-    budget_s = cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
-    t_start, paused_s = time.monotonic(), 0.0
-    step = start_epoch * steps_per_epoch
-    last_loss, warned_collapse = math.nan, False
-    reason: StopReason = "completed"
+    args = (model, make_views, source, spec, cfg, device, checkpoint_path, checkpoint_meta, resume, report, cancel)
+    return _Loop(*args, on_epoch_end, dist).run()
 
-    def save(epochs_done: int) -> None:
-        save_checkpoint(
-            checkpoint_path,
-            {
-                **checkpoint_meta,
-                "model_state": model.state_dict(),
-                "backbone_state": model.backbone.state_dict(),
-                "optimizer_state": optimizer.state_dict(),
-                "epochs_done": epochs_done,
-                "step": epochs_done * steps_per_epoch,
-                "rng_state": torch.get_rng_state(),
-                "last_loss": last_loss,
-            },
-        )
 
-    epochs_done = start_epoch
-    for epoch in range(start_epoch, cfg.epochs):
-        # -- one epoch ------------------------------------------------------------------------------------------
-        model.train()
-        model.on_epoch_start(epoch, source)
-        loss_sum = torch.zeros((), device=device)  # accumulate on device: no .item() sync per step
-        n_in_interval, epoch_loss_sum, epoch_steps = 0, 0.0, 0
-        t_interval = time.monotonic()
-        source.wait_s = 0.0
-        for rows, batch in source.epoch(epoch):
-            # step
-            lr = lr_at(step, total_steps, warmup, base_lr)
-            for g in optimizer.param_groups:
+class _Loop:
+    """The state of one run of :func:`train_loop`, split into setup, epochs, reports and OOM back-off."""
+
+    def __init__(
+        self,
+        model: SSLModel,
+        make_views: ViewFn,
+        source: BatchSource,
+        spec: MethodSpec,
+        cfg: PretrainConfig,
+        device: torch.device,
+        checkpoint_path: Path,
+        checkpoint_meta: dict[str, Any],
+        resume: dict[str, Any] | None,
+        report: Reporter,
+        cancel: CancelToken,
+        on_epoch_end: Callable[[int], None] | None,
+        dist: DistInfo,
+    ) -> None:
+        # -- setup: device, memory format, DDP wrapping, optimiser, resume position --------------------------------
+        self.model, self.make_views, self.source, self.spec = model, make_views, source, spec
+        self.device, self.dist, self.cancel = device, dist, cancel
+        self.cuda = device.type == "cuda"
+        self.channels_last = self.cuda and cfg.channels_last
+        self.report = report if dist.is_main else null_reporter  # only rank 0 reports and writes
+        self.on_epoch_end = on_epoch_end if dist.is_main else None
+        self.checkpoint_path = checkpoint_path
+        self.meta = dict(checkpoint_meta)
+        model.to(device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        if resume is not None:
+            model.load_state_dict(resume["model_state"])
+        self.net = wrap_model(model, device, dist, sync_batchnorm=spec.sync_batchnorm)
+        self.optimizer = make_optimizer(spec, model, cfg)
+        self.start_epoch = 0
+        if resume is not None:
+            self.optimizer.load_state_dict(resume["optimizer_state"])
+            self.start_epoch = int(resume["epochs_done"])
+            self._restore_rng(resume)
+        # An OOM in the first epoch restarts from here; later epochs restart from the last checkpoint.
+        self.initial = resume or {
+            "model_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            "optimizer_state": copy.deepcopy(self.optimizer.state_dict()),
+        }
+        if dist.enabled:  # every rank augments differently; same seed → the same run again
+            torch.manual_seed(cfg.seed + 1000 * dist.rank + self.start_epoch)
+        self.forward: Callable[..., StepOutput] = torch.compile(self.net) if cfg.compile else self.net
+        self.autocast = autocast_for(device, cfg.amp)
+        self.budget_s = cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
+        self.t_start, self.paused_s = time.monotonic(), 0.0
+        self.last_loss, self.warned_collapse = math.nan, False
+        self._set_schedule(cfg)
+        self.step = self.start_epoch * self.steps_per_epoch
+
+    def _set_schedule(self, cfg: PretrainConfig) -> None:
+        self.cfg = cfg
+        self.steps_per_epoch = self.source.steps_per_epoch
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.warmup = self.steps_per_epoch * cfg.warmup_epochs
+        self.base_lr = self.spec.lr(cfg)
+
+    # -- for each epoch ---------------------------------------------------------------------------------------------
+    def run(self) -> LoopResult:
+        epoch, epochs_done = self.start_epoch, self.start_epoch
+        reason: StopReason = "completed"
+        while epoch < self.cfg.epochs:
+            try:
+                stop, whole = self._epoch(epoch)
+            except torch.OutOfMemoryError:
+                stop, whole = "oom", False
+            if stop == "oom":  # handled outside `except`: its traceback pins the failed step's tensors
+                self._back_off(epoch)
+                continue
+            reason = stop  # type: ignore[assignment]
+            if not math.isfinite(self.last_loss):
+                raise FloatingPointError(f"loss became {self.last_loss} in epoch {epoch + 1}; lower the learning rate")
+            if whole:  # a finished epoch counts; an interrupted one restarts on resume
+                epochs_done = epoch + 1
+            self._save(epochs_done)
+            if reason != "completed":
+                break
+            if self.on_epoch_end is not None:
+                self.on_epoch_end(epoch + 1)
+            epoch += 1
+        seconds = time.monotonic() - self.t_start - self.paused_s
+        return LoopResult(reason, epochs_done, self.step, self.last_loss, seconds, self.source.global_batch_size)
+
+    # -- for each batch: step → report → cancel check ---------------------------------------------------------------
+    def _epoch(self, epoch: int) -> tuple[str, bool]:
+        """Train one epoch; returns the stop reason and whether every step of the epoch ran."""
+        self.model.train()
+        self.model.on_epoch_start(epoch, self.source)
+        self.step = epoch * self.steps_per_epoch
+        self.loss_sum = torch.zeros((), device=self.device)  # accumulated on the device: no sync per step
+        self.epoch_loss, n, done = 0.0, 0, 0
+        self.t_interval = time.monotonic()
+        self.source.wait_s = 0.0
+        for rows, batch in self.source.epoch(epoch):
+            lr = lr_at(self.step, self.total_steps, self.warmup, self.base_lr)
+            for g in self.optimizer.param_groups:
                 g["lr"] = lr
-            views = make_views(batch)
-            if cuda and cfg.channels_last:
+            views = self.make_views(batch)
+            if self.channels_last:
                 views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-            with autocast:
-                out = forward(views, rows)
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            model.after_step((step + 1) / max(1, total_steps))
-            loss_sum += out.loss.detach()
-            n_in_interval += 1
-            step += 1
-            epoch_steps += 1
-
-            # report (per interval, not per step: .item() synchronises the GPU)
-            if n_in_interval == cfg.log_every or epoch_steps == steps_per_epoch:
-                now = time.monotonic()
-                last_loss = float(loss_sum) / n_in_interval
-                epoch_loss_sum += last_loss * n_in_interval
-                dt = max(now - t_interval, 1e-9)
-                ips = n_in_interval * source.batch_size / dt
-                metrics = {"loss": last_loss, "lr": lr, "images_per_s": ips, "data_wait": min(1.0, source.wait_s / dt)}
-                if out.features is not None and out.features.shape[0] > 1:
-                    metrics.update(health_metrics(out.features))
-                if cuda:
-                    metrics["gpu_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
-                for name, value in metrics.items():
-                    report(Metric(stage="pretrain", name=name, value=value, epoch=epoch + 1, step=step))
-                eta = (total_steps - step) * dt / n_in_interval
-                report(
-                    Progress(
-                        stage="pretrain",
-                        step=step,
-                        total=total_steps,
-                        message=f"epoch {epoch + 1}/{cfg.epochs} loss {last_loss:.4f} ETA {_mmss(eta)}",
-                    )
-                )
-                if not warned_collapse and metrics.get("emb_std", 1.0) < COLLAPSE_STD and epoch >= cfg.warmup_epochs:
-                    warned_collapse = True
-                    report(
-                        Log(
-                            level="WARNING",
-                            message=(
-                                f"possible representation collapse: embedding std {metrics['emb_std']:.3f} "
-                                "(features are becoming identical; try a lower learning rate or another method)"
-                            ),
-                        )
-                    )
-                loss_sum.zero_()
-                n_in_interval, t_interval, source.wait_s = 0, time.monotonic(), 0.0
-
-            # cancel / pause / budget checks
-            if cancel.is_paused():
-                t_pause = time.monotonic()
-                report(Log(level="INFO", message="paused"))
-                wait_while_paused(cancel)
-                paused_s += time.monotonic() - t_pause
-                t_interval = time.monotonic()
-                report(Log(level="INFO", message="resumed"))
-            if cancel.is_cancelled():
-                reason = "cancelled"
-                break
-            if time.monotonic() - t_start - paused_s > budget_s:
-                reason = "time_budget"
-                break
-        if not math.isfinite(last_loss):
-            raise FloatingPointError(f"loss became {last_loss} in epoch {epoch + 1}; lower the learning rate")
-        # checkpoint: a finished epoch counts; an interrupted one restarts on resume
-        if reason == "completed":
-            epochs_done = epoch + 1
-        save(epochs_done)
-        if reason != "completed":
-            break
-        if epoch_steps:
-            report(
-                Metric(
-                    stage="pretrain", name="epoch_loss", value=epoch_loss_sum / epoch_steps, epoch=epoch + 1, step=step
-                )
+            progress = (self.step + 1) / max(1, self.total_steps)
+            out = train_step(
+                self.forward,
+                self.model,
+                self.optimizer,
+                views,
+                rows,
+                autocast=self.autocast,
+                grad_clip=self.cfg.grad_clip,
+                progress=progress,
             )
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1)
-    return LoopResult(reason, epochs_done, step, last_loss, time.monotonic() - t_start - paused_s)
+            self.loss_sum += out.loss.detach()
+            n, done, self.step = n + 1, done + 1, self.step + 1
+            at_report = n == self.cfg.log_every or done == self.steps_per_epoch
+            if at_report:  # per interval, not per step: reading values back synchronises the GPU
+                self._report(epoch, out, n, lr, final=done == self.steps_per_epoch)
+                n = 0
+            if at_report or not self.dist.enabled:  # ranks agree on stopping only at reports (one tiny collective)
+                stop = self._check_stop()
+                if stop != "completed":
+                    if n:  # report the partial interval: the checkpoint's loss is then known
+                        self._report(epoch, out, n, lr, final=False)
+                    return stop, done == self.steps_per_epoch
+        return "completed", True
+
+    def _report(self, epoch: int, out: StepOutput, n: int, lr: float, *, final: bool) -> None:
+        self.last_loss = float(mean_over_ranks(self.loss_sum)) / n  # synchronises first, so the timing is right
+        now = time.monotonic()
+        dt = max(now - self.t_interval, 1e-9)
+        self.epoch_loss += self.last_loss * n
+        eta = (self.total_steps - self.step) * dt / n
+        metrics = {
+            "loss": self.last_loss,
+            "lr": lr,
+            "images_per_s": n * self.source.global_batch_size / dt,
+            "data_wait": min(1.0, self.source.wait_s / dt),
+            "eta_s": eta,
+        }
+        if self.dist.is_main and out.features is not None and out.features.shape[0] > 1:
+            metrics.update(health_metrics(out.features, out.features2))
+        if self.cuda:
+            metrics["gpu_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        if final:
+            metrics["epoch_loss"] = self.epoch_loss / self.steps_per_epoch
+        for name, value in metrics.items():
+            self.report(Metric(stage="pretrain", name=name, value=value, epoch=epoch + 1, step=self.step))
+        self.report(
+            Progress(
+                stage="pretrain",
+                step=self.step,
+                total=self.total_steps,
+                message=f"epoch {epoch + 1}/{self.cfg.epochs} loss {self.last_loss:.4f} ETA {_mmss(eta)}",
+            )
+        )
+        emb_std = metrics.get("emb_std", 1.0)
+        if not self.warned_collapse and emb_std < COLLAPSE_STD and epoch >= self.cfg.warmup_epochs:
+            self.warned_collapse = True
+            self.report(Log(level="WARNING", message=collapse_message(emb_std)))
+        self.loss_sum.zero_()
+        self.source.wait_s = 0.0
+        self.t_interval = time.monotonic()
+
+    def _check_stop(self) -> str:
+        over_budget = time.monotonic() - self.t_start - self.paused_s > self.budget_s
+        paused, cancelled, over_budget = agree(
+            [self.cancel.is_paused(), self.cancel.is_cancelled(), over_budget], self.device
+        )
+        if paused and not cancelled:
+            t_pause = time.monotonic()
+            self.report(Log(level="INFO", message="paused"))
+            wait_while_paused(self.cancel)
+            cancelled = agree([self.cancel.is_cancelled()], self.device)[0]
+            self.paused_s += time.monotonic() - t_pause
+            self.t_interval = time.monotonic()
+            self.report(Log(level="INFO", message="resumed"))
+        return "cancelled" if cancelled else "time_budget" if over_budget else "completed"
+
+    # -- checkpoint ---------------------------------------------------------------------------------------------------
+    def _save(self, epochs_done: int) -> None:
+        if not self.dist.is_main:
+            return
+        state = {
+            **self.meta,
+            "model_state": self.model.state_dict(),
+            "backbone_state": self.model.backbone.state_dict(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "epochs_done": epochs_done,
+            "step": epochs_done * self.steps_per_epoch,
+            "rng_state": torch.get_rng_state(),
+            "last_loss": self.last_loss,
+        }
+        if self.cuda:
+            state["cuda_rng_state"] = torch.cuda.get_rng_state(self.device)
+        save_checkpoint(self.checkpoint_path, state)
+
+    def _restore_rng(self, state: dict[str, Any]) -> None:
+        if "rng_state" in state:
+            torch.set_rng_state(state["rng_state"])
+        if self.cuda and "cuda_rng_state" in state:
+            torch.cuda.set_rng_state(state["cuda_rng_state"], self.device)
+
+    # -- GPU out of memory: halve the batch and restart the epoch ---------------------------------------------------
+    def _back_off(self, epoch: int) -> None:
+        if self.cuda:
+            torch.cuda.empty_cache()
+        old = self.source.global_batch_size
+        where = f"{self.cfg.image_size}px, {self.cfg.backbone}"
+        if self.dist.enabled or old // 2 < MIN_BATCH:
+            raise ResourceError(
+                f"GPU out of memory at batch size {old} ({where}): choose a smaller --image-size or backbone, "
+                + ("or fewer processes per GPU" if self.dist.enabled else "or run on --device cpu")
+            )
+        self.source.set_batch_size(old // 2)
+        new = self.source.global_batch_size
+        msg = f"GPU out of memory at batch size {old} ({where}); retrying epoch {epoch + 1} with batch size {new}"
+        self.report(Log(level="WARNING", message=msg))
+        self._set_schedule(dataclasses.replace(self.cfg, batch_size=new))
+        if isinstance(self.meta.get("config"), dict):  # a resumed run keeps the batch that fits
+            self.meta["config"] = {**self.meta["config"], "batch_size": new}
+        state = load_checkpoint(self.checkpoint_path) if epoch > self.start_epoch else self.initial
+        self.model.load_state_dict(state["model_state"])
+        self.optimizer.load_state_dict(state["optimizer_state"])
+        self._restore_rng(state)
 
 
 def _mmss(seconds: float) -> str:

@@ -1,10 +1,16 @@
-"""Pretraining as a job: run folder, image cache, model, loop, checkpoints and the latest-run pointer."""
+"""Pretraining as a job: run folder, image cache, model, loop, checkpoints and the latest-run pointer.
+
+Under ``torchrun`` every process runs this; rank 0 owns the run folder, the events and every file written, the
+other ranks only train (see :mod:`sslinspect.train.distributed`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -12,16 +18,25 @@ from sslinspect.backbones import build_backbone, load_backbone_weights
 from sslinspect.cancel import NEVER, CancelToken
 from sslinspect.config import PretrainConfig
 from sslinspect.configio import from_dict, to_dict
-from sslinspect.data.cache import build_cache
+from sslinspect.data.cache import ImageCache, build_cache
 from sslinspect.data.loader import BatchSource
 from sslinspect.errors import Cancelled, CheckpointError, DataError, ProjectError
-from sslinspect.events import Artifact, Log, Reporter, null_reporter
+from sslinspect.events import Artifact, Log, Metric, Reporter, null_reporter
 from sslinspect.methods import load_method
 from sslinspect.project import Project
 from sslinspect.runs import open_run
 from sslinspect.train.checkpoint import load_checkpoint
-from sslinspect.train.loop import train_loop
-from sslinspect.train.runtime import describe_device, pick_device, seed_everything, set_threads, versions
+from sslinspect.train.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
+from sslinspect.train.health import KnnMonitor, labelled_set
+from sslinspect.train.loop import LoopResult, train_loop
+from sslinspect.train.runtime import (
+    configure_cuda,
+    describe_device,
+    pick_device,
+    seed_everything,
+    set_threads,
+    versions,
+)
 from sslinspect.train.snapshot import EmbeddingSnapshots
 
 MIN_IMAGES = 8
@@ -80,101 +95,170 @@ def run_pretrain(
             device=cfg.device,
             threads=cfg.threads,
         )
-    else:
-        run_dir = project.new_run_dir("pretrain", cfg.method)
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
-    project.set_latest("pretrain", run_dir)
-    config = {"pretrain": to_dict(cfg), "versions": versions(), "project": project.name}
-    with open_run("pretrain", run_dir, config, report=report, resume=resume) as run:
-        cache = build_cache(project, cfg.image_size, report=run.report, cancel=cancel)
-        if len(cache) < MIN_IMAGES:
-            raise DataError(
-                f"{project.root}: pretraining needs at least {MIN_IMAGES} readable images, found {len(cache)}"
-            )
-        if cfg.batch_size > len(cache):
-            run.report(
-                Log(level="WARNING", message=f"batch size {cfg.batch_size} > {len(cache)} images; using {len(cache)}")
-            )
-        spec = load_method(cfg.method)
-        backbone = build_backbone(cfg.backbone, cfg.image_size)
-        if cfg.weights and ckpt is None:
-            missing = load_backbone_weights(backbone, Path(cfg.weights))
-            run.report(
-                Log(level="INFO", message=f"started from {cfg.weights} ({len(missing)} tensors left at random init)")
-            )
-        model = spec.make_model(backbone, cfg)
-        source = BatchSource(cache.images, cfg.batch_size, device, seed=cfg.seed)
-        run.report(
+    dist = init_distributed(device.type)
+    try:
+        if dist.enabled and device.type == "cuda":
+            device = torch.device("cuda", dist.local_rank)
+        configure_cuda(device)
+        if not dist.is_main:  # the other ranks train, silently, and write nothing
+            return _train(project, cfg, ckpt, None, null_reporter, cancel, device, dist)
+        if ckpt is None:
+            run_dir = project.new_run_dir("pretrain", cfg.method)
+        project.set_latest("pretrain", run_dir)
+        config: dict[str, Any] = {"pretrain": to_dict(cfg), "versions": versions(), "project": project.name}
+        if dist.enabled:
+            config["world_size"] = dist.world_size
+        with open_run("pretrain", run_dir, config, report=report, resume=resume) as run:
+            return _train(project, cfg, ckpt, run_dir, run.report, cancel, device, dist)
+    finally:
+        shutdown_distributed()
+
+
+def _cache(project: Project, cfg: PretrainConfig, report: Reporter, cancel: CancelToken, dist: DistInfo) -> ImageCache:
+    """Rank 0 builds (or updates) the cache; the others then open the finished one."""
+    cache = build_cache(project, cfg.image_size, report=report, cancel=cancel) if dist.is_main else None
+    barrier()
+    return cache or build_cache(project, cfg.image_size, cancel=cancel)
+
+
+def _train(
+    project: Project,
+    cfg: PretrainConfig,
+    ckpt: dict[str, Any] | None,
+    run_dir: Path | None,
+    report: Reporter,
+    cancel: CancelToken,
+    device: torch.device,
+    dist: DistInfo,
+) -> PretrainResult:
+    cache = _cache(project, cfg, report, cancel, dist)
+    if len(cache) < MIN_IMAGES:
+        raise DataError(f"{project.root}: pretraining needs at least {MIN_IMAGES} readable images, found {len(cache)}")
+    if cfg.batch_size > len(cache):
+        report(Log(level="WARNING", message=f"batch size {cfg.batch_size} > {len(cache)} images; using {len(cache)}"))
+    spec = load_method(cfg.method)
+    backbone = build_backbone(cfg.backbone, cfg.image_size)
+    if cfg.weights and ckpt is None:
+        missing = load_backbone_weights(backbone, Path(cfg.weights))
+        report(Log(level="INFO", message=f"started from {cfg.weights} ({len(missing)} tensors left at random init)"))
+    model = spec.make_model(backbone, cfg)
+    source = BatchSource(
+        cache.images, cfg.batch_size, device, seed=cfg.seed, rank=dist.rank, world_size=dist.world_size
+    )
+    if source.global_batch_size != min(cfg.batch_size, len(cache)):
+        report(
             Log(
-                level="INFO",
-                message=(
-                    f"pretraining {cfg.method}/{cfg.backbone} at {cfg.image_size}px on {len(cache)} images, "
-                    f"{describe_device(device)}, batch {source.batch_size}, {cfg.epochs} epochs"
-                    + (f", resuming after epoch {ckpt['epochs_done']}" if ckpt else "")
-                    + (" (image cache in GPU memory)" if source.resident else "")
-                ),
+                level="WARNING",
+                message=f"batch size {cfg.batch_size} is not a multiple of {dist.world_size} processes; "
+                f"using {source.global_batch_size}",
             )
         )
-        meta = {
-            "method": cfg.method,
-            "backbone": cfg.backbone,
-            "image_size": cfg.image_size,
-            "feature_dim": model.feature_dim,
-            "config": to_dict(cfg),
-            "versions": versions(),
-            "images": len(cache),
-        }
-        snapshots = EmbeddingSnapshots(run_dir, cache.images, cache.ids, seed=cfg.seed)
+    procs = f", {dist.world_size} processes × batch {source.batch_size}" if dist.enabled else ""
+    report(
+        Log(
+            level="INFO",
+            message=(
+                f"pretraining {cfg.method}/{cfg.backbone} at {cfg.image_size}px on {len(cache)} images, "
+                f"{describe_device(device)}, batch {source.global_batch_size}{procs}, {cfg.epochs} epochs"
+                + (f", resuming after epoch {ckpt['epochs_done']}" if ckpt else "")
+                + (" (image cache in GPU memory)" if source.resident else "")
+            ),
+        )
+    )
+    meta = {
+        "method": cfg.method,
+        "backbone": cfg.backbone,
+        "image_size": cfg.image_size,
+        "feature_dim": model.feature_dim,
+        "config": to_dict(cfg),
+        "versions": versions(),
+        "images": len(cache),
+    }
+    ckpt_path = (run_dir or project.root / "runs" / "unused") / CKPT  # only rank 0 (which has a run_dir) saves
+    on_epoch_end = _epoch_end_hook(project, cfg, cache, model, device, run_dir, report) if run_dir else None
+    try:
+        result = train_loop(
+            model,
+            spec.make_views(cfg),
+            source,
+            spec,
+            cfg,
+            device=device,
+            checkpoint_path=ckpt_path,
+            checkpoint_meta=meta,
+            resume=ckpt,
+            report=report,
+            cancel=cancel,
+            on_epoch_end=on_epoch_end,
+            dist=dist,
+        )
+    except (KeyError, RuntimeError) as exc:
+        if ckpt is not None and not isinstance(exc, torch.OutOfMemoryError):
+            raise CheckpointError(f"{ckpt_path}: cannot resume ({str(exc).splitlines()[0][:160]})") from exc
+        raise
+    return _finish(project, cfg, result, ckpt_path, len(cache), device, report)
 
-        def on_epoch_end(epoch: int) -> None:
-            run.report(Artifact(kind="checkpoint", path=project.relative(run_dir / CKPT)))
-            snap = snapshots.maybe_write(model.backbone, epoch, device, force=epoch == cfg.epochs)
-            if snap is not None:
-                run.report(Artifact(kind="embedding_map", path=project.relative(snap)))
 
-        try:
-            result = train_loop(
-                model,
-                spec.make_views(cfg),
-                source,
-                spec,
-                cfg,
-                device=device,
-                checkpoint_path=run_dir / CKPT,
-                checkpoint_meta=meta,
-                resume=ckpt,
-                report=run.report,
-                cancel=cancel,
-                on_epoch_end=on_epoch_end,
+def _epoch_end_hook(
+    project: Project,
+    cfg: PretrainConfig,
+    cache: ImageCache,
+    model: torch.nn.Module,
+    device: torch.device,
+    run_dir: Path,
+    report: Reporter,
+) -> Callable[[int], None]:
+    """Rank 0's work after each epoch: announce the checkpoint, k-NN on the labels, embedding-map snapshot.
+
+    Labels are read again every epoch, so labels given while pretraining runs count from the next epoch on.
+    """
+    snapshots = EmbeddingSnapshots(run_dir, cache.images, cache.ids, seed=cfg.seed)
+    if labelled_set(cache.ids, project.store.labels()) is None:
+        report(Log(level="INFO", message="k-NN monitor off until ≥ 2 classes have ≥ 2 labelled images each"))
+    backbone: torch.nn.Module = model.backbone  # type: ignore[assignment]
+
+    def on_epoch_end(epoch: int) -> None:
+        report(Artifact(kind="checkpoint", path=project.relative(run_dir / CKPT)))
+        labelled = labelled_set(cache.ids, project.store.labels())
+        if labelled is not None:
+            acc = KnnMonitor(cache.images, labelled)(backbone, device)
+            report(Metric(stage="pretrain", name="knn_acc", value=acc, epoch=epoch))
+        snap = snapshots.maybe_write(backbone, epoch, device, force=epoch == cfg.epochs)
+        if snap is not None:
+            report(Artifact(kind="embedding_map", path=project.relative(snap)))
+
+    return on_epoch_end
+
+
+def _finish(
+    project: Project,
+    cfg: PretrainConfig,
+    result: LoopResult,
+    ckpt_path: Path,
+    images: int,
+    device: torch.device,
+    report: Reporter,
+) -> PretrainResult:
+    if result.reason == "cancelled":
+        raise Cancelled(f"pretraining cancelled after {result.epochs_done} epoch(s); checkpoint kept")
+    if result.reason == "time_budget":
+        report(
+            Log(
+                level="INFO",
+                message=f"time budget of {cfg.max_minutes:g} min reached after {result.epochs_done} epoch(s)",
             )
-        except torch.cuda.OutOfMemoryError as exc:
-            raise DataError(
-                f"GPU out of memory at batch size {cfg.batch_size}, {cfg.image_size}px: "
-                "lower --batch-size or --image-size"
-            ) from exc
-        except (KeyError, RuntimeError) as exc:
-            if ckpt is not None:
-                raise CheckpointError(f"{run_dir / CKPT}: cannot resume ({str(exc).splitlines()[0][:160]})") from exc
-            raise
-        if result.reason == "cancelled":
-            raise Cancelled(f"pretraining cancelled after {result.epochs_done} epoch(s); checkpoint kept")
-        if result.reason == "time_budget":
-            run.report(
-                Log(
-                    level="INFO",
-                    message=f"time budget of {cfg.max_minutes:g} min reached after {result.epochs_done} epoch(s)",
-                )
-            )
+        )
     return PretrainResult(
-        run_dir=project.relative(run_dir),
-        checkpoint=project.relative(run_dir / CKPT),
+        run_dir=project.relative(ckpt_path.parent.parent),
+        checkpoint=project.relative(ckpt_path),
         status=result.reason,
         epochs_done=result.epochs_done,
         steps=result.steps_done,
         final_loss=result.last_loss,
         seconds=result.seconds,
-        images=len(cache),
+        images=images,
         device=describe_device(device),
     )

@@ -1,0 +1,147 @@
+"""Multi-process training matches one process: 2 CPU ranks (gloo) vs one process on the same global batch.
+
+The ranks run the engine's own wrapping (:func:`wrap_model`: synchronised BatchNorm, cross-rank negatives through
+``gather_with_grad``, DDP). A control run with plain DDP (no gather, no synced BatchNorm) must *not* match, so the
+comparison can fail.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from sslinspect.backbones import build_backbone
+from sslinspect.config import PretrainConfig
+from sslinspect.data.loader import BatchSource
+from sslinspect.events import Finished, Log, Progress, Started, decode_event
+from sslinspect.methods import load_method
+from sslinspect.project import Project
+from sslinspect.train.checkpoint import load_checkpoint
+from sslinspect.train.distributed import DistInfo, gather_with_grad, torchrun_command, wrap_model
+from sslinspect.train.pretrain import CKPT
+from tests.conftest import run_cli
+from tests.test_cli import TINY as TINY_CLI
+
+WORLD, GLOBAL_BATCH = 2, 8
+CFG = PretrainConfig(backbone="tiny_cnn", image_size=32, batch_size=GLOBAL_BATCH, hidden_dim=64, proj_dim=32)
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return load_method("simclr").make_model(build_backbone("tiny_cnn", 32), CFG)
+
+
+def _views() -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return [torch.randn(GLOBAL_BATCH, 3, 32, 32, generator=g) for _ in range(2)]
+
+
+def _loss_and_grads(net: nn.Module, model: nn.Module, views: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = net(views, None)
+    out.loss.backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    return {"loss": out.loss.detach(), **grads}
+
+
+def _rank_main(rank: int, tmp: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{tmp}/rendezvous", rank=rank, world_size=WORLD)
+    try:
+        mine = [v.chunk(WORLD)[rank] for v in _views()]
+        engine = _model()
+        result = _loss_and_grads(wrap_model(engine, torch.device("cpu"), DistInfo(rank, WORLD, rank)), engine, mine)
+        plain = _model()
+        control = _loss_and_grads(nn.parallel.DistributedDataParallel(plain), plain, mine)
+        torch.save({"engine": result, "control": control}, f"{tmp}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, dict[str, torch.Tensor]]]:
+    tmp = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_rank_main, args=(str(tmp),), nprocs=WORLD, join=True)
+    return [torch.load(tmp / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+
+
+def test_two_ranks_match_one_process_in_loss_and_gradients(ranks: list[dict[str, dict[str, torch.Tensor]]]) -> None:
+    model = _model()
+    single = _loss_and_grads(model, model, _views())
+    assert len(single) == len(list(model.parameters())) + 1
+    for r in ranks:
+        got = r["engine"]
+        assert got.keys() == single.keys()
+        for name, want in single.items():
+            torch.testing.assert_close(got[name], want, rtol=1e-4, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_plain_ddp_without_gather_and_synced_batchnorm_does_not_match(
+    ranks: list[dict[str, dict[str, torch.Tensor]]],
+) -> None:
+    model = _model()
+    single = _loss_and_grads(model, model, _views())
+    assert not torch.allclose(ranks[0]["control"]["loss"], single["loss"], rtol=1e-3)
+
+
+def test_gather_is_the_identity_without_a_process_group() -> None:
+    x = torch.randn(3, 4, requires_grad=True)
+    assert gather_with_grad(x) is x
+
+
+def test_rank_shards_are_disjoint_and_make_up_the_global_batches() -> None:
+    images = np.arange(50, dtype=np.uint8).reshape(50, 1, 1, 1).repeat(3, axis=3)
+    single = BatchSource(images, 12, torch.device("cpu"), seed=3)
+    shards = [BatchSource(images, 12, torch.device("cpu"), seed=3, rank=r, world_size=3) for r in range(3)]
+    assert all(s.batch_size == 4 and s.steps_per_epoch == single.steps_per_epoch == 4 for s in shards)
+    for epoch in (0, 1):
+        whole = [rows.tolist() for rows, _ in single.epoch(epoch)]
+        parts = [[sorted(rows.tolist()) for rows, _ in s.epoch(epoch)] for s in shards]
+        for step, rows in enumerate(whole):
+            joined = [i for p in parts for i in p[step]]
+            assert sorted(joined) == sorted(rows) and len(set(joined)) == 12
+
+
+def test_batch_is_rounded_to_a_multiple_of_the_ranks() -> None:
+    images = np.zeros((20, 1, 1, 3), np.uint8)
+    assert BatchSource(images, 10, torch.device("cpu"), rank=1, world_size=4).global_batch_size == 8
+
+
+def test_torchrun_command_drops_the_convenience_option() -> None:
+    cmd = torchrun_command(["pretrain", "p.sslproj", "--nproc-per-node", "4", "--epochs", "3"], 4, python="py")
+    assert cmd == [
+        "py", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "4",
+        "-m", "sslinspect", "pretrain", "p.sslproj", "--epochs", "3",
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_pretrain_nproc_per_node_runs_two_processes_and_stops_together(tiny_project: Project, tmp_path: Path) -> None:
+    root = str(tiny_project.root)
+    args = ["pretrain", root, "--nproc-per-node", "2", *TINY_CLI, "--epochs", "2", "--events", "jsonl"]
+    r = run_cli(*args, timeout=600)
+    assert r.returncode == 0, r.stderr
+    events = [decode_event(line) for line in r.stdout.splitlines()]  # only rank 0 writes, and only JSON
+    assert sum(isinstance(e, Started) for e in events) == 1
+    assert isinstance(events[-1], Finished) and events[-1].status == "ok"
+    assert any(isinstance(e, Log) and "2 processes × batch 4" in e.message for e in events)
+    (run,) = tiny_project.runs("pretrain")
+    assert json.loads((run / "config.json").read_text())["world_size"] == 2
+    assert load_checkpoint(run / CKPT)["epochs_done"] == 2
+    # Cancel requested before the start: both ranks agree at the first report and stop with a checkpoint.
+    control = tmp_path / "control"
+    control.mkdir()
+    (control / "cancel").touch()
+    r = run_cli(*args, "--control", str(control), "--set", "pretrain.log_every=2", timeout=600)
+    assert r.returncode != 0  # torchrun's own exit code; the events say why
+    events = [decode_event(line) for line in r.stdout.splitlines()]
+    assert isinstance(events[-1], Finished) and events[-1].status == "cancelled"
+    assert [e.step for e in events if isinstance(e, Progress) and e.stage == "pretrain"] == [2]
+    newest = tiny_project.runs("pretrain")[-1]
+    assert newest != run and load_checkpoint(newest / CKPT)["epochs_done"] == 0

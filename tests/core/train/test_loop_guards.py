@@ -1,0 +1,102 @@
+"""``train_loop`` guards with purpose-built models: GPU out-of-memory back-off and the collapse warning."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sslinspect.backbones import build_backbone
+from sslinspect.cancel import NEVER
+from sslinspect.config import PretrainConfig
+from sslinspect.data.loader import BatchSource
+from sslinspect.errors import ResourceError
+from sslinspect.events import CollectingReporter, Log, Metric
+from sslinspect.methods.base import MethodSpec, SSLModel, StepOutput
+from sslinspect.preprocess import normalize_u8
+from sslinspect.train.checkpoint import load_checkpoint
+from sslinspect.train.loop import train_loop
+
+
+class OomAbove(SSLModel):
+    """Raises CUDA's out-of-memory error for batches larger than ``limit`` (as a too-large batch on a GPU would)."""
+
+    def __init__(self, backbone: nn.Module, limit: int) -> None:
+        super().__init__(backbone)
+        self.limit = limit
+        self.batches: list[int] = []
+
+    def forward(self, views: list[torch.Tensor], rows: torch.Tensor | None = None) -> StepOutput:
+        self.batches.append(views[0].shape[0])
+        if views[0].shape[0] > self.limit:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        h = self.backbone(views[0])
+        return StepOutput(h.pow(2).mean(), h.detach())
+
+
+class Collapsed(SSLModel):
+    """Trains normally but reports features that are all the same vector (a collapsed representation)."""
+
+    def forward(self, views: list[torch.Tensor], rows: torch.Tensor | None = None) -> StepOutput:
+        h = self.backbone(views[0])
+        return StepOutput(h.pow(2).mean(), torch.ones_like(h).detach())
+
+
+def _views(batch: torch.Tensor) -> list[torch.Tensor]:
+    return [normalize_u8(batch)]
+
+
+def _run(model: SSLModel, cfg: PretrainConfig, tmp_path: Path, images: int = 64) -> tuple[object, CollectingReporter]:
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, (images, 32, 32, 3), dtype=np.uint8)
+    source = BatchSource(data, cfg.batch_size, torch.device("cpu"))
+    spec = MethodSpec(name="test", make_model=lambda b, c: model)
+    reporter = CollectingReporter()
+    meta = {"backbone": "tiny_cnn", "image_size": 32, "config": {"batch_size": cfg.batch_size}}
+    result = train_loop(
+        model,
+        _views,
+        source,
+        spec,
+        cfg,
+        device=torch.device("cpu"),
+        checkpoint_path=tmp_path / "last.pt",
+        checkpoint_meta=meta,
+        resume=None,
+        report=reporter,
+        cancel=NEVER,
+    )
+    return result, reporter
+
+
+def test_gpu_oom_halves_the_batch_and_restarts_the_epoch(tiny_pretrain: PretrainConfig, tmp_path: Path) -> None:
+    model = OomAbove(build_backbone("tiny_cnn"), limit=8)
+    result, reporter = _run(model, replace(tiny_pretrain, batch_size=32, epochs=2), tmp_path)
+    warnings = [e.message for e in reporter.events if isinstance(e, Log) and e.level == "WARNING"]
+    assert warnings == [
+        "GPU out of memory at batch size 32 (32px, tiny_cnn); retrying epoch 1 with batch size 16",
+        "GPU out of memory at batch size 16 (32px, tiny_cnn); retrying epoch 1 with batch size 8",
+    ]
+    assert model.batches[:3] == [32, 16, 8] and set(model.batches[2:]) == {8}
+    assert result.batch_size == 8 and result.epochs_done == 2 and result.steps_done == 2 * 64 // 8  # type: ignore[attr-defined]
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert ckpt["config"]["batch_size"] == 8  # a resumed run starts with the batch that fits
+
+
+def test_gpu_oom_at_a_small_batch_stops_with_advice(tiny_pretrain: PretrainConfig, tmp_path: Path) -> None:
+    model = OomAbove(build_backbone("tiny_cnn"), limit=2)
+    with pytest.raises(ResourceError, match=r"out of memory at batch size 4 \(32px, tiny_cnn\): choose a smaller"):
+        _run(model, replace(tiny_pretrain, batch_size=16), tmp_path)
+    assert model.batches == [16, 8, 4]
+
+
+def test_collapse_warns_once(tiny_pretrain: PretrainConfig, tmp_path: Path) -> None:
+    cfg = replace(tiny_pretrain, batch_size=16, epochs=2, warmup_epochs=0, log_every=1)
+    _, reporter = _run(Collapsed(build_backbone("tiny_cnn")), cfg, tmp_path)
+    warnings = [e.message for e in reporter.events if isinstance(e, Log) and e.level == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].startswith("possible representation collapse: embedding std 0.000")
+    assert all(e.value < 0.05 for e in reporter.events if isinstance(e, Metric) and e.name == "emb_std")
