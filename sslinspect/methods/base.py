@@ -179,4 +179,3 @@ def linear_warmup(start: float, end: float, progress: float, warmup: float) -> f
     if warmup <= 0:
         return end
     return start + (end - start) * min(max(progress, 0.0) / warmup, 1.0)
-

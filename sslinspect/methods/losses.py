@@ -115,8 +115,9 @@ class BarlowTwinsLoss(nn.Module):
         """Loss for two ``(N, D)`` batches."""
         z0, z1 = gather(z0.float()), gather(z1.float())
         n, d = z0.shape
-        z0 = (z0 - z0.mean(0)) / (z0.std(0) + 1e-5)
-        z1 = (z1 - z1.mean(0)) / (z1.std(0) + 1e-5)
+        # standardise each dimension over the batch as the paper's affine-free BatchNorm does (biased variance)
+        z0 = (z0 - z0.mean(0)) / (z0.var(0, unbiased=False) + 1e-5).sqrt()
+        z1 = (z1 - z1.mean(0)) / (z1.var(0, unbiased=False) + 1e-5).sqrt()
         c = (z0.T @ z1) / n
         on = (torch.diagonal(c) - 1).pow(2).sum()
         off = (c - torch.diag(torch.diagonal(c))).pow(2).sum()

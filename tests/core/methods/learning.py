@@ -112,7 +112,9 @@ def probe(
     """k-NN probe of ``backbone``: few-shot labels as references, the labelled test set as queries, ``bank``
     (unlabeled images) as the anomaly model's memory."""
     ref, query = embed(backbone, shots[0]), embed(backbone, test[0])
-    auroc = math.nan if bank is None else knn_anomaly_auroc(embed(backbone, bank), query, [y != "good" for y in test[1]])
+    auroc = (
+        math.nan if bank is None else knn_anomaly_auroc(embed(backbone, bank), query, [y != "good" for y in test[1]])
+    )
     okng = ["good" if y == "good" else "defect" for y in test[1]]
     return Probe(
         prototype_balanced_accuracy(ref, shots[1], query, test[1]),
