@@ -98,7 +98,7 @@ def test_pretrain_refuses_before_making_a_run_folder(tiny_image_folder: Path, pr
 
 
 def test_mae_on_a_cnn_model_is_refused_even_without_the_config_check() -> None:
-    with pytest.raises(ConfigError, match="pretrain.backbone: mae needs a ViT"):
+    with pytest.raises(ConfigError, match=r"pretrain\.backbone: mae needs a ViT"):
         load_method("mae").make_model(build_backbone("tiny_cnn", 32), tiny_config("mae"))
 
 
