@@ -28,8 +28,10 @@ def random_resized_affine(
     n, dev = x.shape[0], x.device
     lo = cfg.crop_min_scale if min_scale is None else min_scale
     area = _uniform(n, lo, max_scale, dev)
-    log_r = _uniform(n, math.log(3 / 4), math.log(4 / 3), dev)
-    ratio = torch.exp(log_r)
+    # aspect ratio in [3/4, 4/3], narrowed so the crop fits without clamping (area 1 → the whole image, unstretched)
+    r_lo = torch.clamp(torch.log(area), min=math.log(3 / 4))
+    r_hi = torch.clamp(-torch.log(area), max=math.log(4 / 3))
+    ratio = torch.exp(r_lo + torch.rand(n, device=dev) * (r_hi - r_lo))
     w = torch.sqrt(area * ratio).clamp(max=1.0)
     h = torch.sqrt(area / ratio).clamp(max=1.0)
     cx = (torch.rand(n, device=dev) * 2 - 1) * (1 - w)
