@@ -44,7 +44,9 @@ def test_vit_matches_torchvision_and_takes_other_multiples_of_16(name: str) -> N
     net = build_backbone(name, 64).eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(net(x), net.net(x))  # our token path is torchvision's forward
+        tokens = net.encode(net.patch_tokens(x))
+        torch.testing.assert_close(tokens[:, 0], net.net(x))  # our token path is torchvision's forward
+        torch.testing.assert_close(net(x), tokens[:, 1:].mean(1))  # the feature: mean of the patch tokens
         assert net(torch.randn(2, 3, 32, 32)).shape == (2, BACKBONES[name].feature_dim)
         (grid,) = net.feature_maps(x)
     assert grid.shape == (2, BACKBONES[name].feature_dim, 4, 4)

@@ -4,7 +4,6 @@ and by the augmentation measurements in docs/methods.md)."""
 from __future__ import annotations
 
 import csv
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +27,12 @@ from sslinspect.train.loop import train_loop
 
 @dataclass(frozen=True)
 class Probe:
-    """k-NN balanced accuracy of the test set against the few-shot labels, leave-one-out k-NN balanced accuracy
-    within the labelled test set, and the test embeddings' spread."""
+    """What a backbone's features are worth on the demo: defect-type balanced accuracy of nearest-class-mean on the
+    few-shot labels (test set), AUROC of a patch-level k-NN anomaly score (good vs defective test images), and the
+    spread of the test embeddings (collapse detector)."""
 
-    knn_bal_acc: float
-    loo_bal_acc: float
-    okng_bal_acc: float
-    anomaly_auroc: float
+    type_bal_acc: float
+    patch_auroc: float
     emb_std: float
 
 
@@ -68,22 +66,6 @@ def embed(backbone: torch.nn.Module, images: np.ndarray) -> torch.Tensor:
     return torch.cat([backbone(normalize_u8(torch.from_numpy(images[i : i + 64]))) for i in range(0, len(images), 64)])
 
 
-def knn_balanced_accuracy(
-    ref: torch.Tensor, ref_y: list[str], query: torch.Tensor, query_y: list[str], *, k: int = 1, loo: bool = False
-) -> float:
-    """Balanced accuracy of ``k``-nearest-neighbour (cosine, majority vote) classification of ``query`` by ``ref``;
-    ``loo`` leaves each query out when ``ref`` is the query set itself."""
-    sim = F.normalize(query.float(), dim=1) @ F.normalize(ref.float(), dim=1).T
-    if loo:
-        sim.fill_diagonal_(-2.0)
-    nearest = sim.topk(k, dim=1).indices.tolist()
-    votes = [[ref_y[i] for i in row] for row in nearest]
-    pred = [max(v, key=v.count) for v in votes]  # ties go to the nearer neighbour
-    classes = sorted(set(query_y))
-    recalls = [np.mean([p == c for p, t in zip(pred, query_y, strict=True) if t == c]) for c in classes]
-    return float(np.mean(recalls))
-
-
 def prototype_balanced_accuracy(ref: torch.Tensor, ref_y: list[str], query: torch.Tensor, query_y: list[str]) -> float:
     """Balanced accuracy of nearest-class-mean (L2-normalised, cosine) classification, the few-shot head's default."""
     classes = sorted(set(ref_y))
@@ -94,12 +76,24 @@ def prototype_balanced_accuracy(ref: torch.Tensor, ref_y: list[str], query: torc
     return float(np.mean(recalls))
 
 
-def knn_anomaly_auroc(bank: torch.Tensor, query: torch.Tensor, is_defect: list[bool], k: int = 5) -> float:
-    """AUROC of the k-NN anomaly score (1 − mean cosine to the ``k`` nearest bank images) for good vs defect."""
-    sim = F.normalize(query.float(), dim=1) @ F.normalize(bank.float(), dim=1).T
-    score = (1 - sim.topk(k, dim=1).values.mean(1)).tolist()
-    pos = [s for s, d in zip(score, is_defect, strict=True) if d]
-    neg = [s for s, d in zip(score, is_defect, strict=True) if not d]
+@torch.no_grad()
+def patch_features(backbone: torch.nn.Module, images: np.ndarray) -> torch.Tensor:
+    """L2-normalised local features ``(N, P, C)`` from the backbone's finest feature map (stride 8 on CNNs)."""
+    backbone.eval()
+    maps = [
+        backbone.feature_maps(normalize_u8(torch.from_numpy(images[i : i + 64])))[0] for i in range(0, len(images), 64)
+    ]  # type: ignore[operator]
+    return F.normalize(torch.cat(maps).flatten(2).transpose(1, 2).float(), dim=-1)
+
+
+def patch_anomaly_auroc(backbone: torch.nn.Module, bank: np.ndarray, test: tuple[np.ndarray, list[str]]) -> float:
+    """AUROC (good vs defect) of the patch k-NN score: the largest distance of any patch of a test image to its
+    nearest patch among the unlabeled ``bank`` images (a random 20 000 of them), as patch-level anomaly models do."""
+    ref = patch_features(backbone, bank).flatten(0, 1)
+    ref = ref[torch.randperm(len(ref), generator=torch.Generator().manual_seed(0))[:20_000]]
+    score = [float((1 - q @ ref.T).amin(1).amax()) for q in patch_features(backbone, test[0])]
+    pos = [s for s, y in zip(score, test[1], strict=True) if y != "good"]
+    neg = [s for s, y in zip(score, test[1], strict=True) if y == "good"]
     return float(np.mean([(p > q) + 0.5 * (p == q) for p in pos for q in neg]))
 
 
@@ -107,20 +101,13 @@ def probe(
     backbone: torch.nn.Module,
     shots: tuple[np.ndarray, list[str]],
     test: tuple[np.ndarray, list[str]],
-    bank: np.ndarray | None = None,
+    bank: np.ndarray,
 ) -> Probe:
-    """k-NN probe of ``backbone``: few-shot labels as references, the labelled test set as queries, ``bank``
-    (unlabeled images) as the anomaly model's memory."""
+    """Probe ``backbone`` with the few-shot labels, the labelled test set and the unlabeled images."""
     ref, query = embed(backbone, shots[0]), embed(backbone, test[0])
-    auroc = (
-        math.nan if bank is None else knn_anomaly_auroc(embed(backbone, bank), query, [y != "good" for y in test[1]])
-    )
-    okng = ["good" if y == "good" else "defect" for y in test[1]]
     return Probe(
         prototype_balanced_accuracy(ref, shots[1], query, test[1]),
-        knn_balanced_accuracy(query, test[1], query, test[1], k=5, loo=True),
-        knn_balanced_accuracy(query, okng, query, okng, k=5, loo=True),
-        auroc,
+        patch_anomaly_auroc(backbone, bank, test),
         embedding_std(query),
     )
 

@@ -1,11 +1,12 @@
 """Slow: every method learns something useful on the demo data and does not collapse.
 
-Each method pretrains a small backbone from scratch with the real training loop on the demo's unlabeled fabric
-images (64 px, a few epochs on CPU). The probe is the product's own use of the features: a k-NN anomaly score
-(distance to the nearest unlabeled images) must separate the labelled test set's good parts from the defective
-ones clearly better than chance and better than the same backbone at random init, and the embeddings must keep
-their spread (``emb_std`` from :mod:`sslinspect.train.health`, the collapse detector). The figures of the last run
-are in docs/methods.md.
+Each method pretrains a small backbone from scratch with the real training loop on the demo's unlabeled metal
+images (64 px, a few epochs on CPU). The probe is the product's patch-level use of the features: a k-NN anomaly
+score (each test patch's distance to its nearest patch among the unlabeled images) must separate the labelled test
+set's good parts from the defective ones clearly better than chance and better than the same backbone at random
+init, and the embeddings must keep their spread (``emb_std`` from :mod:`sslinspect.train.health`, the collapse
+detector). Defect-type accuracy of the pooled features on the five few-shot labels per class is printed too; at
+this scale it stays near chance for every method and for random init (see docs/methods.md), so it is not asserted.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sslinspect.config import AugmentConfig, PretrainConfig
+from sslinspect.config import PretrainConfig
 from sslinspect.demo.dataset import DemoDataset, generate_demo
 from sslinspect.methods import METHODS
 from sslinspect.train.health import COLLAPSE_STD
@@ -33,7 +34,7 @@ OVERRIDES: dict[str, dict[str, object]] = {
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, tuple, tuple]:  # type: ignore[type-arg]
     ds: DemoDataset = generate_demo(
-        tmp_path_factory.mktemp("learn"), product="fabric", n_images=400, size=128, n_test_per_class=40, seed=0
+        tmp_path_factory.mktemp("learn"), product="metal", n_images=400, size=128, n_test_per_class=40, seed=0
     )
     return load_unlabeled(ds, SIZE), load_split(ds, ds.labels_csv, SIZE), load_split(ds, ds.test_csv, SIZE)
 
@@ -52,7 +53,6 @@ def config(method: str) -> PretrainConfig:
         "local_crops": 2,
         "log_every": 5,
         "device": "cpu",
-        "augment": AugmentConfig.from_preset("industrial-color"),
     }
     return PretrainConfig(**{**base, **OVERRIDES.get(method, {})})  # type: ignore[arg-type]
 
@@ -64,10 +64,10 @@ def test_method_learns_on_the_demo_data_without_collapse(method: str, demo, tmp_
     result = learn(config(method), unlabeled, shots, test, tmp_path)
     figures = {
         "method": method,
-        "anomaly_auroc": round(result.trained.anomaly_auroc, 3),
-        "anomaly_auroc_random_init": round(result.random.anomaly_auroc, 3),
-        "type_bal_acc_prototypes": round(result.trained.knn_bal_acc, 3),
-        "type_bal_acc_random_init": round(result.random.knn_bal_acc, 3),
+        "patch_knn_auroc": round(result.trained.patch_auroc, 3),
+        "patch_knn_auroc_random_init": round(result.random.patch_auroc, 3),
+        "type_bal_acc": round(result.trained.type_bal_acc, 3),
+        "type_bal_acc_random_init": round(result.random.type_bal_acc, 3),
         "emb_std": round(result.trained.emb_std, 3),
         "loss_first_last": [round(result.first_loss, 3), round(result.last_loss, 3)],
         "seconds": round(result.seconds),
@@ -75,5 +75,5 @@ def test_method_learns_on_the_demo_data_without_collapse(method: str, demo, tmp_
     print("LEARNING", json.dumps(figures))
     assert result.last_loss < result.first_loss
     assert result.trained.emb_std > 2 * COLLAPSE_STD
-    assert result.trained.anomaly_auroc > 0.58
-    assert result.trained.anomaly_auroc > result.random.anomaly_auroc + 0.05
+    assert result.trained.patch_auroc > 0.65
+    assert result.trained.patch_auroc > result.random.patch_auroc + 0.05
