@@ -177,3 +177,14 @@ def test_jigsaw_permutations_are_distinct_and_far_apart() -> None:
     dists = (perms[:, None, :] != perms[None, :, :]).sum(-1) + 9 * np.eye(100, dtype=int)
     assert dists.min() >= 6
     np.testing.assert_array_equal(perms, jigsaw_permutations())  # deterministic: checkpoints keep their classes
+
+
+@pytest.mark.parametrize("method", ["simclr", "mocov2", "mocov3", "byol", "simsiam", "barlowtwins", "dino", "swav"])
+def test_two_view_methods_return_both_views_features_for_the_health_signal(method: str, tiny_images: np.ndarray):  # type: ignore[no-untyped-def]
+    cfg = tiny_config(method)
+    spec = load_method(method)
+    model = spec.make_model(build_backbone("tiny_cnn", 32), cfg).train()
+    out = model(spec.make_views(cfg)(torch.from_numpy(tiny_images[:8])), torch.arange(8))
+    assert out.features is not None and out.features2 is not None
+    assert out.features.shape == out.features2.shape == (8, 128)
+    assert not torch.equal(out.features, out.features2)
