@@ -197,7 +197,7 @@ class GridTiles(TwoViews):
     """Jigsaw/relative-position tiles: an augmented view cut into a ``grid × grid`` layout of tiles.
 
     Each tile covers ``fill`` of its cell at a random offset inside it (the gap and jitter stop the network from
-    matching edges), and every tile is standardised on its own (zero mean per channel, equal contrast), so lighting
+    matching edges), and every tile is standardised on its own to the batch's mean level and contrast, so lighting
     gradients and vignetting do not give the position away. One batched ``grid_sample`` cuts all tiles.
     Returns one tensor ``(N, grid², 3, t, t)``, tiles in row-major order.
     """
@@ -221,6 +221,8 @@ class GridTiles(TwoViews):
         grid_xy = torch.stack(torch.broadcast_tensors(cx, cy), dim=-1)  # (N, g, g, t, t, 2)
         tiles = F.grid_sample(x, grid_xy.reshape(n, g * g * t, t, 2), mode="bilinear", align_corners=False)
         tiles = tiles.view(n, 3, g * g, t, t).transpose(1, 2)  # (N, g², 3, t, t)
+        # every tile gets the batch's mean level and contrast: no position cue, and whole images (what the backbone
+        # sees after pretraining) have the same statistics on average
         mean = tiles.mean((3, 4), keepdim=True)
         std = tiles.std((2, 3, 4), keepdim=True) + 1e-3
-        return [(tiles - mean) / std * std.mean()]
+        return [(tiles - mean) / std * std.mean() + mean.mean((0, 1), keepdim=True)]
