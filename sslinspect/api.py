@@ -139,8 +139,10 @@ def pretrain(
     Examples:
         >>> # pretrain(open_project("line3.sslproj"), PretrainConfig(epochs=20))  # doctest: +SKIP
     """
+    from sslinspect.methods import check_config
     from sslinspect.train.pretrain import run_pretrain
 
+    check_config(cfg)  # refuse method/backbone/size combinations before a run folder is made
     return run_pretrain(project, cfg, resume=resume, report=report, cancel=cancel)
 
 

@@ -91,9 +91,10 @@ def build_backbone(name: str, image_size: int = 224) -> nn.Module:
             return torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1)
 
     class _ViT(nn.Module):
-        """torchvision's ViT with the class token as the feature; other input sizes (multiples of 16, e.g. DINO's
-        local crops) get bicubically resized position embeddings. MAE uses :meth:`patch_tokens` and :meth:`encode`
-        to run the encoder on the visible patches only."""
+        """torchvision's ViT; the feature is the mean of the encoder's patch tokens (global average pooling, which
+        MAE's recipe needs: its loss never reaches the class token, whose spread stays near zero). Other input
+        sizes (multiples of 16, e.g. DINO's local crops) get bicubically resized position embeddings. MAE uses
+        :meth:`patch_tokens` and :meth:`encode` to run the encoder on the visible patches only."""
 
         def __init__(self, net: tvm.VisionTransformer) -> None:
             super().__init__()
@@ -130,7 +131,7 @@ def build_backbone(name: str, image_size: int = 224) -> nn.Module:
             return [out.transpose(1, 2).reshape(x.shape[0], -1, h, w)]
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.encode(self.patch_tokens(x))[:, 0]
+            return self.encode(self.patch_tokens(x))[:, 1:].mean(1)
 
     if name.startswith("resnet"):
         return _ResNet(getattr(tvm, name)(weights=None))

@@ -28,8 +28,10 @@ def random_resized_affine(
     n, dev = x.shape[0], x.device
     lo = cfg.crop_min_scale if min_scale is None else min_scale
     area = _uniform(n, lo, max_scale, dev)
-    log_r = _uniform(n, math.log(3 / 4), math.log(4 / 3), dev)
-    ratio = torch.exp(log_r)
+    # aspect ratio in [3/4, 4/3], narrowed so the crop fits without clamping (area 1 → the whole image, unstretched)
+    r_lo = torch.clamp(torch.log(area), min=math.log(3 / 4))
+    r_hi = torch.clamp(-torch.log(area), max=math.log(4 / 3))
+    ratio = torch.exp(r_lo + torch.rand(n, device=dev) * (r_hi - r_lo))
     w = torch.sqrt(area * ratio).clamp(max=1.0)
     h = torch.sqrt(area / ratio).clamp(max=1.0)
     cx = (torch.rand(n, device=dev) * 2 - 1) * (1 - w)
@@ -84,12 +86,24 @@ def _rotate_hue(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
 
 def gaussian_blur(x: torch.Tensor, prob: float, max_sigma: float) -> torch.Tensor:
     """Blur a random share ``prob`` of the batch with per-sample sigma in ``[0.1, max_sigma]`` px."""
-    n, c, h, w = x.shape
+    n = x.shape[0]
     if prob <= 0 or max_sigma <= 0:
         return x
     sigma = _uniform(n, 0.1, max_sigma, x.device)
-    sigma = torch.where(torch.rand(n, device=x.device) < prob, sigma, torch.zeros_like(sigma))
+    chosen = torch.rand(n, device=x.device) < prob
     radius = max(1, math.ceil(3 * max_sigma))
+    if x.device.type == "cpu":  # blur only the chosen images (on a GPU one sync-free pass over all is cheaper)
+        idx = chosen.nonzero().flatten()
+        out = x.clone()
+        if len(idx):
+            out[idx] = _separable_blur(x[idx], sigma[idx], radius)
+        return out
+    return _separable_blur(x, torch.where(chosen, sigma, torch.zeros_like(sigma)), radius)
+
+
+def _separable_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int) -> torch.Tensor:
+    """Per-sample Gaussian blur with std ``sigma`` (0 = unchanged) and kernel radius ``radius``."""
+    n, c, h, w = x.shape
     t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     k = torch.exp(-(t.view(1, -1) ** 2) / (2 * sigma.clamp(min=1e-3).view(-1, 1) ** 2))
     k = torch.where(sigma.view(-1, 1) > 0, k, (t.view(1, -1) == 0).to(x.dtype))  # identity kernel when not blurred
@@ -183,7 +197,7 @@ class GridTiles(TwoViews):
     """Jigsaw/relative-position tiles: an augmented view cut into a ``grid × grid`` layout of tiles.
 
     Each tile covers ``fill`` of its cell at a random offset inside it (the gap and jitter stop the network from
-    matching edges), and every tile is standardised on its own (zero mean per channel, equal contrast), so lighting
+    matching edges), and every tile is standardised on its own to the batch's mean level and contrast, so lighting
     gradients and vignetting do not give the position away. One batched ``grid_sample`` cuts all tiles.
     Returns one tensor ``(N, grid², 3, t, t)``, tiles in row-major order.
     """
@@ -207,6 +221,8 @@ class GridTiles(TwoViews):
         grid_xy = torch.stack(torch.broadcast_tensors(cx, cy), dim=-1)  # (N, g, g, t, t, 2)
         tiles = F.grid_sample(x, grid_xy.reshape(n, g * g * t, t, 2), mode="bilinear", align_corners=False)
         tiles = tiles.view(n, 3, g * g, t, t).transpose(1, 2)  # (N, g², 3, t, t)
+        # every tile gets the batch's mean level and contrast: no position cue, and whole images (what the backbone
+        # sees after pretraining) have the same statistics on average
         mean = tiles.mean((3, 4), keepdim=True)
         std = tiles.std((2, 3, 4), keepdim=True) + 1e-3
-        return [(tiles - mean) / std * std.mean()]
+        return [(tiles - mean) / std * std.mean() + mean.mean((0, 1), keepdim=True)]

@@ -6,11 +6,12 @@ Gathering across processes (the contract between methods and the distributed tra
   returns every process's tensor concatenated in rank order, ``(world_size·N, ...)``; rows
   ``rank·N : (rank+1)·N`` are ``x`` itself with its autograd graph. Every process passes the same ``N``.
 - Its backward must *sum* the gradients that all processes send to a slice into the process that owns it
-  (``torch.distributed.nn.functional.all_gather`` does this). Losses average over their *local* anchors; DDP then
-  averages gradients over processes, so a run on W processes computes the loss and gradients of one process on the
-  global batch of W·N images.
-- Losses that use negatives from the batch (NT-Xent, the MoCo losses) take ``gather`` as an argument; statistics
-  over the batch (DINO's centre, SwAV's Sinkhorn sums, MoCo v2's queue) are gathered under ``no_grad``.
+  (``torch.distributed.nn.functional.all_gather`` does this). Batch-wide losses (NT-Xent, the MoCo losses, Barlow
+  Twins) gather their inputs and compute the loss of the *whole* gathered batch on every process: each process then
+  reports the global loss, and with DDP averaging the gradients, W processes of N images compute the loss and the
+  gradients of one process on the global batch of W·N images. Per-image losses (BYOL, SimSiam, DINO, SwAV's
+  predictions, MAE, the pretext tasks) need no gather: DDP's averaging of per-process means is the global mean.
+- Statistics over the batch (DINO's centre, SwAV's Sinkhorn sums, MoCo v2's queue) are gathered under ``no_grad``.
   The default :data:`LOCAL` is the identity for one process. Distributed code sets ``model.gather`` before training.
 """
 
@@ -178,8 +179,3 @@ def linear_warmup(start: float, end: float, progress: float, warmup: float) -> f
     if warmup <= 0:
         return end
     return start + (end - start) * min(max(progress, 0.0) / warmup, 1.0)
-
-
-def local_rows(n: int, gather: Gather, device: torch.device) -> torch.Tensor:
-    """Indices of this process's ``n`` rows inside a gathered batch."""
-    return torch.arange(n, device=device) + gather.rank * n

@@ -52,7 +52,7 @@ class DINO(SSLModel):
         with torch.no_grad():
             teacher = list(self.teacher_head(self.teacher_backbone(glob)).split(n))
         loss = self.criterion(student, teacher, self.teacher_temp, self.gather)
-        return StepOutput(loss, h[:n].detach())
+        return StepOutput(loss, h[:n].detach(), h[n : 2 * n].detach())
 
     @torch.no_grad()
     def after_step(self, progress: float) -> None:

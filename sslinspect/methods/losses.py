@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslinspect.methods.base import LOCAL, Gather, local_rows
+from sslinspect.methods.base import LOCAL, Gather
 
 
 class NTXentLoss(nn.Module):
@@ -34,15 +34,11 @@ class NTXentLoss(nn.Module):
 
     def forward(self, z0: torch.Tensor, z1: torch.Tensor, gather: Gather = LOCAL) -> torch.Tensor:
         """Symmetric loss for two ``(N, D)`` batches of projections (row i of each is one image)."""
-        n = z0.shape[0]
-        z0, z1 = F.normalize(z0.float(), dim=1), F.normalize(z1.float(), dim=1)
-        candidates = torch.cat([gather(z0), gather(z1)])  # (2M, D), M = W·N
-        m = candidates.shape[0] // 2
-        logits = torch.cat([z0, z1]) @ candidates.T / self.temperature  # (2N, 2M)
-        own = local_rows(n, gather, z0.device)
-        self_idx = torch.cat([own, own + m])
-        logits[torch.arange(2 * n, device=z0.device), self_idx] = float("-inf")
-        return F.cross_entropy(logits, torch.cat([own + m, own]))
+        z = F.normalize(torch.cat([gather(z0.float()), gather(z1.float())]), dim=1)  # (2M, D), M = W·N
+        m = z.shape[0] // 2
+        logits = (z @ z.T / self.temperature).fill_diagonal_(float("-inf"))
+        idx = torch.arange(m, device=z.device)
+        return F.cross_entropy(logits, torch.cat([idx + m, idx]))
 
 
 class MoCoLoss(nn.Module):
@@ -70,12 +66,12 @@ class MoCoLoss(nn.Module):
         self, q: torch.Tensor, k: torch.Tensor, gather: Gather = LOCAL, queue: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Loss for queries ``q`` and keys ``k`` ``(N, D)`` (keys get no gradient); ``queue`` is ``(K, D)``."""
-        q = F.normalize(q.float(), dim=1)
+        q = F.normalize(gather(q.float()), dim=1)
         keys = F.normalize(gather(k.detach().float()), dim=1)
         if queue is not None and queue.shape[0]:
             keys = torch.cat([keys, F.normalize(queue.float(), dim=1)])
         logits = q @ keys.T / self.temperature
-        return self.scale * F.cross_entropy(logits, local_rows(q.shape[0], gather, q.device))
+        return self.scale * F.cross_entropy(logits, torch.arange(q.shape[0], device=q.device))
 
 
 class NegativeCosineLoss(nn.Module):
@@ -119,8 +115,9 @@ class BarlowTwinsLoss(nn.Module):
         """Loss for two ``(N, D)`` batches."""
         z0, z1 = gather(z0.float()), gather(z1.float())
         n, d = z0.shape
-        z0 = (z0 - z0.mean(0)) / (z0.std(0) + 1e-5)
-        z1 = (z1 - z1.mean(0)) / (z1.std(0) + 1e-5)
+        # standardise each dimension over the batch as the paper's affine-free BatchNorm does (biased variance)
+        z0 = (z0 - z0.mean(0)) / (z0.var(0, unbiased=False) + 1e-5).sqrt()
+        z1 = (z1 - z1.mean(0)) / (z1.var(0, unbiased=False) + 1e-5).sqrt()
         c = (z0.T @ z1) / n
         on = (torch.diagonal(c) - 1).pow(2).sum()
         off = (c - torch.diag(torch.diagonal(c))).pow(2).sum()

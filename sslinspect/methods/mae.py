@@ -1,6 +1,7 @@
 """MAE: masked autoencoder; a ViT encodes a random 25 % of the patches and a light decoder reconstructs the rest.
 
-The backbone stays a plain feature extractor: ``backbone(x)`` on the whole, unmasked image gives ``(B, D)``.
+The backbone stays a plain feature extractor: ``backbone(x)`` on the whole, unmasked image gives ``(B, D)`` (the
+mean of its patch tokens).
 
 - [0] MAE, 2021, https://arxiv.org/abs/2111.06377
 """
@@ -80,7 +81,7 @@ class MAE(SSLModel):
         target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
         err = (pred.float() - target.float()).pow(2).mean(-1)
         loss = (err * mask).sum() / mask.sum()
-        return StepOutput(loss, enc[:, 0].detach())
+        return StepOutput(loss, enc[:, 1:].mean(1).detach())  # the backbone's feature: mean of patch tokens
 
 
 SPEC = MethodSpec(

@@ -60,7 +60,7 @@ class MoCoV2(SSLModel):
         )
         if self.training:
             self._enqueue(k[n:])
-        return StepOutput(loss, h[:n].detach())
+        return StepOutput(loss, h[:n].detach(), h[n : 2 * n].detach())
 
     @torch.no_grad()
     def _enqueue(self, keys: torch.Tensor) -> None:

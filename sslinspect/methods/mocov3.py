@@ -35,7 +35,7 @@ class MoCoV3(SSLModel):
         with torch.no_grad():
             k = self.key_projection(self.key_backbone(x))
         loss = self.criterion(q[:n], k[n:], self.gather) + self.criterion(q[n:], k[:n], self.gather)
-        return StepOutput(loss, h[:n].detach())
+        return StepOutput(loss, h[:n].detach(), h[n : 2 * n].detach())
 
     @torch.no_grad()
     def after_step(self, progress: float) -> None:

@@ -30,7 +30,7 @@ class SimSiam(SSLModel):
         z = self.projection(h)
         p = self.prediction(z)
         loss = 0.5 * (self.criterion(p[:n], z[n:]) + self.criterion(p[n:], z[:n]))
-        return StepOutput(loss, h[:n].detach())
+        return StepOutput(loss, h[:n].detach(), h[n : 2 * n].detach())
 
 
 SPEC = MethodSpec(name="simsiam", make_model=SimSiam, optimizer="sgd", base_lr=0.05, weight_decay=1e-4)

@@ -38,7 +38,8 @@ class SwAV(SSLModel):
         local_scores: list[torch.Tensor] = []
         if len(views) > 2:
             local_scores = list(self.prototypes(self.projection(self.backbone(torch.cat(views[2:])))).split(n))
-        return StepOutput(self.criterion(global_scores, local_scores, self.gather), h[:n].detach())
+        loss = self.criterion(global_scores, local_scores, self.gather)
+        return StepOutput(loss, h[:n].detach(), h[n : 2 * n].detach())
 
 
 SPEC = MethodSpec(
