@@ -147,21 +147,34 @@ def _score_knn(
     return _Scored(glob, None, scores, scores.copy(), None), bank_rows
 
 
+#: The classifier joins the NG rule only when its out-of-fold balanced accuracy is at least this share of the way from
+#: chance to perfect (0.625 for 2 classes, 0.4 for 5)...
+CLASSIFIER_TRUST = 0.25
+#: ...and it raises the out-of-fold OK/NG balanced accuracy by at least this much.
+MIN_GAIN = 0.05
+
+
 def _decision_rule(
     choice: str, cv: CVReport | None, y: np.ndarray, classes: tuple[str, ...], anomalous: np.ndarray
 ) -> str:
-    """``auto``: add "the classifier picks a defect class" to the NG rule only if that raises the out-of-fold
-    OK/NG balanced accuracy on the labels (a few-shot classifier can be worse than chance at telling good parts)."""
+    """``auto``: add "the classifier picks a defect class" to the NG rule only if the classifier is clearly better
+    than chance (out-of-fold balanced accuracy ``CLASSIFIER_TRUST`` of the way from chance to 1) and adding it raises the out-of-fold
+    OK/NG balanced accuracy on the labels by at least ``MIN_GAIN``.
+
+    Why both: a few-shot classifier at chance calls most parts a defect when most classes are defects, and with
+    5 labels per class a gain of one image is noise; OR-ing such a classifier into the NG rule flags good parts.
+    """
     if choice != "auto":
         return choice
     if cv is None or GOOD not in classes:
         return "anomaly"
     bad = y != classes.index(GOOD)
-    if bad.all() or not bad.any():
+    chance = 1 / len(classes)
+    if bad.all() or not bad.any() or cv.balanced_accuracy < chance + CLASSIFIER_TRUST * (1 - chance):
         return "anomaly"
     by_class = anomalous | (np.asarray(cv.oof_pred) != classes.index(GOOD))
     gain = balanced_accuracy_score(bad, by_class) - balanced_accuracy_score(bad, anomalous)
-    return "anomaly_or_class" if gain > 0 else "anomaly"
+    return "anomaly_or_class" if gain >= MIN_GAIN else "anomaly"
 
 
 def fit_head(

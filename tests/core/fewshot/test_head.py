@@ -17,7 +17,8 @@ from sslinspect.config import FewShotConfig
 from sslinspect.data.cache import build_cache
 from sslinspect.events import CollectingReporter, Log, Progress
 from sslinspect.fewshot.fit import load_head
-from sslinspect.fewshot.head import fit_head
+from sslinspect.fewshot.classifier import CVReport
+from sslinspect.fewshot.head import _decision_rule, fit_head
 from sslinspect.fewshot.patchcore import FeatureNet
 from sslinspect.project import GOOD, Project
 
@@ -148,3 +149,29 @@ def test_set_threshold_is_kept_for_export(trained_project: Path, tmp_path: Path)
     assert run is not None
     assert json.loads((run / "metrics.json").read_text())["threshold_override"]["threshold"] == pytest.approx(0.25)
     project.close()
+
+
+def _cv(pred: list[int], y: np.ndarray) -> CVReport:
+    from sklearn.metrics import balanced_accuracy_score
+
+    bal = float(balanced_accuracy_score(y, pred))
+    return CVReport("logistic", 5, bal, float(np.mean(np.asarray(pred) == y)), [], oof_pred=pred)
+
+
+def test_auto_rule_adds_the_classifier_only_when_it_is_credible() -> None:
+    classes = (GOOD, "scratch", "spot", "crack", "dent")
+    y = np.repeat(np.arange(5), 5)  # 5 labels per class
+    missed = np.zeros(25, bool)  # the anomaly score flags no labelled defect
+    # a classifier that tells good from defects and types most defects: it joins the rule
+    good_pred = [int(c) if i % 5 else (int(c) + 1) % 5 for i, c in enumerate(y)]
+    assert _decision_rule("auto", _cv(good_pred, y), y, classes, missed) == "anomaly_or_class"
+    # a chance-level classifier that calls nearly everything a defect "gains" OK/NG accuracy on 5 good labels by
+    # luck (4 of 5 classes are defects); it must not join the rule
+    rng = np.random.default_rng(0)
+    noise = [int(p) for p in rng.permutation(np.r_[np.zeros(1, int), rng.integers(1, 5, 24)])]
+    noise[:5] = [0, 1, 2, 3, 4]
+    report = _cv(noise, y)
+    assert report.balanced_accuracy < 0.4
+    assert _decision_rule("auto", report, y, classes, missed) == "anomaly"
+    # explicit choices are kept
+    assert _decision_rule("anomaly_or_class", report, y, classes, missed) == "anomaly_or_class"
