@@ -12,6 +12,7 @@ Prints one JSON object: images/s of both and their ratio, the share of step time
 CUDA the FLOPs per image (``torch.utils.flop_counter``) and the share of the peak measured with a bf16 matmul.
 
     python bench/pretrain.py                            # CPU, small: about a minute
+    python bench/pretrain.py --preset cpu-edge          # CPU, MobileNet-v3 (edge PCs)
     python bench/pretrain.py --device cuda --preset r18-128
     python bench/pretrain.py --device cuda --preset r50-224 [--compile]
 """
@@ -60,6 +61,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "image_size": 64,
         "batch_size": 16,
         "steps": 4,
+        "warmup": 2,
+        "rounds": 3,
+        "source": 1024,
+    },
+    # the edge-PC backbone a CPU-only line PC would train: a lighter step, so the data path matters more
+    "cpu-edge": {
+        "backbone": "mobilenet_v3_large",
+        "image_size": 64,
+        "batch_size": 16,
+        "steps": 8,
         "warmup": 2,
         "rounds": 3,
         "source": 1024,
