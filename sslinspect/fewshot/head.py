@@ -158,8 +158,8 @@ def _decision_rule(
     choice: str, cv: CVReport | None, y: np.ndarray, classes: tuple[str, ...], anomalous: np.ndarray
 ) -> str:
     """``auto``: add "the classifier picks a defect class" to the NG rule only if the classifier is clearly better
-    than chance (out-of-fold balanced accuracy ``CLASSIFIER_TRUST`` of the way from chance to 1) and adding it raises the out-of-fold
-    OK/NG balanced accuracy on the labels by at least ``MIN_GAIN``.
+    than chance (out-of-fold balanced accuracy ``CLASSIFIER_TRUST`` of the way from chance to 1) and adding it
+    raises the out-of-fold OK/NG balanced accuracy on the labels by at least ``MIN_GAIN``.
 
     Why both: a few-shot classifier at chance calls most parts a defect when most classes are defects, and with
     5 labels per class a gain of one image is noise; OR-ing such a classifier into the NG rule flags good parts.

@@ -16,8 +16,8 @@ from sslinspect.backbones import build_backbone
 from sslinspect.config import FewShotConfig
 from sslinspect.data.cache import build_cache
 from sslinspect.events import CollectingReporter, Log, Progress
-from sslinspect.fewshot.fit import load_head
 from sslinspect.fewshot.classifier import CVReport
+from sslinspect.fewshot.fit import load_head
 from sslinspect.fewshot.head import _decision_rule, fit_head
 from sslinspect.fewshot.patchcore import FeatureNet
 from sslinspect.project import GOOD, Project
