@@ -161,6 +161,47 @@ def load_analysis(project: Project, run_dir: Path | None = None) -> Analysis | N
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ExportThresholds:
+    """The thresholds the next export bakes into the model, and where they come from."""
+
+    threshold: float
+    review_threshold: float  # equal to ``threshold`` when there is no review band
+    chosen: bool  # picked by the engineer (``set_threshold``), not the calibrated default
+
+    def describe(self) -> str:
+        """One line for the GUI, e.g. ``NG ≥ 0.4200, review ≥ 0.3500 (chosen)``."""
+        text = f"NG ≥ {self.threshold:.4f}"
+        if self.review_threshold < self.threshold:
+            text += f", review ≥ {self.review_threshold:.4f}"
+        return text + (" (chosen)" if self.chosen else " (calibrated)")
+
+
+def export_thresholds(metrics: dict[str, Any]) -> ExportThresholds | None:
+    """What the next export uses, from a few-shot run's ``metrics.json`` (None if it has no threshold)."""
+    chosen = metrics.get("threshold_override")
+    src = chosen if isinstance(chosen, dict) else metrics
+    try:
+        t = float(src["threshold"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    review = src.get("review_threshold")
+    return ExportThresholds(t, t if review is None else float(review), isinstance(chosen, dict))
+
+
+def latest_export_thresholds(project: Project) -> ExportThresholds | None:
+    """The thresholds the next export of ``project`` uses (None before the first few-shot run)."""
+    run_dir = project.latest("fewshot")
+    path = run_dir / "metrics.json" if run_dir is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable ({exc})") from exc
+    return export_thresholds(metrics) if isinstance(metrics, dict) else None
+
+
 # -- orderings ------------------------------------------------------------------------------------------------------
 def nearest(emb: np.ndarray, row: int, k: int | None = None) -> np.ndarray:
     """Rows of ``emb`` by decreasing cosine similarity to row ``row`` (itself first), at most ``k``."""

@@ -31,7 +31,9 @@ from app.widgets.image_grid import ImageGrid
 from app.widgets.progress import Coalescer, show_progress
 from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect.config import ExportConfig
+from sslinspect.errors import SSLInspectError
 from sslinspect.events import Log, Progress
+from sslinspect.gallery import latest_export_thresholds
 
 PASS, FAIL = "#2e7d32", "#c62828"
 
@@ -69,10 +71,14 @@ class ExportPage(Page):
         self.progress.setVisible(False)
         self.status_label = QLabel("Not exported yet.")
         self.status_label.setWordWrap(True)
+        self.bake = QLabel("—")
+        self.bake.setWordWrap(True)
+        self.bake.setToolTip("Pick and store another threshold on the Train page (Anomaly score tab, 'Use for export')")
         box = QGroupBox("Model file")
         bl = QFormLayout(box)
         bl.addRow("Save as:", out_row)
         bl.addRow(self.form)
+        bl.addRow("Thresholds:", self.bake)
         bl.addRow(self.export_button)
         bl.addRow(self.progress)
         bl.addRow(self.status_label)
@@ -153,12 +159,18 @@ class ExportPage(Page):
             default = st.export if st is not None and st.export else p.root / "exports" / "model" / "model.onnx"
             self.out.setText(str(default))
             self._out_root = p.root
+        stored = None
+        if p is not None:
+            try:
+                stored = latest_export_thresholds(p)
+            except SSLInspectError as exc:
+                self.controller.message.emit("WARNING", str(exc))
+        self.bake.setText(f"{stored.describe()}, baked into the model as the default" if stored else "—")
         self.threshold_choice.clear()
         self.threshold_choice.addItem("built into the model", None)
-        if self.controller.threshold is not None:
-            self.threshold_choice.addItem(
-                f"chosen on the Train page ({self.controller.threshold:.4f})", self.controller.threshold
-            )
+        t = self.controller.threshold
+        if t is not None and not (stored is not None and abs(stored.threshold - t) < 1e-9):
+            self.threshold_choice.addItem(f"moved on the Train page, not stored ({t:.4f})", t)
             self.threshold_choice.setCurrentIndex(1)
         self.show_sidecar()
         self._update_buttons()

@@ -33,6 +33,7 @@ from app.jobs import Job
 from app.pages.base import Page
 from app.pages.images_page import image_source
 from app.widgets.config_form import ConfigForm
+from app.widgets.export_threshold import ExportThresholdBox
 from app.widgets.image_grid import ImageGrid
 from app.widgets.label_keys import install_label_keys
 from app.widgets.metric_plot import MetricPlot
@@ -157,6 +158,7 @@ class TrainPage(Page):
         self.reset_button.clicked.connect(self._on_reset_clicked)
         self.effect = QLabel()
         self.effect.setWordWrap(True)
+        self.export_box = ExportThresholdBox(controller, lambda: self.spin.value() if self.analysis else None)
         trow = QHBoxLayout()
         trow.addWidget(QLabel("Threshold:"))
         trow.addWidget(self.slider, 1)
@@ -166,11 +168,12 @@ class TrainPage(Page):
         al = QGridLayout(anom)
         al.addLayout(trow, 0, 0, 1, 2)
         al.addWidget(self.effect, 1, 0, 1, 2)
-        al.addWidget(self.hist, 2, 0, 1, 2)
-        al.addWidget(self.roc, 3, 0)
-        al.addWidget(self.pr, 3, 1)
-        al.setRowStretch(2, 1)
+        al.addWidget(self.export_box, 2, 0, 1, 2)
+        al.addWidget(self.hist, 3, 0, 1, 2)
+        al.addWidget(self.roc, 4, 0)
+        al.addWidget(self.pr, 4, 1)
         al.setRowStretch(3, 1)
+        al.setRowStretch(4, 1)
 
         # uncertain tab
         self.provider = ThumbnailProvider(size=2 * max(96, 6 * self.fontMetrics().height()), parent=self)
@@ -250,6 +253,7 @@ class TrainPage(Page):
         if self.analysis is None or p is None:
             for lab in self.values.values():
                 lab.setText("—")
+            self.export_box.show_stored(None)
             self.confusion.clear()
             self.per_class.setRowCount(0)
             self.uncertain.set_keys([])
@@ -346,7 +350,9 @@ class TrainPage(Page):
             self.pr.set_curve("PR", c.tpr, c.precision)
             self.roc.set_range((0, 1), (0, 1))
             self.pr.set_range((0, 1), (0, 1))
-        self.set_threshold(self.controller.threshold or a.threshold)
+        stored = self.export_box.show_stored(a.metrics)
+        start = stored.threshold if stored is not None and stored.chosen else a.threshold
+        self.set_threshold(self.controller.threshold or start)
 
     def _show_uncertain(self, a: api.Analysis) -> None:
         unlabelled = np.array([x is None for x in self._labels])

@@ -1,0 +1,78 @@
+"""The threshold picked on the Train page reaches the exported model: stored in the real trained head, shown on the
+Train and Export pages after reopening, baked into a real ONNX export as the default of its threshold inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from sslinspect import api
+from sslinspect.export.onnx import METADATA_KEY
+
+pytestmark = pytest.mark.gui
+
+
+def _threshold_defaults(model: Path) -> dict[str, float]:
+    """The defaults of the model's threshold inputs, read back by ONNX Runtime (run without feeding them)."""
+    import onnx
+
+    graph = onnx.load(str(model)).graph
+    return {i.name: float(onnx.numpy_helper.to_array(i)[0]) for i in graph.initializer if "threshold" in i.name}
+
+
+def test_threshold_used_for_export_is_stored_shown_and_baked_in(
+    window: Any, controller: Any, trained_project: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "p.sslproj"
+    shutil.copytree(trained_project, root)
+    assert controller.open_project(root)
+    assert window.go_to(4)
+    page = window.pages[4]
+    box = page.export_box
+    assert "(calibrated)" in box.stored.text()
+    calibrated = page.analysis.threshold
+    scores = page.analysis.anomaly
+    chosen = float(np.quantile(scores, 0.5))  # far from the calibrated high percentile
+    review = float(np.quantile(scores, 0.3))
+    assert abs(chosen - calibrated) > 1e-3
+
+    # a review threshold above the NG threshold is refused and nothing is stored
+    page.spin.setValue(chosen)
+    box.review.setValue(chosen + 0.05)
+    assert box.apply() is None and "must not exceed" in box.stored.text()
+    assert "threshold_override" not in json.loads((root / page.analysis.run_dir / "metrics.json").read_text())
+
+    box.review.setValue(review)
+    box.apply_button.click()
+    assert "(chosen)" in box.stored.text() and f"{page.spin.value():.4f}" in box.stored.text()
+    chosen, review = page.spin.value(), box.review.value()
+
+    # reopening the project (a new session) shows the stored choice, not the calibrated default
+    controller.threshold = None
+    assert controller.open_project(root)
+    assert page.spin.value() == pytest.approx(chosen, abs=1e-4)
+    assert box.review.value() == pytest.approx(review, abs=1e-4)
+    assert window.go_to(5)
+    export_page = window.pages[5]
+    assert f"NG ≥ {chosen:.4f}, review ≥ {review:.4f} (chosen)" in export_page.bake.text()
+    assert export_page.threshold_choice.count() == 1  # nothing moved and unstored: only "built into the model"
+
+    # a real export bakes the stored thresholds in (sidecar, metadata and the graph inputs' defaults)
+    project = api.open_project(root)
+    out = tmp_path / "model.onnx"
+    api.export_onnx(project, out)
+    project.close()
+    meta = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))
+    assert meta["threshold"] == pytest.approx(chosen, abs=1e-6)
+    assert meta["review_threshold"] == pytest.approx(review, abs=1e-6)
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    embedded = json.loads(sess.get_modelmeta().custom_metadata_map[METADATA_KEY])
+    assert (embedded["threshold"], embedded["review_threshold"]) == pytest.approx((chosen, review), abs=1e-6)
+    defaults = _threshold_defaults(out)
+    assert sorted(defaults.values()) == pytest.approx(sorted([chosen, review]), abs=1e-6)
