@@ -6,10 +6,12 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtGui import QDesktopServices, QPixmap
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -34,6 +36,7 @@ from sslinspect.config import ExportConfig
 from sslinspect.errors import SSLInspectError
 from sslinspect.events import Log, Progress
 from sslinspect.gallery import latest_export_thresholds
+from sslinspect.infer.output import heatmap_name
 
 PASS, FAIL = "#2e7d32", "#c62828"
 
@@ -116,16 +119,29 @@ class ExportPage(Page):
         self.predictions.grid_model.caption = self._caption
         self.predictions.grid_model.badge = self._badge
         self.predictions.grid_model.tooltip = self._tooltip
+        self.predictions.current_key_changed.connect(self._on_predictions_current_key_changed)
+        self.show_heatmaps = QCheckBox("Show &heatmaps")
+        self.show_heatmaps.setToolTip("Anomaly map over each image, normalised against good parts: calm = normal")
+        self.show_heatmaps.setEnabled(False)
+        self.show_heatmaps.toggled.connect(self._on_show_heatmaps_toggled)
+        self.preview = QLabel()
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview.setAccessibleName("Heatmap of the selected image")
+        self.preview.setVisible(False)
+        self._heatmaps: Path | None = None
+        self._sidecar: dict[str, Any] = {}
         test = QGroupBox("Test on a folder (ONNX Runtime)")
         tl = QVBoxLayout(test)
         trow = QHBoxLayout()
         trow.addWidget(self.test_button)
         trow.addWidget(QLabel("Threshold:"))
         trow.addWidget(self.threshold_choice)
+        trow.addWidget(self.show_heatmaps)
         trow.addStretch(1)
         tl.addLayout(trow)
         tl.addWidget(self.test_summary)
-        tl.addWidget(self.predictions, 1)
+        tl.addWidget(self.predictions, 2)
+        tl.addWidget(self.preview, 1)
         self.add_columns(left, test, (1, 2))
         self._failed: list[str] = []
         self._progress_view: Coalescer[Progress] = Coalescer(self._show_progress, parent=self)
@@ -179,6 +195,7 @@ class ExportPage(Page):
         """Show what the sidecar JSON next to the model says (parity result included)."""
         path = self.model_path()
         side = path.with_suffix(".json")
+        self._sidecar = {}
         if not path.is_file() or not side.is_file():
             for lab in self.values.values():
                 lab.setText("—")
@@ -186,6 +203,7 @@ class ExportPage(Page):
         try:
             meta = json.loads(side.read_text(encoding="utf-8"))
             par = meta["parity"]
+            self._sidecar = meta
         except (OSError, ValueError, KeyError) as exc:
             self.values["file"].setText(f"{side}: unreadable ({exc})")
             return False
@@ -217,6 +235,12 @@ class ExportPage(Page):
         self._test_csv = model.parent / f"test-{Path(folder).name or 'folder'}.csv"
         self._test_csv.unlink(missing_ok=True)  # never show an older result as this test's
         cmd = ["predict", str(model), str(folder), "--out", str(self._test_csv)]
+        self._heatmaps = None
+        if "anomaly_map" in self._sidecar.get("outputs", ()):  # older models have no map to draw
+            self._heatmaps = model.parent / f"test-{Path(folder).name or 'folder'}-heatmaps"
+            for old in self._heatmaps.glob("*.heatmap.png"):  # only this test's overlays are shown
+                old.unlink(missing_ok=True)
+            cmd += ["--heatmaps", str(self._heatmaps)]
         t = self.threshold_choice.currentData()
         if t is not None:
             cmd += ["--threshold", f"{float(t):.6g}"]
@@ -227,6 +251,10 @@ class ExportPage(Page):
         """Show a predict CSV as a grid, most anomalous first."""
         rows = read_predictions(csv_path)
         self._rows = {r["path"]: r for r in rows}
+        has_maps = any(self.heatmap_of(k) is not None for k in list(self._rows)[:1])
+        self.show_heatmaps.setEnabled(has_maps)
+        self.show_heatmaps.setChecked(has_maps)
+        self._on_show_heatmaps_toggled(has_maps)
         self.predictions.set_keys(list(self._rows))
         defects = sum(r.get("is_defect") == "1" for r in rows)
         text = f"{len(rows)} image(s) scored: {defects} flagged as defective. Results: {csv_path}"
@@ -234,7 +262,32 @@ class ExportPage(Page):
             text += f"\n{len(self._failed)} file(s) could not be read: " + "; ".join(self._failed[:3])
         self.test_summary.setText(text)
 
+    def heatmap_of(self, key: object) -> Path | None:
+        """The overlay PNG the test run wrote for prediction ``key`` (None without one)."""
+        if self._heatmaps is None:
+            return None
+        path = self._heatmaps / heatmap_name(str(key))
+        return path if path.is_file() else None
+
     # -- cells and slots ------------------------------------------------------------------------------------------
+    def _on_show_heatmaps_toggled(self, on: bool) -> None:
+        if on:
+            self.provider.set_source(lambda key: self.heatmap_of(key) or Path(str(key)))
+        else:
+            self.provider.set_source(lambda key: Path(str(key)))
+        self.predictions.refresh()
+        self._on_predictions_current_key_changed(self.predictions.current_key())
+
+    def _on_predictions_current_key_changed(self, key: object) -> None:
+        heat = self.heatmap_of(key) if key is not None and self.show_heatmaps.isChecked() else None
+        pix = QPixmap(str(heat)) if heat is not None else QPixmap()
+        self.preview.setVisible(not pix.isNull())
+        if not pix.isNull():
+            side = 16 * self.fontMetrics().height()  # about 256 px at 100 % scaling, grows with the font
+            self.preview.setPixmap(pix.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio))
+            r = self._rows.get(str(key), {})
+            self.preview.setToolTip(f"{key}\nanomaly score {r.get('anomaly_score', '?')}")
+
     def _caption(self, key: object) -> str:
         r = self._rows.get(str(key))
         return f"{r['label']} {float(r['confidence']):.2f}" if r else ""

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -76,3 +77,31 @@ def test_threshold_used_for_export_is_stored_shown_and_baked_in(
     assert (embedded["threshold"], embedded["review_threshold"]) == pytest.approx((chosen, review), abs=1e-6)
     defaults = _threshold_defaults(out)
     assert sorted(defaults.values()) == pytest.approx(sorted([chosen, review]), abs=1e-6)
+
+
+def test_testing_a_folder_shows_heatmap_overlays(
+    window: Any, controller: Any, trained_project: Path, demo_data: Any, tmp_path: Path, qtbot: Any
+) -> None:
+    root = tmp_path / "p.sslproj"
+    shutil.copytree(trained_project, root)
+    assert controller.open_project(root)
+    assert window.go_to(5)
+    page = window.pages[5]
+    assert page.model_path() == root / "exports" / "model" / "model.onnx" and page.show_sidecar()
+    folder = tmp_path / "incoming"
+    shutil.copytree(demo_data.test_dir, folder)
+    with qtbot.waitSignal(controller.job_finished, timeout=120_000) as done:
+        assert page.test_folder(folder) is not None  # a real `python -m sslinspect predict --heatmaps` worker
+    assert done.args[1] == "ok"
+    keys = page.predictions.keys()
+    assert len(keys) == len(list(folder.iterdir())) > 0  # png and tif
+    heat = page.heatmap_of(keys[0])
+    assert heat is not None and heat.parent == page.model_path().parent / "test-incoming-heatmaps"
+    overlay = cv2.imread(str(heat))
+    assert overlay is not None and overlay.shape[:2] == cv2.imread(str(keys[0])).shape[:2]
+    assert page.show_heatmaps.isEnabled() and page.show_heatmaps.isChecked()
+    assert page.provider._path_of(keys[0]) == heat  # the grid shows the overlays
+    page.predictions.select_keys([keys[0]], current=keys[0])
+    assert page.preview.isVisibleTo(page) and not page.preview.pixmap().isNull()
+    page.show_heatmaps.setChecked(False)  # back to the plain images
+    assert page.provider._path_of(keys[0]) == Path(str(keys[0])) and not page.preview.isVisibleTo(page)
