@@ -100,6 +100,7 @@ class TrainPage(Page):
         ):
             lab = QLabel("—")
             lab.setWordWrap(True)
+            lab.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)  # rows grow with long notes
             lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             self.values[key] = lab
             name = QLabel(f"{text}:")
@@ -286,9 +287,17 @@ class TrainPage(Page):
             f"{m.get('labelled', 0)} labels, {m.get('images', 0)} images, memory bank {m.get('bank_size', 0)}"
         )
         dropped = m.get("dropped_classes") or {}
-        v["notes"].setText(
-            "; ".join(f"{c!r} left out ({n} label(s)): label more" for c, n in dropped.items()) or "none"
-        )
+        notes = [f"{c!r} left out ({n} label(s)): label more" for c, n in dropped.items()]
+        if cv and a.classes and cv["balanced_accuracy"] < 1.5 / len(a.classes):
+            notes.append(
+                f"the classifier is near chance ({1 / len(a.classes):.2f}): label more images of each class; "
+                "its defect types are not reliable yet"
+            )
+        if m.get("decision") == "anomaly":
+            notes.append("OK/NG is decided by the anomaly score alone")
+        elif m.get("decision") == "anomaly_or_class":
+            notes.append("NG when the anomaly score is high or the classifier picks a defect class")
+        v["notes"].setText("; ".join(notes) or "none")
 
     def _show_confusion(self, a: api.Analysis) -> None:
         cv = a.metrics.get("cv") or {}

@@ -100,3 +100,16 @@ def test_failed_training_shows_the_error(train_page: Any, controller: Any, fake_
         train_page.train()
     assert errors == ["Training failed: scripted failure"]
     assert train_page.status_label.text() == "Training failed: scripted failure"
+
+
+def test_notes_warn_when_the_classifier_is_near_chance(train_page: Any) -> None:
+    a = train_page.analysis
+    assert "near chance" not in train_page.values["notes"].text()  # 0.75 over 2 classes
+    metrics_path = a.run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    metrics["cv"]["balanced_accuracy"] = 0.55
+    metrics["decision"] = "anomaly"
+    metrics_path.write_text(json.dumps(metrics), encoding="utf-8")
+    train_page.reload()
+    notes = train_page.values["notes"].text()
+    assert "near chance (0.50)" in notes and "anomaly score alone" in notes
