@@ -3,6 +3,7 @@ the latest model's metrics, confusion matrix, ROC/PR curves, threshold, example 
 
 from __future__ import annotations
 
+import csv
 import datetime as _dt
 import hashlib
 import html
@@ -19,7 +20,7 @@ from sslinspect.errors import DataError
 from sslinspect.events import Artifact, Reporter, null_reporter
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fsutil import atomic_write_text, read_json
-from sslinspect.infer.output import overlay
+from sslinspect.heatmaps import RunHeatmaps
 from sslinspect.project import GOOD, Project
 from sslinspect.report.plots import curve_chart, histogram_chart, png_data_uri
 
@@ -131,12 +132,13 @@ def _curves(metrics: dict[str, Any], threshold: float) -> str:
 
 def _examples(project: Project, run_dir: Path, head: InspectionHead, n: int) -> tuple[str, int]:
     """Heatmap cards: labelled defects, the most unusual unlabelled images, and typical good ones."""
-    maps_path, ids_path, scores_path = run_dir / "maps.npy", run_dir / "embedding_ids.npy", run_dir / "scores.csv"
-    if not (maps_path.is_file() and ids_path.is_file() and scores_path.is_file()):
+    heat, scores_path = RunHeatmaps.open(run_dir), run_dir / "scores.csv"
+    if heat is None or not scores_path.is_file():
         return "<p class=muted>No stored anomaly maps in this run (image-level model or a very large project).</p>", 0
-    maps = np.load(maps_path, mmap_mode="r")
-    ids = np.load(ids_path).tolist()
-    scores = np.array([float(r.split(",")[2]) for r in scores_path.read_text(encoding="utf-8").splitlines()[1:]])
+    with scores_path.open(newline="", encoding="utf-8") as fh:  # csv: relpaths may hold commas
+        rows_csv = list(csv.DictReader(fh))
+    ids = [int(r["image_id"]) for r in rows_csv]
+    scores = np.array([float(r["anomaly_score"]) for r in rows_csv])
     labels = project.store.labels()
     cache = build_cache(project, head.input_size)
     row_of = cache.index_of()
@@ -148,15 +150,14 @@ def _examples(project: Project, run_dir: Path, head: InspectionHead, n: int) -> 
     for title, rows in groups:
         cards = []
         for k in rows:
-            if ids[k] not in row_of:
+            if ids[k] not in row_of or not heat.has(ids[k]):
                 continue
-            rgb = np.asarray(cache.images[row_of[ids[k]]])
-            norm = head.anomaly.normalise(np.asarray(maps[k], np.float32))
-            m = cv2.resize(norm, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+            rgb = heat.overlay(ids[k], np.asarray(cache.images[row_of[ids[k]]]))
+            assert rgb is not None
             verdict = "NG" if scores[k] > head.anomaly.threshold else "OK"
             rec = project.store.image(ids[k])
             cards.append(
-                f"<div class=card><img alt='heatmap' src='{png_data_uri(overlay(rgb, m))}'><br>"
+                f"<div class=card><img alt='heatmap' src='{png_data_uri(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))}'><br>"
                 f"{_e(rec.relpath if rec else ids[k])}<br>label: {_e(labels.get(ids[k], '—'))}; score "
                 f"{scores[k]:.4f} <b class={'bad' if verdict == 'NG' else 'ok'}>{verdict}</b></div>"
             )
