@@ -136,6 +136,10 @@ def render(app: QApplication, window: MainWindow, out: Path, only: set[str], suf
             for k, tab in enumerate(("", "-anomaly", "-uncertain")):
                 page.tabs.setCurrentIndex(k)  # type: ignore[attr-defined]
                 shoot(app, window, out, f"{i + 1}-{name}{tab}", suffix)
+            page.heat_check.setChecked(True)  # type: ignore[attr-defined]
+            settle(app, window)
+            shoot(app, window, out, f"{i + 1}-{name}-heatmaps", suffix)
+            page.heat_check.setChecked(False)  # type: ignore[attr-defined]
             page.tabs.setCurrentIndex(0)  # type: ignore[attr-defined]
             continue
         shoot(app, window, out, f"{i + 1}-{name}", suffix)

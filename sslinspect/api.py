@@ -18,6 +18,7 @@ from sslinspect.gallery import Analysis, ProjectStatus
 from sslinspect.gallery import load_analysis as _load_analysis
 from sslinspect.gallery import project_status as _project_status
 from sslinspect.gallery import set_class_color as _set_class_color
+from sslinspect.heatmaps import RunHeatmaps
 from sslinspect.infer.run import PredictResult
 from sslinspect.labels import LabelImportResult
 from sslinspect.labels import import_labels as _import_labels
@@ -367,6 +368,17 @@ def load_analysis(project: Project, run_dir: Path | None = None) -> Analysis | N
         True
     """
     return _load_analysis(project, run_dir)
+
+
+def load_heatmaps(project: Project, run_dir: Path | None = None) -> RunHeatmaps | None:
+    """The held-out anomaly heatmaps stored by the latest (or ``run_dir``'s) few-shot run; None without any.
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> load_heatmaps(create_project(pathlib.Path(tempfile.mkdtemp()) / "p")) is None
+        True
+    """
+    return RunHeatmaps.open(run_dir or project.latest("fewshot"))
 
 
 def set_class_color(project: Project, name: str, color: str) -> None:

@@ -12,6 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QDoubleSpinBox,
     QGridLayout,
     QGroupBox,
@@ -185,6 +186,14 @@ class TrainPage(Page):
         install_label_keys(self.uncertain, controller)
         retrain = QPushButton("Retrain with the new labels")
         retrain.clicked.connect(self.train)
+        self.heat_check = QCheckBox("Show &heatmaps")
+        self.heat_check.setToolTip(
+            "The anomaly map of each image (held out: never compared with itself), on the scale calibrated on good "
+            "parts: unpainted = like good parts, red = at the threshold"
+        )
+        self.heat_check.setEnabled(False)
+        self.heat_check.toggled.connect(self._on_heat_check_toggled)
+        self._heat: api.RunHeatmaps | None = None
         unc = QWidget()
         ul = QVBoxLayout(unc)
         hint = QLabel(
@@ -194,7 +203,11 @@ class TrainPage(Page):
         hint.setWordWrap(True)
         ul.addWidget(hint)
         ul.addWidget(self.uncertain, 1)
-        ul.addWidget(retrain, 0, Qt.AlignmentFlag.AlignRight)
+        brow = QHBoxLayout()
+        brow.addWidget(self.heat_check)
+        brow.addStretch(1)
+        brow.addWidget(retrain)
+        ul.addLayout(brow)
 
         self.tabs = QTabWidget()
         self.tabs.addTab(clf, "Classifier")
@@ -261,6 +274,14 @@ class TrainPage(Page):
             return
         image_source(p, self.provider, self.provider.size)
         a = self.analysis
+        try:
+            self._heat = api.load_heatmaps(p, a.run_dir)
+        except SSLInspectError as exc:
+            self._heat = None
+            self.controller.message.emit("WARNING", f"heatmaps not shown: {exc}")
+        self.heat_check.setEnabled(self._heat is not None)
+        self.heat_check.setToolTip(self.heat_check.toolTip() if self._heat else "This run stored no anomaly maps")
+        self._on_heat_check_toggled(self.heat_check.isChecked())
         self._scores = a.anomaly.astype(np.float64)
         self._label_map = p.store.labels()
         self._labels = label_list(a.ids, self._label_map)
@@ -412,6 +433,16 @@ class TrainPage(Page):
             self.set_threshold(self.analysis.threshold)
 
     # -- cells and slots ------------------------------------------------------------------------------------------
+    def _on_heat_check_toggled(self, on: bool) -> None:
+        heat = self._heat if on else None
+
+        def painted(key: object, rgb: np.ndarray) -> np.ndarray:
+            out = heat.overlay(int(str(key)), rgb) if heat is not None else None
+            return rgb if out is None else out
+
+        self.provider.set_transform(painted if heat is not None else None)
+        self.uncertain.refresh()
+
     def _uncertain_caption(self, key: object) -> str:
         a = self.analysis
         if a is None:

@@ -23,6 +23,7 @@ from sslinspect.imageio import read_image
 
 PathFn = Callable[[Hashable], Path | None]
 ArrayFn = Callable[[Hashable], np.ndarray | None]
+TransformFn = Callable[[Hashable, np.ndarray], np.ndarray]
 
 
 def to_qimage(rgb: np.ndarray, size: int) -> QImage:
@@ -73,6 +74,7 @@ class ThumbnailProvider(QObject):
         self._worker: Any = None
         self._path_of: PathFn = lambda key: Path(str(key))
         self._array_of: ArrayFn = lambda key: None
+        self._transform: TransformFn | None = None
         self._generation = 0
 
     def set_source(self, path_of: PathFn, array_of: ArrayFn | None = None) -> None:
@@ -83,6 +85,16 @@ class ThumbnailProvider(QObject):
             self._generation += 1
         self._path_of = path_of
         self._array_of = array_of or (lambda key: None)
+        self._cache.clear()
+        self._failed.clear()
+
+    def set_transform(self, fn: TransformFn | None) -> None:
+        """Change every image before it is shrunk (e.g. a heatmap overlay; None: as read); clears the cache."""
+        with self._lock:
+            self._queue.clear()
+            self._queued.clear()
+            self._generation += 1
+        self._transform = fn
         self._cache.clear()
         self._failed.clear()
 
@@ -140,6 +152,9 @@ class ThumbnailProvider(QObject):
                 if path is None:
                     return key, None
                 arr, _ = read_image(path)
+            transform = self._transform
+            if transform is not None:
+                arr = transform(key, np.asarray(arr))
             return key, to_qimage(np.asarray(arr), self.size)
         except (ImageReadError, OSError, ValueError, cv2.error):
             return key, None

@@ -105,3 +105,19 @@ def test_testing_a_folder_shows_heatmap_overlays(
     assert page.preview.isVisibleTo(page) and not page.preview.pixmap().isNull()
     page.show_heatmaps.setChecked(False)  # back to the plain images
     assert page.provider._path_of(keys[0]) == Path(str(keys[0])) and not page.preview.isVisibleTo(page)
+
+
+def test_train_page_shows_the_stored_heatmaps(window: Any, controller: Any, trained_project: Path) -> None:
+    assert controller.open_project(trained_project)  # read-only use
+    assert window.go_to(4)
+    page = window.pages[4]
+    assert page.heat_check.isEnabled() and not page.heat_check.isChecked()
+    a = page.analysis
+    hottest = int(a.ids[int(np.argmax(a.anomaly))])
+    plain = page.provider.load_now(hottest)
+    page.heat_check.setChecked(True)
+    painted = page.provider.load_now(hottest)
+    assert plain is not None and painted is not None and plain.size() == painted.size()
+    assert plain != painted  # the most anomalous image is painted
+    page.heat_check.setChecked(False)
+    assert page.provider.load_now(hottest) == plain
