@@ -18,7 +18,6 @@ from sslinspect.gallery import Analysis, ProjectStatus
 from sslinspect.gallery import load_analysis as _load_analysis
 from sslinspect.gallery import project_status as _project_status
 from sslinspect.gallery import set_class_color as _set_class_color
-from sslinspect.heatmaps import RunHeatmaps
 from sslinspect.infer.run import PredictResult
 from sslinspect.labels import LabelImportResult
 from sslinspect.labels import import_labels as _import_labels
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
     from sslinspect.export.onnx import ExportResult
     from sslinspect.fewshot.fit import FewShotResult
     from sslinspect.fewshot.model import InspectionHead
+    from sslinspect.heatmaps import RunHeatmaps
     from sslinspect.infer.watch import WatchResult
     from sslinspect.report.html import ReportResult
     from sslinspect.train.pretrain import PretrainResult
@@ -378,6 +378,8 @@ def load_heatmaps(project: Project, run_dir: Path | None = None) -> RunHeatmaps 
         >>> load_heatmaps(create_project(pathlib.Path(tempfile.mkdtemp()) / "p")) is None
         True
     """
+    from sslinspect.heatmaps import RunHeatmaps  # reads the head: scikit-learn, which the line-side install lacks
+
     return RunHeatmaps.open(run_dir or project.latest("fewshot"))
 
 

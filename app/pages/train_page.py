@@ -45,6 +45,7 @@ from sslinspect.config import FewShotConfig
 from sslinspect.errors import DataError, SSLInspectError
 from sslinspect.events import Progress
 from sslinspect.gallery import Curves, label_list, score_curves, threshold_effect
+from sslinspect.heatmaps import RunHeatmaps
 from sslinspect.project import GOOD
 
 UNCERTAIN = 40
@@ -193,7 +194,7 @@ class TrainPage(Page):
         )
         self.heat_check.setEnabled(False)
         self.heat_check.toggled.connect(self._on_heat_check_toggled)
-        self._heat: api.RunHeatmaps | None = None
+        self._heat: RunHeatmaps | None = None
         unc = QWidget()
         ul = QVBoxLayout(unc)
         hint = QLabel(
