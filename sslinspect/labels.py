@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sslinspect.errors import DataError, ProjectError
+from sslinspect.imageio import IMAGE_EXTENSIONS
 from sslinspect.project import Project, check_class_name
 
 MAX_CSV_BYTES = 64 * 2**20
@@ -54,13 +55,15 @@ def _delimiter(text: str) -> str:
     """
     head = "\n".join(text[: 1 << 16].splitlines()[:50])
 
-    def score(delim: str) -> tuple[int, int]:
+    def score(delim: str) -> tuple[int, int, int]:
         rows = [r for r in csv.reader(io.StringIO(head, newline=""), delimiter=delim) if any(c.strip() for c in r)]
         widths = [len(r) for r in rows]
         multi = sum(w >= 2 for w in widths)
-        return multi, max((widths.count(w) for w in set(widths) if w >= 2), default=0)
+        # a tie (e.g. `a,b.png;good` without a header) goes to the split whose first column names image files
+        paths = sum(Path(r[0].strip()).suffix.lower() in IMAGE_EXTENSIONS for r in rows if len(r) >= 2)
+        return multi, max((widths.count(w) for w in set(widths) if w >= 2), default=0), paths
 
-    return max((",", ";", "\t"), key=score)  # ties go to the first: comma
+    return max((",", ";", "\t"), key=score)  # remaining ties go to the first: comma
 
 
 def read_label_rows(path: Path) -> tuple[list[tuple[int, str, str]], list[str]]:

@@ -143,6 +143,12 @@ def test_unreadable_label_files(tmp_path: Path, project: Project) -> None:
         import_labels(project, undecodable)
 
 
+def test_ambiguous_delimiter_goes_to_the_split_that_names_image_files(tmp_path: Path, project: Project) -> None:
+    # no header; `,` and `;` both split every row in two: only `;` leaves image file names in the first column
+    rows, problems = read_label_rows(_csv(tmp_path, "a,b.png;good\nc,d.png;scratch\n"))
+    assert problems == [] and [(p, lab) for _, p, lab in rows] == [("a,b.png", "good"), ("c,d.png", "scratch")]
+
+
 def test_huge_label_file_is_refused_before_reading(tmp_path: Path, project: Project) -> None:
     huge = tmp_path / "images" / "huge.csv"
     with huge.open("wb") as fh:  # sparse: 100 MB on paper, nothing on disk
@@ -180,6 +186,8 @@ def test_written_csv_reads_back_exactly(
 ) -> None:
     """Whatever a spreadsheet writes with the csv module's quoting rules comes back as the same (path, label) rows."""
     assume(rows[0][0].lower() not in labels_mod._PATH_HEADERS or rows[0][1].lower() not in labels_mod._LABEL_HEADERS)
+    if not header:  # `0;,0` alone is `0;` + `0` as much as `0` + `,0`: only the header could tell
+        assume(not any(d in c for r in rows for c in r for d in ",;\t" if d != delimiter))
     buf = io.StringIO(newline="")
     writer = csv.writer(buf, delimiter=delimiter, lineterminator="\r\n" if crlf else "\n")
     if header:
