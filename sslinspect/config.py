@@ -16,7 +16,7 @@ from sslinspect.errors import ConfigError
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "int8")
 CLASSIFIERS = ("auto", "prototype", "logistic")
-ANOMALY_MODELS = ("auto", "patch", "knn")
+ANOMALY_MODELS = ("auto", "segment", "patch", "knn")
 DESCRIPTORS = ("global", "defect")
 DECISIONS = ("auto", "anomaly", "anomaly_or_class")
 EXPORT_FORMATS = ("onnx", "triton")
@@ -198,6 +198,13 @@ class PretrainConfig:
     teacher_temp: float = _f(
         0.07, "Teacher temperature", "DINO's teacher softmax temperature after warm-up from 0.04.", min=0.01, max=1.0
     )
+    crop_size: int = _f(
+        0,
+        "Crop size (px)",
+        "Synthetic defects: training crops cut from the frames at native scale (0 = half the frame, ≥ 64 px).",
+        min=0,
+        max=4096,
+    )
     mask_ratio: float = _f(0.75, "Mask ratio", "Share of patches MAE hides from the encoder.", min=0.1, max=0.95)
     clusters: int = _f(
         100,
@@ -245,8 +252,9 @@ class FewShotConfig:
     anomaly: str = _f(
         "auto",
         "Anomaly model",
-        "patch: memory bank of patch features with heatmaps (CNN backbones); knn: image-level k-NN; "
-        "auto: patch when the backbone has feature maps.",
+        "segment: the defect-aware map of a synthdefect pretraining run; patch: memory bank of patch features with "
+        "heatmaps (CNN backbones); knn: image-level k-NN; auto: segment when the run has a defect decoder, else "
+        "patch when the backbone has feature maps.",
         choices=ANOMALY_MODELS,
     )
     tiles: int = _f(

@@ -13,6 +13,8 @@ from torch import nn
 
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.patchcore import MAP_SIGMA, FeatureNet, defect_descriptor, gaussian_kernel, score_patches
+from sslinspect.fewshot.segmap import SegmentationNet
+from sslinspect.model.segnet import SegDecoder
 
 INPUT_NAMES = ("images", "threshold", "review_threshold")
 OUTPUT_NAMES = ("probabilities", "anomaly_score", "is_defect", "anomaly_map", "decision")
@@ -28,11 +30,22 @@ class InferenceModule(nn.Module):
     - ``decision (N,) int64``: 0 OK, 1 review, 2 NG.
     """
 
-    def __init__(self, backbone: nn.Module, head: InspectionHead) -> None:
-        """Bake ``head``'s classifier, memory bank and normalisation into the module as buffers."""
+    def __init__(self, backbone: nn.Module, head: InspectionHead, decoder: SegDecoder | None = None) -> None:
+        """Bake ``head``'s classifier, memory bank and normalisation into the module as buffers.
+
+        Raises:
+            ValueError: for a ``segment`` head without its ``decoder``.
+        """
         super().__init__()
-        self.net = FeatureNet(backbone, head.image_size, head.tiles)
         a = head.anomaly
+        self.segment = a.kind == "segment"
+        if self.segment and decoder is None:
+            raise ValueError("a segment head needs the trained decoder of its pretraining run")
+        self.net: nn.Module = (
+            SegmentationNet(backbone, decoder, head.input_size)
+            if self.segment and decoder is not None
+            else FeatureNet(backbone, head.image_size, head.tiles)
+        )
         self.weight: torch.Tensor
         self.bias: torch.Tensor
         self.bank: torch.Tensor
@@ -54,7 +67,11 @@ class InferenceModule(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Run preprocessing, backbone, anomaly model and classifier on a batch."""
         g, p = self.net(images)
-        if self.patch:
+        if self.segment:  # p is the raw defect map already
+            raw = p
+            anomaly_score = raw.amax((1, 2))
+            x = g
+        elif self.patch:
             raw, idx = score_patches(p, self.bank, self.kernel)
             anomaly_score = raw.amax((1, 2))
             x = defect_descriptor(g, p, raw, self.bank, idx) if self.defect_descriptor else g

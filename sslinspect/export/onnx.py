@@ -36,6 +36,7 @@ from sslinspect.export.triton import write_triton_repository
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fsutil import atomic_write_json
 from sslinspect.infer.onnx_predictor import METADATA_KEY, SUPPORTED_FORMAT, open_session
+from sslinspect.model.segnet import SegDecoder
 from sslinspect.preprocess import MEAN, STD
 from sslinspect.project import GOOD
 from sslinspect.train.runtime import versions
@@ -228,8 +229,11 @@ def export_model(
     force: bool = False,
     report: Reporter = null_reporter,
     cancel: CancelToken = NEVER,
+    decoder: SegDecoder | None = None,
 ) -> ExportResult:
     """Export, check and write ``out`` (plus the sidecar; or a Triton repository at ``out``) atomically.
+
+    ``decoder`` is the trained segmentation decoder a ``segment`` head needs (None for the other kinds).
 
     Raises:
         ExportError: if the exporter, the checker, the parity check or (unless ``force``) the FP16/INT8 accuracy
@@ -239,7 +243,8 @@ def export_model(
     t0 = time.monotonic()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    module = InferenceModule(backbone.cpu().eval(), head).eval()
+    module = InferenceModule(backbone.cpu().eval(), head, decoder.cpu().eval() if decoder is not None else None)
+    module.eval()
     metadata = model_metadata(head, cfg, provenance)
     steps = 4 if cfg.precision == "fp32" else 5
     tmpdir = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))

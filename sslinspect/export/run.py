@@ -12,6 +12,7 @@ from sslinspect.data.cache import build_cache
 from sslinspect.events import Reporter, null_reporter
 from sslinspect.export.onnx import ExportInputs, ExportResult, export_model
 from sslinspect.fewshot.fit import load_head
+from sslinspect.fewshot.segmap import decoder_from_checkpoint
 from sslinspect.project import Project
 from sslinspect.train.checkpoint import build_backbone_from_checkpoint, load_checkpoint
 
@@ -85,7 +86,16 @@ def run_export(
     }
     inputs = ExportInputs(np.asarray(cache.images[rows]), calib, check, check_labels)
     result = export_model(
-        backbone, head, inputs, out, cfg, provenance=provenance, force=force, report=report, cancel=cancel
+        backbone,
+        head,
+        inputs,
+        out,
+        cfg,
+        provenance=provenance,
+        force=force,
+        report=report,
+        cancel=cancel,
+        decoder=decoder_from_checkpoint(ckpt, backbone) if head.anomaly.kind == "segment" else None,
     )
     project.set_latest("export", Path(result.path))
     return result

@@ -4,6 +4,8 @@ Two kinds share one description:
 
 - ``patch``: PatchCore-style bank of patch features (see :mod:`sslinspect.fewshot.patchcore`); the image score is
   the largest smoothed nearest-neighbour distance of its patches, and the map is the per-patch distance.
+- ``segment``: the defect-aware segmentation map (:mod:`sslinspect.fewshot.segmap`); the image score is the
+  map's maximum; no bank (the decoder's weights travel with the pretraining checkpoint).
 - ``knn``: mean cosine distance of an image's global embedding to its k nearest neighbours in a bank of
   (presumed good) images; used for backbones without intermediate feature maps. Its map is uniform.
 
@@ -18,14 +20,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ANOMALY_KINDS = ("patch", "knn")
+ANOMALY_KINDS = ("patch", "knn", "segment")
 
 
 @dataclass(frozen=True, slots=True)
 class AnomalyModel:
     """A memory bank, how it scores, the decision thresholds and the map normalisation."""
 
-    kind: str  # "patch" | "knn"
+    kind: str  # "patch" | "knn" | "segment"
     bank: np.ndarray  # (M, D) float32, rows L2-normalised
     k: int  # neighbours averaged (knn); 1 for patch
     threshold: float  # score above this → NG

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from sslinspect.cancel import NEVER, CancelToken
 from sslinspect.config import FewShotConfig
@@ -73,7 +74,7 @@ def estimate_memory(
 
 
 def iter_features(
-    net: FeatureNet,
+    net: nn.Module,
     images: np.ndarray,
     rows: np.ndarray,
     *,
@@ -84,6 +85,9 @@ def iter_features(
     cancel: CancelToken = NEVER,
 ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
     """Yield ``(rows, global, patches)`` batch by batch for ``images[rows]`` (uint8 NHWC; a memory map is fine).
+
+    ``net`` maps a uint8 batch to a pair of tensors: a :class:`FeatureNet` (global, patch features) or a
+    :class:`~sslinspect.fewshot.segmap.SegmentationNet` (global, raw defect map).
 
     Raises:
         Cancelled: when ``cancel`` fires between batches.

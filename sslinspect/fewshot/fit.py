@@ -21,6 +21,7 @@ from sslinspect.fewshot.anomaly import histogram
 from sslinspect.fewshot.head import HeadFit, fit_head
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.patchcore import FeatureNet
+from sslinspect.fewshot.segmap import SegmentationNet, decoder_from_checkpoint, has_decoder
 from sslinspect.fsutil import atomic_path, atomic_write_json, read_json
 from sslinspect.project import GOOD, Project
 from sslinspect.runs import open_run
@@ -69,7 +70,7 @@ def run_fit(
     run_dir = project.new_run_dir("fewshot", str(ckpt["method"]))
     config = {"train": to_dict(cfg), "checkpoint": project.relative(ckpt_path), "versions": versions()}
     with open_run("fewshot", run_dir, config, report=report) as run:
-        net = FeatureNet(build_backbone_from_checkpoint(ckpt), image_size, cfg.tiles)
+        net = _feature_net(ckpt, image_size, cfg, run.report)
         cache = build_cache(project, net.input_size, report=run.report, cancel=cancel)
         ids = np.array(cache.ids, dtype=np.int64)
         label_map = project.store.labels()
@@ -128,6 +129,19 @@ def run_fit(
         memory_estimate_mb=fitted.estimate.peak_mb if fitted.estimate else None,
         suspected_defects=len(fitted.suspected),
     )
+
+
+def _feature_net(
+    ckpt: dict[str, Any], image_size: int, cfg: FewShotConfig, report: Reporter
+) -> FeatureNet | SegmentationNet:
+    """The defect-aware segmentation net when the run trained a decoder (and the config allows it), else the
+    patch/global feature net. The segmentation net sees the whole frame at the pretraining size: no tiles."""
+    backbone = build_backbone_from_checkpoint(ckpt)
+    if has_decoder(ckpt) and cfg.anomaly in ("auto", "segment"):
+        if cfg.tiles != 1:
+            report(Log(level="INFO", message="the defect-aware map runs on the whole frame: tiles ignored"))
+        return SegmentationNet(backbone, decoder_from_checkpoint(ckpt, backbone), image_size)
+    return FeatureNet(backbone, image_size, cfg.tiles)
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:

@@ -18,6 +18,7 @@ from sslinspect.fewshot.bank import MemoryEstimate, PatchBank, build_bank, estim
 from sslinspect.fewshot.classifier import CVReport, LinearHead, select_classifier
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.patchcore import MAP_SIGMA, FeatureNet, defect_descriptor, gaussian_kernel, score_patches
+from sslinspect.fewshot.segmap import SegmentationNet
 from sslinspect.project import GOOD
 
 #: Keep every held-out map in memory (for the report and the GUI) below this many map cells.
@@ -177,8 +178,145 @@ def _decision_rule(
     return "anomaly_or_class" if gain >= MIN_GAIN else "anomaly"
 
 
+@dataclass(slots=True)
+class _AnomalyFit:
+    """What the anomaly step leaves for calibration: scores, the bank, and rows kept out as suspected defects."""
+
+    kind: str
+    scored: _Scored
+    bank: np.ndarray
+    suspected: np.ndarray
+    estimate: MemoryEstimate | None = None
+
+
+def _score_segment(
+    net: SegmentationNet,
+    images: np.ndarray,
+    cfg: FewShotConfig,
+    device: torch.device,
+    report: Reporter,
+    cancel: CancelToken,
+) -> _Scored:
+    """Maps, scores and global features of every image from the defect-aware segmentation model."""
+    n = len(images)
+    out = _Scored(np.empty((0, 0), np.float32), None, np.empty(n, np.float32), np.empty(n, np.float32), None)
+    for rows, g, raw in iter_features(
+        net, images, np.arange(n), device=device, batch_size=cfg.batch_size, stage="score", report=report, cancel=cancel
+    ):
+        if not out.glob.size:
+            out.glob = np.empty((n, g.shape[1]), np.float32)
+            if n * raw.shape[1] * raw.shape[2] <= MAX_KEPT_MAP_CELLS:
+                out.maps = np.empty((n, *raw.shape[1:]), np.float16)
+        out.glob[rows] = g.cpu().numpy()
+        out.scores[rows] = raw.amax((1, 2)).cpu().numpy()
+        out.medians[rows] = raw.flatten(1).median(1).values.cpu().numpy()
+        if out.maps is not None:
+            out.maps[rows] = raw.cpu().numpy().astype(np.float16)
+    return out
+
+
+def _anomaly_kind(net: FeatureNet | SegmentationNet, cfg: FewShotConfig, report: Reporter) -> str:
+    """The anomaly model to fit: the segmentation map when the backbone was trained with one, else as configured."""
+    if isinstance(net, SegmentationNet):
+        return "segment"
+    kind = "patch" if cfg.anomaly in ("auto", "segment") else cfg.anomaly
+    if cfg.anomaly == "segment":
+        report(Log(level="WARNING", message="no defect-aware decoder in this pretraining run: using the patch model"))
+    if kind == "patch" and not net.maps:
+        report(
+            Log(
+                level="WARNING",
+                message="this backbone has no feature maps: anomaly score from the image-level k-NN, without "
+                "localisation (heatmaps are uniform)",
+            )
+        )
+        kind = "knn"
+    return kind
+
+
+def _suspect_by_score(scores: np.ndarray, pool: np.ndarray, unlabelled: np.ndarray, share: float) -> np.ndarray:
+    """The ``share`` most unusual unlabelled images of ``pool`` (kept out of the calibration)."""
+    candidates = pool[unlabelled[pool]]
+    n_out = round(share * len(candidates))
+    if n_out <= 0:
+        return np.zeros(0, np.int64)
+    order = np.argsort(-scores[candidates], kind="stable")
+    return np.sort(candidates[order[:n_out]])
+
+
+def _fit_anomaly(
+    net: FeatureNet | SegmentationNet,
+    images: np.ndarray,
+    pool: np.ndarray,
+    unlabelled: np.ndarray,
+    cfg: FewShotConfig,
+    device: torch.device,
+    report: Reporter,
+    cancel: CancelToken,
+) -> _AnomalyFit:
+    """Step 1: the anomaly model (segmentation map, patch bank or image k-NN) and held-out scores of every image."""
+    kind = _anomaly_kind(net, cfg, report)
+    if isinstance(net, SegmentationNet):
+        scored = _score_segment(net, images, cfg, device, report, cancel)
+        suspected = _suspect_by_score(scored.scores, pool, unlabelled, cfg.contamination)
+        return _AnomalyFit(kind, scored, np.zeros((0, scored.glob.shape[1]), np.float32), suspected)
+    if kind == "patch":
+        with torch.no_grad():
+            _, probe = net(torch.zeros((1, net.input_size, net.input_size, 3), dtype=torch.uint8, device=device))
+        estimate = estimate_memory(len(pool), probe.shape[2] * probe.shape[3], probe.shape[1], cfg, device.type)
+        report(Log(level="INFO", message=estimate.message()))
+        bank = build_bank(net, images, pool, unlabelled, cfg, estimate, device=device, report=report, cancel=cancel)
+        scored = _score_patch(net, images, bank, cfg.descriptor == "defect", cfg, device, report, cancel)
+        return _AnomalyFit(kind, scored, bank.bank.cpu().numpy().astype(np.float32), bank.suspected, estimate)
+    scored, bank_rows = _score_knn(net, images, pool, cfg, device, report, cancel)
+    return _AnomalyFit(kind, scored, scored.glob[bank_rows], np.zeros(0, np.int64))
+
+
+def _calibrate(fit: _AnomalyFit, pool: np.ndarray, cfg: FewShotConfig) -> tuple[AnomalyModel, np.ndarray]:
+    """Step 2: thresholds and map normalisation from held-out scores of presumed-good images."""
+    calibration = np.setdiff1d(pool, fit.suspected)
+    scores = fit.scored.scores[calibration]
+    threshold = calibrate_threshold(scores, cfg.threshold_percentile)
+    review = calibrate_threshold(scores, cfg.review_percentile) if cfg.review_percentile else threshold
+    low = float(np.median(fit.scored.medians[calibration]))
+    anomaly = AnomalyModel(
+        kind=fit.kind,
+        bank=np.ascontiguousarray(fit.bank),
+        k=cfg.knn_k if fit.kind == "knn" else 1,
+        threshold=threshold,
+        review_threshold=min(review, threshold),
+        map_low=low,
+        map_high=max(threshold, low + 1e-6),
+    )
+    return anomaly, calibration
+
+
+def _fit_classifier(
+    x: np.ndarray, labels: list[str | None], classes: tuple[str, ...], counts: dict[str, int], cfg: FewShotConfig
+) -> tuple[LinearHead, CVReport | None, dict[str, float], np.ndarray, np.ndarray]:
+    """Step 3: the few-shot classifier on the labelled rows of ``x`` (chosen by cross-validation)."""
+    lab_idx = np.array([i for i, lab in enumerate(labels) if lab in classes and lab in counts], dtype=np.int64)
+    y = np.array([classes.index(str(labels[i])) for i in lab_idx], dtype=np.int64)
+    if len(set(y.tolist())) >= 2:
+        clf, cv, candidates = select_classifier(cfg.classifier, x[lab_idx], y, classes, cfg.cv_folds, cfg.seed)
+        return clf, cv, candidates, lab_idx, y
+    # only "good" (or nothing) labelled: the anomaly score does the work
+    weight = np.zeros((len(classes), x.shape[1]), np.float32)
+    return LinearHead("constant", classes, weight, np.zeros(len(classes), np.float32)), None, {}, lab_idx, y
+
+
+def _measure(labels: list[str | None], scores: np.ndarray) -> tuple[float | None, dict[str, dict[str, list[float]]]]:
+    """Step 4: held-out anomaly AUROC and ROC/PR curves on the labels (good vs any defect)."""
+    is_good = np.array([lab == GOOD for lab in labels])
+    is_defect = np.array([lab is not None and lab != GOOD for lab in labels])
+    if not (is_good.any() and is_defect.any()):
+        return None, {}
+    sel = is_good | is_defect
+    return float(roc_auc_score(is_defect[sel], scores[sel])), score_curves(is_defect[sel], scores[sel])
+
+
 def fit_head(
-    net: FeatureNet,
+    net: FeatureNet | SegmentationNet,
     images: np.ndarray,
     labels: list[str | None],
     cfg: FewShotConfig,
@@ -190,7 +328,7 @@ def fit_head(
     """Fit anomaly model, thresholds and classifier on ``images`` (uint8, ``net.input_size`` square).
 
     Args:
-        net: Feature extractor around the pretrained backbone (moved to ``device``).
+        net: Feature extractor around the pretrained backbone, or the defect-aware segmentation net (on ``device``).
         images: Every project image; ``labels[i]`` is None for unlabelled rows.
         cfg: Head settings.
         device: Where features are computed.
@@ -210,75 +348,27 @@ def fit_head(
         raise DataError(
             f"the anomaly model needs at least {max(cfg.knn_k + 1, 4)} images that are not labelled defects"
         )
-    kind = "patch" if cfg.anomaly == "auto" else cfg.anomaly
-    if kind == "patch" and not net.maps:
-        report(
-            Log(
-                level="WARNING",
-                message="this backbone has no feature maps: anomaly score from the image-level k-NN, without "
-                "localisation (heatmaps are uniform)",
-            )
-        )
-        kind = "knn"
-    estimate: MemoryEstimate | None = None
-    suspected = np.zeros(0, np.int64)
-    if kind == "patch":
-        with torch.no_grad():
-            _, probe = net(torch.zeros((1, net.input_size, net.input_size, 3), dtype=torch.uint8, device=device))
-        estimate = estimate_memory(len(pool), probe.shape[2] * probe.shape[3], probe.shape[1], cfg, device.type)
-        report(Log(level="INFO", message=estimate.message()))
-        bank = build_bank(net, images, pool, unlabelled, cfg, estimate, device=device, report=report, cancel=cancel)
-        suspected = bank.suspected
-        scored = _score_patch(net, images, bank, cfg.descriptor == "defect", cfg, device, report, cancel)
-        bank_np = bank.bank.cpu().numpy().astype(np.float32)
-    else:
-        scored, bank_rows = _score_knn(net, images, pool, cfg, device, report, cancel)
-        bank_np = scored.glob[bank_rows]
-    if suspected.size:
+    fit = _fit_anomaly(net, images, pool, unlabelled, cfg, device, report, cancel)
+    if fit.suspected.size:
         report(
             Log(
                 level="INFO",
-                message=f"{len(suspected)} unusual unlabelled image(s) kept out of the memory bank and calibration "
+                message=f"{len(fit.suspected)} unusual unlabelled image(s) kept out of the memory bank and calibration "
                 f"(expected defect share {cfg.contamination:g}); label some of them to check",
             )
         )
-    calibration = np.setdiff1d(pool, suspected)
-    threshold = calibrate_threshold(scored.scores[calibration], cfg.threshold_percentile)
-    review = (
-        calibrate_threshold(scored.scores[calibration], cfg.review_percentile) if cfg.review_percentile else threshold
-    )
-    low = float(np.median(scored.medians[calibration]))
-    anomaly = AnomalyModel(
-        kind=kind,
-        bank=np.ascontiguousarray(bank_np),
-        k=cfg.knn_k if kind == "knn" else 1,
-        threshold=threshold,
-        review_threshold=min(review, threshold),
-        map_low=low,
-        map_high=max(threshold, low + 1e-6),
-    )
+    anomaly, calibration = _calibrate(fit, pool, cfg)
+    scored = fit.scored
     descriptor = cfg.descriptor if scored.desc is not None else "global"
     if descriptor != cfg.descriptor:
         report(Log(level="WARNING", message="the defect descriptor needs the patch model: using global features"))
     x = scored.desc if scored.desc is not None else scored.glob
-    lab_idx = np.array([i for i, lab in enumerate(labels) if lab in classes and lab in counts], dtype=np.int64)
-    y = np.array([classes.index(str(labels[i])) for i in lab_idx], dtype=np.int64)
-    cv: CVReport | None = None
-    candidates: dict[str, float] = {}
-    if len(set(y.tolist())) >= 2:
-        clf, cv, candidates = select_classifier(cfg.classifier, x[lab_idx], y, classes, cfg.cv_folds, cfg.seed)
-    else:  # only "good" (or nothing) labelled: the anomaly score does the work
-        clf = LinearHead(
-            "constant", classes, np.zeros((len(classes), x.shape[1]), np.float32), np.zeros(len(classes), np.float32)
-        )
-    auroc, curves = None, {}
-    is_good = np.array([lab == GOOD for lab in labels])
-    if is_good.any() and is_defect.any():
-        sel = is_good | is_defect
-        auroc = float(roc_auc_score(is_defect[sel], scored.scores[sel]))
-        curves = score_curves(is_defect[sel], scored.scores[sel])
-    decision = _decision_rule(cfg.decision, cv, y, classes, scored.scores[lab_idx] > threshold)
-    head = InspectionHead(clf, anomaly, net.tile_size, tiles=net.tiles, descriptor=descriptor, decision=decision)
+    clf, cv, candidates, lab_idx, y = _fit_classifier(x, labels, classes, counts, cfg)
+    auroc, curves = _measure(labels, scored.scores)
+    decision = _decision_rule(cfg.decision, cv, y, classes, scored.scores[lab_idx] > anomaly.threshold)
+    tiles = getattr(net, "tiles", 1)
+    tile_size = net.input_size // tiles
+    head = InspectionHead(clf, anomaly, tile_size, tiles=tiles, descriptor=descriptor, decision=decision)
     return HeadFit(
         head=head,
         cv=cv,
@@ -289,8 +379,8 @@ def fit_head(
         embeddings=scored.glob,
         features=x,
         maps=scored.maps,
-        suspected=suspected,
+        suspected=fit.suspected,
         calibration=calibration,
         curves=curves,
-        estimate=estimate,
+        estimate=fit.estimate,
     )

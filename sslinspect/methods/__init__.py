@@ -124,6 +124,14 @@ METHODS: dict[str, MethodInfo] = {
         "Doersch, Gupta & Efros, 2015, https://arxiv.org/abs/1505.05192",
         ("cnn",),
     ),
+    "synthdefect": _info(
+        "synthdefect",
+        "defect-aware",
+        "Synthetic defects: paints artificial scratches, spots and blemishes onto crops of your own images and learns "
+        "to outline them; its map finds real defects (CNN backbones only).",
+        "Zavrtanik et al. (DRAEM), 2021, https://arxiv.org/abs/2108.07610; Schlüter et al. (NSA), 2022",
+        ("cnn",),
+    ),
 }
 
 

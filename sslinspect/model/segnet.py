@@ -1,0 +1,94 @@
+"""The segmentation decoder of the defect-aware model: a light feature-pyramid decoder on a backbone's maps.
+
+The architecture lives in the model layer because two storeys use it: the ``synthdefect`` method trains it
+(:mod:`sslinspect.methods.synthdefect`) and the inspection head runs it as the anomaly map
+(:mod:`sslinspect.fewshot.segmap`). It is fully convolutional, so a network trained on crops runs on the whole
+native frame.
+
+- [0] Lin et al., Feature Pyramid Networks, 2017, https://arxiv.org/abs/1612.03144
+- [1] Zavrtanik et al., DRAEM, 2021, https://arxiv.org/abs/2108.07610 (the discriminative sub-network)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+#: Channels of every pyramid level inside the decoder.
+DECODER_CHANNELS = 64
+#: Finest pyramid stride the decoder uses (2: the stem's output; thin scratches keep their pixels).
+FINEST_STRIDE = 2
+
+
+def feature_pyramid(backbone: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Intermediate maps of ``backbone`` on ``x``, finest first: the last output at each stride from 2 to 32.
+
+    Works with our torchvision ResNets (``backbone.net.layer1`` …) and with ``features``-trunk CNNs (MobileNet,
+    EfficientNet, the tiny CNN).
+
+    Raises:
+        ValueError: for a backbone without convolutional maps (a ViT).
+    """
+    net = getattr(backbone, "net", None)
+    if net is not None and hasattr(net, "layer1"):
+        s2 = net.relu(net.bn1(net.conv1(x)))
+        s4 = net.layer1(net.maxpool(s2))
+        s8 = net.layer2(s4)
+        s16 = net.layer3(s8)
+        return [s2, s4, s8, s16, net.layer4(s16)]
+    trunk = getattr(backbone, "features", None)
+    if not isinstance(trunk, nn.Sequential):
+        raise ValueError("the defect-aware model needs a convolutional backbone (ResNet, MobileNet, EfficientNet)")
+    side, by_stride = x.shape[-1], {}
+    for layer in trunk:
+        x = layer(x)
+        by_stride[side // x.shape[-1]] = x
+    return [by_stride[s] for s in sorted(by_stride) if s >= FINEST_STRIDE]
+
+
+def pyramid_channels(backbone: nn.Module, size: int = 64) -> list[int]:
+    """Channel count of each map :func:`feature_pyramid` returns (probed on a small zero image)."""
+    was_training = backbone.training
+    backbone.eval()
+    with torch.no_grad():
+        maps = feature_pyramid(backbone, torch.zeros(1, 3, size, size))
+    backbone.train(was_training)
+    return [int(m.shape[1]) for m in maps]
+
+
+def _conv_bn(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class SegDecoder(nn.Module):
+    """Feature-pyramid decoder: 1×1 laterals to a common width, top-down upsample-and-add, a 3×3 smoothing block
+    per level, then one logit per pixel at the finest level, upsampled to the input size.
+
+    Examples:
+        >>> dec = SegDecoder([64, 64, 128, 256, 512])
+        >>> maps = [torch.zeros(2, c, 64 // 2**i, 64 // 2**i) for i, c in enumerate([64, 64, 128, 256, 512])]
+        >>> tuple(dec(maps, (128, 128)).shape)
+        (2, 1, 128, 128)
+    """
+
+    def __init__(self, channels: list[int], width: int = DECODER_CHANNELS) -> None:
+        """Build laterals for maps with ``channels`` (finest first)."""
+        super().__init__()
+        self.channels = list(channels)
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels)
+        self.smooth = nn.ModuleList(_conv_bn(width, width) for _ in channels)
+        self.out = nn.Sequential(_conv_bn(width, width // 2), nn.Conv2d(width // 2, 1, 1))
+
+    def forward(self, maps: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """Logits ``(N, 1, H, W)`` at ``size`` from the pyramid ``maps`` (finest first)."""
+        y = self.smooth[-1](self.lateral[-1](maps[-1]))
+        for i in range(len(maps) - 2, -1, -1):
+            up = F.interpolate(y, size=maps[i].shape[-2:], mode="bilinear", align_corners=False)
+            y = self.smooth[i](self.lateral[i](maps[i]) + up)
+        return F.interpolate(self.out(y), size=size, mode="bilinear", align_corners=False)
+
+
+def decoder_state(model_state: dict[str, torch.Tensor], prefix: str = "decoder.") -> dict[str, torch.Tensor]:
+    """The decoder's tensors out of a whole-model state dict (a checkpoint's ``model_state``)."""
+    return {k[len(prefix) :]: v for k, v in model_state.items() if k.startswith(prefix)}

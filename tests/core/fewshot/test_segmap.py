@@ -1,0 +1,107 @@
+"""The defect-aware head end to end on real images: a synthdefect pretraining run gives a ``segment`` head whose
+map is the anomaly map, the exported graph matches PyTorch (parity), and predict's output contract is unchanged."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sslinspect import api
+from sslinspect.backbones import build_backbone
+from sslinspect.config import FewShotConfig, PretrainConfig
+from sslinspect.fewshot.fit import load_head
+from sslinspect.fewshot.segmap import SegmentationNet, decoder_from_checkpoint, has_decoder, score_window
+from sslinspect.model.segnet import SegDecoder, feature_pyramid, pyramid_channels
+from sslinspect.train.checkpoint import build_backbone_from_checkpoint, load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def segment_project(tmp_path_factory: pytest.TempPathFactory, demo_data) -> Iterator[Path]:  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("seg") / "seg.sslproj"
+    project = api.create_project(root, images=[demo_data.unlabeled_dir])
+    api.scan_images(project)
+    api.import_labels(project, demo_data.labels_csv)
+    api.pretrain(
+        project,
+        PretrainConfig(method="synthdefect", backbone="tiny_cnn", image_size=64, epochs=1, batch_size=16, device="cpu"),
+    )
+    api.fit_fewshot(project, FewShotConfig(device="cpu"))
+    api.export_onnx(project, root / "exports" / "model" / "model.onnx")
+    project.close()
+    yield root
+
+
+def test_decoder_runs_fully_convolutionally_on_any_frame_size() -> None:
+    bb = build_backbone("tiny_cnn", 64).eval()
+    dec = SegDecoder(pyramid_channels(bb)).eval()
+    net = SegmentationNet(bb, dec, 96)
+    for size in (64, 96, 160):
+        with torch.no_grad():
+            g, raw = net(torch.zeros(2, size, size, 3, dtype=torch.uint8))
+        assert raw.shape == (2, size, size) and g.shape[0] == 2
+        assert float(raw.min()) >= 0.0 and float(raw.max()) <= 1.0
+    assert len(feature_pyramid(bb, torch.zeros(1, 3, 64, 64))) == len(dec.channels)
+    assert score_window(256) % 2 == 1 and score_window(32) == 3
+
+
+def test_synthdefect_run_gives_a_segment_head_with_the_decoder(segment_project: Path) -> None:
+    project = api.open_project(segment_project)
+    try:
+        head, ckpt_path = load_head(project)
+        ckpt = load_checkpoint(ckpt_path)
+        assert has_decoder(ckpt)
+        assert head.anomaly.kind == "segment"
+        assert head.input_size == 64 and head.tiles == 1  # the whole native frame, no resize, no tiles
+        decoder_from_checkpoint(ckpt, build_backbone_from_checkpoint(ckpt))  # loads strictly
+        metrics = json.loads((project.latest("fewshot") / "metrics.json").read_text())  # type: ignore[operator]
+        assert metrics["anomaly_kind"] == "segment"
+        assert metrics["threshold"] > metrics["map_normalisation"]["low"]
+    finally:
+        project.close()
+
+
+def test_segment_export_passes_parity_and_predict_keeps_its_columns(
+    segment_project: Path, demo_data, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    model = segment_project / "exports" / "model" / "model.onnx"
+    sidecar = json.loads(model.with_suffix(".json").read_text())
+    assert sidecar["parity"]["passed"] is True
+    assert sidecar["anomaly"]["kind"] == "segment"
+    out = tmp_path / "pred.csv"
+    result = api.predict(model, [demo_data.test_dir], out=out, heatmaps=tmp_path / "heat")
+    with out.open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and len(rows) == result.total
+    classes = sidecar["classes"]
+    assert list(rows[0]) == [
+        "path",
+        "label",
+        "confidence",
+        "anomaly_score",
+        "is_defect",
+        *[f"p_{c}" for c in classes],
+        "decision",
+    ]
+    scores = np.array([float(r["anomaly_score"]) for r in rows])
+    assert np.isfinite(scores).all() and scores.std() > 0
+    assert any((tmp_path / "heat").iterdir())
+
+
+def test_config_can_force_the_patch_model_on_a_synthdefect_run(segment_project: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy.sslproj"
+    shutil.copytree(segment_project, copy)
+    project = api.open_project(copy)
+    try:
+        api.fit_fewshot(project, FewShotConfig(device="cpu", anomaly="patch"))
+        head, _ = load_head(project)
+        assert head.anomaly.kind == "patch"
+    finally:
+        project.close()
