@@ -141,8 +141,10 @@ def pretrain(
         >>> # pretrain(open_project("line3.sslproj"), PretrainConfig(epochs=20))  # doctest: +SKIP
     """
     from sslinspect.methods import check_config
-    from sslinspect.train.pretrain import run_pretrain
+    from sslinspect.train.pretrain import resolve_image_size, run_pretrain
 
+    if not resume:
+        cfg = resolve_image_size(project, cfg, report)
     check_config(cfg)  # refuse method/backbone/size combinations before a run folder is made
     return run_pretrain(project, cfg, resume=resume, report=report, cancel=cancel)
 

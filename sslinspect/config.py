@@ -154,7 +154,13 @@ class PretrainConfig:
 
     method: str = _f("simclr", "Method", "Self-supervised method (see docs/methods.md).")
     backbone: str = _f("resnet18", "Backbone", "Network trained from scratch (weights=None).")
-    image_size: int = _f(224, "Image size (px)", "Images are resized to a square of this size.", min=32, max=1024)
+    image_size: int = _f(
+        224,
+        "Image size (px)",
+        "Images are resized to a square of this size; 0 = native: the project's frame size (no shrinking).",
+        min=0,
+        max=1024,
+    )
     epochs: int = _f(50, "Epochs", "Passes over the images.", min=1, max=10_000)
     batch_size: int = _f(64, "Batch size", "Images per step (each gives two views).", min=2, max=8192)
     lr: float = _f(0.0, "Learning rate", "0 picks the method's default for this batch size.", min=0.0, max=10.0)
@@ -224,6 +230,8 @@ class PretrainConfig:
             raise ConfigError(f"pretrain.method must be one of {', '.join(METHODS)}; got {self.method!r}")
         if self.backbone not in BACKBONES:
             raise ConfigError(f"pretrain.backbone must be one of {', '.join(BACKBONES)}; got {self.backbone!r}")
+        if 0 < self.image_size < 32:
+            raise ConfigError(f"pretrain.image_size must be 0 (native) or ≥ 32, got {self.image_size}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

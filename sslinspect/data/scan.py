@@ -18,6 +18,7 @@ from pathlib import Path
 
 from sslinspect.cancel import NEVER, CancelToken
 from sslinspect.config import DataConfig
+from sslinspect.data.frames import dominant_frame_size
 from sslinspect.errors import Cancelled, ImageReadError
 from sslinspect.events import Log, Progress, Reporter, null_reporter
 from sslinspect.imageio import IMAGE_EXTENSIONS, extension_mismatch, read_image
@@ -41,6 +42,7 @@ class ScanResult:
     relabelled: int = 0  # labels that followed their image content to another file
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), files and folders
     notes: list[tuple[str, str]] = field(default_factory=list)  # (path, note): readable but worth a look
+    frame_size: tuple[int, int] | None = None  # the dominant (width, height): what the presets size the model from
 
     @property
     def failed(self) -> int:
@@ -218,6 +220,7 @@ def scan_project(
         for r in store.images(status="error", unique=False)
     ]
     result.errors = problems + bad_files
+    result.frame_size = dominant_frame_size(store.images())
     for where, reason in result.errors:
         report(Log(level="WARNING", message=f"{where}: {reason}"))
     for where, note in result.notes[:MAX_NOTES_REPORTED]:

@@ -19,6 +19,7 @@ from sslinspect.cancel import NEVER, CancelToken
 from sslinspect.config import PretrainConfig
 from sslinspect.configio import from_dict, to_dict
 from sslinspect.data.cache import ImageCache, build_cache
+from sslinspect.data.frames import dominant_frame_size, native_image_size
 from sslinspect.data.loader import BatchSource
 from sslinspect.errors import Cancelled, CheckpointError, DataError, ProjectError
 from sslinspect.events import Artifact, Log, Metric, Reporter, null_reporter
@@ -72,6 +73,18 @@ def latest_checkpoint(project: Project) -> Path:
     raise ProjectError(f"{project.root}: no pretraining checkpoint yet (run `sslinspect pretrain` first)")
 
 
+def resolve_image_size(project: Project, cfg: PretrainConfig, report: Reporter = null_reporter) -> PretrainConfig:
+    """``image_size = 0`` means native: the project's dominant frame size (see :mod:`sslinspect.data.frames`)."""
+    if cfg.image_size:
+        return cfg
+    frame = dominant_frame_size(project.store.images())
+    size = native_image_size(frame)
+    where = f"frames are mostly {frame[0]}×{frame[1]} px" if frame else "no frame size known yet"
+    shrink = " (larger frames are shrunk to it)" if frame and max(frame) > size else ""
+    report(Log(level="INFO", message=f"{where}: training at native resolution, {size} px{shrink}"))
+    return dataclasses.replace(cfg, image_size=size)
+
+
 def run_pretrain(
     project: Project,
     cfg: PretrainConfig,
@@ -95,6 +108,7 @@ def run_pretrain(
             device=cfg.device,
             threads=cfg.threads,
         )
+    cfg = resolve_image_size(project, cfg, report)
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
