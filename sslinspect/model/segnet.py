@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 #: Channels of every pyramid level inside the decoder.
-DECODER_CHANNELS = 64
+DECODER_CHANNELS = 48
 #: Finest pyramid stride the decoder uses (2: the stem's output; thin scratches keep their pixels).
 FINEST_STRIDE = 2
 
@@ -62,8 +62,10 @@ def _conv_bn(cin: int, cout: int) -> nn.Sequential:
 
 
 class SegDecoder(nn.Module):
-    """Feature-pyramid decoder: 1×1 laterals to a common width, top-down upsample-and-add, a 3×3 smoothing block
-    per level, then one logit per pixel at the finest level, upsampled to the input size.
+    """Feature-pyramid decoder, light where the maps are large: 1×1 laterals to a common width, top-down
+    upsample-and-add with a 3×3 block on the coarse levels (stride ≥ 8), a 3×3 head at the second-finest level
+    (stride 4), and a 1×1 detail term from the finest map (stride 2) added to the upsampled logit, so thin
+    structures keep their pixels without 3×3 convolutions at half resolution.
 
     Examples:
         >>> dec = SegDecoder([64, 64, 128, 256, 512])
@@ -73,20 +75,28 @@ class SegDecoder(nn.Module):
     """
 
     def __init__(self, channels: list[int], width: int = DECODER_CHANNELS) -> None:
-        """Build laterals for maps with ``channels`` (finest first)."""
+        """Build laterals for maps with ``channels`` (finest first; at least two maps)."""
         super().__init__()
+        if len(channels) < 2:
+            raise ValueError(f"the decoder needs at least two pyramid levels, got {len(channels)}")
         self.channels = list(channels)
-        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels)
-        self.smooth = nn.ModuleList(_conv_bn(width, width) for _ in channels)
-        self.out = nn.Sequential(_conv_bn(width, width // 2), nn.Conv2d(width // 2, 1, 1))
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels[1:])
+        self.smooth = nn.ModuleList(_conv_bn(width, width) for _ in channels[2:])
+        self.head = nn.Sequential(_conv_bn(width, width // 2), nn.Conv2d(width // 2, 1, 1))
+        self.detail = nn.Conv2d(channels[0], 1, 1)
 
     def forward(self, maps: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         """Logits ``(N, 1, H, W)`` at ``size`` from the pyramid ``maps`` (finest first)."""
-        y = self.smooth[-1](self.lateral[-1](maps[-1]))
-        for i in range(len(maps) - 2, -1, -1):
-            up = F.interpolate(y, size=maps[i].shape[-2:], mode="bilinear", align_corners=False)
-            y = self.smooth[i](self.lateral[i](maps[i]) + up)
-        return F.interpolate(self.out(y), size=size, mode="bilinear", align_corners=False)
+        coarse = maps[1:]
+        y = self.smooth[-1](self.lateral[-1](coarse[-1])) if self.smooth else self.lateral[-1](coarse[-1])
+        for i in range(len(coarse) - 2, -1, -1):
+            up = F.interpolate(y, size=coarse[i].shape[-2:], mode="bilinear", align_corners=False)
+            y = self.lateral[i](coarse[i]) + up
+            if i >= 1:  # 3×3 smoothing on the coarse levels only: cheap there, costly at stride 4
+                y = self.smooth[i - 1](y)
+        logit = F.interpolate(self.head(y), size=maps[0].shape[-2:], mode="bilinear", align_corners=False)
+        logit = logit + self.detail(maps[0])
+        return F.interpolate(logit, size=size, mode="bilinear", align_corners=False)
 
 
 def decoder_state(model_state: dict[str, torch.Tensor], prefix: str = "decoder.") -> dict[str, torch.Tensor]:
