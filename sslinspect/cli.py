@@ -88,8 +88,7 @@ def _finite_float(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``sslinspect`` argument parser."""
-    from sslinspect.backbones import BACKBONES
-    from sslinspect.methods import METHODS
+    from sslinspect.catalog import BACKBONES, METHODS
 
     parser = _Parser(
         prog="sslinspect",

@@ -375,7 +375,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from sslinspect.demo.run import format_table, run_demo
+    from sslinspect.demo_run import format_table, run_demo
 
     token = _token(args)
     with _signals_cancel(token):

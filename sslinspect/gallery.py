@@ -19,10 +19,8 @@ import numpy as np
 
 from sslinspect.errors import DataError, ProjectError
 from sslinspect.project import GOOD, Project
+from sslinspect.runs import MIN_IMAGES, find_checkpoint
 
-# Mirrors sslinspect.train.pretrain.MIN_IMAGES (that module imports torch; the GUI must not). A core test checks both.
-MIN_PRETRAIN_IMAGES = 8
-CHECKPOINT = "checkpoints/last.pt"
 SortKey = Literal["file", "unusual", "uncertain", "cluster", "similar"]
 SORT_KEYS: tuple[SortKey, ...] = ("file", "unusual", "uncertain", "cluster", "similar")
 _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -49,7 +47,7 @@ class ProjectStatus:
     @property
     def can_pretrain(self) -> bool:
         """Enough readable images to pretrain."""
-        return self.images >= MIN_PRETRAIN_IMAGES
+        return self.images >= MIN_IMAGES
 
     @property
     def can_resume(self) -> bool:
@@ -70,8 +68,7 @@ def project_status(project: Project) -> ProjectStatus:
     project.reload()
     counts = project.store.counts()
     latest = project.latest("pretrain")
-    candidates = ([latest] if latest else []) + list(reversed(project.runs("pretrain")))
-    checkpoint = next((run / CHECKPOINT for run in candidates if (run / CHECKPOINT).is_file()), None)
+    checkpoint = find_checkpoint(project)
     pretrain_run = checkpoint.parent.parent if checkpoint else latest
     fewshot = project.latest("fewshot")
     export = project.latest("export")

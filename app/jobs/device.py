@@ -15,7 +15,7 @@ from app.jobs.process_job import worker_environ
 
 _CODE = (
     "import json, torch\n"
-    "from sslinspect.train.runtime import describe_device, pick_device\n"
+    "from sslinspect.model.runtime import describe_device, pick_device\n"
     "print(json.dumps({'name': describe_device(pick_device('auto')), 'cuda': bool(torch.cuda.is_available())}))\n"
 )
 

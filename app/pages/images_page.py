@@ -34,7 +34,7 @@ from app.widgets.progress import Coalescer, show_progress
 from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect import api
 from sslinspect.events import Progress
-from sslinspect.gallery import MIN_PRETRAIN_IMAGES, existing_cache
+from sslinspect.gallery import MIN_IMAGES, existing_cache
 from sslinspect.store import ImageRecord
 
 
@@ -62,7 +62,7 @@ class ImagesPage(Page):
     explanation = (
         "Add the folders your cameras write to (subfolders are included). The scan reads every file once, skips "
         f"duplicates and lists files it cannot read, without stopping. Pretraining needs at least "
-        f"{MIN_PRETRAIN_IMAGES} readable images; a few hundred or more is better."
+        f"{MIN_IMAGES} readable images; a few hundred or more is better."
     )
 
     def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:

@@ -22,11 +22,10 @@ from sslinspect.fewshot.head import HeadFit, fit_head
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.patchcore import FeatureNet
 from sslinspect.fsutil import atomic_path, atomic_write_json, read_json
+from sslinspect.model.checkpoint import build_backbone_from_checkpoint, load_checkpoint
+from sslinspect.model.runtime import pick_device, seed_everything, versions
 from sslinspect.project import GOOD, Project
-from sslinspect.runs import open_run
-from sslinspect.train.checkpoint import build_backbone_from_checkpoint, load_checkpoint
-from sslinspect.train.pretrain import latest_checkpoint
-from sslinspect.train.runtime import pick_device, seed_everything, versions
+from sslinspect.runs import latest_checkpoint, open_run
 
 
 @dataclass(frozen=True, slots=True)

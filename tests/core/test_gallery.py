@@ -12,7 +12,6 @@ import pytest
 from sslinspect import api
 from sslinspect.errors import DataError, ProjectError
 from sslinspect.gallery import (
-    MIN_PRETRAIN_IMAGES,
     cluster_order,
     existing_cache,
     kmeans,
@@ -41,12 +40,6 @@ def _fake_fewshot_run(project: api.Project, ids: list[int], anomaly: list[float]
     np.save(run / "embedding_ids.npy", np.array(ids, np.int64))
     project.set_latest("fewshot", run)
     return run
-
-
-def test_min_images_matches_the_pretraining_guard() -> None:
-    from sslinspect.train.pretrain import MIN_IMAGES
-
-    assert MIN_PRETRAIN_IMAGES == MIN_IMAGES
 
 
 def test_project_status_follows_scan_labels_and_runs(project_dir: Path, tiny_image_folder: Path) -> None:

@@ -2,43 +2,19 @@
 
 Every backbone maps a normalised float batch ``(B, 3, S, S)`` to features ``(B, D)`` with ``D`` known up front
 (``module.feature_dim``), following timm's contract. CNN backbones also expose ``feature_maps(x)``: intermediate
-maps (stride 8 and 16) for patch-level anomaly models. The registry below is torch-free so configs and the CLI can
-list names without importing torch.
+maps (stride 8 and 16) for patch-level anomaly models. The names live in the torch-free :mod:`sslinspect.catalog`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sslinspect.errors import CheckpointError, ConfigError
+from sslinspect.catalog import BACKBONES
+from sslinspect.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
-
-
-@dataclass(frozen=True, slots=True)
-class BackboneInfo:
-    """What a backbone is, before building it."""
-
-    name: str
-    feature_dim: int
-    family: str  # "cnn" | "vit"
-    summary: str
-
-
-BACKBONES: dict[str, BackboneInfo] = {
-    "resnet18": BackboneInfo("resnet18", 512, "cnn", "ResNet-18: the default; good speed/quality balance."),
-    "resnet34": BackboneInfo("resnet34", 512, "cnn", "ResNet-34: deeper, ~2x the compute of ResNet-18."),
-    "resnet50": BackboneInfo("resnet50", 2048, "cnn", "ResNet-50: best features of the CNNs; needs a GPU."),
-    "mobilenet_v3_large": BackboneInfo("mobilenet_v3_large", 960, "cnn", "MobileNetV3-Large: fast on edge PCs."),
-    "efficientnet_b0": BackboneInfo("efficientnet_b0", 1280, "cnn", "EfficientNet-B0: accurate and light."),
-    "vit_tiny": BackboneInfo("vit_tiny", 192, "vit", "ViT-Tiny/16 (for MAE/DINO); image size a multiple of 16."),
-    "vit_small": BackboneInfo("vit_small", 384, "vit", "ViT-Small/16 (for MAE/DINO); image size a multiple of 16."),
-    "tiny_cnn": BackboneInfo("tiny_cnn", 128, "cnn", "A 4-stage CNN for tests and very slow CPUs."),
-}
 
 
 def build_backbone(name: str, image_size: int = 224) -> nn.Module:
@@ -159,60 +135,3 @@ def _tiny_trunk() -> nn.Sequential:
         return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
 
     return nn.Sequential(block(3, 32), block(32, 64), block(64, 128), block(128, 128))
-
-
-def load_backbone_weights(backbone: nn.Module, path: Path) -> list[str]:
-    """Load a local weights file into ``backbone`` (never unpickles code: ``weights_only=True``).
-
-    Accepts a plain ``state_dict``, or a dict holding one under ``state_dict``/``model``/``backbone``, or an SSL
-    Inspect checkpoint. Prefixes ``module.``/``backbone.``/``net.`` are matched; classifier heads are ignored.
-
-    Returns:
-        Names of backbone parameters that the file did not provide (kept at their random init).
-
-    Raises:
-        CheckpointError: if the file is missing, not a weights file, unsafe, or its shapes do not fit.
-    """
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: weights file not found")
-    from sslinspect.train.checkpoint import safe_torch_load
-
-    obj = safe_torch_load(path, "not a safe weights file")
-    state = obj
-    for key in ("backbone_state", "state_dict", "model", "backbone"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-            break
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: does not hold a state_dict of tensors")
-    own = backbone.state_dict()
-    mapped: dict[str, torch.Tensor] = {}
-    for k, v in state.items():
-        for cand in _candidates(str(k)):
-            if cand in own:
-                if own[cand].shape != v.shape:
-                    raise CheckpointError(
-                        f"{path}: tensor {k} has shape {tuple(v.shape)}, the backbone expects {tuple(own[cand].shape)}"
-                    )
-                mapped[cand] = v
-                break
-    if not mapped:
-        raise CheckpointError(f"{path}: no tensor matches this backbone (wrong architecture?)")
-    missing = [k for k in own if k not in mapped]
-    if len(missing) > len(own) // 2:
-        raise CheckpointError(f"{path}: only {len(mapped)} of {len(own)} backbone tensors found (wrong architecture?)")
-    backbone.load_state_dict(mapped, strict=False)
-    return missing
-
-
-def _candidates(key: str) -> list[str]:
-    out = [key]
-    for prefix in ("module.", "backbone.", "encoder."):
-        if key.startswith(prefix):
-            key = key[len(prefix) :]
-            out.append(key)
-    out += ["net." + key, key.removeprefix("net.")]
-    return out

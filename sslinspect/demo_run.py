@@ -3,6 +3,9 @@
 Generates the data, creates a project, scans, imports the few-shot labels, pretrains, trains the head, exports
 ONNX, predicts the held-out test set with ONNX Runtime, and compares against the same head on a random-init
 backbone.
+
+It drives :mod:`sslinspect.api` end to end, so it sits above ``api``; the demo data generator (:mod:`sslinspect.demo`)
+sits below it (``api.open_demo_project`` uses it).
 """
 
 from __future__ import annotations
@@ -99,7 +102,6 @@ def run_demo(
         ProjectError: if ``out_dir`` holds a non-demo project where the demo wants to write.
     """
 
-    from sslinspect.backbones import build_backbone
     from sslinspect.data.cache import build_cache
     from sslinspect.export.module import InferenceModule
     from sslinspect.export.onnx import run_torch
@@ -107,7 +109,8 @@ def run_demo(
     from sslinspect.fewshot.patchcore import FeatureNet
     from sslinspect.imageio import load_for_model
     from sslinspect.infer.onnx_predictor import Predictor
-    from sslinspect.train.runtime import describe_device, pick_device, seed_everything
+    from sslinspect.model.backbones import build_backbone
+    from sslinspect.model.runtime import describe_device, pick_device, seed_everything
 
     t0 = time.monotonic()
     out_dir = Path(out_dir).resolve()
