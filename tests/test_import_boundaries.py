@@ -90,6 +90,8 @@ def test_import_contracts_hold_on_the_copy(tree_copy: Path) -> None:
         ("sslinspect/train/health.py", "import sslinspect.fewshot.bank", "layered in the order data flows"),
         # line-side predict must stay torch-free
         ("sslinspect/infer/output.py", "import torch", "Line-side predict"),
+        # the GUI goes through the api and the review facade only
+        ("app/pages/project_page.py", "import sslinspect.store", "The app imports only"),
     ],
 )
 def test_import_contracts_fail_on_a_wrong_import(tree_copy: Path, module: str, line: str, contract: str) -> None:
@@ -102,6 +104,30 @@ def test_import_contracts_fail_on_a_wrong_import(tree_copy: Path, module: str, l
     assert r.returncode != 0, r.stdout
     broken = [ln for ln in r.stdout.splitlines() if ln.rstrip().endswith("BROKEN")]
     assert any(contract in ln for ln in broken), r.stdout
+
+
+def test_app_contract_names_every_other_core_unit() -> None:
+    """A new core module must be added to the app's forbidden list (or be one of the allowed facades)."""
+    import tomllib
+
+    contracts = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    app = next(c for c in contracts["contracts"] if c["name"].startswith("The app imports only"))
+    units = {
+        f"sslinspect.{p.stem if p.is_file() else p.name}"
+        for p in (REPO / "sslinspect").iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()
+    }
+    allowed = {"sslinspect.api", "sslinspect.review", "sslinspect.config", "sslinspect.events", "sslinspect.errors"}
+    assert set(app["forbidden_modules"]) == units - allowed
+
+
+def test_reading_heads_and_the_api_never_loads_sklearn() -> None:
+    """The GUI's heatmaps and the api read a fitted head with numpy alone; scikit-learn is for fitting."""
+    r = _run(
+        "import sys, sslinspect.api, sslinspect.review, sslinspect.review.heatmaps, sslinspect.fewshot.model\n"
+        "assert 'sklearn' not in sys.modules, sorted(m for m in sys.modules if m.startswith('sklearn'))[:5]"
+    )
+    assert r.returncode == 0, r.stderr
 
 
 def _package_graph() -> dict[str, set[str]]:

@@ -33,9 +33,9 @@ from app.widgets.image_grid import ImageGrid
 from app.widgets.progress import Coalescer, show_progress
 from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect import api
+from sslinspect.api import ImageRecord
 from sslinspect.events import Progress
-from sslinspect.gallery import MIN_IMAGES, existing_cache
-from sslinspect.store import ImageRecord
+from sslinspect.review import MIN_IMAGES, existing_cache
 
 
 def image_source(project: api.Project, provider: ThumbnailProvider, thumb_px: int) -> dict[int, ImageRecord]:

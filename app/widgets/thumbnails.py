@@ -19,7 +19,7 @@ from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
 from superqt.utils import create_worker
 
 from sslinspect.errors import ImageReadError
-from sslinspect.imageio import read_image
+from sslinspect.review import read_image
 
 PathFn = Callable[[Hashable], Path | None]
 ArrayFn = Callable[[Hashable], np.ndarray | None]

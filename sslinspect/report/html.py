@@ -20,9 +20,9 @@ from sslinspect.errors import DataError
 from sslinspect.events import Artifact, Reporter, null_reporter
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fsutil import atomic_write_text, read_json
-from sslinspect.heatmaps import RunHeatmaps
 from sslinspect.project import GOOD, Project
 from sslinspect.report.plots import curve_chart, histogram_chart, png_data_uri
+from sslinspect.review.heatmaps import RunHeatmaps
 
 SECTIONS = ("summary", "threshold", "confusion", "curves", "examples", "export", "provenance")
 
