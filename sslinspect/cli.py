@@ -25,6 +25,7 @@ from sslinspect.commands import (
     cmd_demo,
     cmd_evaluate,
     cmd_export,
+    cmd_fit,
     cmd_init,
     cmd_labels_import,
     cmd_predict,
@@ -32,7 +33,6 @@ from sslinspect.commands import (
     cmd_report,
     cmd_scan,
     cmd_threshold,
-    cmd_train,
 )
 from sslinspect.config import DEVICES, EvaluateConfig, ExportConfig, FewShotConfig, PretrainConfig
 from sslinspect.errors import Cancelled, ConfigError, SSLInspectError
@@ -53,7 +53,11 @@ class _Parser(argparse.ArgumentParser):
 # -- parser ---------------------------------------------------------------------------------------------------------
 def _common(p: argparse.ArgumentParser, *, config: bool = True, job: bool = True) -> None:
     if config:
-        p.add_argument("--config", metavar="FILE.json", help="config file with sections data/pretrain/train/export")
+        p.add_argument(
+            "--config",
+            metavar="FILE.json",
+            help="config file with sections data/pretrain/fit/export/evaluate (fit was train)",
+        )
         p.add_argument(
             "--set",
             action="append",
@@ -155,12 +159,16 @@ def _add_pretrain(sub: Any) -> None:
 
 
 def _add_model_commands(sub: Any) -> None:
-    p = sub.add_parser("train", help="few-shot classifier + anomaly score from the latest pretraining run")
+    p = sub.add_parser(
+        "fit",
+        aliases=["train"],  # the name before 0.2; scripts and the GUI's worker still call it
+        help="fit the few-shot classifier + anomaly score on the latest pretraining run (alias: train)",
+    )
     p.add_argument("project")
     _config_option(p, FewShotConfig, "classifier")
     _config_option(p, FewShotConfig, "device")
     _common(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("export", help="export the trained model to ONNX (parity-checked)")
     p.add_argument("project")

@@ -289,7 +289,7 @@ class FewShotConfig:
 
     def __post_init__(self) -> None:
         """Validate ranges."""
-        _check(self, "train")
+        _check(self, "fit")
         if self.review_percentile and self.review_percentile >= self.threshold_percentile:
             raise ConfigError(
                 f"train.review_percentile must be below train.threshold_percentile ({self.threshold_percentile:g}), "

@@ -37,7 +37,8 @@ TINY = [
 
 
 @pytest.mark.parametrize(
-    "argv", [[], ["init"], ["scan"], ["labels", "import"], ["pretrain"], ["train"], ["export"], ["predict"], ["demo"]]
+    "argv",
+    [[], ["init"], ["scan"], ["labels", "import"], ["pretrain"], ["fit"], ["train"], ["export"], ["predict"], ["demo"]],
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*argv, "--help"]) == 0
@@ -54,7 +55,7 @@ def _subparser(name: str) -> argparse.ArgumentParser:
 
 @pytest.mark.parametrize(
     ("command", "cls"),
-    [("pretrain", PretrainConfig), ("train", FewShotConfig), ("export", ExportConfig), ("evaluate", EvaluateConfig)],
+    [("pretrain", PretrainConfig), ("fit", FewShotConfig), ("export", ExportConfig), ("evaluate", EvaluateConfig)],
 )
 def test_config_options_come_from_field_metadata(command: str, cls: type) -> None:
     """Choices, help and the default shown by --help are the config field's; the option itself defaults to None."""

@@ -30,7 +30,7 @@ from sslinspect.runs import latest_checkpoint, open_run
 
 @dataclass(frozen=True, slots=True)
 class FewShotResult:
-    """Outcome of ``sslinspect train``; paths relative to the project root."""
+    """Outcome of ``sslinspect fit``; paths relative to the project root."""
 
     run_dir: str
     head: str
@@ -66,7 +66,7 @@ def run_fit(
     image_size = int(ckpt["image_size"])
     device = pick_device(cfg.device)
     run_dir = project.new_run_dir("fewshot", str(ckpt["method"]))
-    config = {"train": to_dict(cfg), "checkpoint": project.relative(ckpt_path), "versions": versions()}
+    config = {"fit": to_dict(cfg), "checkpoint": project.relative(ckpt_path), "versions": versions()}
     with open_run("fewshot", run_dir, config, report=report) as run:
         net = FeatureNet(build_backbone_from_checkpoint(ckpt), image_size, cfg.tiles)
         cache = build_cache(project, net.input_size, report=run.report, cancel=cancel)
@@ -220,7 +220,7 @@ def load_head(project: Project, run_dir: Path | None = None) -> tuple[Inspection
     """
     run_dir = run_dir or project.latest("fewshot")
     if run_dir is None or not (run_dir / "head.npz").is_file():
-        raise DataError(f"{project.root}: no trained classifier yet (run `sslinspect train` first)")
+        raise DataError(f"{project.root}: no trained classifier yet (run `sslinspect fit` first)")
     cfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     return InspectionHead.load(run_dir / "head.npz"), project.resolve(cfg["checkpoint"])
 

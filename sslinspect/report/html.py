@@ -15,6 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from sslinspect.configio import section_of
 from sslinspect.data.cache import build_cache
 from sslinspect.errors import DataError
 from sslinspect.events import Artifact, Reporter, null_reporter
@@ -263,7 +264,7 @@ def _provenance(project: Project, ckpt: Path, run_dir: Path, fs_cfg: dict[str, A
     )
     configs = (
         f"<h3>pretraining config</h3><pre>{_e(json.dumps(pre_cfg.get('pretrain', pre_cfg), indent=1))}</pre>"
-        f"<h3>training config</h3><pre>{_e(json.dumps(fs_cfg.get('train', {}), indent=1))}</pre>"
+        f"<h3>fit config</h3><pre>{_e(json.dumps(section_of(fs_cfg, 'fit') or {}, indent=1))}</pre>"
     )
     return prov + configs
 
@@ -278,7 +279,7 @@ def build_report(
     """
     run_dir = project.latest("fewshot")
     if run_dir is None or not (run_dir / "metrics.json").is_file():
-        raise DataError(f"{project.root}: no trained model to report on (run `sslinspect train` first)")
+        raise DataError(f"{project.root}: no trained model to report on (run `sslinspect fit` first)")
     metrics = read_json(run_dir / "metrics.json")
     fs_cfg = read_json(run_dir / "config.json")
     head = InspectionHead.load(run_dir / "head.npz")
