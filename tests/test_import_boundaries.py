@@ -188,3 +188,22 @@ def test_no_import_cycles_between_core_packages() -> None:
     edges = _package_graph()
     assert "sslinspect.model" in edges  # the graph was really built
     assert _cycles(edges) == []
+
+
+def test_architecture_diagram_matches_the_layers_contract() -> None:
+    """docs/architecture.md draws the core's layers top to bottom; they must be the contract's, in its order."""
+    import re
+    import tomllib
+
+    contracts = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    layered = next(c for c in contracts["contracts"] if c["name"].startswith("The core is layered"))
+    expected = [{m.strip().removeprefix("sslinspect.") for m in layer.split("|")} for layer in layered["layers"]]
+
+    doc = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    block = doc.split("```\napp/", 1)[1].split("```", 1)[0]
+    rows = block.split("─\n", 1)[1].strip().splitlines()  # below the app line and its rule
+    drawn: list[set[str]] = []
+    for row in rows:
+        modules = re.split(r"\s{2,}", row.strip())[0]
+        drawn += [{m.strip() for m in layer.split("|")} for layer in modules.split("→")]
+    assert drawn == expected
