@@ -75,6 +75,7 @@ def test_a_killed_pretraining_run_shows_as_interrupted(project_dir: Path) -> Non
     project.set_latest("pretrain", run)
     st = api.project_status(project)
     assert st.pretrain_state == "interrupted" and st.can_resume
+    assert [r.status for r in api.compare(project)] == ["interrupted"]  # `sslinspect compare` reads it the same way
 
 
 def test_analysis_orders_unusual_uncertain_and_similar(project_dir: Path) -> None:
