@@ -16,11 +16,9 @@ from PySide6.QtCore import QObject, QStandardPaths, Signal
 from app.jobs import Job, ProcessJob, ThreadJob
 from app.settings import Settings
 from sslinspect import api
-from sslinspect.cancel import EventToken
+from sslinspect.api import EventToken, Project
 from sslinspect.errors import SSLInspectError
 from sslinspect.events import Event, Log, Reporter
-from sslinspect.fsutil import atomic_write_json
-from sslinspect.project import Project
 
 log = logging.getLogger(__name__)
 JobFactory = Callable[[list[str], Path, str, str], Job]
@@ -37,7 +35,7 @@ class AppController(QObject):
 
     Signals:
         project_changed(object): a project was opened or closed (``Project`` or None).
-        status_changed(object): the project's :class:`~sslinspect.gallery.ProjectStatus` was refreshed.
+        status_changed(object): the project's :class:`~sslinspect.review.ProjectStatus` was refreshed.
         job_started(object): a job began; job_event(object) carries each of its events; job_finished(object, str)
             gives the job and its status.
         labels_changed(object): labels of these image ids changed (list of ints).
@@ -186,7 +184,7 @@ class AppController(QObject):
         command = list(command)
         if config is not None:
             cfg_file = self.project.root / ".control" / f"{stage}-config.json"
-            atomic_write_json(cfg_file, config)
+            api.write_config(cfg_file, config)
             command += ["--config", str(cfg_file)]
         job = self.job_factory(command, control, stage, title)
         return job if self.start_job(job) else None

@@ -30,7 +30,6 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from sslinspect.backbones import build_backbone
 from sslinspect.config import ExportConfig, FewShotConfig
 from sslinspect.demo.dataset import generate_demo
 from sslinspect.export.onnx import ExportInputs, export_model
@@ -39,6 +38,7 @@ from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.patchcore import FeatureNet
 from sslinspect.imageio import load_for_model
 from sslinspect.infer.onnx_predictor import Predictor
+from sslinspect.model.backbones import build_backbone
 from sslinspect.project import GOOD
 
 
@@ -50,8 +50,8 @@ def _rows(csv_path: Path, root: Path) -> list[tuple[Path, str]]:
 def _model(args: argparse.Namespace, data: Any, device: torch.device) -> tuple[torch.nn.Module, InspectionHead]:
     if args.project:
         from sslinspect.fewshot.fit import load_head
+        from sslinspect.model.checkpoint import build_backbone_from_checkpoint, load_checkpoint
         from sslinspect.project import Project
-        from sslinspect.train.checkpoint import build_backbone_from_checkpoint, load_checkpoint
 
         head, ckpt = load_head(Project.open(Path(args.project)))
         return build_backbone_from_checkpoint(load_checkpoint(ckpt)), head

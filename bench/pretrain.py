@@ -41,7 +41,6 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.transforms import v2
 
-from sslinspect.backbones import build_backbone
 from sslinspect.cancel import NEVER
 from sslinspect.config import AugmentConfig, PretrainConfig
 from sslinspect.data.loader import BatchSource
@@ -49,9 +48,10 @@ from sslinspect.demo.synth import render
 from sslinspect.events import CollectingReporter, Event, Metric
 from sslinspect.imageio import read_image, resize_square
 from sslinspect.methods import load_method
+from sslinspect.model.backbones import build_backbone
+from sslinspect.model.runtime import configure_cuda, describe_device, pick_device
 from sslinspect.preprocess import MEAN, STD
 from sslinspect.train.loop import autocast_for, make_optimizer, train_loop, train_step
-from sslinspect.train.runtime import configure_cuda, describe_device, pick_device
 
 PRESETS: dict[str, dict[str, Any]] = {
     # steps: measured per round and data path; warmup: unmeasured steps before them; rounds alternate the two paths

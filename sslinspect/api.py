@@ -10,18 +10,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sslinspect.cancel import NEVER, CancelToken
+from sslinspect.cancel import NEVER, CancelToken, EventToken
+from sslinspect.catalog import BACKBONES, METHODS
 from sslinspect.config import DataConfig, EvaluateConfig, ExportConfig, FewShotConfig, PretrainConfig
+from sslinspect.configio import from_dict, to_dict
 from sslinspect.data.scan import ScanResult, scan_project
 from sslinspect.events import Reporter, null_reporter
-from sslinspect.gallery import Analysis, ProjectStatus
-from sslinspect.gallery import load_analysis as _load_analysis
-from sslinspect.gallery import project_status as _project_status
-from sslinspect.gallery import set_class_color as _set_class_color
+from sslinspect.fsutil import atomic_write_json
 from sslinspect.infer.run import PredictResult
 from sslinspect.labels import LabelImportResult
 from sslinspect.labels import import_labels as _import_labels
-from sslinspect.project import Project
+from sslinspect.project import GOOD, Project
+from sslinspect.review import Analysis, ProjectStatus, RunHeatmaps
+from sslinspect.review import load_analysis as _load_analysis
+from sslinspect.review import project_status as _project_status
+from sslinspect.review import set_class_color as _set_class_color
+from sslinspect.store import ImageRecord
 
 if TYPE_CHECKING:
     from sslinspect.evaluate.compare import RunSummary
@@ -29,24 +33,32 @@ if TYPE_CHECKING:
     from sslinspect.export.onnx import ExportResult
     from sslinspect.fewshot.fit import FewShotResult
     from sslinspect.fewshot.model import InspectionHead
-    from sslinspect.heatmaps import RunHeatmaps
     from sslinspect.infer.watch import WatchResult
     from sslinspect.report.html import ReportResult
     from sslinspect.train.pretrain import PretrainResult
 
 __all__ = [
+    "BACKBONES",
+    "GOOD",
+    "METHODS",
     "Analysis",
+    "EventToken",
+    "ImageRecord",
     "PredictResult",
     "Project",
     "ProjectStatus",
+    "RunHeatmaps",
     "ScanResult",
     "compare",
     "create_project",
+    "device_info",
     "evaluate",
     "export_onnx",
     "fit_fewshot",
+    "from_dict",
     "import_labels",
     "load_analysis",
+    "load_heatmaps",
     "open_demo_project",
     "open_project",
     "predict",
@@ -55,7 +67,9 @@ __all__ = [
     "scan_images",
     "set_class_color",
     "set_threshold",
+    "to_dict",
     "watch",
+    "write_config",
     "write_report",
 ]
 
@@ -73,6 +87,24 @@ def create_project(root: Path, *, images: Sequence[Path] = (), name: str | None 
     for folder in images:
         project.add_source(Path(folder))
     return project
+
+
+def device_info(device: str = "auto") -> dict[str, object]:
+    """Which device ``device`` resolves to: ``{"name": "cuda:0 (NVIDIA H100, 79 GiB)", "cuda": True}`` (imports torch).
+
+    Raises:
+        ConfigError: if ``cuda`` is asked for and there is none.
+    """
+    import torch
+
+    from sslinspect.model.runtime import describe_device, pick_device
+
+    return {"name": describe_device(pick_device(device)), "cuda": bool(torch.cuda.is_available())}
+
+
+def write_config(path: Path, sections: dict[str, object]) -> None:
+    """Write config ``sections`` (e.g. ``{"pretrain": to_dict(cfg)}``) atomically, as ``--config`` reads them."""
+    atomic_write_json(Path(path), sections)
 
 
 def open_project(root: Path) -> Project:
@@ -335,7 +367,7 @@ def compare(project: Project) -> list[RunSummary]:
     return compare_runs(project)
 
 
-# -- desktop-app support: read-only queries and small project edits (see sslinspect.gallery) -------------------------
+# -- desktop-app support: read-only queries and small project edits (see sslinspect.review)  -------------------------
 def open_demo_project(
     out_dir: Path, *, product: str = "metal", report: Reporter = null_reporter, cancel: CancelToken = NEVER
 ) -> Project:
@@ -380,8 +412,6 @@ def load_heatmaps(project: Project, run_dir: Path | None = None) -> RunHeatmaps 
         >>> load_heatmaps(create_project(pathlib.Path(tempfile.mkdtemp()) / "p")) is None
         True
     """
-    from sslinspect.heatmaps import RunHeatmaps  # reads the head: scikit-learn, which the line-side install lacks
-
     return RunHeatmaps.open(run_dir or project.latest("fewshot"))
 
 

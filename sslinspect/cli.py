@@ -8,12 +8,15 @@ worker protocol); human-readable messages go to stderr.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from sslinspect import __version__
+from sslinspect.catalog import METHODS
 from sslinspect.commands import (
     EXIT_CANCELLED,
     EXIT_FAIL,
@@ -22,6 +25,7 @@ from sslinspect.commands import (
     cmd_demo,
     cmd_evaluate,
     cmd_export,
+    cmd_fit,
     cmd_init,
     cmd_labels_import,
     cmd_predict,
@@ -29,9 +33,8 @@ from sslinspect.commands import (
     cmd_report,
     cmd_scan,
     cmd_threshold,
-    cmd_train,
 )
-from sslinspect.config import DEVICES, EXPORT_FORMATS, PRECISIONS
+from sslinspect.config import DEVICES, EvaluateConfig, ExportConfig, FewShotConfig, PretrainConfig
 from sslinspect.errors import Cancelled, ConfigError, SSLInspectError
 
 log = logging.getLogger("sslinspect")
@@ -50,7 +53,11 @@ class _Parser(argparse.ArgumentParser):
 # -- parser ---------------------------------------------------------------------------------------------------------
 def _common(p: argparse.ArgumentParser, *, config: bool = True, job: bool = True) -> None:
     if config:
-        p.add_argument("--config", metavar="FILE.json", help="config file with sections data/pretrain/train/export")
+        p.add_argument(
+            "--config",
+            metavar="FILE.json",
+            help="config file with sections data/pretrain/fit/export/evaluate (fit was train)",
+        )
         p.add_argument(
             "--set",
             action="append",
@@ -86,21 +93,28 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``sslinspect`` argument parser."""
-    from sslinspect.backbones import BACKBONES
-    from sslinspect.methods import METHODS
+def _config_option(p: argparse.ArgumentParser, cls: type, name: str, *, more: str = "", **kw: Any) -> argparse.Action:
+    """``--name`` for config field ``cls.name``: type, choices, help and the default shown come from the field.
 
-    parser = _Parser(
-        prog="sslinspect",
-        description="SSL Inspect: unlabeled images → self-supervised "
-        "pretraining → few-shot defect classifier + anomaly score → ONNX for the line.",
-    )
-    parser.add_argument("--version", action="version", version=f"sslinspect {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    The option's own default stays None, so a value from ``--config``/``--set`` is only overridden when the option
+    is given (``commands._apply``).
+    """
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    meta = f.metadata
+    if "choices" in meta:
+        kw.setdefault("choices", list(meta["choices"]))
+    elif isinstance(f.default, float):
+        kw.setdefault("type", float)
+    elif isinstance(f.default, int) and not isinstance(f.default, bool):
+        kw.setdefault("type", int)
+    text = " ".join(x for x in (meta["help"], more) if x)
+    if f.default not in ("", None):
+        text += f" Default: {f.default}." if text.endswith(".") else f" (default {f.default})"
+    kw.setdefault("help", text.replace("%", "%%"))  # argparse %-formats help strings
+    return p.add_argument("--" + name.replace("_", "-"), **kw)
 
+
+def _add_project_commands(sub: Any) -> None:
     p = sub.add_parser("init", help="create a project from image folders and scan them")
     p.add_argument("project", help="project folder to create (e.g. line3.sslproj)")
     p.add_argument("--images", action="append", metavar="DIR", help="folder of images (repeatable; recursive)")
@@ -121,22 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("csv", help="CSV with columns path,label; paths relative to the CSV's folder or absolute")
     q.set_defaults(func=cmd_labels_import)
 
+
+def _add_pretrain(sub: Any) -> None:
     p = sub.add_parser(
         "pretrain",
         help="self-supervised pretraining on the project's images",
         description="Methods: " + "; ".join(f"{m.name} — {m.summary}" for m in METHODS.values()),
     )
     p.add_argument("project")
-    p.add_argument("--method", choices=list(METHODS), help="self-supervised method (default simclr)")
-    p.add_argument("--backbone", choices=list(BACKBONES), help="backbone trained from scratch (default resnet18)")
-    p.add_argument("--epochs", type=int, help="passes over the images (default 50)")
-    p.add_argument("--max-minutes", type=float, help="stop after this many minutes, checkpoint kept")
-    p.add_argument("--image-size", type=int, help="square input size in px (default 224)")
-    p.add_argument("--batch-size", type=int, help="images per step (default 64)")
-    p.add_argument("--device", choices=DEVICES, help="auto (default): the GPU when there is one")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (0 = default)")
-    p.add_argument("--weights", metavar="FILE", help="start from a local backbone weights file (state_dict)")
+    for name in ("method", "backbone", "epochs", "max_minutes", "image_size", "batch_size", "device", "seed"):
+        _config_option(p, PretrainConfig, name)
+    _config_option(p, PretrainConfig, "threads")
+    _config_option(p, PretrainConfig, "weights", metavar="FILE")
     p.add_argument("--resume", action="store_true", help="continue the latest run from its last checkpoint")
     p.add_argument(
         "--nproc-per-node",
@@ -147,12 +157,18 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_pretrain)
 
-    p = sub.add_parser("train", help="few-shot classifier + anomaly score from the latest pretraining run")
+
+def _add_model_commands(sub: Any) -> None:
+    p = sub.add_parser(
+        "fit",
+        aliases=["train"],  # the name before 0.2; scripts and the GUI's worker still call it
+        help="fit the few-shot classifier + anomaly score on the latest pretraining run (alias: train)",
+    )
     p.add_argument("project")
-    p.add_argument("--classifier", choices=["auto", "prototype", "logistic"], help="default auto (cross-validated)")
-    p.add_argument("--device", choices=DEVICES)
+    _config_option(p, FewShotConfig, "classifier")
+    _config_option(p, FewShotConfig, "device")
     _common(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("export", help="export the trained model to ONNX (parity-checked)")
     p.add_argument("project")
@@ -161,16 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.onnx",
         help="output file (default PROJECT/exports/model/model.onnx); a FILE.json sidecar is written beside it",
     )
-    p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        help="default fp32; fp16/int8 are checked against fp32 on the project's images and refused beyond "
-        "export.tolerance unless --force",
-    )
+    more = "fp16/int8 are checked against fp32 on the project's images, refused beyond export.tolerance unless --force."
+    _config_option(p, ExportConfig, "precision", more=more)
     p.add_argument("--force", action="store_true", help="write an fp16/int8 model even if it exceeds the tolerance")
-    p.add_argument(
-        "--format", choices=EXPORT_FORMATS, help="onnx (default) or triton (a Triton model repository at --out)"
-    )
+    _config_option(p, ExportConfig, "format")
     _common(p)
     p.set_defaults(func=cmd_export)
 
@@ -180,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--review", type=_finite_float, help="review threshold (≤ the NG threshold): OK / review / NG")
     p.set_defaults(func=cmd_threshold)
 
+
+def _add_predict(sub: Any) -> None:
     p = sub.add_parser("predict", help="score images with an exported model (ONNX Runtime; no torch needed)")
     p.add_argument("model", help="exported .onnx file")
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders (recursive) or glob patterns")
@@ -202,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, config=False)
     p.set_defaults(func=cmd_predict)
 
+
+def _add_review_commands(sub: Any) -> None:
     p = sub.add_parser("report", help="write a self-contained HTML QA report of the latest trained model")
     p.add_argument("project")
     p.add_argument("--out", metavar="FILE.html", help="default PROJECT/reports/report.html")
@@ -211,9 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score a pretraining run on the project's labels (cross-validated)")
     p.add_argument("project")
     p.add_argument("--run", metavar="RUN", help="pretraining run id or folder (default: the latest)")
-    p.add_argument("--protocol", choices=["knn", "linear", "finetune"], help="default knn")
-    p.add_argument("--folds", type=int, help="cross-validation folds (default 5, capped by the smallest class)")
-    p.add_argument("--device", choices=DEVICES)
+    for name in ("protocol", "folds", "device"):
+        _config_option(p, EvaluateConfig, name)
     _common(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -231,6 +244,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=DEVICES, default="auto")
     _common(p, config=False)
     p.set_defaults(func=cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``sslinspect`` argument parser; options that set a config field are generated from its metadata."""
+    parser = _Parser(
+        prog="sslinspect",
+        description="SSL Inspect: unlabeled images → self-supervised "
+        "pretraining → few-shot defect classifier + anomaly score → ONNX for the line.",
+    )
+    parser.add_argument("--version", action="version", version=f"sslinspect {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for add in (_add_project_commands, _add_pretrain, _add_model_commands, _add_predict, _add_review_commands):
+        add(sub)
     return parser
 
 

@@ -209,10 +209,10 @@ def _exec_torchrun(args: argparse.Namespace) -> int:
     return subprocess.call(cmd)  # pragma: no cover - Windows has no exec
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def cmd_fit(args: argparse.Namespace) -> int:
     from sslinspect import api
 
-    cfg = _apply(_configs(args)["train"], "train", args, {"classifier": "classifier", "device": "device"})
+    cfg = _apply(_configs(args)["fit"], "fit", args, {"classifier": "classifier", "device": "device"})
     project = api.open_project(Path(args.project))
     token = _token(args)
     with _signals_cancel(token):
@@ -376,7 +376,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from sslinspect.demo.run import format_table, run_demo
+    from sslinspect.demo_run import format_table, run_demo
 
     token = _token(args)
     with _signals_cancel(token):

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from sslinspect.catalog import BACKBONE_NAMES, METHOD_NAMES
 from sslinspect.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -152,8 +153,8 @@ AUGMENT_PRESETS: dict[str, dict[str, Any]] = {
 class PretrainConfig:
     """Self-supervised pretraining of a backbone."""
 
-    method: str = _f("simclr", "Method", "Self-supervised method (see docs/methods.md).")
-    backbone: str = _f("resnet18", "Backbone", "Network trained from scratch (weights=None).")
+    method: str = _f("simclr", "Method", "Self-supervised method (see docs/methods.md).", choices=METHOD_NAMES)
+    backbone: str = _f("resnet18", "Backbone", "Network trained from scratch (weights=None).", choices=BACKBONE_NAMES)
     image_size: int = _f(
         224,
         "Image size (px)",
@@ -221,15 +222,8 @@ class PretrainConfig:
     )
 
     def __post_init__(self) -> None:
-        """Validate ranges and names."""
+        """Validate ranges and names (method and backbone names come from :mod:`sslinspect.catalog`)."""
         _check(self, "pretrain")
-        from sslinspect.backbones import BACKBONES
-        from sslinspect.methods import METHODS
-
-        if self.method not in METHODS:
-            raise ConfigError(f"pretrain.method must be one of {', '.join(METHODS)}; got {self.method!r}")
-        if self.backbone not in BACKBONES:
-            raise ConfigError(f"pretrain.backbone must be one of {', '.join(BACKBONES)}; got {self.backbone!r}")
         if 0 < self.image_size < 32:
             raise ConfigError(f"pretrain.image_size must be 0 (native) or ≥ 32, got {self.image_size}")
 
@@ -311,7 +305,7 @@ class FewShotConfig:
 
     def __post_init__(self) -> None:
         """Validate ranges."""
-        _check(self, "train")
+        _check(self, "fit")
         if self.review_percentile and self.review_percentile >= self.threshold_percentile:
             raise ConfigError(
                 f"train.review_percentile must be below train.threshold_percentile ({self.threshold_percentile:g}), "

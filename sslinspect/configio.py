@@ -18,10 +18,23 @@ T = TypeVar("T")
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "pretrain": PretrainConfig,
-    "train": FewShotConfig,
+    "fit": FewShotConfig,
     "export": ExportConfig,
     "evaluate": EvaluateConfig,
 }
+#: Older names of sections, still read: the few-shot fit's section was called ``train`` before 0.2.
+OLD_SECTIONS: dict[str, str] = {"train": "fit"}
+
+
+def section_of(raw: dict[str, Any], name: str) -> Any:
+    """Section ``name`` of a config dict (a ``--config`` file or a run's ``config.json``), under its old name too.
+
+    Returns:
+        The section's dict, or None when neither name is present.
+    """
+    if name in raw:
+        return raw[name]
+    return next((raw[old] for old, new in OLD_SECTIONS.items() if new == name and old in raw), None)
 
 
 def to_dict(cfg: object) -> dict[str, Any]:
@@ -144,6 +157,8 @@ def apply_override(cfg: T, key: str, text: str) -> T:
 def load_sections(path: Path | None, overrides: list[str]) -> dict[str, object]:
     """Read a ``--config`` JSON file (optional) and apply ``section.field=value`` overrides.
 
+    A section under an old name (:data:`OLD_SECTIONS`, e.g. ``train`` for ``fit``) is read as the new one.
+
     Returns:
         One config object per section in :data:`SECTIONS`, defaults where not given.
     """
@@ -161,15 +176,21 @@ def load_sections(path: Path | None, overrides: list[str]) -> dict[str, object]:
             raise ConfigError(f"{path}: JSON nested too deeply") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: the config must be a JSON object of sections")
-        unknown = sorted(set(raw) - set(SECTIONS))
+        unknown = sorted(set(raw) - set(SECTIONS) - set(OLD_SECTIONS))
         if unknown:
             raise ConfigError(
                 f"{path}: unknown section(s) {', '.join(map(_show, unknown))}; known: {', '.join(SECTIONS)}"
             )
-    out: dict[str, object] = {name: from_dict(cls, raw.get(name, {}), section=name) for name, cls in SECTIONS.items()}
+        both = [f"{old!r} and {new!r}" for old, new in OLD_SECTIONS.items() if old in raw and new in raw]
+        if both:
+            raise ConfigError(f"{path}: sections {both[0]} are the same section (the old and the new name); keep one")
+    out: dict[str, object] = {
+        name: from_dict(cls, section_of(raw, name) or {}, section=name) for name, cls in SECTIONS.items()
+    }
     for item in overrides:
         key, sep, text = item.partition("=")
         section, _, rest = key.strip().partition(".")
+        section = OLD_SECTIONS.get(section, section)
         if not sep or not rest or section not in SECTIONS:
             raise ConfigError(f"--set expects section.field=value with section in {', '.join(SECTIONS)}; got {item!r}")
         out[section] = apply_override(out[section], rest, text)

@@ -1,7 +1,9 @@
 """Run folders: ``config.json``, an append-only ``events.jsonl``, ``status.json``; one ``Finished`` event per run.
 
 A run folder is never modified after ``Finished`` apart from ``status.json``. A run whose process was killed keeps
-``"state": "running"`` in its ``status.json``; :func:`read_status` reports it as ``interrupted``.
+``"state": "running"`` in its ``status.json``; :func:`read_status` reports it as ``interrupted``. Torch-free: the
+name of a pretraining run's checkpoint and :func:`latest_checkpoint` live here so every layer (and the GUI) can
+find one without importing the training code.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from sslinspect.errors import Cancelled, ProjectError
 from sslinspect.events import (
@@ -27,6 +29,31 @@ from sslinspect.events import (
     decode_event,
 )
 from sslinspect.fsutil import atomic_write_json, describe_os_error, read_json
+
+if TYPE_CHECKING:
+    from sslinspect.project import Project
+
+MIN_IMAGES = 8  # the fewest readable images pretraining accepts
+CHECKPOINT = "checkpoints/last.pt"  # a pretraining run's checkpoint, relative to its run folder
+
+
+def find_checkpoint(project: Project) -> Path | None:
+    """The checkpoint of the latest pretraining run that has one (the ``latest`` pointer first), or None."""
+    latest = project.latest("pretrain")
+    candidates = ([latest] if latest else []) + list(reversed(project.runs("pretrain")))
+    return next((run / CHECKPOINT for run in candidates if (run / CHECKPOINT).is_file()), None)
+
+
+def latest_checkpoint(project: Project) -> Path:
+    """The checkpoint of the latest pretraining run that has one.
+
+    Raises:
+        ProjectError: if no pretraining run has saved a checkpoint yet.
+    """
+    found = find_checkpoint(project)
+    if found is None:
+        raise ProjectError(f"{project.root}: no pretraining checkpoint yet (run `sslinspect pretrain` first)")
+    return found
 
 
 def _now() -> str:

@@ -3,6 +3,8 @@ errors naming the file, and the JSON-lines event stream the GUI's worker protoco
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -14,6 +16,7 @@ import numpy as np
 import pytest
 
 from sslinspect.cli import main
+from sslinspect.config import EvaluateConfig, ExportConfig, FewShotConfig, PretrainConfig
 from sslinspect.events import Finished, Metric, decode_event
 from tests.conftest import REPO, run_cli, subprocess_env
 
@@ -34,11 +37,47 @@ TINY = [
 
 
 @pytest.mark.parametrize(
-    "argv", [[], ["init"], ["scan"], ["labels", "import"], ["pretrain"], ["train"], ["export"], ["predict"], ["demo"]]
+    "argv",
+    [[], ["init"], ["scan"], ["labels", "import"], ["pretrain"], ["fit"], ["train"], ["export"], ["predict"], ["demo"]],
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*argv, "--help"]) == 0
     assert "usage: sslinspect" in capsys.readouterr().out
+
+
+def _subparser(name: str) -> argparse.ArgumentParser:
+    from sslinspect.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    parser: argparse.ArgumentParser = sub.choices[name]
+    return parser
+
+
+@pytest.mark.parametrize(
+    ("command", "cls"),
+    [("pretrain", PretrainConfig), ("fit", FewShotConfig), ("export", ExportConfig), ("evaluate", EvaluateConfig)],
+)
+def test_config_options_come_from_field_metadata(command: str, cls: type) -> None:
+    """Choices, help and the default shown by --help are the config field's; the option itself defaults to None."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    options = [a for a in _subparser(command)._actions if a.dest in fields and a.option_strings]
+    assert options
+    for action in options:
+        f = fields[action.dest]
+        assert action.default is None  # a --config/--set value is only overridden when the option is given
+        assert action.help is not None and f.metadata["help"] in action.help.replace("%%", "%")
+        if f.default not in ("", None):
+            assert str(f.default) in action.help
+        if "choices" in f.metadata:
+            assert list(action.choices or ()) == list(f.metadata["choices"])
+
+
+def test_method_and_backbone_choices_are_the_catalog() -> None:
+    from sslinspect.catalog import BACKBONES, METHODS
+
+    actions = {a.dest: a for a in _subparser("pretrain")._actions}
+    assert list(actions["method"].choices or ()) == list(METHODS)
+    assert list(actions["backbone"].choices or ()) == list(BACKBONES)
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,11 +13,7 @@ from superqt.utils import create_worker
 
 from app.jobs.process_job import worker_environ
 
-_CODE = (
-    "import json, torch\n"
-    "from sslinspect.train.runtime import describe_device, pick_device\n"
-    "print(json.dumps({'name': describe_device(pick_device('auto')), 'cuda': bool(torch.cuda.is_available())}))\n"
-)
+_CODE = "import json\nfrom sslinspect import api\nprint(json.dumps(api.device_info('auto')))\n"  # through the api only
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, Signal
 from superqt.utils import create_worker
 
 from app.jobs.base import Job
-from sslinspect.cancel import EventToken
+from sslinspect.api import EventToken
 from sslinspect.errors import Cancelled, SSLInspectError
 from sslinspect.events import Event, Reporter
 

@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 from app.controller import AppController
 from app.jobs import Job
 from app.widgets.config_form import ConfigForm
-from sslinspect.configio import to_dict
+from sslinspect.api import to_dict
 from sslinspect.errors import SSLInspectError
 
 

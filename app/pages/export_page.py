@@ -35,8 +35,7 @@ from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect.config import ExportConfig
 from sslinspect.errors import SSLInspectError
 from sslinspect.events import Log, Progress
-from sslinspect.gallery import latest_export_thresholds
-from sslinspect.infer.output import heatmap_name
+from sslinspect.review import heatmap_name, latest_export_thresholds
 
 PASS, FAIL = "#2e7d32", "#c62828"
 

@@ -33,9 +33,9 @@ from app.widgets.image_grid import ImageGrid
 from app.widgets.progress import Coalescer, show_progress
 from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect import api
+from sslinspect.api import ImageRecord
 from sslinspect.events import Progress
-from sslinspect.gallery import MIN_PRETRAIN_IMAGES, existing_cache
-from sslinspect.store import ImageRecord
+from sslinspect.review import MIN_IMAGES, existing_cache
 
 
 def image_source(project: api.Project, provider: ThumbnailProvider, thumb_px: int) -> dict[int, ImageRecord]:
@@ -62,7 +62,7 @@ class ImagesPage(Page):
     explanation = (
         "Add the folders your cameras write to (subfolders are included). The scan reads every file once, skips "
         f"duplicates and lists files it cannot read, without stopping. Pretraining needs at least "
-        f"{MIN_PRETRAIN_IMAGES} readable images; a few hundred or more is better."
+        f"{MIN_IMAGES} readable images; a few hundred or more is better."
     )
 
     def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:

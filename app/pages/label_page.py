@@ -34,7 +34,7 @@ from app.widgets.label_keys import install_label_keys, shortcut_of
 from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect import api
 from sslinspect.errors import SSLInspectError
-from sslinspect.gallery import SortKey, order_ids, project_2d
+from sslinspect.review import SortKey, order_ids, project_2d
 
 SORTS: tuple[tuple[str, SortKey], ...] = (
     ("Most unusual first", "unusual"),

@@ -38,13 +38,11 @@ from app.widgets.progress import Coalescer, show_progress
 from app.widgets.thumbnails import ThumbnailProvider
 from app.widgets.training_plots import TrainingPlots
 from sslinspect import api
-from sslinspect.backbones import BACKBONES
+from sslinspect.api import BACKBONES, METHODS, to_dict
 from sslinspect.config import PretrainConfig
-from sslinspect.configio import to_dict
 from sslinspect.errors import SSLInspectError
 from sslinspect.events import Artifact, Finished, Metric, Progress, Started
-from sslinspect.methods import METHODS
-from sslinspect.runs import read_events
+from sslinspect.review import read_events
 
 # Mirrors sslinspect.train.health.COLLAPSE_STD (a torch module the GUI does not import).
 COLLAPSE_STD = 0.05

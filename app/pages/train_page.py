@@ -41,12 +41,11 @@ from app.widgets.metric_plot import MetricPlot
 from app.widgets.progress import Coalescer, show_progress
 from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect import api
+from sslinspect.api import GOOD
 from sslinspect.config import FewShotConfig
 from sslinspect.errors import DataError, SSLInspectError
 from sslinspect.events import Progress
-from sslinspect.gallery import Curves, label_list, score_curves, threshold_effect
-from sslinspect.heatmaps import RunHeatmaps
-from sslinspect.project import GOOD
+from sslinspect.review import Curves, RunHeatmaps, label_list, score_curves, threshold_effect
 
 UNCERTAIN = 40
 SLIDER_STEPS = 1000

@@ -15,7 +15,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtGui import QDoubleValidator
 from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QGroupBox, QLineEdit, QSpinBox, QWidget
 
-from sslinspect.configio import from_dict, to_dict
+from sslinspect.api import from_dict, to_dict
 from sslinspect.errors import ConfigError
 
 

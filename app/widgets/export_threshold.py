@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, 
 from app.controller import AppController
 from sslinspect import api
 from sslinspect.errors import SSLInspectError
-from sslinspect.gallery import ExportThresholds, export_thresholds
+from sslinspect.review import ExportThresholds, export_thresholds
 
 
 class ExportThresholdBox(QWidget):

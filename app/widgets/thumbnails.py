@@ -14,12 +14,12 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage, QPixmap
 from superqt.utils import create_worker
 
 from sslinspect.errors import ImageReadError
-from sslinspect.imageio import read_image
+from sslinspect.review import read_image
 
 PathFn = Callable[[Hashable], Path | None]
 ArrayFn = Callable[[Hashable], np.ndarray | None]
@@ -35,18 +35,6 @@ def to_qimage(rgb: np.ndarray, size: int) -> QImage:
     rgb = np.ascontiguousarray(rgb)
     h, w = rgb.shape[:2]
     return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
-
-
-def placeholder(size: int, color: QColor, text: str = "") -> QPixmap:
-    """A flat square shown while a thumbnail loads (or when it cannot be read)."""
-    pm = QPixmap(size, size)
-    pm.fill(color)
-    if text:
-        p = QPainter(pm)
-        p.setPen(QColor("#ffffff"))
-        p.drawText(pm.rect(), Qt.AlignmentFlag.AlignCenter, text)
-        p.end()
-    return pm
 
 
 class ThumbnailProvider(QObject):

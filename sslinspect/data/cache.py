@@ -17,7 +17,6 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,19 +182,3 @@ def build_cache(
     del old
     _remove_stale_arrays(folder, size, keep=name, replaced=old_name)
     return cache
-
-
-def load_rows(project: Project, cache: ImageCache, image_ids: Sequence[int]) -> np.ndarray:
-    """Images for ``image_ids`` as ``(N, S, S, 3)`` uint8, from the cache when present, else decoded now."""
-    index = cache.index_of()
-    out = np.empty((len(image_ids), cache.size, cache.size, 3), dtype=np.uint8)
-    for k, i in enumerate(image_ids):
-        if i in index:
-            out[k] = cache.images[index[i]]
-        else:
-            rec = project.store.image(i)
-            if rec is None:
-                raise DataError(f"image id {i} is not in the project index")
-            rgb, _ = read_image(project.image_path(rec.source, rec.relpath))
-            out[k] = resize_square(rgb, cache.size)
-    return out

@@ -137,30 +137,12 @@ def _probe(path: Path, rel: str, source: int, st: os.stat_result, cfg: DataConfi
     }
 
 
-def scan_project(
-    project: Project,
-    cfg: DataConfig | None = None,
-    *,
-    report: Reporter = null_reporter,
-    cancel: CancelToken = NEVER,
-    workers: int = 0,
-) -> ScanResult:
-    """Scan every source folder of ``project`` into its image index.
-
-    Args:
-        project: The open project.
-        cfg: Scan limits; defaults when None.
-        report: Receives ``Progress`` per batch and one ``Log`` per unreadable file.
-        cancel: Checked between batches; what was scanned so far is kept.
-        workers: Decoder threads (0 = number of CPUs, at most 8).
-
-    Raises:
-        Cancelled: when ``cancel`` fires; rows written so far stay.
-    """
-    cfg = cfg or DataConfig()
+def _find_changed(
+    project: Project, cfg: DataConfig, result: ScanResult, problems: list[tuple[str, str]]
+) -> list[tuple[Path, str, int, os.stat_result]]:
+    """Walk every source folder: files new or changed since the last scan (to decode); counts the unchanged and
+    marks the missing in ``result``; folders and files that cannot be read go to ``problems``."""
     store = project.store
-    result = ScanResult()
-    problems: list[tuple[str, str]] = []
     todo: list[tuple[Path, str, int, os.stat_result]] = []
     for src in project.sources:
         folder = project.source_dir(src)
@@ -190,6 +172,21 @@ def scan_project(
             src.id, [r for r, k in known.items() if r not in present and k[3] != "missing"]
         )
 
+    return todo
+
+
+def _decode(
+    project: Project,
+    cfg: DataConfig,
+    todo: list[tuple[Path, str, int, os.stat_result]],
+    result: ScanResult,
+    *,
+    report: Reporter,
+    cancel: CancelToken,
+    workers: int,
+) -> None:
+    """Decode ``todo`` in batches on a thread pool and write the rows; checks ``cancel`` between batches."""
+    store = project.store
     total = len(todo)
     report(Progress(stage="scan", step=0, total=total, message="decoding new or changed files"))
     n_workers = workers or min(8, os.cpu_count() or 1)
@@ -208,6 +205,34 @@ def scan_project(
             done += len(chunk)
             rate = done / max(time.monotonic() - t0, 1e-6)
             report(Progress(stage="scan", step=done, total=total, message=f"{rate:.0f} files/s"))
+
+
+def scan_project(
+    project: Project,
+    cfg: DataConfig | None = None,
+    *,
+    report: Reporter = null_reporter,
+    cancel: CancelToken = NEVER,
+    workers: int = 0,
+) -> ScanResult:
+    """Scan every source folder of ``project`` into its image index.
+
+    Args:
+        project: The open project.
+        cfg: Scan limits; defaults when None.
+        report: Receives ``Progress`` per batch and one ``Log`` per unreadable file.
+        cancel: Checked between batches; what was scanned so far is kept.
+        workers: Decoder threads (0 = number of CPUs, at most 8).
+
+    Raises:
+        Cancelled: when ``cancel`` fires; rows written so far stay.
+    """
+    cfg = cfg or DataConfig()
+    store = project.store
+    result = ScanResult()
+    problems: list[tuple[str, str]] = []
+    todo = _find_changed(project, cfg, result, problems)
+    _decode(project, cfg, todo, result, report=report, cancel=cancel, workers=workers)
     result.duplicates = store.refresh_duplicates()
     changes = store.reconcile_labels()
     result.relabelled = sum(c.kind in ("moved", "merged") for c in changes)

@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -71,6 +72,53 @@ class DemoDataset:
         )
 
 
+def _checked_params(
+    product: str, n_images: int, defect_rate: float, n_shots: int, n_test_per_class: int, size: int, seed: int
+) -> dict[str, Any]:
+    """The generator's parameters as ``manifest.json`` records them.
+
+    Raises:
+        ConfigError: if a parameter is out of range.
+    """
+    if product not in PRODUCTS:
+        raise ConfigError(f"demo product must be one of {', '.join(PRODUCTS)}, got {product!r}")
+    if n_shots < 1 or n_test_per_class < 0 or not 0.0 <= defect_rate <= 0.5 or size < MIN_SIZE:
+        raise ConfigError(
+            f"demo needs n_shots ≥ 1, n_test_per_class ≥ 0, 0 ≤ defect_rate ≤ 0.5 and size ≥ {MIN_SIZE}, "
+            f"got {n_shots}, {n_test_per_class}, {defect_rate}, {size}"
+        )
+    return {
+        "product": product,
+        "n_images": n_images,
+        "defect_rate": defect_rate,
+        "n_shots": n_shots,
+        "n_test_per_class": n_test_per_class,
+        "size": size,
+        "seed": seed,
+    }
+
+
+def _clear_own_files(ds: DemoDataset) -> None:
+    """Create the image folders and remove the files an earlier (perhaps interrupted) run of this generator wrote."""
+    for folder in (ds.unlabeled_dir, ds.test_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.iterdir():
+            if _OWN_FILE.fullmatch(old.name):  # never delete anything this generator did not write
+                old.unlink()
+
+
+def _pick_shots(
+    ds: DemoDataset, truth: list[tuple[str, str]], n_shots: int, plan: np.random.Generator
+) -> list[tuple[str, str]]:
+    """``n_shots`` labelled examples per class, drawn from ``truth`` (the rows of ``labels.csv``, sorted)."""
+    shots: list[tuple[str, str]] = []
+    for cls in ds.classes:
+        pool = [row for row in truth if row[1] == cls]
+        picked = plan.choice(len(pool), size=n_shots, replace=False)
+        shots.extend(pool[int(k)] for k in picked)
+    return sorted(shots)
+
+
 def generate_demo(
     out_dir: Path,
     *,
@@ -107,22 +155,7 @@ def generate_demo(
     Raises:
         ConfigError: if a parameter is out of range.
     """
-    if product not in PRODUCTS:
-        raise ConfigError(f"demo product must be one of {', '.join(PRODUCTS)}, got {product!r}")
-    if n_shots < 1 or n_test_per_class < 0 or not 0.0 <= defect_rate <= 0.5 or size < MIN_SIZE:
-        raise ConfigError(
-            f"demo needs n_shots ≥ 1, n_test_per_class ≥ 0, 0 ≤ defect_rate ≤ 0.5 and size ≥ {MIN_SIZE}, "
-            f"got {n_shots}, {n_test_per_class}, {defect_rate}, {size}"
-        )
-    params = {
-        "product": product,
-        "n_images": n_images,
-        "defect_rate": defect_rate,
-        "n_shots": n_shots,
-        "n_test_per_class": n_test_per_class,
-        "size": size,
-        "seed": seed,
-    }
+    params = _checked_params(product, n_images, defect_rate, n_shots, n_test_per_class, size, seed)
     counts = _class_counts(n_images, defect_rate, n_shots)
     ds = DemoDataset.at(Path(out_dir) / product, product)
     manifest_path = ds.root / "manifest.json"
@@ -130,12 +163,7 @@ def generate_demo(
         return ds
 
     manifest_path.unlink(missing_ok=True)
-    for folder in (ds.unlabeled_dir, ds.test_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.iterdir():
-            if _OWN_FILE.fullmatch(old.name):  # never delete anything this generator did not write
-                old.unlink()
-
+    _clear_own_files(ds)
     seeds = np.random.SeedSequence([seed, zlib.crc32(product.encode())])
     plan_seed, image_seed, test_seed = seeds.spawn(3)
     plan = np.random.default_rng(plan_seed)
@@ -147,12 +175,7 @@ def generate_demo(
         ds.test_dir, test_labels, test_seed, product, size, plan, len(labels), total, progress
     )
 
-    shots: list[tuple[str, str]] = []
-    for cls in ds.classes:
-        pool = [row for row in truth if row[1] == cls]
-        picked = plan.choice(len(pool), size=n_shots, replace=False)
-        shots.extend(pool[int(k)] for k in picked)
-    _write_csv(ds.labels_csv, sorted(shots))
+    _write_csv(ds.labels_csv, _pick_shots(ds, truth, n_shots, plan))
     _write_csv(ds.test_csv, tests)
     _write_csv(ds.truth_csv, truth)
     atomic_write_json(

@@ -16,7 +16,7 @@ from sslinspect.config import PROTOCOLS
 from sslinspect.evaluate.run import METRICS
 from sslinspect.events import Metric
 from sslinspect.project import Project
-from sslinspect.runs import read_events
+from sslinspect.runs import read_events, read_status
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +78,7 @@ def compare_runs(project: Project) -> list[RunSummary]:
                 image_size=int(cfg.get("image_size", 0)),
                 epochs_done=done,
                 epochs=int(cfg.get("epochs", 0)),
-                status=str(_read(folder / "status.json").get("state", "unknown")),
+                status=str(read_status(folder).get("state", "unknown")),  # a killed run reads as interrupted
                 final_loss=value("loss"),
                 emb_std=value("emb_std"),
                 knn_monitor=value("knn_acc"),

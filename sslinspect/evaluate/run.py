@@ -19,14 +19,13 @@ from sslinspect.data.cache import build_cache
 from sslinspect.errors import DataError, ProjectError
 from sslinspect.evaluate.protocols import finetune_oof, knn_oof, linear_oof, score, stratified_folds
 from sslinspect.events import Artifact, Log, Reporter, null_reporter
-from sslinspect.fewshot.embed import embed_images
 from sslinspect.fsutil import atomic_write_json
+from sslinspect.model.checkpoint import build_backbone_from_checkpoint, load_checkpoint
+from sslinspect.model.embed import embed_images
+from sslinspect.model.runtime import pick_device, seed_everything, versions
 from sslinspect.project import Project
-from sslinspect.runs import open_run
-from sslinspect.train.checkpoint import build_backbone_from_checkpoint, load_checkpoint
+from sslinspect.runs import CHECKPOINT, latest_checkpoint, open_run
 from sslinspect.train.health import labelled_set
-from sslinspect.train.pretrain import CKPT, latest_checkpoint
-from sslinspect.train.runtime import pick_device, seed_everything, versions
 
 METRICS = "metrics.json"
 
@@ -57,8 +56,8 @@ def find_pretrain_run(project: Project, run: str | None) -> Path:
         return latest_checkpoint(project)
     candidates = [project.root / "runs" / "pretrain" / run, Path(run), project.resolve(run)]
     for folder in candidates:
-        if (folder / CKPT).is_file():
-            return folder / CKPT
+        if (folder / CHECKPOINT).is_file():
+            return folder / CHECKPOINT
     known = ", ".join(p.name for p in project.runs("pretrain")) or "none"
     raise ProjectError(f"{project.root}: no pretraining run {run!r} with a checkpoint (runs: {known})")
 

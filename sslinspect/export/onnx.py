@@ -36,10 +36,10 @@ from sslinspect.export.triton import write_triton_repository
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fsutil import atomic_write_json
 from sslinspect.infer.onnx_predictor import METADATA_KEY, SUPPORTED_FORMAT, open_session
+from sslinspect.model.runtime import versions
 from sslinspect.model.segnet import SegDecoder
 from sslinspect.preprocess import MEAN, STD
 from sslinspect.project import GOOD
-from sslinspect.train.runtime import versions
 
 MODEL_FORMAT = SUPPORTED_FORMAT
 INPUT_NAME, THRESHOLD_NAME, REVIEW_NAME = INPUT_NAMES

@@ -13,8 +13,8 @@ from sslinspect.events import Reporter, null_reporter
 from sslinspect.export.onnx import ExportInputs, ExportResult, export_model
 from sslinspect.fewshot.fit import load_head
 from sslinspect.fewshot.segmap import decoder_from_checkpoint
+from sslinspect.model.checkpoint import build_backbone_from_checkpoint, load_checkpoint
 from sslinspect.project import Project
-from sslinspect.train.checkpoint import build_backbone_from_checkpoint, load_checkpoint
 
 
 def parity_rows(n_images: int, labelled: list[int], n: int, seed: int = 0) -> np.ndarray:

@@ -23,16 +23,15 @@ from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.patchcore import FeatureNet
 from sslinspect.fewshot.segmap import SegmentationNet, decoder_from_checkpoint, has_decoder
 from sslinspect.fsutil import atomic_path, atomic_write_json, read_json
+from sslinspect.model.checkpoint import build_backbone_from_checkpoint, load_checkpoint
+from sslinspect.model.runtime import pick_device, seed_everything, versions
 from sslinspect.project import GOOD, Project
-from sslinspect.runs import open_run
-from sslinspect.train.checkpoint import build_backbone_from_checkpoint, load_checkpoint
-from sslinspect.train.pretrain import latest_checkpoint
-from sslinspect.train.runtime import pick_device, seed_everything, versions
+from sslinspect.runs import latest_checkpoint, open_run
 
 
 @dataclass(frozen=True, slots=True)
 class FewShotResult:
-    """Outcome of ``sslinspect train``; paths relative to the project root."""
+    """Outcome of ``sslinspect fit``; paths relative to the project root."""
 
     run_dir: str
     head: str
@@ -68,7 +67,7 @@ def run_fit(
     image_size = int(ckpt["image_size"])
     device = pick_device(cfg.device)
     run_dir = project.new_run_dir("fewshot", str(ckpt["method"]))
-    config = {"train": to_dict(cfg), "checkpoint": project.relative(ckpt_path), "versions": versions()}
+    config = {"fit": to_dict(cfg), "checkpoint": project.relative(ckpt_path), "versions": versions()}
     with open_run("fewshot", run_dir, config, report=report) as run:
         net = _feature_net(ckpt, image_size, cfg, run.report)
         cache = build_cache(project, net.input_size, report=run.report, cancel=cancel)
@@ -235,7 +234,7 @@ def load_head(project: Project, run_dir: Path | None = None) -> tuple[Inspection
     """
     run_dir = run_dir or project.latest("fewshot")
     if run_dir is None or not (run_dir / "head.npz").is_file():
-        raise DataError(f"{project.root}: no trained classifier yet (run `sslinspect train` first)")
+        raise DataError(f"{project.root}: no trained classifier yet (run `sslinspect fit` first)")
     cfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     return InspectionHead.load(run_dir / "head.npz"), project.resolve(cfg["checkpoint"])
 

@@ -16,7 +16,6 @@ import numpy as np
 
 from sslinspect.infer.onnx_predictor import Prediction
 
-FORMATS = ("csv", "jsonl")
 #: Overlays are drawn at most this many pixels on the long side (line images can be 20+ megapixels).
 OVERLAY_MAX_SIDE = 1024
 

@@ -15,14 +15,15 @@ from typing import Any
 import cv2
 import numpy as np
 
+from sslinspect.configio import section_of
 from sslinspect.data.cache import build_cache
 from sslinspect.errors import DataError
 from sslinspect.events import Artifact, Reporter, null_reporter
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fsutil import atomic_write_text, read_json
-from sslinspect.heatmaps import RunHeatmaps
 from sslinspect.project import GOOD, Project
 from sslinspect.report.plots import curve_chart, histogram_chart, png_data_uri
+from sslinspect.review.heatmaps import RunHeatmaps
 
 SECTIONS = ("summary", "threshold", "confusion", "curves", "examples", "export", "provenance")
 
@@ -172,25 +173,9 @@ def _examples(project: Project, run_dir: Path, head: InspectionHead, n: int) -> 
     return legend + "".join(out), count
 
 
-def build_report(
-    project: Project, out: Path | None = None, *, examples: int = 6, report: Reporter = null_reporter
-) -> ReportResult:
-    """Write the QA report of the latest fewshot run (see :func:`sslinspect.api.write_report`).
-
-    Raises:
-        DataError: if the project has no trained model yet.
-    """
-    run_dir = project.latest("fewshot")
-    if run_dir is None or not (run_dir / "metrics.json").is_file():
-        raise DataError(f"{project.root}: no trained model to report on (run `sslinspect train` first)")
-    metrics = read_json(run_dir / "metrics.json")
-    fs_cfg = read_json(run_dir / "config.json")
-    head = InspectionHead.load(run_dir / "head.npz")
-    ckpt = project.resolve(fs_cfg["checkpoint"])
-    pre_cfg_path = ckpt.parent.parent / "config.json"
-    pre_cfg = read_json(pre_cfg_path) if pre_cfg_path.is_file() else {}
+def _summary_table(project: Project, head: InspectionHead, metrics: dict[str, Any]) -> str:
     a = head.anomaly
-    summary = _table(
+    return _table(
         [
             ("project", project.name),
             ("classes", ", ".join(head.classes)),
@@ -202,8 +187,12 @@ def build_report(
             ("images", metrics.get("images")),
         ]
     )
+
+
+def _threshold_table(head: InspectionHead, metrics: dict[str, Any]) -> str:
+    a = head.anomaly
     override = metrics.get("threshold_override")
-    threshold = _table(
+    return _table(
         [
             ("NG threshold", a.threshold),
             ("review threshold", a.review_threshold if a.review_threshold < a.threshold else "off"),
@@ -218,7 +207,10 @@ def build_report(
             ("unusual unlabelled images kept out of calibration", metrics.get("suspected_defects")),
         ]
     )
-    cards, n_examples = _examples(project, run_dir, head, examples)
+
+
+def _export_section(project: Project) -> str:
+    """The latest export's sidecar as a table (parity, precision check), or a note that there is none."""
     export_html = "<p class=muted>Not exported yet.</p>"
     latest_export = project.latest("export")
     if latest_export is not None:
@@ -253,6 +245,11 @@ def build_report(
                     )
                 )
             export_html = _table(rows)
+    return export_html
+
+
+def _provenance(project: Project, ckpt: Path, run_dir: Path, fs_cfg: dict[str, Any], pre_cfg: dict[str, Any]) -> str:
+    """Counts, runs, hashes, versions and both configs: enough to trace the model back to its inputs."""
     counts = project.store.counts()
     prov = _table(
         [
@@ -267,8 +264,33 @@ def build_report(
     )
     configs = (
         f"<h3>pretraining config</h3><pre>{_e(json.dumps(pre_cfg.get('pretrain', pre_cfg), indent=1))}</pre>"
-        f"<h3>training config</h3><pre>{_e(json.dumps(fs_cfg.get('train', {}), indent=1))}</pre>"
+        f"<h3>fit config</h3><pre>{_e(json.dumps(section_of(fs_cfg, 'fit') or {}, indent=1))}</pre>"
     )
+    return prov + configs
+
+
+def build_report(
+    project: Project, out: Path | None = None, *, examples: int = 6, report: Reporter = null_reporter
+) -> ReportResult:
+    """Write the QA report of the latest fewshot run (see :func:`sslinspect.api.write_report`).
+
+    Raises:
+        DataError: if the project has no trained model yet.
+    """
+    run_dir = project.latest("fewshot")
+    if run_dir is None or not (run_dir / "metrics.json").is_file():
+        raise DataError(f"{project.root}: no trained model to report on (run `sslinspect fit` first)")
+    metrics = read_json(run_dir / "metrics.json")
+    fs_cfg = read_json(run_dir / "config.json")
+    head = InspectionHead.load(run_dir / "head.npz")
+    ckpt = project.resolve(fs_cfg["checkpoint"])
+    pre_cfg_path = ckpt.parent.parent / "config.json"
+    pre_cfg = read_json(pre_cfg_path) if pre_cfg_path.is_file() else {}
+    a = head.anomaly
+    summary, threshold = _summary_table(project, head, metrics), _threshold_table(head, metrics)
+    cards, n_examples = _examples(project, run_dir, head, examples)
+    export_html = _export_section(project)
+    prov = _provenance(project, ckpt, run_dir, fs_cfg, pre_cfg)
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     body = "".join(
         [
@@ -280,7 +302,7 @@ def build_report(
             "</section>",
             f"<section id=examples><h2>Example images with heatmaps</h2>{cards}</section>",
             f"<section id=export><h2>Exported model</h2>{export_html}</section>",
-            f"<section id=provenance><h2>Provenance</h2>{prov}{configs}</section>",
+            f"<section id=provenance><h2>Provenance</h2>{prov}</section>",
         ]
     )
     doc = (

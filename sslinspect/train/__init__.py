@@ -1,1 +1,2 @@
-"""The training loop, checkpoints and runtime set-up (device, seeding, threads)."""
+"""The one training loop, its health metrics and embedding snapshots, and pretraining runs (checkpoints and
+runtime set-up live in :mod:`sslinspect.model`)."""

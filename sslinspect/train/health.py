@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslinspect.fewshot.embed import embed_images
+from sslinspect.model.embed import embed_images
 
 COLLAPSE_STD = 0.05
 KNN_K = 5

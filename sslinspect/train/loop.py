@@ -27,7 +27,7 @@ from sslinspect.data.loader import BatchSource
 from sslinspect.errors import ResourceError
 from sslinspect.events import Log, Metric, Progress, Reporter, null_reporter
 from sslinspect.methods.base import MethodSpec, SSLModel, StepOutput, ViewFn
-from sslinspect.train.checkpoint import load_checkpoint, save_checkpoint
+from sslinspect.model.checkpoint import load_checkpoint, save_checkpoint
 from sslinspect.train.distributed import SINGLE, DistInfo, agree, mean_over_ranks, wrap_model
 from sslinspect.train.health import COLLAPSE_STD, collapse_message, health_metrics
 

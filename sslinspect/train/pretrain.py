@@ -14,23 +14,18 @@ from typing import Any
 
 import torch
 
-from sslinspect.backbones import build_backbone, load_backbone_weights
 from sslinspect.cancel import NEVER, CancelToken
 from sslinspect.config import PretrainConfig
 from sslinspect.configio import from_dict, to_dict
 from sslinspect.data.cache import ImageCache, build_cache
 from sslinspect.data.frames import dominant_frame_size, native_image_size
 from sslinspect.data.loader import BatchSource
-from sslinspect.errors import Cancelled, CheckpointError, DataError, ProjectError
+from sslinspect.errors import Cancelled, CheckpointError, DataError
 from sslinspect.events import Artifact, Log, Metric, Reporter, null_reporter
 from sslinspect.methods import load_method
-from sslinspect.project import Project
-from sslinspect.runs import open_run
-from sslinspect.train.checkpoint import load_checkpoint
-from sslinspect.train.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
-from sslinspect.train.health import KnnMonitor, labelled_set
-from sslinspect.train.loop import LoopResult, train_loop
-from sslinspect.train.runtime import (
+from sslinspect.model.backbones import build_backbone
+from sslinspect.model.checkpoint import load_backbone_weights, load_checkpoint
+from sslinspect.model.runtime import (
     configure_cuda,
     describe_device,
     pick_device,
@@ -38,10 +33,12 @@ from sslinspect.train.runtime import (
     set_threads,
     versions,
 )
+from sslinspect.project import Project
+from sslinspect.runs import CHECKPOINT, MIN_IMAGES, latest_checkpoint, open_run
+from sslinspect.train.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
+from sslinspect.train.health import KnnMonitor, labelled_set
+from sslinspect.train.loop import LoopResult, train_loop
 from sslinspect.train.snapshot import EmbeddingSnapshots
-
-MIN_IMAGES = 8
-CKPT = "checkpoints/last.pt"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,20 +54,6 @@ class PretrainResult:
     seconds: float
     images: int
     device: str
-
-
-def latest_checkpoint(project: Project) -> Path:
-    """The checkpoint of the latest pretraining run that has one.
-
-    Raises:
-        ProjectError: if no pretraining run has saved a checkpoint yet.
-    """
-    latest = project.latest("pretrain")
-    candidates = ([latest] if latest else []) + list(reversed(project.runs("pretrain")))
-    for run in candidates:
-        if (run / CKPT).is_file():
-            return run / CKPT
-    raise ProjectError(f"{project.root}: no pretraining checkpoint yet (run `sslinspect pretrain` first)")
 
 
 def resolve_image_size(project: Project, cfg: PretrainConfig, report: Reporter = null_reporter) -> PretrainConfig:
@@ -191,7 +174,7 @@ def _train(
         "versions": versions(),
         "images": len(cache),
     }
-    ckpt_path = (run_dir or project.root / "runs" / "unused") / CKPT  # only rank 0 (which has a run_dir) saves
+    ckpt_path = (run_dir or project.root / "runs" / "unused") / CHECKPOINT  # only rank 0 (which has a run_dir) saves
     on_epoch_end = _epoch_end_hook(project, cfg, cache, model, device, run_dir, report) if run_dir else None
     try:
         result = train_loop(
@@ -235,7 +218,7 @@ def _epoch_end_hook(
     backbone: torch.nn.Module = model.backbone  # type: ignore[assignment]
 
     def on_epoch_end(epoch: int) -> None:
-        report(Artifact(kind="checkpoint", path=project.relative(run_dir / CKPT)))
+        report(Artifact(kind="checkpoint", path=project.relative(run_dir / CHECKPOINT)))
         labelled = labelled_set(cache.ids, project.store.labels())
         if labelled is not None:
             acc = KnnMonitor(cache.images, labelled)(backbone, device)

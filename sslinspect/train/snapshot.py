@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from sslinspect.fewshot.embed import embed_images
 from sslinspect.fsutil import atomic_path
+from sslinspect.model.embed import embed_images
 
 MAP_DIR = "embedding_map"
 

@@ -136,3 +136,20 @@ def test_thread_job_failures_and_cancel(qtbot: Any) -> None:
     with qtbot.waitSignal(job.finished, timeout=10_000) as done:
         job.cancel()
     assert done.args == ["cancelled"]
+
+
+def test_device_probe_code_runs_through_the_api() -> None:
+    """The GUI asks a child process which device ``auto`` picks; the child goes through ``sslinspect.api``."""
+    import subprocess
+    import sys
+
+    from app.jobs import device
+    from app.jobs.process_job import worker_environ
+
+    assert "sslinspect.model" not in device._CODE and "api.device_info" in device._CODE
+    r = subprocess.run(
+        [sys.executable, "-c", device._CODE], capture_output=True, text=True, env=worker_environ(1), timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout.strip().splitlines()[-1])
+    assert isinstance(info["name"], str) and info["name"] and isinstance(info["cuda"], bool)

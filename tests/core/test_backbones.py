@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from sslinspect.backbones import BACKBONES, build_backbone
+from sslinspect.catalog import BACKBONES, METHODS
 from sslinspect.data.loader import BatchSource
 from sslinspect.errors import ConfigError
-from sslinspect.methods import METHODS, load_method
+from sslinspect.methods import load_method
+from sslinspect.model.backbones import build_backbone
 from sslinspect.train.loop import make_optimizer
 from tests.core.methods.conftest import tiny_config
 

@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from sslinspect import api, fsutil
-from sslinspect.backbones import build_backbone, load_backbone_weights
 from sslinspect.errors import CheckpointError
-from sslinspect.train.checkpoint import (
+from sslinspect.model.backbones import build_backbone
+from sslinspect.model.checkpoint import (
     FORMAT,
     build_backbone_from_checkpoint,
+    load_backbone_weights,
     load_checkpoint,
     save_checkpoint,
 )

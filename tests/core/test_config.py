@@ -36,7 +36,7 @@ def test_defaults_are_valid_and_every_field_documented(cls: type) -> None:
         (lambda: PretrainConfig(epochs="5"), "pretrain.epochs must be a number, got '5'"),  # type: ignore[arg-type]
         (lambda: DataConfig(max_pixels=0), "data.max_pixels must be ≥ 1, got 0"),
         (lambda: AugmentConfig(hue=0.9), "pretrain.augment.hue must be ≤ 0.5, got 0.9"),
-        (lambda: FewShotConfig(threshold_percentile=10), "train.threshold_percentile must be ≥ 50.0, got 10"),
+        (lambda: FewShotConfig(threshold_percentile=10), "fit.threshold_percentile must be ≥ 50.0, got 10"),
         (lambda: ExportConfig(precision="fp64"), "export.precision must be one of fp32, fp16, int8; got 'fp64'"),
     ],
 )

@@ -12,19 +12,32 @@ from hypothesis import strategies as st
 
 from sslinspect.cli import main
 from sslinspect.config import AugmentConfig, DataConfig, ExportConfig, FewShotConfig, PretrainConfig
-from sslinspect.configio import SECTIONS, apply_override, from_dict, load_sections, to_dict
+from sslinspect.configio import SECTIONS, apply_override, from_dict, load_sections, section_of, to_dict
 from sslinspect.errors import ConfigError
 
 
 def test_config_file_with_bom_and_overrides(tmp_path: Path) -> None:
     path = tmp_path / "run.json"
     path.write_text(json.dumps({"pretrain": {"epochs": 3, "augment": {"flip": False}}}), encoding="utf-8-sig")
-    cfgs = load_sections(path, ["pretrain.augment.hue=0.1", "data.include_hidden=yes", "train.classifier=logistic"])
+    cfgs = load_sections(path, ["pretrain.augment.hue=0.1", "data.include_hidden=yes", "fit.classifier=logistic"])
     pre = cfgs["pretrain"]
     assert isinstance(pre, PretrainConfig)
     assert (pre.epochs, pre.augment.flip, pre.augment.hue) == (3, False, 0.1)
     assert cfgs["data"] == DataConfig(include_hidden=True)
-    assert cfgs["train"] == FewShotConfig(classifier="logistic")
+    assert cfgs["fit"] == FewShotConfig(classifier="logistic")
+
+
+def test_the_old_train_section_is_read_as_fit(tmp_path: Path) -> None:
+    """Config files (and run config.json files) written before the rename name the few-shot section ``train``."""
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"train": {"knn_k": 3}}), encoding="utf-8")
+    cfgs = load_sections(path, ["train.cv_folds=4"])
+    assert cfgs["fit"] == FewShotConfig(knn_k=3, cv_folds=4) and "train" not in cfgs
+    assert section_of({"train": {"knn_k": 3}, "checkpoint": "x"}, "fit") == {"knn_k": 3}
+    assert section_of({"fit": {"knn_k": 4}}, "fit") == {"knn_k": 4} and section_of({}, "fit") is None
+    path.write_text(json.dumps({"train": {}, "fit": {}}), encoding="utf-8")
+    with pytest.raises(ConfigError, match="the old and the new name"):
+        load_sections(path, [])
 
 
 @pytest.mark.parametrize(
@@ -32,7 +45,7 @@ def test_config_file_with_bom_and_overrides(tmp_path: Path) -> None:
     [
         ("{", "not valid JSON (line 1: Expecting property name enclosed in double quotes)"),
         ("[]", "the config must be a JSON object of sections"),
-        ('{"pretrian": {}}', "unknown section(s) pretrian; known: data, pretrain, train, export"),
+        ('{"pretrian": {}}', "unknown section(s) pretrian; known: data, pretrain, fit, export"),
         ('{"pretrain": {"epoch": 3}}', "unknown key(s) in pretrain: epoch"),
         ('{"pretrain": {"epochs": "3"}}', "pretrain.epochs must be int, got '3'"),
         ('{"pretrain": {"epochs": 3.0}}', "pretrain.epochs must be int, got 3.0"),
@@ -64,7 +77,7 @@ def test_unreadable_config_files(tmp_path: Path) -> None:
     ("override", "message"),
     [
         ("pretrain.epochs", "--set expects section.field=value"),
-        ("model.epochs=3", "--set expects section.field=value with section in data, pretrain, train, export"),
+        ("model.epochs=3", "--set expects section.field=value with section in data, pretrain, fit, export"),
         ("pretrain.nope=1", "unknown config key 'nope'"),
         ("pretrain.epochs.x=1", "unknown config key 'epochs.x'"),
         ("pretrain.augment.nope=1", "unknown config key 'nope'"),
@@ -91,7 +104,8 @@ def test_bad_overrides(override: str, message: str) -> None:
         (["pretrain", "P", "--threads", "100000"], "error: pretrain.threads must be ≤ 512, got 100000"),
         (["pretrain", "P", "--seed", "-1"], "error: pretrain.seed must be ≥ 0, got -1"),
         (["scan", "P", "--set", "data.max_pixels=0"], "error: data.max_pixels must be ≥ 1, got 0"),
-        (["train", "P", "--set", "train.cv_folds=1"], "error: train.cv_folds must be ≥ 2, got 1"),
+        (["fit", "P", "--set", "fit.cv_folds=1"], "error: fit.cv_folds must be ≥ 2, got 1"),
+        (["train", "P", "--set", "train.cv_folds=1"], "error: fit.cv_folds must be ≥ 2, got 1"),  # the old names
         (["export", "P", "--set", "export.parity_atol=-1"], "error: export.parity_atol must be ≥ 0.0, got -1.0"),
         (["pretrain", "P", "--epochs", "many"], "error: sslinspect pretrain: argument --epochs: invalid int value"),
         (["pretrain", "P", "--device", "tpu"], "error: sslinspect pretrain: argument --device: invalid choice"),

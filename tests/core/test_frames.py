@@ -10,8 +10,8 @@ import numpy as np
 from sslinspect import api
 from sslinspect.config import PretrainConfig
 from sslinspect.data.frames import MAX_NATIVE_SIZE, native_image_size
-from sslinspect.train.checkpoint import load_checkpoint
-from sslinspect.train.pretrain import latest_checkpoint
+from sslinspect.model.checkpoint import load_checkpoint
+from sslinspect.runs import latest_checkpoint
 
 
 def _write(folder: Path, n: int, w: int, h: int, start: int = 0) -> None:

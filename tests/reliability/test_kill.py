@@ -14,10 +14,9 @@ import pytest
 
 from sslinspect import api
 from sslinspect.events import Log, Metric, Started
+from sslinspect.model.checkpoint import load_checkpoint
 from sslinspect.project import Project
-from sslinspect.runs import read_events, read_status
-from sslinspect.train.checkpoint import load_checkpoint
-from sslinspect.train.pretrain import latest_checkpoint
+from sslinspect.runs import latest_checkpoint, read_events, read_status
 from tests.core.image_cases import bgr_image, encode, write
 from tests.reliability.procs import cli_code, kill_on_open, run_python, start_python, was_killed
 from tests.test_cli import TINY as CLI_TINY

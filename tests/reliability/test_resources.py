@@ -42,8 +42,8 @@ from pathlib import Path
 from sslinspect import api
 from sslinspect.cli import main
 from sslinspect.project import Project
-from sslinspect.train.checkpoint import load_checkpoint, save_checkpoint
-from sslinspect.train.pretrain import latest_checkpoint
+from sslinspect.model.checkpoint import load_checkpoint, save_checkpoint
+from sslinspect.runs import latest_checkpoint
 
 mnt, source = Path(sys.argv[1]), Path(sys.argv[2])
 out = {}

@@ -24,8 +24,8 @@ from sslinspect.export.triton import write_triton_repository
 from sslinspect.fewshot.fit import load_head
 from sslinspect.imageio import load_for_model
 from sslinspect.infer.onnx_predictor import Predictor
+from sslinspect.model.checkpoint import build_backbone_from_checkpoint, load_checkpoint
 from sslinspect.project import Project
-from sslinspect.train.checkpoint import build_backbone_from_checkpoint, load_checkpoint
 
 
 @pytest.fixture

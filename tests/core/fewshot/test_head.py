@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from sslinspect import api
-from sslinspect.backbones import build_backbone
 from sslinspect.config import FewShotConfig
 from sslinspect.data.cache import build_cache
 from sslinspect.events import CollectingReporter, Log, Progress
@@ -20,6 +19,7 @@ from sslinspect.fewshot.classifier import CVReport
 from sslinspect.fewshot.fit import load_head
 from sslinspect.fewshot.head import _decision_rule, fit_head
 from sslinspect.fewshot.patchcore import FeatureNet
+from sslinspect.model.backbones import build_backbone
 from sslinspect.project import GOOD, Project
 
 

@@ -6,7 +6,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sslinspect.backbones import build_backbone
 from sslinspect.fewshot.patchcore import (
     FeatureNet,
     defect_descriptor,
@@ -15,6 +14,7 @@ from sslinspect.fewshot.patchcore import (
     nn_distance,
     score_patches,
 )
+from sslinspect.model.backbones import build_backbone
 
 
 def _images(n: int, size: int, seed: int = 0) -> torch.Tensor:

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from sslinspect import api
-from sslinspect.backbones import build_backbone
 from sslinspect.config import FewShotConfig, PretrainConfig
 from sslinspect.fewshot.fit import load_head
 from sslinspect.fewshot.segmap import SegmentationNet, decoder_from_checkpoint, has_decoder, score_window
+from sslinspect.model.backbones import build_backbone
+from sslinspect.model.checkpoint import build_backbone_from_checkpoint, load_checkpoint
 from sslinspect.model.segnet import SegDecoder, feature_pyramid, pyramid_channels
-from sslinspect.train.checkpoint import build_backbone_from_checkpoint, load_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sslinspect.backbones import build_backbone
 from sslinspect.cancel import NEVER
 from sslinspect.config import PretrainConfig
 from sslinspect.data.loader import BatchSource
@@ -20,6 +19,7 @@ from sslinspect.demo.dataset import DemoDataset
 from sslinspect.events import Event, Metric
 from sslinspect.imageio import load_for_model
 from sslinspect.methods import check_config, load_method
+from sslinspect.model.backbones import build_backbone
 from sslinspect.preprocess import normalize_u8
 from sslinspect.train.health import embedding_std
 from sslinspect.train.loop import train_loop

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sslinspect.catalog import METHODS
 from sslinspect.config import PretrainConfig
 from sslinspect.demo.dataset import DemoDataset, generate_demo
-from sslinspect.methods import METHODS
 from sslinspect.train.health import COLLAPSE_STD
 from tests.core.methods.learning import learn, load_split, load_unlabeled
 

@@ -10,14 +10,15 @@ import pytest
 import torch
 
 from sslinspect import api
-from sslinspect.backbones import BACKBONES, build_backbone
 from sslinspect.cancel import NEVER
+from sslinspect.catalog import BACKBONES, METHODS
 from sslinspect.data.loader import BatchSource
 from sslinspect.errors import ConfigError
 from sslinspect.events import Event, Metric
-from sslinspect.methods import METHODS, check_config, load_method
+from sslinspect.methods import check_config, load_method
 from sslinspect.methods.base import LOCAL, SSLModel
-from sslinspect.train.checkpoint import load_checkpoint
+from sslinspect.model.backbones import build_backbone
+from sslinspect.model.checkpoint import load_checkpoint
 from sslinspect.train.loop import train_loop
 from tests.core.methods.conftest import tiny_config
 

@@ -17,15 +17,15 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from sslinspect.backbones import build_backbone
 from sslinspect.config import PretrainConfig
 from sslinspect.data.loader import BatchSource
 from sslinspect.events import Finished, Log, Progress, Started, decode_event
 from sslinspect.methods import load_method
+from sslinspect.model.backbones import build_backbone
+from sslinspect.model.checkpoint import load_checkpoint
 from sslinspect.project import Project
-from sslinspect.train.checkpoint import load_checkpoint
+from sslinspect.runs import CHECKPOINT
 from sslinspect.train.distributed import DistInfo, gather_with_grad, torchrun_command, wrap_model
-from sslinspect.train.pretrain import CKPT
 from tests.conftest import run_cli
 from tests.test_cli import TINY as TINY_CLI
 
@@ -139,7 +139,7 @@ def test_pretrain_nproc_per_node_runs_two_processes_and_stops_together(tiny_proj
     assert any(isinstance(e, Log) and "2 processes × batch 4" in e.message for e in events)
     (run,) = tiny_project.runs("pretrain")
     assert json.loads((run / "config.json").read_text())["world_size"] == 2
-    assert load_checkpoint(run / CKPT)["epochs_done"] == 2
+    assert load_checkpoint(run / CHECKPOINT)["epochs_done"] == 2
     # Cancel requested before the start: both ranks agree at the first report and stop with a checkpoint.
     control = tmp_path / "control"
     control.mkdir()
@@ -150,4 +150,4 @@ def test_pretrain_nproc_per_node_runs_two_processes_and_stops_together(tiny_proj
     assert isinstance(events[-1], Finished) and events[-1].status == "cancelled"
     assert [e.step for e in events if isinstance(e, Progress) and e.stage == "pretrain"] == [2]
     newest = tiny_project.runs("pretrain")[-1]
-    assert newest != run and load_checkpoint(newest / CKPT)["epochs_done"] == 0
+    assert newest != run and load_checkpoint(newest / CHECKPOINT)["epochs_done"] == 0

@@ -14,10 +14,9 @@ from sslinspect.cancel import EventToken
 from sslinspect.config import PretrainConfig
 from sslinspect.errors import Cancelled
 from sslinspect.events import CollectingReporter, Event, Finished, Log, Metric, Progress
+from sslinspect.model.checkpoint import load_checkpoint
 from sslinspect.project import Project
-from sslinspect.runs import read_events
-from sslinspect.train.checkpoint import load_checkpoint
-from sslinspect.train.pretrain import CKPT
+from sslinspect.runs import CHECKPOINT, read_events
 from tests.core.train.conftest import label_images
 
 STEPS_PER_EPOCH = 36 // 8  # tiny folder: 36 images, batch 8
@@ -72,7 +71,7 @@ def test_cancel_after_k_steps_keeps_checkpoint_and_finishes_cancelled(
         api.pretrain(tiny_project, cfg, report=reporter, cancel=token)
     run = tiny_project.latest("pretrain")
     assert run is not None
-    ckpt = load_checkpoint(run / CKPT)
+    ckpt = load_checkpoint(run / CHECKPOINT)
     assert ckpt["epochs_done"] == 0  # the interrupted epoch restarts on resume
     steps = [e.step for e in reporter.events if isinstance(e, Progress) and e.stage == "pretrain"]
     assert max(steps) == 3
@@ -108,7 +107,7 @@ def test_resume_after_cancel_equals_an_uninterrupted_run(tiny_project: Project, 
     token = EventToken()
     with pytest.raises(Cancelled):  # cancelled on the last step of epoch 1: the epoch counts
         api.pretrain(tiny_project, cfg, report=CancelAfter(token, STEPS_PER_EPOCH), cancel=token)
-    stopped = load_checkpoint(tiny_project.latest("pretrain") / CKPT)  # type: ignore[operator]
+    stopped = load_checkpoint(tiny_project.latest("pretrain") / CHECKPOINT)  # type: ignore[operator]
     assert stopped["epochs_done"] == 1 and stopped["optimizer_state"]["state"]
     resumed = api.pretrain(tiny_project, cfg, resume=True)
     assert resumed.run_dir != whole.run_dir and resumed.epochs_done == 2 and resumed.steps == 2 * STEPS_PER_EPOCH

@@ -10,15 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-from sslinspect.backbones import build_backbone
 from sslinspect.cancel import NEVER
 from sslinspect.config import PretrainConfig
 from sslinspect.data.loader import BatchSource
 from sslinspect.errors import ResourceError
 from sslinspect.events import CollectingReporter, Log, Metric
 from sslinspect.methods.base import MethodSpec, SSLModel, StepOutput
+from sslinspect.model.backbones import build_backbone
+from sslinspect.model.checkpoint import load_checkpoint
 from sslinspect.preprocess import normalize_u8
-from sslinspect.train.checkpoint import load_checkpoint
 from sslinspect.train.loop import train_loop
 
 

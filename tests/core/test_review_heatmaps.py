@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from sslinspect.data.cache import build_cache
-from sslinspect.heatmaps import RunHeatmaps
 from sslinspect.project import Project
+from sslinspect.review import RunHeatmaps
 
 
 def test_run_heatmaps_paint_the_most_anomalous_image_and_leave_the_calmest_alone(trained_project: Path) -> None:

@@ -3,6 +3,9 @@
 Generates the data, creates a project, scans, imports the few-shot labels, pretrains, trains the head, exports
 ONNX, predicts the held-out test set with ONNX Runtime, and compares against the same head on a random-init
 backbone.
+
+It drives :mod:`sslinspect.api` end to end, so it sits above ``api``; the demo data generator (:mod:`sslinspect.demo`)
+sits below it (``api.open_demo_project`` uses it).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +26,9 @@ from sslinspect.demo.dataset import DemoDataset, generate_demo
 from sslinspect.errors import ProjectError
 from sslinspect.events import Log, Progress, Reporter, null_reporter
 from sslinspect.project import GOOD, Project, is_project
+
+if TYPE_CHECKING:
+    import torch
 
 #: Quick: a few minutes on a 2-core CPU. Full: the recommended settings, best on a GPU.
 QUICK = PretrainConfig(method="simclr", backbone="resnet18", image_size=64, epochs=8, batch_size=64, log_every=5)
@@ -83,6 +90,33 @@ def _fresh_project(root: Path) -> Project:
     return project
 
 
+def _random_init_baseline(
+    project: Project,
+    cfg: PretrainConfig,
+    fs_cfg: FewShotConfig,
+    test_u8: np.ndarray,
+    truth: list[str],
+    dev: torch.device,
+) -> DemoRow:
+    """The same head fitted on a random-init backbone, scored on the test images: what pretraining bought."""
+    from sslinspect.data.cache import build_cache
+    from sslinspect.export.module import InferenceModule
+    from sslinspect.export.onnx import run_torch
+    from sslinspect.fewshot.head import fit_head
+    from sslinspect.fewshot.patchcore import FeatureNet
+    from sslinspect.model.backbones import build_backbone
+    from sslinspect.model.runtime import seed_everything
+
+    seed_everything(cfg.seed)
+    random_bb = build_backbone(cfg.backbone, cfg.image_size)
+    net = FeatureNet(random_bb, cfg.image_size, fs_cfg.tiles)
+    cache = build_cache(project, net.input_size)
+    label_map = project.store.labels()
+    fitted = fit_head(net, cache.images, [label_map.get(i) for i in cache.ids], fs_cfg, device=dev)
+    rand_out = run_torch(InferenceModule(random_bb.cpu(), fitted.head).eval(), test_u8, fitted.head)
+    return _metrics(f"random-init {cfg.backbone}", fitted.head.classes, truth, rand_out[0], rand_out[1], rand_out[2])
+
+
 def run_demo(
     out_dir: Path,
     *,
@@ -98,16 +132,9 @@ def run_demo(
     Raises:
         ProjectError: if ``out_dir`` holds a non-demo project where the demo wants to write.
     """
-
-    from sslinspect.backbones import build_backbone
-    from sslinspect.data.cache import build_cache
-    from sslinspect.export.module import InferenceModule
-    from sslinspect.export.onnx import run_torch
-    from sslinspect.fewshot.head import fit_head
-    from sslinspect.fewshot.patchcore import FeatureNet
     from sslinspect.imageio import load_for_model
     from sslinspect.infer.onnx_predictor import Predictor
-    from sslinspect.train.runtime import describe_device, pick_device, seed_everything
+    from sslinspect.model.runtime import describe_device, pick_device
 
     t0 = time.monotonic()
     out_dir = Path(out_dir).resolve()
@@ -152,17 +179,8 @@ def run_demo(
     )
 
     report(Progress(stage="demo", step=6, total=7, message="baseline: same head on a random-init backbone"))
-    seed_everything(cfg.seed)
     dev = pick_device(device)
-    random_bb = build_backbone(cfg.backbone, cfg.image_size)
-    net = FeatureNet(random_bb, cfg.image_size, fs_cfg.tiles)
-    cache = build_cache(project, net.input_size)
-    label_map = project.store.labels()
-    fitted = fit_head(net, cache.images, [label_map.get(i) for i in cache.ids], fs_cfg, device=dev)
-    rand_out = run_torch(InferenceModule(random_bb.cpu(), fitted.head).eval(), test_u8, fitted.head)
-    rand_row = _metrics(
-        f"random-init {cfg.backbone}", fitted.head.classes, truth, rand_out[0], rand_out[1], rand_out[2]
-    )
+    rand_row = _random_init_baseline(project, cfg, fs_cfg, test_u8, truth, dev)
     report(Progress(stage="demo", step=7, total=7, message="done"))
     return DemoResult(
         project=str(project.root),

@@ -1,6 +1,6 @@
 """Held-out anomaly heatmaps of a few-shot run, as overlays (Qt-free and torch-free: the GUI and the report use it).
 
-``sslinspect train`` stores each image's raw patch-distance map, computed held out (no image is compared with
+``sslinspect fit`` stores each image's raw patch-distance map, computed held out (no image is compared with
 itself), in ``maps.npy`` with the row order of ``embedding_ids.npy``; the head holds the normalisation calibrated on
 good images (0 = typical good patch, 1 = the threshold). Nothing is recomputed here: reading a map is a memory-mapped
 row, so the GUI can show heatmaps for thousands of images without a model.

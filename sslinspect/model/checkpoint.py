@@ -11,8 +11,10 @@ from typing import Any
 
 import torch
 
+from sslinspect.catalog import BACKBONES
 from sslinspect.errors import CheckpointError
 from sslinspect.fsutil import atomic_path, describe_os_error
+from sslinspect.model.backbones import build_backbone
 
 FORMAT = "sslinspect.checkpoint"
 FORMAT_VERSION = 1
@@ -71,8 +73,6 @@ _STATES = ("backbone_state", "model_state")
 
 def _validate(obj: dict[str, Any], path: Path) -> None:
     """Check types and ranges of the fields the code uses, so a crafted file fails here with a clear message."""
-    from sslinspect.backbones import BACKBONES
-
     for key, (tp, required) in _FIELDS.items():
         if key not in obj:
             if required:
@@ -143,8 +143,6 @@ def build_backbone_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
     Raises:
         CheckpointError: if the stored weights do not fit the stored architecture.
     """
-    from sslinspect.backbones import BACKBONES, build_backbone
-
     name = str(ckpt["backbone"])
     if name not in BACKBONES:
         raise CheckpointError(f"checkpoint names unknown backbone {name!r}")
@@ -163,3 +161,56 @@ def _first_problem(message: str) -> str:
     """The first concrete mismatch of a ``load_state_dict`` error (its first line only says "Error(s) in ...")."""
     lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
     return (lines[1] if len(lines) > 1 else lines[0] if lines else "mismatch")[:200]
+
+
+def load_backbone_weights(backbone: torch.nn.Module, path: Path) -> list[str]:
+    """Load a local weights file into ``backbone`` (never unpickles code: ``weights_only=True``).
+
+    Accepts a plain ``state_dict``, or a dict holding one under ``state_dict``/``model``/``backbone``, or an SSL
+    Inspect checkpoint. Prefixes ``module.``/``backbone.``/``net.`` are matched; classifier heads are ignored.
+
+    Returns:
+        Names of backbone parameters that the file did not provide (kept at their random init).
+
+    Raises:
+        CheckpointError: if the file is missing, not a weights file, unsafe, or its shapes do not fit.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file not found")
+    obj = safe_torch_load(path, "not a safe weights file")
+    state = obj
+    for key in ("backbone_state", "state_dict", "model", "backbone"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: does not hold a state_dict of tensors")
+    own = backbone.state_dict()
+    mapped: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        for cand in _candidates(str(k)):
+            if cand in own:
+                if own[cand].shape != v.shape:
+                    raise CheckpointError(
+                        f"{path}: tensor {k} has shape {tuple(v.shape)}, the backbone expects {tuple(own[cand].shape)}"
+                    )
+                mapped[cand] = v
+                break
+    if not mapped:
+        raise CheckpointError(f"{path}: no tensor matches this backbone (wrong architecture?)")
+    missing = [k for k in own if k not in mapped]
+    if len(missing) > len(own) // 2:
+        raise CheckpointError(f"{path}: only {len(mapped)} of {len(own)} backbone tensors found (wrong architecture?)")
+    backbone.load_state_dict(mapped, strict=False)
+    return missing
+
+
+def _candidates(key: str) -> list[str]:
+    out = [key]
+    for prefix in ("module.", "backbone.", "encoder."):
+        if key.startswith(prefix):
+            key = key[len(prefix) :]
+            out.append(key)
+    out += ["net." + key, key.removeprefix("net.")]
+    return out

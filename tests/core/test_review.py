@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +14,7 @@ import pytest
 
 from sslinspect import api
 from sslinspect.errors import DataError, ProjectError
-from sslinspect.gallery import (
-    MIN_PRETRAIN_IMAGES,
+from sslinspect.review import (
     cluster_order,
     existing_cache,
     kmeans,
@@ -43,12 +45,6 @@ def _fake_fewshot_run(project: api.Project, ids: list[int], anomaly: list[float]
     return run
 
 
-def test_min_images_matches_the_pretraining_guard() -> None:
-    from sslinspect.train.pretrain import MIN_IMAGES
-
-    assert MIN_PRETRAIN_IMAGES == MIN_IMAGES
-
-
 def test_project_status_follows_scan_labels_and_runs(project_dir: Path, tiny_image_folder: Path) -> None:
     (tiny_image_folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     project = api.create_project(project_dir, images=[tiny_image_folder])
@@ -64,6 +60,22 @@ def test_project_status_follows_scan_labels_and_runs(project_dir: Path, tiny_ima
     assert (st.images, st.unreadable, st.labels, st.can_pretrain) == (36, 1, {"good": 1}, True)
     assert st.checkpoint == run / "checkpoints" / "last.pt"
     assert st.pretrain_state == "cancelled" and st.can_resume
+
+
+def test_a_killed_pretraining_run_shows_as_interrupted(project_dir: Path) -> None:
+    """A run whose process died keeps "running" in status.json; the review reads it as runs.read_status does."""
+    project = api.create_project(project_dir)
+    run = project.new_run_dir("pretrain", "simclr")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.pt").write_bytes(b"x")
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(child.stdout)  # that process has exited
+    status = {"state": "running", "pid": dead, "host": platform.node()}
+    (run / "status.json").write_text(json.dumps(status), encoding="utf-8")
+    project.set_latest("pretrain", run)
+    st = api.project_status(project)
+    assert st.pretrain_state == "interrupted" and st.can_resume
+    assert [r.status for r in api.compare(project)] == ["interrupted"]  # `sslinspect compare` reads it the same way
 
 
 def test_analysis_orders_unusual_uncertain_and_similar(project_dir: Path) -> None:
