@@ -156,7 +156,7 @@ class GlobalBatchNorm(_BatchNorm):
         dims = [0, *range(2, input.dim())]
         shape = [1, -1] + [1] * (input.dim() - 2)
         x = input.float()
-        count = torch.tensor([x.numel() // x.shape[1]], dtype=x.dtype, device=x.device)
+        count = x.new_full((1,), x.numel() // x.shape[1])  # a fill on the device, not a copy from the host
         sums = all_reduce_sum(torch.cat([x.sum(dims), count]))
         n = sums[-1]
         mean = sums[:-1] / n
