@@ -88,16 +88,14 @@ def iter_features(
     Raises:
         Cancelled: when ``cancel`` fires between batches.
     """
-    cuda = device.type == "cuda"
     for start in range(0, len(rows), batch_size):
         if cancel.is_cancelled():
             raise Cancelled(f"{stage} cancelled")
         r = rows[start : start + batch_size]
         batch = torch.from_numpy(np.asarray(images[r])).to(device)  # fancy indexing copies: memmaps are read-only
-        with (
-            torch.no_grad(),
-            torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False),
-        ):
+        # fp32, autocast off even inside a caller's: the bank, threshold and map scale must come from the features
+        # the exported fp32 graph serves (bf16 features would shift them, unseen by the CPU parity check)
+        with torch.no_grad(), torch.autocast(device.type, enabled=False):
             g, p = net(batch)
         yield r, g.float(), p.float()
         done = min(start + batch_size, len(rows))

@@ -24,7 +24,7 @@ import torch
 from sslinspect.cancel import CancelToken, wait_while_paused
 from sslinspect.config import PretrainConfig
 from sslinspect.data.loader import BatchSource
-from sslinspect.errors import ResourceError
+from sslinspect.errors import CheckpointError, ResourceError
 from sslinspect.events import Log, Metric, Progress, Reporter, null_reporter
 from sslinspect.methods.base import MethodSpec, SSLModel, StepOutput, ViewFn
 from sslinspect.train.checkpoint import load_checkpoint, save_checkpoint
@@ -204,15 +204,11 @@ class _Loop:
         model.to(device)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
-        if resume is not None:
-            model.load_state_dict(resume["model_state"])
-        self.net = wrap_model(model, device, dist, sync_batchnorm=spec.sync_batchnorm)
         self.optimizer = make_optimizer(spec, model, cfg)
         self.start_epoch = 0
         if resume is not None:
-            self.optimizer.load_state_dict(resume["optimizer_state"])
-            self.start_epoch = int(resume["epochs_done"])
-            self._restore_rng(resume)
+            self._resume(resume)
+        self.net = wrap_model(model, device, dist, sync_batchnorm=spec.sync_batchnorm)
         # An OOM in the first epoch restarts from here; later epochs restart from the last checkpoint.
         self.initial = resume or {
             "model_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
@@ -228,6 +224,22 @@ class _Loop:
         self.last_loss, self.warned_collapse = math.nan, False
         self._set_schedule(cfg)
         self.step = self.start_epoch * self.steps_per_epoch
+
+    def _resume(self, resume: dict[str, Any]) -> None:
+        """Restore model, optimiser, position and RNG from a checkpoint.
+
+        Raises:
+            CheckpointError: if the checkpoint does not fit this model and optimiser (only here: an error later in
+                training, CUDA's or NCCL's included, keeps its own message).
+        """
+        try:
+            self.model.load_state_dict(resume["model_state"])
+            self.optimizer.load_state_dict(resume["optimizer_state"])
+            self.start_epoch = int(resume["epochs_done"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+            raise CheckpointError(f"{self.checkpoint_path}: cannot resume ({first})") from exc
+        self._restore_rng(resume)
 
     def _set_schedule(self, cfg: PretrainConfig) -> None:
         self.cfg = cfg
@@ -250,7 +262,7 @@ class _Loop:
                 self._back_off(epoch)
                 continue
             if not math.isfinite(self.last_loss):
-                raise FloatingPointError(f"loss became {self.last_loss} in epoch {epoch + 1}; lower the learning rate")
+                raise FloatingPointError(_nan_message(self.last_loss, epoch))
             if whole:  # a finished epoch counts; an interrupted one restarts on resume
                 epochs_done = epoch + 1
             self._save(epochs_done)
@@ -307,6 +319,8 @@ class _Loop:
 
     def _report(self, epoch: int, out: StepOutput, n: int, lr: float, *, final: bool) -> None:
         self.last_loss = float(mean_over_ranks(self.loss_sum)) / n  # synchronises first, so the timing is right
+        if not math.isfinite(self.last_loss):  # before the health metrics, which cannot take NaN features
+            raise FloatingPointError(_nan_message(self.last_loss, epoch))
         now = time.monotonic()
         dt = max(now - self.t_interval, 1e-9)
         self.epoch_loss += self.last_loss * n
@@ -403,6 +417,10 @@ class _Loop:
         self.model.load_state_dict(state["model_state"])
         self.optimizer.load_state_dict(state["optimizer_state"])
         self._restore_rng(state)
+
+
+def _nan_message(loss: float, epoch: int) -> str:
+    return f"loss became {loss} in epoch {epoch + 1}; lower the learning rate"
 
 
 def _mmss(seconds: float) -> str:

@@ -20,7 +20,7 @@ from sslinspect.config import PretrainConfig
 from sslinspect.configio import from_dict, to_dict
 from sslinspect.data.cache import ImageCache, build_cache
 from sslinspect.data.loader import BatchSource
-from sslinspect.errors import Cancelled, CheckpointError, DataError, ProjectError
+from sslinspect.errors import Cancelled, DataError, ProjectError
 from sslinspect.events import Artifact, Log, Metric, Reporter, null_reporter
 from sslinspect.methods import load_method
 from sslinspect.project import Project
@@ -179,26 +179,21 @@ def _train(
     }
     ckpt_path = (run_dir or project.root / "runs" / "unused") / CKPT  # only rank 0 (which has a run_dir) saves
     on_epoch_end = _epoch_end_hook(project, cfg, cache, model, device, run_dir, report) if run_dir else None
-    try:
-        result = train_loop(
-            model,
-            spec.make_views(cfg),
-            source,
-            spec,
-            cfg,
-            device=device,
-            checkpoint_path=ckpt_path,
-            checkpoint_meta=meta,
-            resume=ckpt,
-            report=report,
-            cancel=cancel,
-            on_epoch_end=on_epoch_end,
-            dist=dist,
-        )
-    except (KeyError, RuntimeError) as exc:
-        if ckpt is not None and not isinstance(exc, torch.OutOfMemoryError):
-            raise CheckpointError(f"{ckpt_path}: cannot resume ({str(exc).splitlines()[0][:160]})") from exc
-        raise
+    result = train_loop(
+        model,
+        spec.make_views(cfg),
+        source,
+        spec,
+        cfg,
+        device=device,
+        checkpoint_path=ckpt_path,
+        checkpoint_meta=meta,
+        resume=ckpt,
+        report=report,
+        cancel=cancel,
+        on_epoch_end=on_epoch_end,
+        dist=dist,
+    )
     return _finish(project, cfg, result, ckpt_path, len(cache), device, report)
 
 

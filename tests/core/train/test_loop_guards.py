@@ -1,4 +1,5 @@
-"""``train_loop`` guards with purpose-built models: GPU out-of-memory back-off and the collapse warning."""
+"""``train_loop`` guards with purpose-built models: GPU out-of-memory back-off, the collapse warning, NaN losses and
+what a failed resume reports."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sslinspect.backbones import build_backbone
 from sslinspect.cancel import NEVER
 from sslinspect.config import PretrainConfig
 from sslinspect.data.loader import BatchSource
-from sslinspect.errors import ResourceError
+from sslinspect.errors import CheckpointError, ResourceError
 from sslinspect.events import CollectingReporter, Log, Metric
 from sslinspect.methods.base import MethodSpec, SSLModel, StepOutput
 from sslinspect.preprocess import normalize_u8
@@ -46,11 +47,35 @@ class Collapsed(SSLModel):
         return StepOutput(h.pow(2).mean(), torch.ones_like(h).detach())
 
 
+class NanAfter(SSLModel):
+    """Trains normally for ``good`` steps, then its loss and features become NaN (a diverged run)."""
+
+    def __init__(self, backbone: nn.Module, good: int) -> None:
+        super().__init__(backbone)
+        self.good, self.steps = good, 0
+
+    def forward(self, views: list[torch.Tensor], rows: torch.Tensor | None = None) -> StepOutput:
+        self.steps += 1
+        h = self.backbone(views[0])
+        if self.steps > self.good:
+            h = h * float("nan")
+        return StepOutput(h.pow(2).mean(), h.detach(), h.detach())
+
+
+class FailsInStep(SSLModel):
+    """Raises the RuntimeError a CUDA fault gives, from inside a training step."""
+
+    def forward(self, views: list[torch.Tensor], rows: torch.Tensor | None = None) -> StepOutput:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
 def _views(batch: torch.Tensor) -> list[torch.Tensor]:
     return [normalize_u8(batch)]
 
 
-def _run(model: SSLModel, cfg: PretrainConfig, tmp_path: Path, images: int = 64) -> tuple[object, CollectingReporter]:
+def _run(
+    model: SSLModel, cfg: PretrainConfig, tmp_path: Path, images: int = 64, resume: dict[str, object] | None = None
+) -> tuple[object, CollectingReporter]:
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, (images, 32, 32, 3), dtype=np.uint8)
     source = BatchSource(data, cfg.batch_size, torch.device("cpu"))
@@ -66,7 +91,7 @@ def _run(model: SSLModel, cfg: PretrainConfig, tmp_path: Path, images: int = 64)
         device=torch.device("cpu"),
         checkpoint_path=tmp_path / "last.pt",
         checkpoint_meta=meta,
-        resume=None,
+        resume=resume,
         report=reporter,
         cancel=NEVER,
     )
@@ -100,3 +125,25 @@ def test_collapse_warns_once(tiny_pretrain: PretrainConfig, tmp_path: Path) -> N
     warnings = [e.message for e in reporter.events if isinstance(e, Log) and e.level == "WARNING"]
     assert len(warnings) == 1 and warnings[0].startswith("possible representation collapse: embedding std 0.000")
     assert all(e.value < 0.05 for e in reporter.events if isinstance(e, Metric) and e.name == "emb_std")
+
+
+def test_nan_features_stop_with_the_loss_message_not_a_linalg_error(
+    tiny_pretrain: PretrainConfig, tmp_path: Path
+) -> None:
+    cfg = replace(tiny_pretrain, batch_size=16, log_every=1)
+    with pytest.raises(FloatingPointError, match=r"loss became nan in epoch 1; lower the learning rate"):
+        _run(NanAfter(build_backbone("tiny_cnn"), good=1), cfg, tmp_path)
+
+
+def test_resume_reports_a_mismatched_checkpoint_but_passes_runtime_errors_through(
+    tiny_pretrain: PretrainConfig, tmp_path: Path
+) -> None:
+    cfg = replace(tiny_pretrain, batch_size=16)
+    _run(Collapsed(build_backbone("tiny_cnn")), cfg, tmp_path)
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    ckpt["epochs_done"] = 0
+    with pytest.raises(CheckpointError, match=r"last\.pt: cannot resume \(Error\(s\) in loading state_dict"):
+        _run(Collapsed(build_backbone("resnet18")), cfg, tmp_path, resume=ckpt)
+    with pytest.raises(RuntimeError, match=r"^CUDA error: an illegal memory access") as err:
+        _run(FailsInStep(build_backbone("tiny_cnn")), cfg, tmp_path, resume=ckpt)
+    assert not isinstance(err.value, CheckpointError)
