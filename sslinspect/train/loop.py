@@ -28,7 +28,7 @@ from sslinspect.errors import CheckpointError, ResourceError
 from sslinspect.events import Log, Metric, Progress, Reporter, null_reporter
 from sslinspect.methods.base import MethodSpec, SSLModel, StepOutput, ViewFn
 from sslinspect.train.checkpoint import load_checkpoint, save_checkpoint
-from sslinspect.train.distributed import SINGLE, DistInfo, agree, mean_over_ranks, wrap_model
+from sslinspect.train.distributed import SINGLE, DistInfo, agree, average_batchnorm_stats, mean_over_ranks, wrap_model
 from sslinspect.train.health import COLLAPSE_STD, collapse_message, health_metrics
 
 StopReason = Literal["completed", "cancelled", "time_budget"]
@@ -265,6 +265,7 @@ class _Loop:
                 raise FloatingPointError(_nan_message(self.last_loss, epoch))
             if whole:  # a finished epoch counts; an interrupted one restarts on resume
                 epochs_done = epoch + 1
+            average_batchnorm_stats(self.model)  # replicas and the checkpoint agree (no-op for one process)
             self._save(epochs_done)
             if reason != "completed":
                 break

@@ -26,7 +26,7 @@ from sslinspect.methods import load_method
 from sslinspect.project import Project
 from sslinspect.runs import open_run
 from sslinspect.train.checkpoint import load_checkpoint
-from sslinspect.train.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
+from sslinspect.train.distributed import DistInfo, init_distributed, shutdown_distributed, waiting_for_main
 from sslinspect.train.health import KnnMonitor, labelled_set
 from sslinspect.train.loop import LoopResult, train_loop
 from sslinspect.train.runtime import (
@@ -118,9 +118,9 @@ def run_pretrain(
 
 
 def _cache(project: Project, cfg: PretrainConfig, report: Reporter, cancel: CancelToken, dist: DistInfo) -> ImageCache:
-    """Rank 0 builds (or updates) the cache; the others then open the finished one."""
-    cache = build_cache(project, cfg.image_size, report=report, cancel=cancel) if dist.is_main else None
-    barrier()
+    """Rank 0 builds (or updates) the cache; the others wait (however long it takes) and open the finished one."""
+    with waiting_for_main():
+        cache = build_cache(project, cfg.image_size, report=report, cancel=cancel) if dist.is_main else None
     return cache or build_cache(project, cfg.image_size, cancel=cancel)
 
 
