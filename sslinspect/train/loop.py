@@ -396,12 +396,23 @@ class _Loop:
         if self.cuda and "cuda_rng_state" in state:
             torch.cuda.set_rng_state(state["cuda_rng_state"], self.device)
 
-    # -- GPU out of memory: halve the batch and restart the epoch ---------------------------------------------------
+    # -- GPU out of memory: free the cache's GPU memory, else halve the batch, and restart the epoch ------------------
     def _back_off(self, epoch: int) -> None:
-        if self.cuda:
-            torch.cuda.empty_cache()
         old = self.source.global_batch_size
         where = f"{self.cfg.image_size}px, {self.cfg.backbone}"
+        # first give the image cache's GPU memory to the training step (one process: ranks must stay in step)
+        if not self.dist.enabled and self.source.release_device_cache():
+            if self.cuda:
+                torch.cuda.empty_cache()
+            msg = (
+                f"GPU out of memory at batch size {old} ({where}); image cache moved out of GPU memory "
+                f"({self.source.tier}), retrying epoch {epoch + 1}"
+            )
+            self.report(Log(level="WARNING", message=msg))
+            self._restart(epoch)
+            return
+        if self.cuda:
+            torch.cuda.empty_cache()
         if self.dist.enabled or old // 2 < MIN_BATCH:
             raise ResourceError(
                 f"GPU out of memory at batch size {old} ({where}): choose a smaller --image-size or backbone, "
@@ -414,6 +425,10 @@ class _Loop:
         self._set_schedule(dataclasses.replace(self.cfg, batch_size=new))
         if isinstance(self.meta.get("config"), dict):  # a resumed run keeps the batch that fits
             self.meta["config"] = {**self.meta["config"], "batch_size": new}
+        self._restart(epoch)
+
+    def _restart(self, epoch: int) -> None:
+        """Back to the state before ``epoch`` (the last checkpoint, or the start)."""
         state = load_checkpoint(self.checkpoint_path) if epoch > self.start_epoch else self.initial
         self.model.load_state_dict(state["model_state"])
         self.optimizer.load_state_dict(state["optimizer_state"])

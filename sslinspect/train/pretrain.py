@@ -164,7 +164,9 @@ def _train(
                 f"pretraining {cfg.method}/{cfg.backbone} at {cfg.image_size}px on {len(cache)} images, "
                 f"{describe_device(device)}, batch {source.global_batch_size}{procs}, {cfg.epochs} epochs"
                 + (f", resuming after epoch {ckpt['epochs_done']}" if ckpt else "")
-                + (" (image cache in GPU memory)" if source.resident else "")
+                + {"device": " (image cache in GPU memory)", "pinned": " (image cache in pinned host memory)"}.get(
+                    source.tier, ""
+                )
             ),
         )
     )

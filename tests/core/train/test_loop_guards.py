@@ -74,11 +74,16 @@ def _views(batch: torch.Tensor) -> list[torch.Tensor]:
 
 
 def _run(
-    model: SSLModel, cfg: PretrainConfig, tmp_path: Path, images: int = 64, resume: dict[str, object] | None = None
+    model: SSLModel,
+    cfg: PretrainConfig,
+    tmp_path: Path,
+    images: int = 64,
+    resume: dict[str, object] | None = None,
+    tier: str | None = None,
 ) -> tuple[object, CollectingReporter]:
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, (images, 32, 32, 3), dtype=np.uint8)
-    source = BatchSource(data, cfg.batch_size, torch.device("cpu"))
+    source = BatchSource(data, cfg.batch_size, torch.device("cpu"), tier=tier)  # type: ignore[arg-type]
     spec = MethodSpec(name="test", make_model=lambda b, c: model)
     reporter = CollectingReporter()
     meta = {"backbone": "tiny_cnn", "image_size": 32, "config": {"batch_size": cfg.batch_size}}
@@ -110,6 +115,18 @@ def test_gpu_oom_halves_the_batch_and_restarts_the_epoch(tiny_pretrain: Pretrain
     assert result.batch_size == 8 and result.epochs_done == 2 and result.steps_done == 2 * 64 // 8  # type: ignore[attr-defined]
     ckpt = load_checkpoint(tmp_path / "last.pt")
     assert ckpt["config"]["batch_size"] == 8  # a resumed run starts with the batch that fits
+
+
+def test_gpu_oom_first_moves_a_resident_cache_out_then_halves(tiny_pretrain: PretrainConfig, tmp_path: Path) -> None:
+    model = OomAbove(build_backbone("tiny_cnn"), limit=16)
+    result, reporter = _run(model, replace(tiny_pretrain, batch_size=32), tmp_path, tier="device")
+    warnings = [e.message for e in reporter.events if isinstance(e, Log) and e.level == "WARNING"]
+    assert warnings == [
+        "GPU out of memory at batch size 32 (32px, tiny_cnn); image cache moved out of GPU memory (stream), "
+        "retrying epoch 1",
+        "GPU out of memory at batch size 32 (32px, tiny_cnn); retrying epoch 1 with batch size 16",
+    ]
+    assert model.batches[:3] == [32, 32, 16] and result.batch_size == 16  # type: ignore[attr-defined]
 
 
 def test_gpu_oom_at_a_small_batch_stops_with_advice(tiny_pretrain: PretrainConfig, tmp_path: Path) -> None:
