@@ -3,6 +3,7 @@ what a failed resume reports."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -164,3 +165,23 @@ def test_resume_reports_a_mismatched_checkpoint_but_passes_runtime_errors_throug
     with pytest.raises(RuntimeError, match=r"^CUDA error: an illegal memory access") as err:
         _run(FailsInStep(build_backbone("tiny_cnn")), cfg, tmp_path, resume=ckpt)
     assert not isinstance(err.value, CheckpointError)
+
+
+def test_loss_scaling_unscales_before_clipping_and_matches_the_unscaled_step() -> None:
+    from sslinspect.methods.base import SSLModel as Base
+    from sslinspect.train.loop import train_step
+
+    class Plain(Base):
+        def forward(self, views: list[torch.Tensor], rows: torch.Tensor | None = None) -> StepOutput:
+            return StepOutput(self.backbone(views[0]).pow(2).mean())
+
+    views = [torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))]
+    results = []
+    for scaler in (None, torch.amp.GradScaler("cpu", init_scale=2.0**12)):
+        torch.manual_seed(0)
+        model = Plain(build_backbone("tiny_cnn"))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        train_step(model, model, opt, views, None, autocast=nullcontext(), grad_clip=0.01, progress=0.5, scaler=scaler)
+        results.append([p.detach().clone() for p in model.parameters()])
+    for a, b in zip(*results, strict=True):  # clipped to the same norm: the scale was taken out first
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
