@@ -169,7 +169,8 @@ def ema_update(target: nn.Module, online: nn.Module, m: float) -> None:
     One multi-tensor kernel per operation (``torch._foreach_*``) instead of one per tensor: for ResNet-50 that
     is a handful of launches per step instead of ~500.
     """
-    tp, op = list(target.parameters()), [p.detach() for p in online.parameters()]
+    tp: list[torch.Tensor] = list(target.parameters())
+    op = [p.detach() for p in online.parameters()]
     if len(tp) != len(op):
         raise ValueError(f"EMA target has {len(tp)} parameters, online network {len(op)}")
     if tp:

@@ -268,6 +268,7 @@ def waiting_for_main(timeout: _dt.timedelta = _dt.timedelta(hours=24)) -> Iterat
         yield
         return
     group = dist.new_group(backend="gloo", timeout=timeout)  # made by all ranks together, before the work
+    assert isinstance(group, dist.ProcessGroup), "every rank is a member of the side group"
     try:
         yield
         dist.barrier(group=group)
