@@ -8,13 +8,21 @@ the data path differs:
 - baseline: the usual torchvision recipe, each sample decoded from its file with PIL and augmented twice by
   ``torchvision.transforms.v2`` in DataLoader worker processes (pinned memory, prefetching).
 
-Prints one JSON object: images/s of both and their ratio, the share of step time spent waiting for data, and on
-CUDA the FLOPs per image (``torch.utils.flop_counter``) and the share of the peak measured with a bf16 matmul.
+Both are timed by wall clock over the same measured steps, reporting included (the loss read back and the health
+metrics every ``log_every`` steps, as the engine's loop does). Prints one JSON object: images/s of both and their
+ratio, the share of wall time spent waiting for data and, for the engine, the share spent augmenting (its views are
+made on the training stream, so they never show as data wait); on CUDA the FLOPs per image
+(``torch.utils.flop_counter``) and the share of the detected GPU's *spec* peak (:data:`SPEC_PEAK_TFLOPS`, dense
+tensor-core bf16, fp16 on GPUs without bf16), next to a measured matmul ceiling for reference.
+
+``--cache-tier pinned|stream`` forces the path the engine takes for data larger than GPU memory (cache in pinned
+host memory, or read from a memory-mapped file on disk, copied on a side stream): the data set itself stays small.
 
     python bench/pretrain.py                            # CPU, small: about a minute
     python bench/pretrain.py --preset cpu-edge          # CPU, MobileNet-v3 (edge PCs)
     python bench/pretrain.py --device cuda --preset r18-128
     python bench/pretrain.py --device cuda --preset r50-224 [--compile]
+    python bench/pretrain.py --device cuda --preset r18-128 --cache-tier stream
 """
 
 from __future__ import annotations
@@ -51,7 +59,8 @@ from sslinspect.methods import load_method
 from sslinspect.model.backbones import build_backbone
 from sslinspect.model.runtime import configure_cuda, describe_device, pick_device
 from sslinspect.preprocess import MEAN, STD
-from sslinspect.train.loop import autocast_for, make_optimizer, train_loop, train_step
+from sslinspect.train.health import health_metrics
+from sslinspect.train.loop import amp_dtype, autocast_for, grad_scaler_for, make_optimizer, train_loop, train_step
 
 PRESETS: dict[str, dict[str, Any]] = {
     # steps: measured per round and data path; warmup: unmeasured steps before them; rounds alternate the two paths
@@ -96,6 +105,39 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 TARGETS = {"cpu": {"speedup": 1.5}, "cuda": {"speedup": 5.0, "data_wait": 0.05}}
 FLOP_TARGETS = {"r18-128": 0.08, "r50-224": 0.15}
+#: Dense (no sparsity) tensor-core peak in TFLOP/s with FP32 accumulation, from NVIDIA's datasheets: bf16, or fp16
+#: for GPUs without bf16 (Volta, Turing), the precision the engine's autocast uses there. Matched in order against
+#: ``torch.cuda.get_device_name()``; a GPU not listed gets no spec share unless ``--peak-tflops`` gives its peak.
+SPEC_PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
+    ("H200", 989.4),
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("H100", 989.4),  # SXM
+    ("A100", 312.0),
+    ("L40S", 362.1),
+    ("L40", 181.0),
+    ("L4", 121.0),
+    ("A10", 125.0),  # not A10G (AWS), which is slower
+    ("RTX 6000 Ada", 364.2),
+    ("RTX A6000", 154.8),
+    ("RTX 4090", 165.2),
+    ("RTX 3090", 71.0),
+    ("V100", 125.0),  # fp16
+    ("T4", 65.0),  # fp16
+)
+
+
+def spec_peak_tflops(name: str) -> float | None:
+    """The :data:`SPEC_PEAK_TFLOPS` entry for a GPU name, or None.
+
+    >>> spec_peak_tflops("NVIDIA H100 PCIe"), spec_peak_tflops("NVIDIA A10G"), spec_peak_tflops("NVIDIA L40S")
+    (756.0, None, 362.1)
+    """
+    if "A10G" in name:
+        return None
+    return next((peak for key, peak in SPEC_PEAK_TFLOPS if key in name), None)
+
+
 POOL = 256  # distinct source images (64 above 256 px, to keep the set-up short); the epoch cycles through them
 
 
@@ -153,7 +195,8 @@ class Segment:
     seconds: float
     wait_s: float
     cpu_s: float  # CPU seconds of this process and its DataLoader workers (robust on a shared machine)
-    resident: bool = False  # engine: the image cache sat in GPU memory
+    tier: str = ""  # engine: where the image cache lived (device, pinned, stream)
+    augment_s: float = 0.0  # engine: seconds of the measured steps spent making views (timed apart, synchronised)
 
 
 def _tree_cpu_s(it: object) -> float:
@@ -171,12 +214,15 @@ def _tree_cpu_s(it: object) -> float:
 def summarise(segments: list[Segment]) -> dict[str, Any]:
     """images/s and data-wait share over all stretches, plus images/s of each."""
     images, seconds = sum(s.images for s in segments), sum(s.seconds for s in segments)
-    return {
+    out = {
         "images_per_s": images / seconds,
         "images_per_cpu_s": images / sum(s.cpu_s for s in segments),
         "data_wait": sum(s.wait_s for s in segments) / seconds,
         "rounds_images_per_s": [round(s.images / s.seconds, 2) for s in segments],
     }
+    if any(s.tier for s in segments):  # the engine: augmentation on the training stream (the baseline's is in workers)
+        out["augment_share"] = sum(s.augment_s for s in segments) / seconds
+    return out
 
 
 def _sync(device: torch.device) -> None:
@@ -196,19 +242,28 @@ def decode_pool(paths: list[Path], size: int) -> tuple[np.ndarray, float]:
     return pool, (time.perf_counter() - t0) / len(paths)
 
 
-def engine_round(cfg: PretrainConfig, pool: np.ndarray, steps: int, device: torch.device, tmp: Path) -> Segment:
-    """One measured stretch of the real ``train_loop``; the first report interval is the warm-up."""
+def engine_round(
+    cfg: PretrainConfig, pool: np.ndarray, steps: int, device: torch.device, tmp: Path, tier: str | None = None
+) -> Segment:
+    """One measured stretch of the real ``train_loop``; the first report interval is the warm-up.
+
+    Timed by wall clock from the end of the first report to the end of the last, so every measured step and every
+    report (loss read back, health metrics) counts. ``tier`` forces where the image cache lives; ``stream`` reads
+    it from a memory-mapped file, as a cache larger than memory is read.
+    """
     spec = load_method(cfg.method)
     model = build_model(cfg, device)
-    source = BatchSource(
-        np.resize(pool, ((steps + cfg.log_every) * cfg.batch_size, *pool.shape[1:])), cfg.batch_size, device
-    )
+    images = np.resize(pool, ((steps + cfg.log_every) * cfg.batch_size, *pool.shape[1:]))
+    if tier == "stream":
+        np.save(tmp / "cache.npy", images)
+        images = np.load(tmp / "cache.npy", mmap_mode="r")
+    source = BatchSource(images, cfg.batch_size, device, tier=tier)  # type: ignore[arg-type]
     reporter = CollectingReporter()
-    cpu_at_report: list[float] = []
+    stamps: list[tuple[float, float]] = []  # (wall, CPU) seconds at the end of each report interval
 
     def report(event: Event) -> None:
         if isinstance(event, Metric) and event.name == "images_per_s":
-            cpu_at_report.append(time.process_time())  # end of each interval (the loop has synchronised)
+            stamps.append((time.perf_counter(), time.process_time()))  # the loop has synchronised and reported
         reporter(event)
 
     meta = {"backbone": cfg.backbone, "image_size": cfg.image_size}
@@ -228,14 +283,31 @@ def engine_round(cfg: PretrainConfig, pool: np.ndarray, steps: int, device: torc
     metrics = [e for e in reporter.events if isinstance(e, Metric)]
     ips = [e.value for e in metrics if e.name == "images_per_s"][1:]
     wait = [e.value for e in metrics if e.name == "data_wait"][1:]
-    seconds = [cfg.log_every * cfg.batch_size / x for x in ips]
-    waited = sum(w * t for w, t in zip(wait, seconds, strict=True))
-    cpu_s = cpu_at_report[-1] - cpu_at_report[0]
-    return Segment(len(ips) * cfg.log_every * cfg.batch_size, sum(seconds), waited, cpu_s, source.resident)
+    loop_seconds = [cfg.log_every * cfg.batch_size / x for x in ips]  # the loop's own intervals (no reporting)
+    waited = sum(w * t for w, t in zip(wait, loop_seconds, strict=True))
+    measured = len(ips) * cfg.log_every
+    aug_s = augment_seconds(spec.make_views(cfg), source, cfg.log_every, device) * measured
+    wall, cpu_s = stamps[-1][0] - stamps[0][0], stamps[-1][1] - stamps[0][1]
+    return Segment(measured * cfg.batch_size, wall, waited, cpu_s, source.tier, aug_s)
+
+
+def augment_seconds(make_views: Any, source: BatchSource, n: int, device: torch.device) -> float:
+    """Seconds per step spent making the views of a batch, timed apart from training (synchronised)."""
+    batches = [b for _, (_, b) in zip(range(n), source.epoch(0), strict=False)]
+    make_views(batches[0])  # warm-up (kernels, caches)
+    _sync(device)
+    t0 = time.perf_counter()
+    for b in batches:
+        make_views(b)
+    _sync(device)
+    return (time.perf_counter() - t0) / len(batches)
 
 
 def baseline_round(cfg: PretrainConfig, paths: list[Path], steps: int, workers: int, device: torch.device) -> Segment:
-    """One measured stretch of the per-sample pipeline; fresh workers, so none of them runs outside its stretch."""
+    """One measured stretch of the per-sample pipeline; fresh workers, so none of them runs outside its stretch.
+
+    Reports like the engine's loop (loss read back and health metrics every ``log_every`` steps), inside the timing.
+    """
     spec = load_method(cfg.method)
     model = build_model(cfg, device)
     cuda = device.type == "cuda"
@@ -243,6 +315,7 @@ def baseline_round(cfg: PretrainConfig, paths: list[Path], steps: int, workers: 
         model.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if cfg.compile else model
     opt = make_optimizer(spec, model, cfg)
+    scaler = grad_scaler_for(device, cfg.amp)
     warmup = cfg.log_every
     data = FileViews(paths, (steps + warmup) * cfg.batch_size, cfg.augment, cfg.image_size)
     loader = DataLoader(
@@ -257,6 +330,7 @@ def baseline_round(cfg: PretrainConfig, paths: list[Path], steps: int, workers: 
     model.train()
     t0, wait = time.perf_counter(), 0.0
     it = iter(loader)
+    autocast = autocast_for(device, cfg.amp)
     for s in range(warmup + steps):
         if s == warmup:
             _sync(device)
@@ -267,7 +341,10 @@ def baseline_round(cfg: PretrainConfig, paths: list[Path], steps: int, workers: 
         views = [v.to(device, non_blocking=True) for v in (v0, v1)]
         if cuda and cfg.channels_last:
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
-        train_step(forward, model, opt, views, None, autocast=autocast_for(device, cfg.amp), grad_clip=0, progress=0.5)
+        out = train_step(forward, model, opt, views, None, autocast=autocast, grad_clip=0, progress=0.5, scaler=scaler)
+        if (s + 1) % cfg.log_every == 0 and out.features is not None:  # what the engine's loop reports
+            float(out.loss)
+            health_metrics(out.features, out.features2)
     _sync(device)
     segment = Segment(steps * cfg.batch_size, time.perf_counter() - t0, wait, _tree_cpu_s(it) - cpu0)
     del it, loader  # stop the workers before the next stretch
@@ -284,10 +361,10 @@ def flops_per_image(cfg: PretrainConfig, device: torch.device) -> float:
     return counter.get_total_flops() / cfg.batch_size
 
 
-def peak_bf16_flops(device: torch.device, n: int = 8192, iters: int = 50) -> float:
-    """Achievable bf16 matmul FLOP/s on ``device`` (the ceiling the FLOP share is measured against)."""
-    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+def matmul_flops(device: torch.device, n: int = 8192, iters: int = 50) -> float:
+    """Achievable matmul FLOP/s on ``device`` in the autocast precision (reported next to the spec peak)."""
+    a = torch.randn(n, n, device=device, dtype=amp_dtype(device))
+    b = torch.randn(n, n, device=device, dtype=amp_dtype(device))
     for _ in range(5):
         a @ b
     _sync(device)
@@ -328,9 +405,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="baseline workers (default: all cores)")
     p.add_argument("--threads", type=int, help="torch intra-op threads of the training process (default: torch's)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (both paths)")
-    p.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument(
+        "--cache-tier",
+        choices=["auto", "device", "pinned", "stream"],
+        default="auto",
+        help="force where the engine's image cache lives: pinned/stream take the path of data larger than GPU memory",
+    )
+    p.add_argument("--peak-tflops", type=float, help="the GPU's spec peak when it is not in SPEC_PEAK_TFLOPS")
     args = p.parse_args(argv)
     device = pick_device(args.device)
+    if args.cache_tier == "pinned" and device.type != "cuda":
+        p.error("--cache-tier pinned needs CUDA (page-locked memory)")
+    tier = None if args.cache_tier == "auto" else args.cache_tier
     configure_cuda(device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -365,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         pool, decode_s = decode_pool(paths, cfg.image_size)
         runs: dict[str, list[Segment]] = {"engine": [], "baseline": []}
         for r in range(args.rounds or preset["rounds"]):
-            runs["engine"].append(engine_round(cfg, pool, steps, device, tmp))
+            runs["engine"].append(engine_round(cfg, pool, steps, device, tmp, tier))
             runs["baseline"].append(baseline_round(cfg, paths, steps, args.workers, device))
             print(
                 f"round {r + 1}: "
@@ -373,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
         engine, baseline = summarise(runs["engine"]), summarise(runs["baseline"])
-        engine.update(decode_once_s_per_image=decode_s, cache_on_gpu=runs["engine"][0].resident)
+        engine.update(decode_once_s_per_image=decode_s, cache_tier=runs["engine"][0].tier)
         ratios = sorted(e.images / e.seconds * b.seconds / b.images for e, b in zip(*runs.values(), strict=True))
         baseline["workers"] = args.workers
     out: dict[str, Any] = {
@@ -389,7 +476,8 @@ def main(argv: list[str] | None = None) -> int:
             "warmup_steps": warmup,
             "rounds": args.rounds or preset["rounds"],
             "source_px": preset["source"],
-            "amp_bf16": cfg.amp and device.type == "cuda",
+            "amp": cfg.amp and device.type == "cuda",
+            "cache_tier": args.cache_tier,
             "channels_last": cfg.channels_last and device.type == "cuda",
             "compile": cfg.compile,
             "threads": torch.get_num_threads(),
@@ -403,19 +491,26 @@ def main(argv: list[str] | None = None) -> int:
     targets = dict(TARGETS[device.type])
     if device.type == "cuda":
         fpi = flops_per_image(cfg, device)
-        peak = peak_bf16_flops(device)
+        gpu = torch.cuda.get_device_name(device)
+        spec = args.peak_tflops or spec_peak_tflops(gpu)
+        measured = matmul_flops(device)
         out.update(
+            gpu=gpu,
+            amp_dtype=str(amp_dtype(device)).removeprefix("torch.") if cfg.amp else "float32",
             flops_per_image=fpi,
-            peak_bf16_tflops=peak / 1e12,
-            flop_share=fpi * engine["images_per_s"] / peak,
-            baseline_flop_share=fpi * baseline["images_per_s"] / peak,
+            spec_peak_tflops=spec,
+            flop_share=fpi * engine["images_per_s"] / (spec * 1e12) if spec else None,
+            baseline_flop_share=fpi * baseline["images_per_s"] / (spec * 1e12) if spec else None,
+            measured_matmul_tflops=measured / 1e12,
+            flop_share_of_measured_matmul=fpi * engine["images_per_s"] / measured,
         )
         if name in FLOP_TARGETS:
             targets["flop_share"] = FLOP_TARGETS[name]
     out["targets"] = targets
     out["meets_targets"] = all(
-        (engine["data_wait"] <= v) if k == "data_wait" else (out[k] >= v) for k, v in targets.items()
-    )
+        (engine["data_wait"] <= v) if k == "data_wait" else (out[k] is not None and out[k] >= v)
+        for k, v in targets.items()
+    )  # an unknown GPU peak (no spec share) does not meet a FLOP target
     print(json.dumps(out, indent=2))
     return 0
 

@@ -1,8 +1,17 @@
 """Batches of cached ``uint8`` images on the training device.
 
-When the whole cache fits comfortably in GPU memory it is uploaded once and batches are gathered on the GPU;
-otherwise a background thread gathers the next batches from the memory-mapped cache (pinned, non-blocking copy)
-while the GPU works. Either way no per-sample Python work sits on the training path.
+Where the cache lives is chosen once (:func:`plan_cache`):
+
+- ``device``: the whole cache fits comfortably in GPU memory. It is uploaded once, in chunks (the host never holds
+  a second copy of a cache that can be larger than RAM), and batches are gathered on the GPU.
+- ``pinned``: on CUDA, when it does not fit the GPU but fits host RAM: it is copied into page-locked host memory;
+  a background thread gathers each batch there and copies it to the GPU on a side stream, overlapping the
+  training step.
+- ``stream``: otherwise a background thread gathers batches from the memory-mapped cache (on CUDA into pinned
+  buffers, copied on the side stream as above).
+
+No per-sample Python work sits on the training path. The loop moves a GPU-resident cache out of GPU memory
+(:meth:`BatchSource.release_device_cache`) when the GPU runs out of memory.
 
 In a distributed run every rank draws the same seeded permutation per epoch and takes its own disjoint slice of
 each step's global batch, so together the ranks see exactly the batches one process would.
@@ -11,13 +20,73 @@ each step's global batch, so together the ranks see exactly the batches one proc
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
+
+Tier = Literal["device", "pinned", "stream"]
+CHUNK_BYTES = 256 * 2**20  # upload / pinning granularity: the largest extra host buffer a cache move needs
+
+
+def available_host_bytes() -> int | None:
+    """Memory the OS can still give this process (Linux ``MemAvailable``), or None when unknown."""
+    try:
+        with Path("/proc/meminfo").open(encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def plan_cache(
+    nbytes: int,
+    device: torch.device,
+    *,
+    free_device: int | None,
+    free_host: int | None,
+    gpu_share: float = 0.3,
+    host_share: float = 0.5,
+) -> Tier:
+    """Where a cache of ``nbytes`` should live for training on ``device`` (see the module docstring)."""
+    if device.type != "cuda":
+        return "stream"
+    if free_device is not None and nbytes < gpu_share * free_device:
+        return "device"
+    if free_host is not None and nbytes < host_share * free_host:
+        return "pinned"
+    return "stream"
+
+
+def copy_in_chunks(images: np.ndarray, out: torch.Tensor, chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
+    """Copy ``images`` (a memory map is fine) into ``out`` (same shape, any device), ``chunk_bytes`` at a time.
+
+    Only one chunk is read into host memory at once (pinned, when ``out`` is on a GPU, so the copy is a DMA).
+    """
+    n = len(images)
+    per_row = max(1, images[:1].nbytes)
+    rows = max(1, chunk_bytes // per_row)
+    staging: torch.Tensor | None = None
+    for start in range(0, n, rows):
+        part = np.ascontiguousarray(images[start : start + rows])
+        src = torch.from_numpy(part)
+        if out.device.type == "cuda":
+            if staging is None:
+                staging = torch.empty((rows, *images.shape[1:]), dtype=torch.uint8, pin_memory=True)
+            src = staging[: len(part)].copy_(src)
+        out[start : start + len(part)].copy_(src)  # blocking: the staging buffer is reused next
+    return out
 
 
 class BatchSource:
@@ -37,10 +106,13 @@ class BatchSource:
         prefetch: int = 3,
         rank: int = 0,
         world_size: int = 1,
+        tier: Tier | None = None,
     ) -> None:
         """Serve ``images`` (a memory-mapped cache is fine) in global batches of ``batch_size``.
 
-        The global batch is capped at the image count and rounded down to a multiple of ``world_size``.
+        The global batch is capped at the image count and rounded down to a multiple of ``world_size``. ``tier``
+        forces where the cache lives (None: :func:`plan_cache` decides; ``device`` also works on the CPU, where
+        the "device" is host memory, for tests).
 
         Raises:
             ValueError: if there are fewer images than ranks.
@@ -56,11 +128,40 @@ class BatchSource:
         self.batch_size = 0
         self.set_batch_size(batch_size)
         self.wait_s = 0.0  # time the consumer spent waiting for data (reset by the caller)
+        self.cuda = device.type == "cuda"
         self._resident: torch.Tensor | None = None
-        if device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(device)
-            if images.nbytes < gpu_share * free:
-                self._resident = torch.from_numpy(np.array(images)).to(device)
+        self._pinned: torch.Tensor | None = None
+        self._copy_stream = torch.cuda.Stream(device) if self.cuda else None
+        if tier is None:
+            free_device = int(torch.cuda.mem_get_info(device)[0]) if self.cuda else None
+            tier = plan_cache(
+                images.nbytes, device, free_device=free_device, free_host=available_host_bytes(), gpu_share=gpu_share
+            )
+        if tier == "device":
+            out = torch.empty(images.shape, dtype=torch.uint8, device=device)
+            self._resident = copy_in_chunks(images, out)
+        elif tier == "pinned":
+            self._pin()
+
+    def _pin(self) -> None:
+        out = torch.empty(self.images.shape, dtype=torch.uint8, pin_memory=True)
+        self._pinned = copy_in_chunks(self.images, out)
+
+    @property
+    def tier(self) -> Tier:
+        """Where the cache lives now."""
+        return "device" if self._resident is not None else "pinned" if self._pinned is not None else "stream"
+
+    def release_device_cache(self) -> bool:
+        """Move a GPU-resident cache out of GPU memory (to pinned host memory when it fits there, else served from
+        the memory map); returns whether there was one. The caller empties the CUDA cache afterwards."""
+        if self._resident is None:
+            return False
+        self._resident = None
+        free_host = available_host_bytes()
+        if self.cuda and free_host is not None and self.images.nbytes < 0.5 * free_host:
+            self._pin()
+        return True
 
     def set_batch_size(self, global_batch: int) -> None:
         """Change the global batch (the loop halves it after a GPU out-of-memory error)."""
@@ -106,15 +207,29 @@ class BatchSource:
         steps = self.order(epoch)[: self.steps_per_epoch * g].reshape(self.steps_per_epoch, g)
         return np.ascontiguousarray(steps[:, self.rank * b : (self.rank + 1) * b]).reshape(-1)
 
-    def _gather(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def _gather(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.cuda.Event | None]:
+        """This rank's batch ``idx`` on the device; on CUDA copied on the side stream, with the event to wait for."""
         idx = np.sort(idx)  # sorted: sequential reads from the memory map
-        batch, rows = torch.from_numpy(self.images[idx]), torch.from_numpy(idx.astype(np.int64))
-        if self.device.type == "cuda":
-            return rows.to(self.device), batch.pin_memory().to(self.device, non_blocking=True)
-        return rows, batch
+        rows = torch.from_numpy(idx.astype(np.int64))
+        if not self.cuda:
+            return rows, torch.from_numpy(self.images[idx]), None
+        batch = torch.empty((len(idx), *self.images.shape[1:]), dtype=torch.uint8, pin_memory=True)
+        if self._pinned is not None:
+            torch.index_select(self._pinned, 0, rows, out=batch)
+        else:
+            np.take(self.images, idx, axis=0, out=batch.numpy())
+        rows = rows.pin_memory()
+        assert self._copy_stream is not None
+        with torch.cuda.stream(self._copy_stream):  # overlaps the training step on the default stream
+            rows_d = rows.to(self.device, non_blocking=True)
+            batch_d = batch.to(self.device, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(self._copy_stream)
+        return rows_d, batch_d, done
 
     def _threaded(self, perm: np.ndarray, steps: range) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        q: queue.Queue[tuple[torch.Tensor, torch.Tensor] | BaseException | None] = queue.Queue(maxsize=self.prefetch)
+        q: queue.Queue[tuple[torch.Tensor, torch.Tensor, torch.cuda.Event | None] | BaseException | None]
+        q = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
 
         def work() -> None:
@@ -138,7 +253,13 @@ class BatchSource:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                yield item
+                rows, batch, done = item
+                if done is not None:  # the training stream waits for the side-stream copy, not the host
+                    stream = torch.cuda.current_stream(self.device)
+                    stream.wait_event(done)
+                    rows.record_stream(stream)
+                    batch.record_stream(stream)
+                yield rows, batch
         finally:
             stop.set()
             while t.is_alive():  # drain so the producer never blocks on a full queue

@@ -14,7 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from sslinspect.config import AugmentConfig
-from sslinspect.preprocess import normalize, to_unit_nchw
+from sslinspect.preprocess import device_constant, normalize, to_unit_nchw
+
+GREY = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma weights
+TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+FROM_YIQ = tuple(tuple(float(v) for v in row) for row in torch.linalg.inv(torch.tensor(TO_YIQ, dtype=torch.float64)))
 
 
 def _uniform(n: int, lo: float, hi: float, device: torch.device) -> torch.Tensor:
@@ -57,7 +61,7 @@ def color_jitter(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
     n, dev = x.shape[0], x.device
     if cfg.brightness > 0:
         x = x * _uniform(n, 1 - cfg.brightness, 1 + cfg.brightness, dev).view(n, 1, 1, 1)
-    gray_w = torch.tensor([0.299, 0.587, 0.114], device=dev, dtype=x.dtype).view(1, 3, 1, 1)
+    gray_w = device_constant("views.grey", GREY, dev, x.dtype).view(1, 3, 1, 1)
     if cfg.contrast > 0:
         mean = (x * gray_w).sum(1, keepdim=True).mean((2, 3), keepdim=True)
         x = (x - mean) * _uniform(n, 1 - cfg.contrast, 1 + cfg.contrast, dev).view(n, 1, 1, 1) + mean
@@ -71,10 +75,8 @@ def color_jitter(x: torch.Tensor, cfg: AugmentConfig) -> torch.Tensor:
 
 def _rotate_hue(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     """Rotate chroma in YIQ space by ``angle`` radians per sample."""
-    to_yiq = torch.tensor(
-        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], device=x.device, dtype=x.dtype
-    )
-    from_yiq = torch.linalg.inv(to_yiq)
+    to_yiq = device_constant("views.to_yiq", TO_YIQ, x.device, x.dtype)
+    from_yiq = device_constant("views.from_yiq", FROM_YIQ, x.device, x.dtype)  # inverted once on the host
     cos, sin = torch.cos(angle), torch.sin(angle)
     one, zero = torch.ones_like(cos), torch.zeros_like(cos)
     rot = torch.stack(

@@ -37,29 +37,57 @@ class MemoryEstimate:
     bank_mb: float
     peak_mb: float
     device: str
+    batch_size: int = 0  # images per batch that fit (the configured batch, or fewer on a small GPU)
+    requested_batch: int = 0
 
     def message(self) -> str:
         """One line for the log."""
         where = "GPU memory" if self.device == "cuda" else "RAM"
+        smaller = (
+            f"; batch {self.batch_size} instead of {self.requested_batch} to fit the free GPU memory"
+            if self.batch_size < self.requested_batch
+            else ""
+        )
         return (
             f"patch memory bank: {self.candidates:,} candidate patches ({self.feature_dim}-d) from {self.images:,} "
             f"images → {self.bank:,} kept by coreset; needs about {self.peak_mb:,.0f} MB of {where} "
-            f"(candidates {self.candidate_mb:,.0f} MB, bank {self.bank_mb:,.1f} MB)"
+            f"(candidates {self.candidate_mb:,.0f} MB, bank {self.bank_mb:,.1f} MB){smaller}"
         )
 
 
+GPU_SHARE = 0.8  # of the free GPU memory the fit may plan for (the allocator and cuDNN need the rest)
+
+
 def estimate_memory(
-    n_images: int, patches_per_image: int, dim: int, cfg: FewShotConfig, device: str = "cpu"
+    n_images: int,
+    patches_per_image: int,
+    dim: int,
+    cfg: FewShotConfig,
+    device: str = "cpu",
+    free_bytes: int | None = None,
 ) -> MemoryEstimate:
-    """Memory for building and using the bank from ``n_images`` with ``patches_per_image`` patches of ``dim``."""
+    """Memory for building and using the bank from ``n_images`` with ``patches_per_image`` patches of ``dim``.
+
+    On CUDA the batch is chosen from the estimate and the free memory (``free_bytes``, else asked of the current
+    GPU): the per-batch blocks (feature maps; the patch-to-bank similarity block, e.g. ~13 GB at batch 64, 4 tiles,
+    224 px) shrink with it, so the fit fits instead of running out of memory.
+    """
     candidates = min(n_images * patches_per_image, cfg.patch_candidates)
     bank = min(cfg.patch_bank_size, candidates)
     mb = 2.0**20
     cand = candidates * dim * 4
     coreset = candidates * (min(dim, PROJ_DIM) + 2) * 4  # projection, squared norms, running min distances
-    batch_feats = cfg.batch_size * patches_per_image * dim * 4 * 3  # maps, pooled maps, patch features
-    scoring = cfg.batch_size * patches_per_image * min(bank, BANK_CHUNK) * 4 * 2
-    peak = cand + coreset + bank * dim * 4 + max(batch_feats, scoring)
+    per_image = max(
+        patches_per_image * dim * 4 * 3,  # maps, pooled maps, patch features
+        patches_per_image * min(bank, BANK_CHUNK) * 4 * 2,  # similarity block and its distances
+    )
+    fixed = cand + coreset + bank * dim * 4
+    batch = cfg.batch_size
+    if free_bytes is None and device == "cuda":
+        free_bytes = int(torch.cuda.mem_get_info()[0])
+    if free_bytes is not None:
+        batch = max(1, min(batch, (int(free_bytes * GPU_SHARE) - fixed) // per_image))
+    peak = fixed + batch * per_image
     return MemoryEstimate(
         images=n_images,
         patches_per_image=patches_per_image,
@@ -70,6 +98,8 @@ def estimate_memory(
         bank_mb=bank * dim * 4 / mb,
         peak_mb=peak / mb,
         device=device,
+        batch_size=batch,
+        requested_batch=cfg.batch_size,
     )
 
 
@@ -92,16 +122,14 @@ def iter_features(
     Raises:
         Cancelled: when ``cancel`` fires between batches.
     """
-    cuda = device.type == "cuda"
     for start in range(0, len(rows), batch_size):
         if cancel.is_cancelled():
             raise Cancelled(f"{stage} cancelled")
         r = rows[start : start + batch_size]
         batch = torch.from_numpy(np.asarray(images[r])).to(device)  # fancy indexing copies: memmaps are read-only
-        with (
-            torch.no_grad(),
-            torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False),
-        ):
+        # fp32, autocast off even inside a caller's: the bank, threshold and map scale must come from the features
+        # the exported fp32 graph serves (bf16 features would shift them, unseen by the CPU parity check)
+        with torch.no_grad(), torch.autocast(device.type, enabled=False):
             g, p = net(batch)
         yield r, g.float(), p.float()
         done = min(start + batch_size, len(rows))
@@ -148,7 +176,7 @@ def build_bank(
     feats: list[torch.Tensor] = []
     owners: list[torch.Tensor] = []
     for rows, _, p in iter_features(
-        net, images, pool, device=device, batch_size=cfg.batch_size, stage="bank", report=report, cancel=cancel
+        net, images, pool, device=device, batch_size=estimate.batch_size, stage="bank", report=report, cancel=cancel
     ):
         n, d, h, w = p.shape
         flat = p.permute(0, 2, 3, 1).reshape(n, h * w, d)
@@ -170,9 +198,10 @@ def build_bank(
         # greedy coreset keeps rare patches on purpose, so their defects would otherwise become "normal".
         k = cand.shape[0] // len(pool)
         scores = np.empty(len(pool), np.float32)
-        for s in range(0, len(pool), cfg.batch_size):
-            blk = cand[s * k : (s + cfg.batch_size) * k].reshape(-1, k, cand.shape[1])
-            who = own[s * k : (s + cfg.batch_size) * k : k]
+        step = estimate.batch_size
+        for s in range(0, len(pool), step):
+            blk = cand[s * k : (s + step) * k].reshape(-1, k, cand.shape[1])
+            who = own[s * k : (s + step) * k : k]
             dist, _ = nn_distance(blk, bank, owners=bank_owner, exclude=who)
             scores[s : s + len(blk)] = dist.amax(1).cpu().numpy()
         order = np.argsort(-scores[unlabelled[pool]], kind="stable")

@@ -3,7 +3,7 @@ normalisation from held-out scores of presumed-good images, then the few-shot cl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -265,6 +265,7 @@ def _fit_anomaly(
             _, probe = net(torch.zeros((1, net.input_size, net.input_size, 3), dtype=torch.uint8, device=device))
         estimate = estimate_memory(len(pool), probe.shape[2] * probe.shape[3], probe.shape[1], cfg, device.type)
         report(Log(level="INFO", message=estimate.message()))
+        cfg = replace(cfg, batch_size=estimate.batch_size)  # the batch that fits the free GPU memory
         bank = build_bank(net, images, pool, unlabelled, cfg, estimate, device=device, report=report, cancel=cancel)
         scored = _score_patch(net, images, bank, cfg.descriptor == "defect", cfg, device, report, cancel)
         return _AnomalyFit(kind, scored, bank.bank.cpu().numpy().astype(np.float32), bank.suspected, estimate)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -64,6 +65,15 @@ class LocalGather:
 
 
 LOCAL = LocalGather()
+
+
+def full_precision(like: torch.Tensor) -> AbstractContextManager[object]:
+    """Autocast switched off on ``like``'s device: losses and similarity logits run in fp32 inside it.
+
+    ``x.float()`` alone does not leave autocast: the matmul that follows would run in bf16 again (a 0.5 % error in
+    NT-Xent's logits). Inputs must still be cast with ``.float()`` inside.
+    """
+    return torch.autocast(like.device.type, enabled=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,11 +164,22 @@ def momentum_copy(module: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def ema_update(target: nn.Module, online: nn.Module, m: float) -> None:
-    """``target ← m·target + (1−m)·online`` for parameters; buffers are copied."""
-    for pt, po in zip(target.parameters(), online.parameters(), strict=True):
-        pt.mul_(m).add_(po.detach(), alpha=1 - m)
-    for bt, bo in zip(target.buffers(), online.buffers(), strict=True):
-        bt.copy_(bo)
+    """``target ← m·target + (1−m)·online`` for parameters; buffers are copied.
+
+    One multi-tensor kernel per operation (``torch._foreach_*``) instead of one per tensor: for ResNet-50 that
+    is a handful of launches per step instead of ~500.
+    """
+    tp: list[torch.Tensor] = list(target.parameters())
+    op = [p.detach() for p in online.parameters()]
+    if len(tp) != len(op):
+        raise ValueError(f"EMA target has {len(tp)} parameters, online network {len(op)}")
+    if tp:
+        torch._foreach_lerp_(tp, op, 1 - m)  # t + (1-m)(o - t) = m·t + (1-m)·o
+    tb, ob = list(target.buffers()), list(online.buffers())
+    if len(tb) != len(ob):
+        raise ValueError(f"EMA target has {len(tb)} buffers, online network {len(ob)}")
+    if tb:
+        torch._foreach_copy_(tb, ob)
 
 
 def cosine_momentum(base: float, progress: float) -> float:

@@ -74,17 +74,29 @@ class DeepCluster(SSLModel):
 
     @torch.no_grad()
     def on_epoch_start(self, epoch: int, source: BatchSource) -> None:
-        """Embed every cached image, PCA-whiten, k-means; reset the classifier's last layer."""
-        feats = self._embed(source.images)
-        k = min(self.max_clusters, max(2, len(feats) // 8))
-        labels = kmeans(pca_whiten(feats, PCA_DIMS), k, seed=self.seed * 1000 + epoch)
-        counts = torch.bincount(labels, minlength=self.max_clusters).float()
-        weight = torch.where(counts > 0, 1.0 / counts.clamp(min=1), torch.zeros_like(counts))
-        self.class_weight = (weight / weight[:k][counts[:k] > 0].mean())[:k]
-        self.pseudo, self.active = labels, k
+        """Embed every cached image, PCA-whiten, k-means; reset the classifier's last layer.
+
+        With several processes only rank 0 embeds and clusters; labels, weights and the new last layer are
+        broadcast, so every replica trains on the same targets with the same classifier.
+        """
         last = self.classifier[-1]
         assert isinstance(last, nn.Linear)
-        last.reset_parameters()
+        device = last.weight.device
+        labels = torch.zeros(len(source.images), dtype=torch.long, device=device)
+        k = torch.zeros((), dtype=torch.long, device=device)
+        if self.gather.rank == 0:
+            feats = self._embed(source.images)
+            k.fill_(min(self.max_clusters, max(2, len(feats) // 8)))
+            labels = kmeans(pca_whiten(feats, PCA_DIMS), int(k), seed=self.seed * 1000 + epoch).to(device)
+            last.reset_parameters()
+        if self.gather.world_size > 1:
+            for t in (labels, k, last.weight, *([last.bias] if last.bias is not None else [])):
+                torch.distributed.broadcast(t, src=0)
+        active = int(k)
+        counts = torch.bincount(labels, minlength=self.max_clusters).float()
+        weight = torch.where(counts > 0, 1.0 / counts.clamp(min=1), torch.zeros_like(counts))
+        self.class_weight = (weight / weight[:active][counts[:active] > 0].mean())[:active]
+        self.pseudo, self.active = labels, active
 
     def _embed(self, images: np.ndarray) -> torch.Tensor:
         device = next(self.parameters()).device

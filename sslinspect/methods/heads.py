@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sslinspect.methods.base import full_precision
+
 
 class CosinePrototypes(nn.Module):
     """``K`` learnable prototypes on the unit sphere; the scores of an embedding are its cosines to them.
@@ -26,10 +28,11 @@ class CosinePrototypes(nn.Module):
         self.frozen = False
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Cosine scores ``(N, K)`` of ``(N, dim)`` embeddings."""
+        """Cosine scores ``(N, K)`` of ``(N, dim)`` embeddings, in fp32 (autocast is switched off inside)."""
         # `0 * weight` keeps the parameter in the graph with a zero gradient (DDP expects every parameter to get one)
         w = self.weight.detach() + 0 * self.weight if self.frozen else self.weight
-        return F.normalize(z, dim=1) @ F.normalize(w, dim=1).T
+        with full_precision(z):
+            return F.normalize(z.float(), dim=1) @ F.normalize(w.float(), dim=1).T
 
 
 class ImageDecoder(nn.Module):

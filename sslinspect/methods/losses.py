@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslinspect.methods.base import LOCAL, Gather
+from sslinspect.methods.base import LOCAL, Gather, full_precision
 
 
 class NTXentLoss(nn.Module):
@@ -33,12 +33,13 @@ class NTXentLoss(nn.Module):
         self.temperature = temperature
 
     def forward(self, z0: torch.Tensor, z1: torch.Tensor, gather: Gather = LOCAL) -> torch.Tensor:
-        """Symmetric loss for two ``(N, D)`` batches of projections (row i of each is one image)."""
-        z = F.normalize(torch.cat([gather(z0.float()), gather(z1.float())]), dim=1)  # (2M, D), M = W·N
-        m = z.shape[0] // 2
-        logits = (z @ z.T / self.temperature).fill_diagonal_(float("-inf"))
-        idx = torch.arange(m, device=z.device)
-        return F.cross_entropy(logits, torch.cat([idx + m, idx]))
+        """Symmetric loss for two ``(N, D)`` batches of projections (row i of each is one image); fp32 inside."""
+        with full_precision(z0):
+            z = F.normalize(torch.cat([gather(z0.float()), gather(z1.float())]), dim=1)  # (2M, D), M = W·N
+            m = z.shape[0] // 2
+            logits = (z @ z.T / self.temperature).fill_diagonal_(float("-inf"))
+            idx = torch.arange(m, device=z.device)
+            return F.cross_entropy(logits, torch.cat([idx + m, idx]))
 
 
 class MoCoLoss(nn.Module):
@@ -63,15 +64,28 @@ class MoCoLoss(nn.Module):
         self.scale = scale
 
     def forward(
-        self, q: torch.Tensor, k: torch.Tensor, gather: Gather = LOCAL, queue: torch.Tensor | None = None
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        gather: Gather = LOCAL,
+        queue: torch.Tensor | None = None,
+        queue_valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Loss for queries ``q`` and keys ``k`` ``(N, D)`` (keys get no gradient); ``queue`` is ``(K, D)``."""
-        q = F.normalize(gather(q.float()), dim=1)
-        keys = F.normalize(gather(k.detach().float()), dim=1)
-        if queue is not None and queue.shape[0]:
-            keys = torch.cat([keys, F.normalize(queue.float(), dim=1)])
-        logits = q @ keys.T / self.temperature
-        return self.scale * F.cross_entropy(logits, torch.arange(q.shape[0], device=q.device))
+        """Loss for queries ``q`` and keys ``k`` ``(N, D)`` (keys get no gradient); fp32 inside.
+
+        ``queue`` is ``(K, D)``; ``queue_valid`` (bool ``(K,)``, optional) marks the entries filled so far, the
+        others are left out (a fixed shape whatever the fill: no recompilation under ``torch.compile``).
+        """
+        with full_precision(q):
+            q = F.normalize(gather(q.float()), dim=1)
+            keys = F.normalize(gather(k.detach().float()), dim=1)
+            logits = q @ keys.T / self.temperature
+            if queue is not None and queue.shape[0]:
+                neg = q @ F.normalize(queue.float(), dim=1).T / self.temperature
+                if queue_valid is not None:
+                    neg = neg.masked_fill(~queue_valid, float("-inf"))
+                logits = torch.cat([logits, neg], dim=1)
+            return self.scale * F.cross_entropy(logits, torch.arange(q.shape[0], device=q.device))
 
 
 class NegativeCosineLoss(nn.Module):
@@ -83,13 +97,14 @@ class NegativeCosineLoss(nn.Module):
 
     Examples:
         >>> p = torch.randn(4, 8)
-        >>> round(float(NegativeCosineLoss()(p, p)), 4)
+        >>> abs(round(float(NegativeCosineLoss()(p, p)), 4))
         0.0
     """
 
     def forward(self, p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Loss for predictions ``p`` against targets ``z`` (gradients do not flow into ``z``)."""
-        return (2 - 2 * F.cosine_similarity(p, z.detach(), dim=-1)).mean()
+        """Loss for predictions ``p`` against targets ``z`` (gradients do not flow into ``z``); fp32 inside."""
+        with full_precision(p):
+            return (2 - 2 * F.cosine_similarity(p.float(), z.detach().float(), dim=-1)).mean()
 
 
 class BarlowTwinsLoss(nn.Module):
@@ -112,34 +127,36 @@ class BarlowTwinsLoss(nn.Module):
         self.lambda_offdiag = lambda_offdiag
 
     def forward(self, z0: torch.Tensor, z1: torch.Tensor, gather: Gather = LOCAL) -> torch.Tensor:
-        """Loss for two ``(N, D)`` batches."""
-        z0, z1 = gather(z0.float()), gather(z1.float())
-        n, d = z0.shape
-        # standardise each dimension over the batch as the paper's affine-free BatchNorm does (biased variance)
-        z0 = (z0 - z0.mean(0)) / (z0.var(0, unbiased=False) + 1e-5).sqrt()
-        z1 = (z1 - z1.mean(0)) / (z1.var(0, unbiased=False) + 1e-5).sqrt()
-        c = (z0.T @ z1) / n
-        on = (torch.diagonal(c) - 1).pow(2).sum()
-        off = (c - torch.diag(torch.diagonal(c))).pow(2).sum()
-        lam = self.lambda_offdiag if self.lambda_offdiag is not None else 1.0 / d
-        return on + lam * off
+        """Loss for two ``(N, D)`` batches; fp32 inside."""
+        with full_precision(z0):
+            z0, z1 = gather(z0.float()), gather(z1.float())
+            n, d = z0.shape
+            # standardise each dimension over the batch as the paper's affine-free BatchNorm does (biased variance)
+            z0 = (z0 - z0.mean(0)) / (z0.var(0, unbiased=False) + 1e-5).sqrt()
+            z1 = (z1 - z1.mean(0)) / (z1.var(0, unbiased=False) + 1e-5).sqrt()
+            c = (z0.T @ z1) / n
+            on = (torch.diagonal(c) - 1).pow(2).sum()
+            off = (c - torch.diag(torch.diagonal(c))).pow(2).sum()
+            lam = self.lambda_offdiag if self.lambda_offdiag is not None else 1.0 / d
+            return on + lam * off
 
 
 def cross_view_entropy(targets: list[torch.Tensor], logits: list[torch.Tensor], temperature: float) -> torch.Tensor:
     """Mean over pairs ``i ≠ j`` of ``−Σ targets[i] · log_softmax(logits[j] / T)``, averaged over samples.
 
     The swapped-prediction term shared by DINO and SwAV; ``targets[i]`` and ``logits[i]`` are views of the same
-    crop, which is why those pairs are skipped.
+    crop, which is why those pairs are skipped. fp32 inside.
     """
-    log_p = [F.log_softmax(z.float() / temperature, dim=-1) for z in logits]
-    total = torch.zeros((), device=logits[0].device)
-    pairs = 0
-    for i, t in enumerate(targets):
-        for j, lp in enumerate(log_p):
-            if i != j:
-                total = total - (t * lp).sum(-1).mean()
-                pairs += 1
-    return total / pairs
+    with full_precision(logits[0]):
+        log_p = [F.log_softmax(z.float() / temperature, dim=-1) for z in logits]
+        total = torch.zeros((), device=logits[0].device)
+        pairs = 0
+        for i, t in enumerate(targets):
+            for j, lp in enumerate(log_p):
+                if i != j:
+                    total = total - (t.float() * lp).sum(-1).mean()
+                    pairs += 1
+        return total / pairs
 
 
 class DINOLoss(nn.Module):
@@ -172,9 +189,10 @@ class DINOLoss(nn.Module):
     ) -> torch.Tensor:
         """Loss for student outputs of all crops (global crops first) and teacher outputs of the global crops.
 
-        Updates the centre when the module is in training mode.
+        Updates the centre when the module is in training mode. fp32 inside.
         """
-        targets = [F.softmax((t.detach().float() - self.center) / teacher_temp, dim=-1) for t in teacher]
+        with full_precision(teacher[0]):
+            targets = [F.softmax((t.detach().float() - self.center) / teacher_temp, dim=-1) for t in teacher]
         loss = cross_view_entropy(targets, student, self.student_temp)
         if self.training:
             self.update_center(teacher, gather)
@@ -193,8 +211,13 @@ def sinkhorn(
 ) -> torch.Tensor:
     """Sinkhorn-Knopp: soft codes ``(N, K)`` that spread the (gathered) batch equally over the K prototypes.
 
-    Each row of the result sums to 1. Sums over the batch are taken over all processes.
+    Each row of the result sums to 1. Sums over the batch are taken over all processes. fp32 inside.
     """
+    with full_precision(scores):
+        return _sinkhorn(scores, epsilon, iterations, gather)
+
+
+def _sinkhorn(scores: torch.Tensor, epsilon: float, iterations: int, gather: Gather) -> torch.Tensor:
     k = scores.shape[1]
     s = scores.float() / epsilon
     q = torch.exp(s - gather(s.amax().view(1)).amax())  # a common shift for every process: exact after normalising

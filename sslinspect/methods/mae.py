@@ -73,7 +73,7 @@ class MAE(SSLModel):
         enc = self.backbone.encode(visible)  # type: ignore[operator]
         dec = self.decoder_embed(enc)
         # scatter the visible tokens back to their places; mask tokens everywhere else
-        full = self.mask_token.expand(n, self.length, -1).clone()
+        full = self.mask_token.to(dec.dtype).expand(n, self.length, -1).clone()  # dec is bf16 under autocast
         full = full.scatter(1, keep_ids.unsqueeze(-1).expand(-1, -1, DECODER_DIM), dec[:, 1:])
         full = torch.cat([dec[:, :1], full], dim=1) + self.decoder_pos
         pred = self.decoder_pred(self.decoder_norm(self.decoder(full)))[:, 1:]

@@ -36,15 +36,18 @@ class MoCoV2(SSLModel):
         self.base_momentum = cfg.ema_momentum
         self.criterion = MoCoLoss(cfg.temperature)
         self.register_buffer("queue", torch.zeros(cfg.queue_size, cfg.proj_dim))
+        # position and fill live on the device: no GPU sync per step, and a Python int that changed every step
+        # would make torch.compile recompile
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
         self.register_buffer("queue_len", torch.zeros((), dtype=torch.long))
-        self._capacity, self._ptr, self._len = cfg.queue_size, 0, 0  # host mirrors: no GPU sync per step
+        self._capacity = cfg.queue_size  # fixed for a run: half the images, set at the first epoch
 
+    @torch.no_grad()
     def on_epoch_start(self, epoch: int, source: BatchSource) -> None:
-        """Cap the queue at half the images; pick up the queue position (after a resume)."""
+        """Cap the queue at half the images; keep the stored position inside it (after a resume)."""
         self._capacity = min(self.queue.shape[0], len(source.images) // 2)
-        self._ptr = int(self.queue_ptr) % max(1, self._capacity)
-        self._len = min(int(self.queue_len), self._capacity)
+        self.queue_ptr.remainder_(max(1, self._capacity))
+        self.queue_len.clamp_(max=self._capacity)
 
     def forward(self, views: list[torch.Tensor], rows: torch.Tensor | None = None) -> StepOutput:
         """Each view's query against the other view's key; then the keys of view 2 join the queue."""
@@ -54,9 +57,11 @@ class MoCoV2(SSLModel):
         q = self.projection(h)
         with torch.no_grad():
             k = self.key_projection(self.key_backbone(x))
-        queue = self.queue[: self._len]
+        queue = self.queue[: self._capacity]
+        valid = torch.arange(queue.shape[0], device=queue.device) < self.queue_len  # filled entries: the first len
         loss = 0.5 * (
-            self.criterion(q[:n], k[n:], self.gather, queue) + self.criterion(q[n:], k[:n], self.gather, queue)
+            self.criterion(q[:n], k[n:], self.gather, queue, valid)
+            + self.criterion(q[n:], k[:n], self.gather, queue, valid)
         )
         if self.training:
             self._enqueue(k[n:])
@@ -69,11 +74,10 @@ class MoCoV2(SSLModel):
             return
         keys = F.normalize(self.gather(keys.float()), dim=1)[-cap:]
         b = keys.shape[0]
-        idx = (self._ptr + torch.arange(b, device=keys.device)) % cap
-        self.queue[idx] = keys.to(self.queue.dtype)
-        self._ptr, self._len = (self._ptr + b) % cap, min(self._len + b, cap)
-        self.queue_ptr.fill_(self._ptr)
-        self.queue_len.fill_(self._len)
+        idx = (self.queue_ptr + torch.arange(b, device=keys.device)) % cap
+        self.queue.index_copy_(0, idx, keys.to(self.queue.dtype))
+        self.queue_ptr.copy_((self.queue_ptr + b) % cap)
+        self.queue_len.copy_((self.queue_len + b).clamp(max=cap))
 
     @torch.no_grad()
     def after_step(self, progress: float) -> None:

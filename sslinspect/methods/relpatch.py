@@ -16,7 +16,7 @@ from sslinspect.methods.base import MethodSpec, SSLModel, StepOutput, mlp
 from sslinspect.methods.heads import tile_head
 
 CENTER = 4
-NEIGHBOURS = (0, 1, 2, 3, 5, 6, 7, 8)
+NEIGHBOURS = (0, 1, 2, 3, 5, 6, 7, 8)  # every tile but the centre, in order
 TILE_DIM = 256
 
 
@@ -36,7 +36,7 @@ class RelPatch(SSLModel):
         n = tiles.shape[0]
         h = self.backbone(tiles.flatten(0, 1))
         f = self.tile_head(h).view(n, tiles.shape[1], -1)
-        neighbours = f[:, list(NEIGHBOURS)]
+        neighbours = torch.cat([f[:, :CENTER], f[:, CENTER + 1 :]], dim=1)  # slices: no index tensor to upload
         pairs = torch.cat([f[:, CENTER : CENTER + 1].expand_as(neighbours), neighbours], dim=-1)
         logits = self.classifier(pairs.flatten(0, 1))
         labels = torch.arange(len(NEIGHBOURS), device=h.device).repeat(n)

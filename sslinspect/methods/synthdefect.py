@@ -98,7 +98,10 @@ class SynthDefect(SSLModel):
     def forward(self, views: list[torch.Tensor], rows: torch.Tensor | None = None) -> StepOutput:
         """Paint defects on the crops, segment them, return the loss and the pooled deepest features."""
         synth = synthesize(views[0])
-        maps = feature_pyramid(self.backbone, normalize(synth.images))
+        x = normalize(synth.images)
+        if views[0].is_contiguous(memory_format=torch.channels_last):  # keep the loop's memory format (CUDA)
+            x = x.contiguous(memory_format=torch.channels_last)
+        maps = feature_pyramid(self.backbone, x)
         logits = self.decoder(maps, synth.images.shape[-2:])
         loss = focal_loss(logits, synth.target) + DICE_WEIGHT * soft_dice_loss(logits, synth.target)
         feats = F.adaptive_avg_pool2d(maps[-1], 1).flatten(1)

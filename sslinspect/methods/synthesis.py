@@ -95,8 +95,11 @@ def _u(n: int, lo: float, hi: float, g: torch.Generator | None, dev: torch.devic
     return torch.rand(n, generator=g, device=dev) * (hi - lo) + lo
 
 
+_SHARES = {id(SHAPES): torch.tensor(list(SHAPES.values())), id(FILLS): torch.tensor(list(FILLS.values()))}
+
+
 def _choice(n: int, shares: dict[str, float], host: torch.Generator | None) -> torch.Tensor:
-    p = torch.tensor(list(shares.values()))
+    p = _SHARES[id(shares)]  # made once on the host: no tensor from Python data per step
     return torch.multinomial(p / p.sum(), n, replacement=True, generator=host)
 
 
@@ -248,8 +251,8 @@ def _warp(x: torch.Tensor, d: Draw) -> torch.Tensor:
     n, _, h, w = x.shape
     field = F.interpolate(d.warp_field, size=(h, w), mode="bicubic", align_corners=False)
     ident = F.affine_grid(torch.eye(2, 3, device=x.device)[None].expand(n, 2, 3), [n, 3, h, w], align_corners=False)
-    scale = torch.tensor([2.0 / w, 2.0 / h], device=x.device)
-    disp = (field * d.warp_amp.view(n, 1, 1, 1)).permute(0, 2, 3, 1) * scale
+    disp = field * d.warp_amp.view(n, 1, 1, 1)
+    disp = torch.stack([disp[:, 0] * (2.0 / w), disp[:, 1] * (2.0 / h)], -1)  # px → grid units; no host tensor
     return F.grid_sample(x, ident + disp, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 

@@ -2,8 +2,10 @@
 
 One process per GPU (or a few CPU processes with the gloo backend, as the tests do). ``batch_size`` stays the
 *global* batch: every rank trains on a disjoint ``batch_size / world_size`` slice of each step's batch. Contrastive
-losses see the negatives of all ranks through :func:`gather_with_grad`; BatchNorm is synchronised across ranks; only
-rank 0 writes checkpoints, events and snapshots.
+losses see the negatives of all ranks through :func:`gather_with_grad`; BatchNorm is synchronised across ranks by
+:class:`GlobalBatchNorm` (two asynchronous all-reduces per layer; ``nn.SyncBatchNorm`` drops empty ranks with a
+boolean index, a host synchronisation in every layer of every step); only rank 0 writes checkpoints, events and
+snapshots.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -139,10 +142,11 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
 
 
 class GlobalBatchNorm(_BatchNorm):
-    """BatchNorm whose training statistics cover the whole global batch, for CPU (gloo) process groups.
+    """BatchNorm whose training statistics cover the whole global batch, on CPU (gloo) and CUDA (NCCL).
 
-    ``torch.nn.SyncBatchNorm`` runs on accelerators only; this is the same computation with two differentiable
-    all-reduces (sum and count, then the centred sum of squares). On CUDA the engine uses ``SyncBatchNorm``.
+    The computation of ``torch.nn.SyncBatchNorm`` with two differentiable all-reduces (sum and count, then the
+    centred sum of squares), and nothing that waits for the GPU: ``SyncBatchNorm`` (accelerators only) indexes its
+    gathered statistics with a boolean mask, a host synchronisation in every layer. Statistics are in fp32.
     """
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
@@ -156,7 +160,7 @@ class GlobalBatchNorm(_BatchNorm):
         dims = [0, *range(2, input.dim())]
         shape = [1, -1] + [1] * (input.dim() - 2)
         x = input.float()
-        count = torch.tensor([x.numel() // x.shape[1]], dtype=x.dtype, device=x.device)
+        count = x.new_full((1,), x.numel() // x.shape[1])  # a fill on the device, not a copy from the host
         sums = all_reduce_sum(torch.cat([x.sum(dims), count]))
         n = sums[-1]
         mean = sums[:-1] / n
@@ -177,12 +181,9 @@ class GlobalBatchNorm(_BatchNorm):
 def convert_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
     """Replace every BatchNorm in ``module`` by a synchronised one (same parameters and buffers, same state keys).
 
-    ``SyncBatchNorm`` on CUDA, :class:`GlobalBatchNorm` on CPU. Parameters are moved, not copied, so an optimiser
-    built before or after sees the same tensors.
+    :class:`GlobalBatchNorm` on every device. Parameters are moved, not copied, so an optimiser built before or
+    after sees the same tensors.
     """
-    if device.type == "cuda":
-        converted: nn.Module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
-        return converted
     if isinstance(module, _BatchNorm) and not isinstance(module, GlobalBatchNorm | nn.SyncBatchNorm):
         bn = GlobalBatchNorm(
             module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
@@ -228,6 +229,10 @@ def wrap_model(model: nn.Module, device: torch.device, info: DistInfo, *, sync_b
     """What the loop calls forward on: ``model`` itself, or a DDP wrapper with synced BatchNorm and gathers.
 
     Call before building the optimiser is not required (parameters are kept), but before the first forward.
+
+    Buffers are not broadcast from rank 0 before every forward (DDP's default, a collective over every buffer, the
+    MoCo queue included, in every step): synchronised BatchNorm and gathered statistics keep them equal, and
+    :func:`average_batchnorm_stats` evens out local BatchNorm statistics at each epoch's end.
     """
     if not info.enabled:
         return model
@@ -235,7 +240,40 @@ def wrap_model(model: nn.Module, device: torch.device, info: DistInfo, *, sync_b
         convert_batchnorm(model, device)
     attach_gather(model)
     ids = [device.index if device.index is not None else info.local_rank] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
+
+
+@torch.no_grad()
+def average_batchnorm_stats(model: nn.Module) -> None:
+    """Average BatchNorm running statistics over ranks (once per epoch: unsynchronised BatchNorm leaves each rank
+    its own, and checkpoints and replicas should agree). No-op for a single process."""
+    _, world = _world()
+    if world == 1:
+        return
+    for m in model.modules():
+        if isinstance(m, _BatchNorm) and m.running_mean is not None and m.running_var is not None:
+            for buf in (m.running_mean, m.running_var):
+                dist.all_reduce(buf)
+                buf.div_(world)
+
+
+@contextmanager
+def waiting_for_main(timeout: _dt.timedelta = _dt.timedelta(hours=24)) -> Iterator[None]:
+    """Run the block (rank 0's one-off work, e.g. building the image cache) while the other ranks wait for it.
+
+    The wait is a barrier on a side gloo group with its own long ``timeout``: on the main group (NCCL, 30 minutes)
+    a first cache build of a large image set would time out and kill the job. No-op for a single process.
+    """
+    if _world()[1] == 1:
+        yield
+        return
+    group = dist.new_group(backend="gloo", timeout=timeout)  # made by all ranks together, before the work
+    assert isinstance(group, dist.ProcessGroup), "every rank is a member of the side group"
+    try:
+        yield
+        dist.barrier(group=group)
+    finally:
+        dist.destroy_process_group(group)
 
 
 def agree(flags: Sequence[bool], device: torch.device) -> list[bool]:

@@ -58,7 +58,15 @@ def alignment_uniformity(f0: torch.Tensor, f1: torch.Tensor, t: float = 2.0) -> 
 
 
 def health_metrics(features: torch.Tensor, features2: torch.Tensor | None = None) -> dict[str, float]:
-    """The per-interval health metrics reported next to the loss (at report time only: they synchronise)."""
+    """The per-interval health metrics reported next to the loss (at report time only: they synchronise).
+
+    Non-finite features give NaN metrics (``svdvals`` would raise a ``LinAlgError`` that hides the real problem).
+    """
+    if not bool(torch.isfinite(features).all()) or (
+        features2 is not None and not bool(torch.isfinite(features2).all())
+    ):
+        nan = {"emb_std": math.nan, "eff_rank": math.nan}
+        return nan if features2 is None else {**nan, "alignment": math.nan, "uniformity": math.nan}
     out = {"emb_std": embedding_std(features), "eff_rank": effective_rank(features)}
     if features2 is not None and features2.shape == features.shape:
         out["alignment"], out["uniformity"] = alignment_uniformity(features, features2)

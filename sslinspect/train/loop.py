@@ -1,10 +1,10 @@
 """The one training loop: setup → for each epoch → for each batch → step → report → cancel check → checkpoint.
 
-Readable top to bottom on purpose. AMP (bf16 on CUDA), channels_last, gradient clipping and torch.compile are
-explicit options of :class:`~sslinspect.config.PretrainConfig`. Nothing in the per-step path waits for the GPU:
-metrics are read back once per report interval. A GPU out-of-memory error halves the batch and restarts the epoch.
-Under DDP (``dist``) every rank runs this loop; stop decisions are agreed by all ranks and only rank 0 saves and
-reports.
+Readable top to bottom on purpose. AMP (bf16 on CUDA; fp16 with loss scaling where bf16 is not native),
+channels_last, gradient clipping and torch.compile are explicit options of :class:`~sslinspect.config.PretrainConfig`.
+Nothing in the per-step path waits for the GPU: metrics are read back once per report interval. A GPU out-of-memory
+error halves the batch and restarts the epoch. Under DDP (``dist``) every rank runs this loop; stop decisions are
+agreed by all ranks and only rank 0 saves and reports.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import torch
 from sslinspect.cancel import CancelToken, wait_while_paused
 from sslinspect.config import PretrainConfig
 from sslinspect.data.loader import BatchSource
-from sslinspect.errors import ResourceError
+from sslinspect.errors import CheckpointError, ResourceError
 from sslinspect.events import Log, Metric, Progress, Reporter, null_reporter
 from sslinspect.methods.base import MethodSpec, SSLModel, StepOutput, ViewFn
 from sslinspect.model.checkpoint import load_checkpoint, save_checkpoint
-from sslinspect.train.distributed import SINGLE, DistInfo, agree, mean_over_ranks, wrap_model
+from sslinspect.train.distributed import SINGLE, DistInfo, agree, average_batchnorm_stats, mean_over_ranks, wrap_model
 from sslinspect.train.health import COLLAPSE_STD, collapse_message, health_metrics
 
 StopReason = Literal["completed", "cancelled", "time_budget"]
@@ -79,22 +79,63 @@ def train_step(
     autocast: AbstractContextManager[Any],
     grad_clip: float,
     progress: float,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> StepOutput:
-    """One optimisation step (forward, backward, clip, update, momentum update); never synchronises with the GPU."""
+    """One optimisation step (forward, backward, clip, update, momentum update).
+
+    Never synchronises with the GPU, except through ``scaler`` (fp16 loss scaling checks for overflow once per
+    step; bf16 needs no scaler).
+    """
     with autocast:
         out = forward(views, rows)
     optimizer.zero_grad(set_to_none=True)
-    out.loss.backward()
-    if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(out.loss).backward()
+        if grad_clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        out.loss.backward()
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
     model.after_step(progress)
     return out
 
 
-def autocast_for(device: torch.device, amp: bool) -> AbstractContextManager[Any]:
-    """bf16 autocast on CUDA when ``amp``; nothing on CPU (bf16 matmuls are slow on most CPUs)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if (device.type == "cuda" and amp) else nullcontext()
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """bf16 where the hardware has it (Ampere and later, CPUs); fp16 (with loss scaling) on older GPUs (Turing)."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        return torch.float16
+    return torch.bfloat16
+
+
+def autocast_for(device: torch.device, amp: bool, *, force: bool = False) -> AbstractContextManager[Any]:
+    """Mixed-precision autocast on CUDA when ``amp`` (:func:`amp_dtype`); nothing on CPU, where bf16 matmuls are
+    slow on most CPUs, unless ``force`` (tests run the CUDA recipe on the CPU with it)."""
+    if amp and (device.type == "cuda" or force):
+        return torch.autocast(device.type, dtype=amp_dtype(device))
+    return nullcontext()
+
+
+def grad_scaler_for(device: torch.device, amp: bool) -> torch.amp.GradScaler:
+    """A loss scaler, enabled only for fp16 autocast (see :func:`amp_dtype`); a disabled one is a no-op."""
+    enabled = amp and device.type == "cuda" and amp_dtype(device) == torch.float16
+    return torch.amp.GradScaler(device.type, enabled=enabled)
+
+
+def to_channels_last(view: torch.Tensor) -> torch.Tensor:
+    """NHWC memory layout for an image batch ``(N, 3, H, W)`` or a batch of tile stacks ``(N, T, 3, H, W)`` (jigsaw,
+    relative position), whose tiles the backbone sees as ``(N·T, 3, H, W)``; other tensors are returned as they are.
+    """
+    if view.dim() == 4:
+        return view.contiguous(memory_format=torch.channels_last)
+    if view.dim() == 5:
+        n, t = view.shape[:2]
+        return view.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (n, t))
+    return view
 
 
 def train_loop(
@@ -112,18 +153,23 @@ def train_loop(
     cancel: CancelToken,
     on_epoch_end: Callable[[int], None] | None = None,
     dist: DistInfo = SINGLE,
+    cuda_flags: bool | None = None,
 ) -> LoopResult:
     """Train ``model`` for ``cfg.epochs`` epochs (or until cancelled or out of time) and checkpoint every epoch.
 
     ``resume`` is a loaded checkpoint: model, optimiser and position are restored and the interrupted epoch
     restarts from its beginning (at most one epoch of work is lost).
 
+    ``cuda_flags`` applies the CUDA-only options (``channels_last``, mixed precision) whatever the device (None: on
+    CUDA only); the tests use it to run the GPU recipe on the CPU.
+
     Raises:
         ResourceError: when the GPU runs out of memory even at a small batch (or at all, under DDP).
         FloatingPointError: when the loss becomes NaN or infinite.
     """
     args = (model, make_views, source, spec, cfg, device, checkpoint_path, checkpoint_meta, resume, report, cancel)
-    return _Loop(*args, on_epoch_end, dist).run()
+    flags = device.type == "cuda" if cuda_flags is None else cuda_flags
+    return _Loop(*args, on_epoch_end, dist, flags).run()
 
 
 class _Loop:
@@ -144,12 +190,13 @@ class _Loop:
         cancel: CancelToken,
         on_epoch_end: Callable[[int], None] | None,
         dist: DistInfo,
+        cuda_flags: bool,
     ) -> None:
         # -- setup: device, memory format, DDP wrapping, optimiser, resume position --------------------------------
         self.model, self.make_views, self.source, self.spec = model, make_views, source, spec
         self.device, self.dist, self.cancel = device, dist, cancel
         self.cuda = device.type == "cuda"
-        self.channels_last = self.cuda and cfg.channels_last
+        self.channels_last = cuda_flags and cfg.channels_last
         self.report = report if dist.is_main else null_reporter  # only rank 0 reports and writes
         self.on_epoch_end = on_epoch_end if dist.is_main else None
         self.checkpoint_path = checkpoint_path
@@ -157,15 +204,11 @@ class _Loop:
         model.to(device)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
-        if resume is not None:
-            model.load_state_dict(resume["model_state"])
-        self.net = wrap_model(model, device, dist, sync_batchnorm=spec.sync_batchnorm)
         self.optimizer = make_optimizer(spec, model, cfg)
         self.start_epoch = 0
         if resume is not None:
-            self.optimizer.load_state_dict(resume["optimizer_state"])
-            self.start_epoch = int(resume["epochs_done"])
-            self._restore_rng(resume)
+            self._resume(resume)
+        self.net = wrap_model(model, device, dist, sync_batchnorm=spec.sync_batchnorm)
         # An OOM in the first epoch restarts from here; later epochs restart from the last checkpoint.
         self.initial = resume or {
             "model_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
@@ -174,12 +217,29 @@ class _Loop:
         if dist.enabled:  # every rank augments differently; same seed → the same run again
             torch.manual_seed(cfg.seed + 1000 * dist.rank + self.start_epoch)
         self.forward: Callable[..., StepOutput] = torch.compile(self.net) if cfg.compile else self.net
-        self.autocast = autocast_for(device, cfg.amp)
+        self.autocast = autocast_for(device, cfg.amp, force=cuda_flags)
+        self.scaler = grad_scaler_for(device, cfg.amp)
         self.budget_s = cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
         self.t_start, self.paused_s = time.monotonic(), 0.0
         self.last_loss, self.warned_collapse = math.nan, False
         self._set_schedule(cfg)
         self.step = self.start_epoch * self.steps_per_epoch
+
+    def _resume(self, resume: dict[str, Any]) -> None:
+        """Restore model, optimiser, position and RNG from a checkpoint.
+
+        Raises:
+            CheckpointError: if the checkpoint does not fit this model and optimiser (only here: an error later in
+                training, CUDA's or NCCL's included, keeps its own message).
+        """
+        try:
+            self.model.load_state_dict(resume["model_state"])
+            self.optimizer.load_state_dict(resume["optimizer_state"])
+            self.start_epoch = int(resume["epochs_done"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            first = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+            raise CheckpointError(f"{self.checkpoint_path}: cannot resume ({first})") from exc
+        self._restore_rng(resume)
 
     def _set_schedule(self, cfg: PretrainConfig) -> None:
         self.cfg = cfg
@@ -202,9 +262,10 @@ class _Loop:
                 self._back_off(epoch)
                 continue
             if not math.isfinite(self.last_loss):
-                raise FloatingPointError(f"loss became {self.last_loss} in epoch {epoch + 1}; lower the learning rate")
+                raise FloatingPointError(_nan_message(self.last_loss, epoch))
             if whole:  # a finished epoch counts; an interrupted one restarts on resume
                 epochs_done = epoch + 1
+            average_batchnorm_stats(self.model)  # replicas and the checkpoint agree (no-op for one process)
             self._save(epochs_done)
             if reason != "completed":
                 break
@@ -230,7 +291,7 @@ class _Loop:
                 g["lr"] = lr
             views = self.make_views(batch)
             if self.channels_last:
-                views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+                views = [to_channels_last(v) for v in views]
             progress = (self.step + 1) / max(1, self.total_steps)
             out = train_step(
                 self.forward,
@@ -241,6 +302,7 @@ class _Loop:
                 autocast=self.autocast,
                 grad_clip=self.cfg.grad_clip,
                 progress=progress,
+                scaler=self.scaler,
             )
             self.loss_sum += out.loss.detach()
             n, done, self.step = n + 1, done + 1, self.step + 1
@@ -258,6 +320,8 @@ class _Loop:
 
     def _report(self, epoch: int, out: StepOutput, n: int, lr: float, *, final: bool) -> None:
         self.last_loss = float(mean_over_ranks(self.loss_sum)) / n  # synchronises first, so the timing is right
+        if not math.isfinite(self.last_loss):  # before the health metrics, which cannot take NaN features
+            raise FloatingPointError(_nan_message(self.last_loss, epoch))
         now = time.monotonic()
         dt = max(now - self.t_interval, 1e-9)
         self.epoch_loss += self.last_loss * n
@@ -332,12 +396,23 @@ class _Loop:
         if self.cuda and "cuda_rng_state" in state:
             torch.cuda.set_rng_state(state["cuda_rng_state"], self.device)
 
-    # -- GPU out of memory: halve the batch and restart the epoch ---------------------------------------------------
+    # -- GPU out of memory: free the cache's GPU memory, else halve the batch, and restart the epoch ------------------
     def _back_off(self, epoch: int) -> None:
-        if self.cuda:
-            torch.cuda.empty_cache()
         old = self.source.global_batch_size
         where = f"{self.cfg.image_size}px, {self.cfg.backbone}"
+        # first give the image cache's GPU memory to the training step (one process: ranks must stay in step)
+        if not self.dist.enabled and self.source.release_device_cache():
+            if self.cuda:
+                torch.cuda.empty_cache()
+            msg = (
+                f"GPU out of memory at batch size {old} ({where}); image cache moved out of GPU memory "
+                f"({self.source.tier}), retrying epoch {epoch + 1}"
+            )
+            self.report(Log(level="WARNING", message=msg))
+            self._restart(epoch)
+            return
+        if self.cuda:
+            torch.cuda.empty_cache()
         if self.dist.enabled or old // 2 < MIN_BATCH:
             raise ResourceError(
                 f"GPU out of memory at batch size {old} ({where}): choose a smaller --image-size or backbone, "
@@ -350,10 +425,18 @@ class _Loop:
         self._set_schedule(dataclasses.replace(self.cfg, batch_size=new))
         if isinstance(self.meta.get("config"), dict):  # a resumed run keeps the batch that fits
             self.meta["config"] = {**self.meta["config"], "batch_size": new}
+        self._restart(epoch)
+
+    def _restart(self, epoch: int) -> None:
+        """Back to the state before ``epoch`` (the last checkpoint, or the start)."""
         state = load_checkpoint(self.checkpoint_path) if epoch > self.start_epoch else self.initial
         self.model.load_state_dict(state["model_state"])
         self.optimizer.load_state_dict(state["optimizer_state"])
         self._restore_rng(state)
+
+
+def _nan_message(loss: float, epoch: int) -> str:
+    return f"loss became {loss} in epoch {epoch + 1}; lower the learning rate"
 
 
 def _mmss(seconds: float) -> str:

@@ -20,7 +20,7 @@ from sslinspect.configio import from_dict, to_dict
 from sslinspect.data.cache import ImageCache, build_cache
 from sslinspect.data.frames import dominant_frame_size, native_image_size
 from sslinspect.data.loader import BatchSource
-from sslinspect.errors import Cancelled, CheckpointError, DataError
+from sslinspect.errors import Cancelled, DataError
 from sslinspect.events import Artifact, Log, Metric, Reporter, null_reporter
 from sslinspect.methods import load_method
 from sslinspect.model.backbones import build_backbone
@@ -35,7 +35,7 @@ from sslinspect.model.runtime import (
 )
 from sslinspect.project import Project
 from sslinspect.runs import CHECKPOINT, MIN_IMAGES, latest_checkpoint, open_run
-from sslinspect.train.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
+from sslinspect.train.distributed import DistInfo, init_distributed, shutdown_distributed, waiting_for_main
 from sslinspect.train.health import KnnMonitor, labelled_set
 from sslinspect.train.loop import LoopResult, train_loop
 from sslinspect.train.snapshot import EmbeddingSnapshots
@@ -115,9 +115,9 @@ def run_pretrain(
 
 
 def _cache(project: Project, cfg: PretrainConfig, report: Reporter, cancel: CancelToken, dist: DistInfo) -> ImageCache:
-    """Rank 0 builds (or updates) the cache; the others then open the finished one."""
-    cache = build_cache(project, cfg.image_size, report=report, cancel=cancel) if dist.is_main else None
-    barrier()
+    """Rank 0 builds (or updates) the cache; the others wait (however long it takes) and open the finished one."""
+    with waiting_for_main():
+        cache = build_cache(project, cfg.image_size, report=report, cancel=cancel) if dist.is_main else None
     return cache or build_cache(project, cfg.image_size, cancel=cancel)
 
 
@@ -161,7 +161,9 @@ def _train(
                 f"pretraining {cfg.method}/{cfg.backbone} at {cfg.image_size}px on {len(cache)} images, "
                 f"{describe_device(device)}, batch {source.global_batch_size}{procs}, {cfg.epochs} epochs"
                 + (f", resuming after epoch {ckpt['epochs_done']}" if ckpt else "")
-                + (" (image cache in GPU memory)" if source.resident else "")
+                + {"device": " (image cache in GPU memory)", "pinned": " (image cache in pinned host memory)"}.get(
+                    source.tier, ""
+                )
             ),
         )
     )
@@ -176,26 +178,21 @@ def _train(
     }
     ckpt_path = (run_dir or project.root / "runs" / "unused") / CHECKPOINT  # only rank 0 (which has a run_dir) saves
     on_epoch_end = _epoch_end_hook(project, cfg, cache, model, device, run_dir, report) if run_dir else None
-    try:
-        result = train_loop(
-            model,
-            spec.make_views(cfg),
-            source,
-            spec,
-            cfg,
-            device=device,
-            checkpoint_path=ckpt_path,
-            checkpoint_meta=meta,
-            resume=ckpt,
-            report=report,
-            cancel=cancel,
-            on_epoch_end=on_epoch_end,
-            dist=dist,
-        )
-    except (KeyError, RuntimeError) as exc:
-        if ckpt is not None and not isinstance(exc, torch.OutOfMemoryError):
-            raise CheckpointError(f"{ckpt_path}: cannot resume ({str(exc).splitlines()[0][:160]})") from exc
-        raise
+    result = train_loop(
+        model,
+        spec.make_views(cfg),
+        source,
+        spec,
+        cfg,
+        device=device,
+        checkpoint_path=ckpt_path,
+        checkpoint_meta=meta,
+        resume=ckpt,
+        report=report,
+        cancel=cancel,
+        on_epoch_end=on_epoch_end,
+        dist=dist,
+    )
     return _finish(project, cfg, result, ckpt_path, len(cache), device, report)
 
 

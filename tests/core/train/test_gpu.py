@@ -21,3 +21,22 @@ def test_cuda_pretraining_keeps_the_cache_on_the_gpu(tiny_project: Project, tiny
     assert any(isinstance(e, Log) and "image cache in GPU memory" in e.message for e in reporter.events)
     metrics = {e.name: e.value for e in reporter.events if isinstance(e, Metric)}
     assert metrics["gpu_mem_gb"] > 0 and metrics["data_wait"] < 0.5 and metrics["emb_std"] > 0
+
+
+@pytest.mark.gpu
+def test_fp16_with_loss_scaling_trains_where_bf16_is_not_native(
+    tiny_project: Project, tiny_pretrain: PretrainConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import math
+
+    import torch
+
+    import sslinspect.train.loop as loop
+
+    monkeypatch.setattr(loop, "amp_dtype", lambda device: torch.float16)  # as on a Turing card
+    scalers: list[bool] = []
+    make_scaler = loop.grad_scaler_for
+    monkeypatch.setattr(loop, "grad_scaler_for", lambda d, a: scalers.append(True) or make_scaler(d, a))
+    result = api.pretrain(tiny_project, replace(tiny_pretrain, device="cuda", epochs=1, amp=True))
+    assert result.status == "completed" and math.isfinite(result.final_loss) and scalers
+    assert make_scaler(torch.device("cuda"), True).is_enabled()

@@ -12,7 +12,7 @@ import torch
 from sslinspect import api
 from sslinspect.cancel import EventToken
 from sslinspect.config import PretrainConfig
-from sslinspect.errors import Cancelled
+from sslinspect.errors import Cancelled, CheckpointError
 from sslinspect.events import CollectingReporter, Event, Finished, Log, Metric, Progress
 from sslinspect.model.checkpoint import load_checkpoint
 from sslinspect.project import Project
@@ -145,3 +145,18 @@ def test_knn_monitor_reports_accuracy_once_labelled(
     knn = [e for e in reporter.events if isinstance(e, Metric) and e.name == "knn_acc"]
     assert [e.epoch for e in knn] == [1, 2]
     assert all(e.value > 0.6 for e in knn)  # 3 colour/shape classes: chance is 1/3
+
+
+def test_a_cuda_error_while_resuming_keeps_its_own_message(
+    tiny_project: Project, tiny_pretrain: PretrainConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api.pretrain(tiny_project, tiny_pretrain)
+    from sslinspect.methods.simclr import SimCLR
+
+    def fault(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(SimCLR, "forward", fault)
+    with pytest.raises(RuntimeError, match=r"^CUDA error: an illegal memory access") as err:
+        api.pretrain(tiny_project, replace(tiny_pretrain, epochs=2), resume=True)
+    assert not isinstance(err.value, CheckpointError)  # not "cannot resume": the checkpoint was fine

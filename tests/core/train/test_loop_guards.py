@@ -1,7 +1,9 @@
-"""``train_loop`` guards with purpose-built models: GPU out-of-memory back-off and the collapse warning."""
+"""``train_loop`` guards with purpose-built models: GPU out-of-memory back-off, the collapse warning, NaN losses and
+what a failed resume reports."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from torch import nn
 from sslinspect.cancel import NEVER
 from sslinspect.config import PretrainConfig
 from sslinspect.data.loader import BatchSource
-from sslinspect.errors import ResourceError
+from sslinspect.errors import CheckpointError, ResourceError
 from sslinspect.events import CollectingReporter, Log, Metric
 from sslinspect.methods.base import MethodSpec, SSLModel, StepOutput
 from sslinspect.model.backbones import build_backbone
@@ -46,14 +48,43 @@ class Collapsed(SSLModel):
         return StepOutput(h.pow(2).mean(), torch.ones_like(h).detach())
 
 
+class NanAfter(SSLModel):
+    """Trains normally for ``good`` steps, then its loss and features become NaN (a diverged run)."""
+
+    def __init__(self, backbone: nn.Module, good: int) -> None:
+        super().__init__(backbone)
+        self.good, self.steps = good, 0
+
+    def forward(self, views: list[torch.Tensor], rows: torch.Tensor | None = None) -> StepOutput:
+        self.steps += 1
+        h = self.backbone(views[0])
+        if self.steps > self.good:
+            h = h * float("nan")
+        return StepOutput(h.pow(2).mean(), h.detach(), h.detach())
+
+
+class FailsInStep(SSLModel):
+    """Raises the RuntimeError a CUDA fault gives, from inside a training step."""
+
+    def forward(self, views: list[torch.Tensor], rows: torch.Tensor | None = None) -> StepOutput:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
 def _views(batch: torch.Tensor) -> list[torch.Tensor]:
     return [normalize_u8(batch)]
 
 
-def _run(model: SSLModel, cfg: PretrainConfig, tmp_path: Path, images: int = 64) -> tuple[object, CollectingReporter]:
+def _run(
+    model: SSLModel,
+    cfg: PretrainConfig,
+    tmp_path: Path,
+    images: int = 64,
+    resume: dict[str, object] | None = None,
+    tier: str | None = None,
+) -> tuple[object, CollectingReporter]:
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, (images, 32, 32, 3), dtype=np.uint8)
-    source = BatchSource(data, cfg.batch_size, torch.device("cpu"))
+    source = BatchSource(data, cfg.batch_size, torch.device("cpu"), tier=tier)  # type: ignore[arg-type]
     spec = MethodSpec(name="test", make_model=lambda b, c: model)
     reporter = CollectingReporter()
     meta = {"backbone": "tiny_cnn", "image_size": 32, "config": {"batch_size": cfg.batch_size}}
@@ -66,7 +97,7 @@ def _run(model: SSLModel, cfg: PretrainConfig, tmp_path: Path, images: int = 64)
         device=torch.device("cpu"),
         checkpoint_path=tmp_path / "last.pt",
         checkpoint_meta=meta,
-        resume=None,
+        resume=resume,
         report=reporter,
         cancel=NEVER,
     )
@@ -87,6 +118,18 @@ def test_gpu_oom_halves_the_batch_and_restarts_the_epoch(tiny_pretrain: Pretrain
     assert ckpt["config"]["batch_size"] == 8  # a resumed run starts with the batch that fits
 
 
+def test_gpu_oom_first_moves_a_resident_cache_out_then_halves(tiny_pretrain: PretrainConfig, tmp_path: Path) -> None:
+    model = OomAbove(build_backbone("tiny_cnn"), limit=16)
+    result, reporter = _run(model, replace(tiny_pretrain, batch_size=32), tmp_path, tier="device")
+    warnings = [e.message for e in reporter.events if isinstance(e, Log) and e.level == "WARNING"]
+    assert warnings == [
+        "GPU out of memory at batch size 32 (32px, tiny_cnn); image cache moved out of GPU memory (stream), "
+        "retrying epoch 1",
+        "GPU out of memory at batch size 32 (32px, tiny_cnn); retrying epoch 1 with batch size 16",
+    ]
+    assert model.batches[:3] == [32, 32, 16] and result.batch_size == 16  # type: ignore[attr-defined]
+
+
 def test_gpu_oom_at_a_small_batch_stops_with_advice(tiny_pretrain: PretrainConfig, tmp_path: Path) -> None:
     model = OomAbove(build_backbone("tiny_cnn"), limit=2)
     with pytest.raises(ResourceError, match=r"out of memory at batch size 4 \(32px, tiny_cnn\): choose a smaller"):
@@ -100,3 +143,45 @@ def test_collapse_warns_once(tiny_pretrain: PretrainConfig, tmp_path: Path) -> N
     warnings = [e.message for e in reporter.events if isinstance(e, Log) and e.level == "WARNING"]
     assert len(warnings) == 1 and warnings[0].startswith("possible representation collapse: embedding std 0.000")
     assert all(e.value < 0.05 for e in reporter.events if isinstance(e, Metric) and e.name == "emb_std")
+
+
+def test_nan_features_stop_with_the_loss_message_not_a_linalg_error(
+    tiny_pretrain: PretrainConfig, tmp_path: Path
+) -> None:
+    cfg = replace(tiny_pretrain, batch_size=16, log_every=1)
+    with pytest.raises(FloatingPointError, match=r"loss became nan in epoch 1; lower the learning rate"):
+        _run(NanAfter(build_backbone("tiny_cnn"), good=1), cfg, tmp_path)
+
+
+def test_resume_reports_a_mismatched_checkpoint_but_passes_runtime_errors_through(
+    tiny_pretrain: PretrainConfig, tmp_path: Path
+) -> None:
+    cfg = replace(tiny_pretrain, batch_size=16)
+    _run(Collapsed(build_backbone("tiny_cnn")), cfg, tmp_path)
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    ckpt["epochs_done"] = 0
+    with pytest.raises(CheckpointError, match=r"last\.pt: cannot resume \(Error\(s\) in loading state_dict"):
+        _run(Collapsed(build_backbone("resnet18")), cfg, tmp_path, resume=ckpt)
+    with pytest.raises(RuntimeError, match=r"^CUDA error: an illegal memory access") as err:
+        _run(FailsInStep(build_backbone("tiny_cnn")), cfg, tmp_path, resume=ckpt)
+    assert not isinstance(err.value, CheckpointError)
+
+
+def test_loss_scaling_unscales_before_clipping_and_matches_the_unscaled_step() -> None:
+    from sslinspect.methods.base import SSLModel as Base
+    from sslinspect.train.loop import train_step
+
+    class Plain(Base):
+        def forward(self, views: list[torch.Tensor], rows: torch.Tensor | None = None) -> StepOutput:
+            return StepOutput(self.backbone(views[0]).pow(2).mean())
+
+    views = [torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))]
+    results = []
+    for scaler in (None, torch.amp.GradScaler("cpu", init_scale=2.0**12)):
+        torch.manual_seed(0)
+        model = Plain(build_backbone("tiny_cnn"))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        train_step(model, model, opt, views, None, autocast=nullcontext(), grad_clip=0.01, progress=0.5, scaler=scaler)
+        results.append([p.detach().clone() for p in model.parameters()])
+    for a, b in zip(*results, strict=True):  # clipped to the same norm: the scale was taken out first
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
