@@ -1,0 +1,176 @@
+"""Locate defects: anomaly map → binary mask at the frame's resolution → connected components → defects.
+
+A defect is one connected component plus every component close to it (single linkage): a pit cluster or a
+dotted scratch is one defect, not twelve. "Close" is a gap of at most ``merge_frac`` of the frame diagonal, or
+``merge_rel`` of the largest component's equivalent diameter, whichever is larger.
+
+numpy and OpenCV only: the line-side predictor (no torch, no scikit-learn) calls this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+#: Components closer than this share of the frame diagonal merge into one defect.
+MERGE_FRAC = 0.04
+#: ...or closer than this many equivalent diameters of the largest component.
+MERGE_REL = 1.0
+#: Components (after merging) smaller than this share of the frame are dropped as speckle.
+MIN_AREA_FRAC = 2e-5
+#: Closing radius as a share of the frame diagonal (at least 1 px): fills one-pixel gaps in a thresholded map.
+CLOSE_FRAC = 0.002
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """One located defect.
+
+    Attributes:
+        mask: Boolean ``(H, W)`` mask at the frame's resolution (every component of the defect).
+        bbox: ``(x0, y0, x1, y1)``, end-exclusive, around the mask.
+        components: Connected components merged into this defect.
+        score: Highest map value inside the mask (1.0 for a region taken from a binary mask without a map).
+    """
+
+    mask: np.ndarray
+    bbox: tuple[int, int, int, int]
+    components: int
+    score: float
+
+    @property
+    def area(self) -> int:
+        """Pixels in the mask."""
+        return int(np.count_nonzero(self.mask))
+
+
+def resize_map(amap: np.ndarray, frame_shape: tuple[int, int]) -> np.ndarray:
+    """An anomaly map of any resolution resized (bilinear; area-averaged when shrinking) to ``frame_shape``."""
+    m = np.asarray(amap, np.float32)
+    if m.ndim != 2:
+        raise ValueError(f"the anomaly map must be 2-D, got shape {m.shape}")
+    h, w = int(frame_shape[0]), int(frame_shape[1])
+    if m.shape == (h, w):
+        return m
+    shrink = m.shape[0] > h and m.shape[1] > w
+    return cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def _disk(radius: int) -> np.ndarray:
+    r = max(int(radius), 1)
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+def binarise(amap: np.ndarray, level: float, *, close_frac: float = CLOSE_FRAC) -> np.ndarray:
+    """``amap > level``, closed with a small disk (a share of the diagonal) to join one-pixel gaps."""
+    mask = (np.asarray(amap) > level).astype(np.uint8)
+    diag = float(np.hypot(*mask.shape))
+    radius = round(close_frac * diag)
+    if radius >= 1 and mask.any():
+        pad = radius + 1  # closing must not glue defects to the frame border
+        padded = cv2.copyMakeBorder(mask, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+        mask = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, _disk(radius))[pad:-pad, pad:-pad]
+    return mask.astype(bool)
+
+
+def cluster_components(
+    mask: np.ndarray, *, merge_frac: float = MERGE_FRAC, merge_rel: float = MERGE_REL
+) -> tuple[np.ndarray, np.ndarray]:
+    """Connected components of ``mask`` and the cluster each belongs to.
+
+    Returns:
+        ``labels`` (int32 ``(H, W)``, 0 background, 1..n components) and ``cluster`` (int ``(n + 1,)``, the
+        cluster id of each component; ``cluster[0]`` is 0, the background).
+    """
+    m = np.ascontiguousarray(mask, np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    cluster = np.arange(n, dtype=np.int64)  # background 0, component i → cluster i
+    if n <= 2:
+        return labels, cluster
+    largest = float(stats[1:, cv2.CC_STAT_AREA].max())
+    gap = max(merge_frac * float(np.hypot(*m.shape)), merge_rel * 2.0 * np.sqrt(largest / np.pi))
+    radius = max(round(gap / 2), 1)
+    pad = radius + 1
+    grown = cv2.dilate(cv2.copyMakeBorder(m, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0), _disk(radius))
+    _, joined = cv2.connectedComponents(grown[pad:-pad, pad:-pad], connectivity=8)
+    # dilation only grows, so every pixel of a component lies in one cluster: read it at any one pixel
+    _, first = np.unique(labels.ravel(), return_index=True)
+    cluster = joined.ravel()[first].astype(np.int64)
+    cluster[0] = 0
+    return labels, cluster
+
+
+def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
+    return int(x), int(y), int(x + w), int(y + h)
+
+
+def regions_from_mask(
+    mask: np.ndarray,
+    score_map: np.ndarray | None = None,
+    *,
+    merge_frac: float = MERGE_FRAC,
+    merge_rel: float = MERGE_REL,
+    min_area_frac: float = MIN_AREA_FRAC,
+    max_regions: int = 16,
+) -> list[Region]:
+    """Defects of a binary mask (a ground-truth mask, or a thresholded map), highest score first.
+
+    Args:
+        mask: Boolean ``(H, W)``.
+        score_map: Map at the mask's resolution that scores each defect (its maximum inside); None: score = area
+            share, so the largest defect comes first.
+        merge_frac: See the module docstring.
+        merge_rel: See the module docstring.
+        min_area_frac: Defects smaller than this share of the frame are dropped.
+        max_regions: At most this many defects are returned.
+    """
+    m = np.asarray(mask, bool)
+    labels, cluster = cluster_components(m, merge_frac=merge_frac, merge_rel=merge_rel)
+    min_area = max(min_area_frac * m.size, 1.0)
+    per_pixel = cluster[labels]
+    out: list[Region] = []
+    for cid in np.unique(cluster[1:]):
+        comps = int(np.count_nonzero(cluster[1:] == cid))
+        region = per_pixel == cid
+        area = int(np.count_nonzero(region))
+        if area < min_area:
+            continue
+        score = float(score_map[region].max()) if score_map is not None else area / m.size
+        out.append(Region(region, _bbox(region), comps, score))
+    out.sort(key=lambda r: (-r.score, r.bbox))
+    return out[:max_regions]
+
+
+def locate(
+    amap: np.ndarray,
+    level: float,
+    frame_shape: tuple[int, int] | None = None,
+    *,
+    close_frac: float = CLOSE_FRAC,
+    merge_frac: float = MERGE_FRAC,
+    merge_rel: float = MERGE_REL,
+    min_area_frac: float = MIN_AREA_FRAC,
+    max_regions: int = 16,
+) -> list[Region]:
+    """The defects of an anomaly map, main (highest-scoring) first; empty when nothing exceeds ``level``.
+
+    Args:
+        amap: Float ``(h, w)`` map on the calibrated scale (any resolution).
+        level: Map value above which a pixel is defective (1.0 is the calibrated image threshold).
+        frame_shape: ``(H, W)`` of the frame; the map is resized to it first. None: the map's own shape.
+        close_frac: Closing radius, share of the frame diagonal.
+        merge_frac: Clustering gap, share of the frame diagonal.
+        merge_rel: Clustering gap, in equivalent diameters of the largest component.
+        min_area_frac: Smallest defect, share of the frame.
+        max_regions: Most defects returned.
+    """
+    full = resize_map(amap, frame_shape if frame_shape is not None else np.shape(amap))
+    mask = binarise(full, level, close_frac=close_frac)
+    if not mask.any():
+        return []
+    return regions_from_mask(
+        mask, full, merge_frac=merge_frac, merge_rel=merge_rel, min_area_frac=min_area_frac, max_regions=max_regions
+    )
