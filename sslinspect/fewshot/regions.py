@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 
 #: Components closer than this share of the frame diagonal merge into one defect.
-MERGE_FRAC = 0.04
+MERGE_FRAC = 0.06
 #: ...or closer than this many equivalent diameters of the largest component.
-MERGE_REL = 1.0
+MERGE_REL = 2.0
 #: Components (after merging) smaller than this share of the frame are dropped as speckle.
 MIN_AREA_FRAC = 2e-5
 #: Closing radius as a share of the frame diagonal (at least 1 px): fills one-pixel gaps in a thresholded map.
