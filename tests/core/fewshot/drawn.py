@@ -1,4 +1,4 @@
-"""Drawn defects on a noise texture, with their true masks: the typing tests' and ``bench/typing.py``'s data.
+"""Drawn defects on a noise texture, with their true masks: the typing tests' and ``bench/defect_typing.py``'s data.
 
 Six labelled types (``TYPES``) and one never labelled (``NOVEL``, a local warp of the texture). Everything is a
 function of the seed.
