@@ -16,7 +16,9 @@ import numpy as np
 from sslinspect.fewshot.typing_head import KINDS, TypingHead
 
 #: A class's open-set radius is this margin times the largest leave-one-out distance of its labelled regions.
-RADIUS_MARGIN = 1.5
+RADIUS_MARGIN = 1.3
+#: The within-class variance of the distance metric is shrunk this far towards the overall variance (1).
+METRIC_SHRINK = 0.1
 #: Trees in the ensemble, and their depth limit (small: 5 labels per type).
 N_TREES = 64
 TREE_DEPTH = 4
@@ -48,8 +50,18 @@ def _centroids(z: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
     return np.stack([z[y == c].mean(0) for c in range(n_classes)])
 
 
-def open_set_radius(z: np.ndarray, y: np.ndarray, n_classes: int, margin: float = RADIUS_MARGIN) -> np.ndarray:
-    """Per class: ``margin`` × the largest distance of a labelled row to the mean of the class's other rows.
+def within_class_metric(z: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Inverse pooled within-class variance of standardised rows, shrunk by ``METRIC_SHRINK`` towards 1."""
+    resid = z - _centroids(z, y, n_classes)[y]
+    within = (resid**2).sum(0) / max(len(y) - n_classes, 1)
+    return 1.0 / np.maximum((1 - METRIC_SHRINK) * within + METRIC_SHRINK * z.var(0), 1e-6)
+
+
+def open_set_radius(
+    z: np.ndarray, y: np.ndarray, n_classes: int, metric: np.ndarray, margin: float = RADIUS_MARGIN
+) -> np.ndarray:
+    """Per class: ``margin`` × the largest distance (under ``metric``) of a labelled row to the mean of the
+    class's other rows.
 
     A class with a single row borrows the median radius of the others (or, alone, the mean distance of all rows
     to their class means).
@@ -60,10 +72,10 @@ def open_set_radius(z: np.ndarray, y: np.ndarray, n_classes: int, margin: float 
         if len(rows) < 2:
             continue
         loo = (rows.sum(0)[None, :] - rows) / (len(rows) - 1)
-        radius[c] = float(np.linalg.norm(rows - loo, axis=1).max())
+        radius[c] = float(np.sqrt((((rows - loo) ** 2) * metric).sum(1)).max())
     if np.isnan(radius).all():
         cents = _centroids(z, y, n_classes)
-        radius[:] = float(np.linalg.norm(z - cents[y], axis=1).mean()) or 1.0
+        radius[:] = float(np.sqrt((((z - cents[y]) ** 2) * metric).sum(1)).mean()) or 1.0
     radius[np.isnan(radius)] = float(np.nanmedian(radius))
     return margin * np.maximum(radius, 1e-6)
 
@@ -108,10 +120,11 @@ def _fit_kind(
     mean, scale = _standardiser(x)
     z = (x - mean) / scale
     cents = _centroids(z, y, n_classes)
+    metric = within_class_metric(z, y, n_classes)
     weight, bias = np.zeros((n_classes, dim)), np.zeros(n_classes)
     trees: dict[str, np.ndarray] = {}
     if kind == "prototype":
-        bias[0] = max(float(((z - cents[y]) ** 2).sum(1).mean()) / 2, 1e-6)  # τ: half the within-class spread
+        bias[0] = max(float((((z - cents[y]) ** 2) * metric).sum(1).mean()) / 2, 1e-6)  # τ: half the spread
     elif kind == "logistic":
         from sklearn.linear_model import LogisticRegression
 
@@ -125,8 +138,8 @@ def _fit_kind(
         trees = _trees(z, y, n_classes, seed)
     else:
         raise ValueError(f"unknown typing head kind {kind!r}; expected one of {KINDS}")
-    radius = open_set_radius(z, y, n_classes, margin)
-    return TypingHead(kind, classes, names, mean, scale, cents, radius, weight, bias, trees)
+    radius = open_set_radius(z, y, n_classes, metric, margin)
+    return TypingHead(kind, classes, names, mean, scale, cents, metric, radius, weight, bias, trees)
 
 
 def cross_validate(

@@ -7,8 +7,9 @@ Inference only, numpy only (the line-side predictor calls it; fitting lives in
 - ``logistic``: ``softmax(x W^T + b)``;
 - ``trees``: the mean leaf class shares of a small tree ensemble, stored as flat node arrays.
 
-Open set: every class keeps a radius, a margin times the largest leave-one-out distance of its labelled regions
-to the mean of the others. A region farther than its radius from every class mean is ``unknown`` (``novelty``,
+Open set: distances to a class mean weigh each standardised entry by its inverse within-class variance (pooled
+over the types). Every class keeps a radius, a margin times the largest leave-one-out distance of its labelled
+regions to the mean of the others. A region farther than its radius from every class mean is ``unknown`` (``novelty``,
 the smallest distance / radius ratio, is above 1). The head is a dict of arrays (``.npz``-friendly, no pickle).
 """
 
@@ -53,6 +54,8 @@ class TypingHead:
         mean: ``(D,)`` standardisation offset.
         scale: ``(D,)`` standardisation divisor.
         centroids: ``(C, D)`` class means of the standardised labelled descriptors.
+        metric: ``(D,)`` per-entry weights of the distance to a class mean: the inverse pooled within-class
+            variance (of the standardised descriptors), so an entry that is tight inside every type counts most.
         radius: ``(C,)`` open-set radius of each class.
         weight: ``(C, D)`` logistic weights (zeros for the other kinds).
         bias: ``(C,)`` logistic bias; for ``prototype`` ``bias[0]`` is the temperature τ.
@@ -65,6 +68,7 @@ class TypingHead:
     mean: np.ndarray
     scale: np.ndarray
     centroids: np.ndarray
+    metric: np.ndarray
     radius: np.ndarray
     weight: np.ndarray
     bias: np.ndarray
@@ -78,8 +82,9 @@ class TypingHead:
         return (x - self.mean) / self.scale
 
     def distances(self, z: np.ndarray) -> np.ndarray:
-        """Euclidean distances ``(N, C)`` of standardised rows to the class means."""
-        d2 = (z * z).sum(1)[:, None] - 2 * z @ self.centroids.T + (self.centroids**2).sum(1)[None, :]
+        """Distances ``(N, C)`` of standardised rows to the class means, weighted by ``metric``."""
+        zw, cw = z * np.sqrt(self.metric), self.centroids * np.sqrt(self.metric)
+        d2 = (zw * zw).sum(1)[:, None] - 2 * zw @ cw.T + (cw**2).sum(1)[None, :]
         return np.sqrt(np.maximum(d2, 0.0))
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
@@ -115,6 +120,7 @@ class TypingHead:
             "mean": self.mean,
             "scale": self.scale,
             "centroids": self.centroids,
+            "metric": self.metric,
             "radius": self.radius,
             "weight": self.weight,
             "bias": self.bias,
@@ -137,6 +143,7 @@ class TypingHead:
             mean=np.asarray(arrays["mean"], np.float64),
             scale=np.asarray(arrays["scale"], np.float64),
             centroids=np.asarray(arrays["centroids"], np.float64),
+            metric=np.asarray(arrays["metric"], np.float64),
             radius=np.asarray(arrays["radius"], np.float64),
             weight=np.asarray(arrays["weight"], np.float64),
             bias=np.asarray(arrays["bias"], np.float64),
