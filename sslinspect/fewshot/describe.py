@@ -101,12 +101,12 @@ def _orientation_spread(crop: np.ndarray) -> float:
 
 
 def _skeleton_crop(crop: np.ndarray) -> tuple[np.ndarray, float]:
+    """The crop shrunk to at most ``SKELETON_MAX`` a side and smoothed (a jagged outline grows spurs)."""
     scale = min(1.0, SKELETON_MAX / max(crop.shape))
-    if scale >= 1.0:
-        return np.pad(crop, 1), 1.0
     size = (max(round(crop.shape[1] * scale), 1), max(round(crop.shape[0] * scale), 1))
-    small = cv2.resize(crop.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0.0
-    return np.pad(small, 1), scale
+    cover = cv2.resize(crop.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    cover = cv2.GaussianBlur(np.pad(cover, 3), (0, 0), 1.0)
+    return cover >= min(0.5, 0.5 * float(cover.max())), scale
 
 
 def _components(crop: np.ndarray, hull_area: float) -> list[float]:
@@ -119,15 +119,31 @@ def _components(crop: np.ndarray, hull_area: float) -> list[float]:
     return [float(np.log1p(n - 1)), rms / np.sqrt(hull_area / np.pi), float(areas.std() / areas.mean())]
 
 
-def shape_features(mask: np.ndarray) -> np.ndarray:
-    """The ``SHAPE_NAMES`` statistics of a boolean frame-sized mask (at the frame's own resolution)."""
+def _perimeter(crop: np.ndarray) -> float:
+    """Outline length of a (canonical-scale) mask, smoothed first: a staircase outline is longer than the shape's."""
+    smooth = cv2.GaussianBlur(np.pad(crop, 3).astype(np.float32), (0, 0), 1.5) >= 0.5
+    contours, _ = cv2.findContours(smooth.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    return float(sum(cv2.arcLength(c, True) for c in contours)) + np.pi  # + π: a lone pixel is a small disk
+
+
+def _resample_mask(crop: np.ndarray, scale: float) -> np.ndarray:
+    """A boolean crop resampled by ``scale`` (coverage at least half, or half the largest where thinner)."""
+    size = (max(round(crop.shape[1] * scale), 1), max(round(crop.shape[0] * scale), 1))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    cover = cv2.resize(crop.astype(np.float32), size, interpolation=interp)
+    return cover >= min(0.5, 0.5 * float(cover.max()))
+
+
+def shape_features(mask: np.ndarray, *, canon: int = CANON) -> np.ndarray:
+    """The ``SHAPE_NAMES`` statistics of a boolean frame-sized mask (measured at the canonical scale)."""
     m = np.asarray(mask, bool)
     area = float(np.count_nonzero(m))
     if area == 0:
         return np.zeros(len(SHAPE_NAMES), np.float32)
-    frame, diag = float(m.size), float(np.hypot(*m.shape))
+    frame, diag, scale = float(m.size), float(np.hypot(*m.shape)), canon / max(m.shape)
     x0, y0, x1, y1 = _box(m, 2)
-    crop = m[y0:y1, x0:x1]
+    crop = np.pad(_resample_mask(m[y0:y1, x0:x1], scale), 2)
+    area_c = float(np.count_nonzero(crop))
     ys, xs = np.nonzero(crop)
     pts = np.stack([xs, ys], 1).astype(np.int32)
     if len(pts) >= 2:
@@ -137,18 +153,17 @@ def shape_features(mask: np.ndarray) -> np.ndarray:
         elongation = 0.0
     hull = _hull_area(pts)
     (_, _), (rw, rh), _ = cv2.minAreaRect(pts)
-    contours, _ = cv2.findContours(crop.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    perimeter = sum(cv2.arcLength(c, True) for c in contours) + np.pi  # + π: a single pixel is a disk
-    small, scale = _skeleton_crop(crop)
+    perimeter = _perimeter(crop)
+    small, sk_scale = _skeleton_crop(crop)
     sk = skeleton_stats(thin(small))
-    length = max(sk.length / scale, 1.0)
+    length = max(sk.length / sk_scale / scale, 1.0)  # native pixels
     feats = [
         np.log10(area / frame),
         elongation,
         _orientation_spread(small),
-        min(area / hull, 1.0),
-        min(area / ((rw + 1) * (rh + 1)), 1.0),
-        min(4 * np.pi * area / perimeter**2, 1.5),
+        min(area_c / hull, 1.0),
+        min(area_c / ((rw + 1) * (rh + 1)), 1.0),
+        min(4 * np.pi * area_c / perimeter**2, 1.5),
         np.log10(length / diag),
         np.log(length**2 / area),
         np.log10(area / length / diag),
@@ -174,10 +189,7 @@ def _canonical(
     size = (max(round((x1 - x0) * scale), 1), max(round((y1 - y0) * scale), 1))
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     img = cv2.resize(image[y0:y1, x0:x1], size, interpolation=interp)
-    cover = cv2.resize(mask[y0:y1, x0:x1].astype(np.float32), size, interpolation=interp)
-    inside = cover >= 0.5
-    if not inside.any():
-        inside = cover >= cover.max() * 0.5
+    inside = _resample_mask(mask[y0:y1, x0:x1], scale)
     u8 = inside.astype(np.uint8)
     ring_c = max(round(ring * scale), 2)
     near = cv2.dilate(u8, _disk(1)) > 0
@@ -271,7 +283,7 @@ def describe(
     m = np.asarray(mask, bool)
     if m.shape != np.shape(image)[:2]:
         raise ValueError(f"mask {m.shape} and image {np.shape(image)[:2]} differ in size")
-    parts = [shape_features(m), photometric_features(image, m, canon=canon)]
+    parts = [shape_features(m, canon=canon), photometric_features(image, m, canon=canon)]
     if extra is not None:
         parts.append(np.asarray(extra, np.float32).ravel())
     return np.nan_to_num(np.concatenate(parts), nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
