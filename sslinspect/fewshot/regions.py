@@ -60,6 +60,8 @@ def resize_map(amap: np.ndarray, frame_shape: tuple[int, int]) -> np.ndarray:
 
 def _disk(radius: int) -> np.ndarray:
     r = max(int(radius), 1)
+    if r == 1:  # OpenCV's 3 × 3 "ellipse" is a cross, which cannot close a one-pixel gap in a one-pixel line
+        return np.ones((3, 3), np.uint8)
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
 
