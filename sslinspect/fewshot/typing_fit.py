@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -80,21 +81,16 @@ def open_set_radius(
     return margin * np.maximum(radius, 1e-6)
 
 
-def _trees(z: np.ndarray, y: np.ndarray, n_classes: int, seed: int) -> dict[str, np.ndarray]:
-    """A small extremely-randomised tree ensemble as flat node arrays (see ``typing_head.tree_proba``)."""
-    from sklearn.ensemble import ExtraTreesClassifier
-
-    clf = ExtraTreesClassifier(
-        n_estimators=N_TREES, max_depth=TREE_DEPTH, class_weight="balanced", random_state=seed, n_jobs=1
-    )
-    clf.fit(z, y)
+def flatten_trees(clf: Any, n_classes: int) -> dict[str, np.ndarray]:
+    """A fitted scikit-learn forest as flat node arrays (see ``typing_head.tree_proba``)."""
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("feature", "threshold", "left", "right", "value")}
     roots, offset = [], 0
     for est in clf.estimators_:
         t = est.tree_
         inner = t.children_left >= 0
         value = np.zeros((t.node_count, n_classes))
-        value[:, clf.classes_] = t.value[:, 0, :] / np.maximum(t.value[:, 0, :].sum(1, keepdims=True), 1e-12)
+        counts = t.value[:, 0, :]
+        value[:, clf.classes_] = counts / np.maximum(counts.sum(1, keepdims=True), 1e-12)
         parts["feature"].append(np.where(inner, t.feature, -1).astype(np.int32))
         parts["threshold"].append(t.threshold.astype(np.float64))
         parts["left"].append(np.where(inner, t.children_left + offset, -1).astype(np.int32))
@@ -105,6 +101,17 @@ def _trees(z: np.ndarray, y: np.ndarray, n_classes: int, seed: int) -> dict[str,
     out = {k: np.concatenate(v) for k, v in parts.items()}
     out["roots"] = np.asarray(roots, np.int32)
     return out
+
+
+def _trees(z: np.ndarray, y: np.ndarray, n_classes: int, seed: int) -> dict[str, np.ndarray]:
+    """A small extremely-randomised tree ensemble, flattened."""
+    from sklearn.ensemble import ExtraTreesClassifier
+
+    clf = ExtraTreesClassifier(
+        n_estimators=N_TREES, max_depth=TREE_DEPTH, class_weight="balanced", random_state=seed, n_jobs=1
+    )
+    clf.fit(z, y)
+    return flatten_trees(clf, n_classes)
 
 
 def _fit_kind(
