@@ -111,9 +111,7 @@ def _one_draw(
     return out
 
 
-def _leave_type_out(
-    x: np.ndarray, labels: np.ndarray, types: list[str], shots: int, seed: int
-) -> dict[str, float]:
+def _leave_type_out(x: np.ndarray, labels: np.ndarray, types: list[str], shots: int, seed: int) -> dict[str, float]:
     """Per type: the share of its regions called ``unknown`` by a head fitted on the other types."""
     rng = np.random.default_rng(seed)
     train = _draw(labels, types, shots, rng)

@@ -266,9 +266,7 @@ def photometric_features(image: np.ndarray, mask: np.ndarray, *, canon: int = CA
     return np.asarray(feats, np.float32)
 
 
-def describe(
-    image: np.ndarray, mask: np.ndarray, *, extra: np.ndarray | None = None, canon: int = CANON
-) -> np.ndarray:
+def describe(image: np.ndarray, mask: np.ndarray, *, extra: np.ndarray | None = None, canon: int = CANON) -> np.ndarray:
     """The descriptor of one region: ``DESCRIPTOR_NAMES`` in order, then ``extra`` (pooled backbone features).
 
     Args:
@@ -293,7 +291,5 @@ def describe_all(
     image: np.ndarray, masks: list[np.ndarray], *, extra: np.ndarray | None = None, canon: int = CANON
 ) -> np.ndarray:
     """Descriptors ``(N, D)`` of several regions of one frame; ``extra`` is ``(N, E)`` or None."""
-    rows = [
-        describe(image, m, extra=None if extra is None else extra[i], canon=canon) for i, m in enumerate(masks)
-    ]
+    rows = [describe(image, m, extra=None if extra is None else extra[i], canon=canon) for i, m in enumerate(masks)]
     return np.stack(rows) if rows else np.zeros((0, len(DESCRIPTOR_NAMES)), np.float32)

@@ -68,13 +68,13 @@ def _disk(radius: int) -> np.ndarray:
 def binarise(amap: np.ndarray, level: float, *, close_frac: float = CLOSE_FRAC) -> np.ndarray:
     """``amap > level``, closed with a small disk (a share of the diagonal) to join one-pixel gaps."""
     mask = (np.asarray(amap) > level).astype(np.uint8)
-    diag = float(np.hypot(*mask.shape))
-    radius = round(close_frac * diag)
-    if radius >= 1 and mask.any():
-        pad = radius + 1  # closing must not glue defects to the frame border
-        padded = cv2.copyMakeBorder(mask, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-        mask = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, _disk(radius))[pad:-pad, pad:-pad]
-    return mask.astype(bool)
+    if close_frac <= 0 or not mask.any():
+        return mask.astype(bool)
+    radius = max(round(close_frac * float(np.hypot(*mask.shape))), 1)
+    pad = radius + 1  # closing must not glue defects to the frame border
+    padded = cv2.copyMakeBorder(mask, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    closed: np.ndarray = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, _disk(radius))[pad:-pad, pad:-pad]
+    return closed.astype(bool)
 
 
 def cluster_components(

@@ -13,6 +13,7 @@ import numpy as np
 
 TYPES = ("scratch", "crack", "stain_light", "stain_dark", "pits", "hole")
 NOVEL = "warp"
+ALL = (*TYPES, NOVEL)
 
 
 def texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -124,7 +125,7 @@ def _warp(rng: np.random.Generator, img: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def draw(kind: str, seed: int, size: tuple[int, int] = (192, 256)) -> tuple[np.ndarray, np.ndarray]:
     """One frame with one defect of ``kind`` (a ``TYPES`` name or ``NOVEL``): uint8 RGB image and bool mask."""
-    rng = np.random.default_rng([seed, (TYPES + (NOVEL,)).index(kind)])
+    rng = np.random.default_rng([seed, ALL.index(kind)])
     h, w = size
     img = texture(rng, h, w)
     if kind == NOVEL:
@@ -143,7 +144,7 @@ def draw(kind: str, seed: int, size: tuple[int, int] = (192, 256)) -> tuple[np.n
 def dataset(n_per_type: int, seed: int = 0, *, novel: int = 0) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
     """``n_per_type`` frames of every type (then ``novel`` warps): images, masks, type names."""
     images, masks, kinds = [], [], []
-    for kind in TYPES + (NOVEL,):
+    for kind in ALL:
         for i in range(novel if kind == NOVEL else n_per_type):
             img, mask = draw(kind, seed * 100_003 + i)
             images.append(img)
