@@ -32,7 +32,9 @@ import cv2
 import numpy as np
 
 from sslinspect.fewshot.describe import DESCRIPTOR_NAMES, describe
-from sslinspect.fewshot.regions import locate, regions_from_mask
+from sslinspect.fewshot.regions import locate, refine, regions_from_mask
+
+REFINE = True
 from sslinspect.fewshot.typing_fit import balanced_accuracy, fit_typing
 from sslinspect.fewshot.typing_head import UNKNOWN
 
@@ -72,6 +74,8 @@ def _describe_all(
         true_x.append(describe(img, regions[0].mask if regions else mask))
         located = locate(fake_map(mask, rng), 1.0, mask.shape)
         found.append(bool(located))
+        if located and REFINE:
+            located[0] = refine(img, located[0])
         map_x.append(describe(img, located[0].mask) if located else np.zeros(len(DESCRIPTOR_NAMES), np.float32))
     return np.stack(true_x), np.stack(map_x), np.array(found)
 
