@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sslinspect.fewshot.describe import DESCRIPTOR_NAMES, shape_features
-from sslinspect.fewshot.regions import Region, binarise, locate, regions_from_mask, resize_map
+from sslinspect.fewshot.regions import Region, binarise, locate, refine, regions_from_mask, resize_map
 from sslinspect.fewshot.skeleton import skeleton_stats, thin
 
 ELONGATION = DESCRIPTOR_NAMES.index("elongation")
@@ -104,3 +104,19 @@ def test_skeleton_length_does_not_depend_much_on_direction(angle: int) -> None:
     cv2.line(m, (int(p0[0]), int(p0[1])), (int(p1[0]), int(p1[1])), 1, 5)
     length = skeleton_stats(thin(m.astype(bool))).length
     assert length == pytest.approx(160, rel=0.12)
+
+
+def test_refine_finds_the_pits_inside_a_coarse_blob_and_leaves_a_plain_blob_alone() -> None:
+    from tests.core.fewshot.drawn import draw, texture
+
+    img, truth = draw("pits", 5)
+    coarse = cv2.dilate(truth.astype(np.uint8), np.ones((15, 15), np.uint8)) > 0
+    blob = regions_from_mask(coarse)[0]
+    assert blob.components == 1
+    fine = refine(img, blob)
+    assert fine.components >= 4
+    assert fine.area < blob.area / 3
+    assert (fine.mask & truth).sum() > 0.6 * fine.area  # the refined pixels are the pits
+    plain = (texture(np.random.default_rng(6), 192, 256) * 255).round().astype(np.uint8)  # no defect at all
+    untouched = regions_from_mask(_disk((192, 256), (90, 80), 20))[0]
+    assert refine(plain, untouched) is untouched
