@@ -10,7 +10,7 @@ Two ways of locating each defect are measured with the same descriptor and class
 
 Data: drawn defects on a noise texture (``tests/core/fewshot/drawn.py``; six types plus a never-labelled warp),
 or ``--csv FILE`` with columns ``path,mask,label`` (paths relative to the file; masks are images, non-zero =
-defect) and ``--held-out LABEL`` naming the family that is never labelled.
+defect; rows without a mask are skipped) and ``--held-out LABEL`` naming the family that is never labelled.
 
     python bench/defect_typing.py                     # drawn defects, about a minute on 2 cores
     python bench/defect_typing.py --csv data/types.csv --held-out contamination
@@ -43,6 +43,8 @@ def _load_csv(path: Path) -> tuple[list[np.ndarray], list[np.ndarray], list[str]
     images, masks, labels = [], [], []
     with path.open(newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
+            if not row.get("mask"):  # a good image: nothing to type
+                continue
             img = cv2.imread(str(path.parent / row["path"]), cv2.IMREAD_COLOR)
             mask = cv2.imread(str(path.parent / row["mask"]), cv2.IMREAD_GRAYSCALE)
             if img is None or mask is None:
