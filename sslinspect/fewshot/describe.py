@@ -196,6 +196,8 @@ def _canonical(
     outer = (cv2.dilate(u8, _disk(ring_c + 1)) > 0) & ~near
     if not outer.any():
         outer = ~inside
+    if not outer.any():  # the region is the whole frame: nothing to compare with, contrasts come out 0
+        outer = inside
     boundary = (cv2.dilate(u8, _disk(1)) > 0) & ~(cv2.erode(u8, _disk(1)) > 0)
     return img, inside, outer, boundary
 

@@ -102,3 +102,17 @@ def test_mask_and_image_must_match_and_an_empty_list_describes_nothing() -> None
         describe(img, mask[:-1])
     assert describe_all(img, []).shape == (0, len(DESCRIPTOR_NAMES))
     assert describe_all(img, [mask, mask]).shape == (2, len(DESCRIPTOR_NAMES))
+
+
+@pytest.mark.parametrize("where", ["whole frame", "one pixel", "top row"])
+def test_degenerate_regions_give_finite_descriptors(where: str) -> None:
+    img = (np.random.default_rng(0).random((40, 50, 3)) * 255).astype(np.uint8)
+    mask = np.zeros((40, 50), bool)
+    if where == "whole frame":
+        mask[:] = True
+    elif where == "one pixel":
+        mask[10, 10] = True
+    else:
+        mask[0] = True
+    d = describe(img, mask)  # the suite turns numpy warnings (an empty ring's mean) into errors
+    assert np.isfinite(d).all()
