@@ -6,7 +6,8 @@ Two ways of locating each defect are measured with the same descriptor and class
 
 - ``true_masks``: the region is the ground-truth mask (the bound set by the descriptor and the classifier);
 - ``predicted_map``: the region is located in a stand-in for a predicted anomaly map (the true mask shrunk to
-  a 1/8 patch grid, blurred, scaled to a random peak, with noise), thresholded at the calibrated level 1.
+  a 1/8 patch grid, blurred, scaled to a random peak, with noise), thresholded at the calibrated level 1, then
+  refined to the defect's own pixels (``regions.refine``; ``--no-refine``: described as located).
 
 Data: drawn defects on a noise texture (``tests/core/fewshot/drawn.py``; six types plus a never-labelled warp),
 or ``--csv FILE`` with columns ``path,mask,label`` (paths relative to the file; masks are images, non-zero =
@@ -33,8 +34,6 @@ import numpy as np
 
 from sslinspect.fewshot.describe import DESCRIPTOR_NAMES, describe
 from sslinspect.fewshot.regions import locate, refine, regions_from_mask
-
-REFINE = True
 from sslinspect.fewshot.typing_fit import balanced_accuracy, fit_typing
 from sslinspect.fewshot.typing_head import UNKNOWN
 
@@ -66,7 +65,7 @@ def fake_map(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _describe_all(
-    images: list[np.ndarray], masks: list[np.ndarray], seed: int
+    images: list[np.ndarray], masks: list[np.ndarray], seed: int, *, refined: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Descriptors from the true masks, from the stand-in maps, and whether the map found anything."""
     rng = np.random.default_rng(seed)
@@ -76,7 +75,7 @@ def _describe_all(
         true_x.append(describe(img, regions[0].mask if regions else mask))
         located = locate(fake_map(mask, rng), 1.0, mask.shape)
         found.append(bool(located))
-        if located and REFINE:
+        if located and refined:
             located[0] = refine(img, located[0])
         map_x.append(describe(img, located[0].mask) if located else np.zeros(len(DESCRIPTOR_NAMES), np.float32))
     return np.stack(true_x), np.stack(map_x), np.array(found)
@@ -171,6 +170,7 @@ def main() -> None:
     ap.add_argument("--shots", type=int, default=5)
     ap.add_argument("--draws", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-refine", action="store_true", help="describe the map's coarse regions as located")
     args = ap.parse_args()
     if args.csv:
         images, masks, names = _load_csv(args.csv)
@@ -181,7 +181,7 @@ def main() -> None:
     labels = np.array(names)
     types = sorted(set(names) - {args.held_out})
     t0 = time.perf_counter()
-    true_x, map_x, found = _describe_all(images, masks, args.seed)
+    true_x, map_x, found = _describe_all(images, masks, args.seed, refined=not args.no_refine)
     seconds = (time.perf_counter() - t0) / max(2 * len(images), 1)
     everywhere = np.ones(len(labels), bool)
     out = {
@@ -190,6 +190,7 @@ def main() -> None:
         "types": types,
         "shots": args.shots,
         "draws": args.draws,
+        "refine": not args.no_refine,
         "descriptor": list(DESCRIPTOR_NAMES),
         "seconds_per_region": round(seconds, 4),
         "true_masks": _summary(true_x, labels, everywhere, types, args.held_out, args),

@@ -190,6 +190,7 @@ def _deviation(image: np.ndarray, inside: np.ndarray, ring: np.ndarray) -> np.nd
     img = np.asarray(image)
     scale = 65535.0 if img.dtype == np.uint16 else 255.0 if img.dtype == np.uint8 else 1.0
     f = img.astype(np.float32) / scale
+    channels: list[np.ndarray]
     if f.ndim == 3 and f.shape[2] >= 3:
         lab = cv2.cvtColor(np.ascontiguousarray(f[:, :, :3]), cv2.COLOR_RGB2Lab)
         channels = [lab[:, :, 0] / 100, lab[:, :, 1] / 100, lab[:, :, 2] / 100]
