@@ -205,9 +205,7 @@ def _deviation(image: np.ndarray, inside: np.ndarray, ring: np.ndarray) -> np.nd
     return cv2.GaussianBlur(dev, (0, 0), 0.7)  # one noisy pixel is not a defect; a one-pixel line still is
 
 
-def refine(
-    image: np.ndarray, region: Region, *, z: float = REFINE_Z, min_share: float = REFINE_MIN_SHARE
-) -> Region:
+def refine(image: np.ndarray, region: Region, *, z: float = REFINE_Z, min_share: float = REFINE_MIN_SHARE) -> Region:
     """The defect's own outline inside a coarse region (e.g. a patch-resolution anomaly blob), at native resolution.
 
     Pixels of the region (grown by a few pixels) that depart from a ring around it by more than ``z`` robust
