@@ -1,0 +1,297 @@
+"""Describe a located defect: a fixed, named vector of shape and photometric statistics of its region.
+
+The vector does not depend on where the defect sits, nor (within resampling error) on the frame's resolution:
+sizes are shares of the frame (area) or of its diagonal (lengths, widths), counts and ratios are unitless, and
+the photometric statistics are measured on the frame resampled to a canonical long side (``CANON`` px), so an
+image and its 2× enlargement give the same numbers. Pooled backbone features may be appended (``extra``).
+What every entry means: docs/typing.md. numpy and OpenCV only (the line-side predictor calls it).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from sslinspect.defects.skeleton import skeleton_stats, thin
+
+#: Photometric statistics are measured with the frame resampled to this long side (px).
+CANON = 1024
+#: The skeleton is traced on the region's crop shrunk to at most this many pixels a side (speed).
+SKELETON_MAX = 256
+
+SHAPE_NAMES = (
+    "log_area",  # log10(area / frame area)
+    "elongation",  # 1 - sqrt(minor / major second moment): 0 disk, → 1 line
+    "orientation_spread",  # 1 - coherence of the mask's boundary orientations: 0 straight, 1 round
+    "solidity",  # area / convex hull area
+    "rect_fill",  # area / minimum-area rectangle
+    "circularity",  # 4π area / perimeter²
+    "log_skeleton_length",  # log10(skeleton length / frame diagonal)
+    "thinness",  # log(skeleton length² / area): aspect ratio of a curve
+    "log_width",  # log10(area / skeleton length / frame diagonal): mean width
+    "skeleton_ends",  # log1p(end points)
+    "skeleton_branches",  # log1p(branch points)
+    "components",  # log1p(connected components)
+    "component_spread",  # RMS centroid distance from the region's centre / equivalent radius of the hull
+    "component_size_cv",  # std / mean of component areas
+)
+PHOTO_NAMES = (
+    "grey_delta",  # mean grey inside - ring (0..1 scale): < 0 darker
+    "grey_z",  # grey_delta / (ring std + 0.01)
+    "dark_tail",  # 10th percentile inside - ring
+    "bright_tail",  # 90th percentile inside - ring
+    "lab_da",  # mean a* inside - ring, / 100
+    "lab_db",  # mean b* inside - ring, / 100
+    "chroma_delta",  # |(da, db)|
+    "edge_contrast",  # log(gradient on the boundary / gradient in the ring)
+    "edge_steepness",  # boundary gradient / (|grey_delta| + ring std): sharp edges high
+    "texture_ratio",  # log(local std inside / local std in the ring)
+    "gradient_ratio",  # log(gradient inside / gradient in the ring)
+    "coherence_delta",  # structure-tensor coherence inside - ring (warps and smears change it)
+    "orientation_shift",  # sin² of the angle between the dominant texture orientations inside and in the ring
+    "inside_orientation_spread",  # 1 - resultant length of the texture orientations inside
+)
+DESCRIPTOR_NAMES = SHAPE_NAMES + PHOTO_NAMES
+EPS = 1e-6
+
+
+def descriptor_names(n_extra: int = 0) -> tuple[str, ...]:
+    """Names of a descriptor with ``n_extra`` appended backbone features (``backbone_0``, ...)."""
+    return DESCRIPTOR_NAMES + tuple(f"backbone_{i}" for i in range(n_extra))
+
+
+def _disk(radius: int) -> np.ndarray:
+    r = max(int(radius), 1)
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+def _box(mask: np.ndarray, margin: int) -> tuple[int, int, int, int]:
+    x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
+    hgt, wid = mask.shape
+    return max(x - margin, 0), max(y - margin, 0), min(x + w + margin, wid), min(y + h + margin, hgt)
+
+
+def _as_float(image: np.ndarray) -> np.ndarray:
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) / 255.0
+    if img.dtype == np.uint16:
+        return img.astype(np.float32) / 65535.0
+    return np.clip(img.astype(np.float32), 0.0, 1.0)
+
+
+def _hull_area(points: np.ndarray) -> float:
+    """Pixel-count area of the convex hull (polygon through pixel centres + half its perimeter + 1)."""
+    hull = cv2.convexHull(points)
+    return float(cv2.contourArea(hull) + cv2.arcLength(hull, True) / 2 + 1)
+
+
+def _orientation_spread(crop: np.ndarray) -> float:
+    """1 - length of the mean doubled-angle vector of the blurred mask's gradients (weighted by magnitude)."""
+    m = cv2.GaussianBlur(crop.astype(np.float32), (0, 0), 1.0)
+    gx = cv2.Sobel(m, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(m, cv2.CV_32F, 0, 1, ksize=3)
+    w = gx * gx + gy * gy  # |g|² e^{2iθ} = (gx² - gy²) + i 2 gx gy
+    total = float(w.sum())
+    if total <= EPS:
+        return 0.0
+    return float(1.0 - np.hypot(float((gx * gx - gy * gy).sum()), float((2 * gx * gy).sum())) / total)
+
+
+def _skeleton_crop(crop: np.ndarray) -> tuple[np.ndarray, float]:
+    """The crop shrunk to at most ``SKELETON_MAX`` a side and smoothed (a jagged outline grows spurs)."""
+    scale = min(1.0, SKELETON_MAX / max(crop.shape))
+    size = (max(round(crop.shape[1] * scale), 1), max(round(crop.shape[0] * scale), 1))
+    cover = cv2.resize(crop.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    cover = cv2.GaussianBlur(np.pad(cover, 3), (0, 0), 1.0)
+    return cover >= min(0.5, 0.5 * float(cover.max())), scale
+
+
+def _components(crop: np.ndarray, hull_area: float) -> list[float]:
+    n, _, stats, cents = cv2.connectedComponentsWithStats(crop.astype(np.uint8), connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
+    if n <= 2:
+        return [float(np.log1p(max(n - 1, 1))), 0.0, 0.0]
+    c = cents[1:]
+    rms = float(np.sqrt(((c - c.mean(0)) ** 2).sum(1).mean()))
+    return [float(np.log1p(n - 1)), rms / np.sqrt(hull_area / np.pi), float(areas.std() / areas.mean())]
+
+
+def _perimeter(crop: np.ndarray) -> float:
+    """Outline length of a (canonical-scale) mask, smoothed first: a staircase outline is longer than the shape's."""
+    smooth = cv2.GaussianBlur(np.pad(crop, 3).astype(np.float32), (0, 0), 1.5) >= 0.5
+    contours, _ = cv2.findContours(smooth.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    return float(sum(cv2.arcLength(c, True) for c in contours)) + np.pi  # + π: a lone pixel is a small disk
+
+
+def _resample_mask(crop: np.ndarray, scale: float) -> np.ndarray:
+    """A boolean crop resampled by ``scale`` (coverage at least half, or half the largest where thinner)."""
+    size = (max(round(crop.shape[1] * scale), 1), max(round(crop.shape[0] * scale), 1))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    cover = cv2.resize(crop.astype(np.float32), size, interpolation=interp)
+    return cover >= min(0.5, 0.5 * float(cover.max()))
+
+
+def shape_features(mask: np.ndarray, *, canon: int = CANON) -> np.ndarray:
+    """The ``SHAPE_NAMES`` statistics of a boolean frame-sized mask (measured at the canonical scale)."""
+    m = np.asarray(mask, bool)
+    area = float(np.count_nonzero(m))
+    if area == 0:
+        return np.zeros(len(SHAPE_NAMES), np.float32)
+    frame, diag, scale = float(m.size), float(np.hypot(*m.shape)), canon / max(m.shape)
+    x0, y0, x1, y1 = _box(m, 2)
+    crop = np.pad(_resample_mask(m[y0:y1, x0:x1], scale), 2)
+    area_c = float(np.count_nonzero(crop))
+    ys, xs = np.nonzero(crop)
+    pts = np.stack([xs, ys], 1).astype(np.int32)
+    if len(pts) >= 2:
+        ev = np.sort(np.linalg.eigvalsh(np.cov(pts.T.astype(np.float64))))
+        elongation = 1.0 - float(np.sqrt(max(ev[0], 0) + 1 / 12) / np.sqrt(max(ev[1], 0) + 1 / 12))
+    else:
+        elongation = 0.0
+    hull = _hull_area(pts)
+    (_, _), (rw, rh), _ = cv2.minAreaRect(pts)
+    perimeter = _perimeter(crop)
+    small, sk_scale = _skeleton_crop(crop)
+    sk = skeleton_stats(thin(small))
+    length = max(sk.length / sk_scale / scale, 1.0)  # native pixels
+    feats = [
+        np.log10(area / frame),
+        elongation,
+        _orientation_spread(small),
+        min(area_c / hull, 1.0),
+        min(area_c / ((rw + 1) * (rh + 1)), 1.0),
+        min(4 * np.pi * area_c / perimeter**2, 1.5),
+        np.log10(length / diag),
+        np.log(length**2 / area),
+        np.log10(area / length / diag),
+        np.log1p(sk.ends),
+        np.log1p(sk.branches),
+        *_components(crop, hull),
+    ]
+    return np.asarray(feats, np.float32)
+
+
+def _canonical(
+    image: np.ndarray, mask: np.ndarray, canon: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Crop round the region (with room for the ring), resampled so that the frame's long side is ``canon``.
+
+    Returns:
+        RGB (or grey) float crop, inside mask, ring mask, boundary mask.
+    """
+    scale = canon / max(mask.shape)
+    area = float(np.count_nonzero(mask))
+    ring = min(max(4.0 / scale, 0.5 * np.sqrt(area / np.pi)), 0.1 * float(np.hypot(*mask.shape)))
+    x0, y0, x1, y1 = _box(mask, int(np.ceil(ring + 3.0 / scale)) + 1)
+    size = (max(round((x1 - x0) * scale), 1), max(round((y1 - y0) * scale), 1))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    img = cv2.resize(image[y0:y1, x0:x1], size, interpolation=interp)
+    inside = _resample_mask(mask[y0:y1, x0:x1], scale)
+    u8 = inside.astype(np.uint8)
+    ring_c = max(round(ring * scale), 2)
+    near = cv2.dilate(u8, _disk(1)) > 0
+    outer = (cv2.dilate(u8, _disk(ring_c + 1)) > 0) & ~near
+    if not outer.any():
+        outer = ~inside
+    if not outer.any():  # the region is the whole frame: nothing to compare with, contrasts come out 0
+        outer = inside
+    boundary = (cv2.dilate(u8, _disk(1)) > 0) & ~(cv2.erode(u8, _disk(1)) > 0)
+    return img, inside, outer, boundary
+
+
+def _zone_mean(values: np.ndarray, zone: np.ndarray) -> float:
+    return float(values[zone].mean()) if zone.any() else 0.0
+
+
+def _texture(grey: np.ndarray, inside: np.ndarray, ring: np.ndarray, boundary: np.ndarray) -> list[float]:
+    """Edge, texture and orientation statistics (``edge_contrast`` ... ``inside_orientation_spread``)."""
+    g = cv2.GaussianBlur(grey, (0, 0), 1.0)
+    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3) / 8
+    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3) / 8
+    mag = np.sqrt(gx * gx + gy * gy)
+    mean = cv2.blur(grey, (5, 5))
+    local_std = np.sqrt(np.maximum(cv2.blur(grey * grey, (5, 5)) - mean * mean, 0.0))
+    jxx = cv2.GaussianBlur(gx * gx, (0, 0), 2.0)
+    jyy = cv2.GaussianBlur(gy * gy, (0, 0), 2.0)
+    jxy = cv2.GaussianBlur(gx * gy, (0, 0), 2.0)
+    energy = jxx + jyy
+    cos2, sin2 = jxx - jyy, 2 * jxy
+    coherence = np.hypot(cos2, sin2) / (energy + 1e-8)
+    ring_grad, ring_std = _zone_mean(mag, ring), float(grey[ring].std()) if ring.any() else 0.0
+
+    def angle(zone: np.ndarray) -> float:
+        return 0.5 * float(np.arctan2(sin2[zone].sum(), cos2[zone].sum())) if zone.any() else 0.0
+
+    inside_energy = float(energy[inside].sum())
+    spread = 1.0 - np.hypot(float(cos2[inside].sum()), float(sin2[inside].sum())) / max(inside_energy, 1e-12)
+    delta = abs(_zone_mean(grey, inside) - _zone_mean(grey, ring))
+    edge = _zone_mean(mag, boundary)
+    return [
+        float(np.log((edge + 1e-4) / (ring_grad + 1e-4))),
+        edge / (delta + ring_std + 1e-3),
+        float(np.log((_zone_mean(local_std, inside) + 1e-4) / (_zone_mean(local_std, ring) + 1e-4))),
+        float(np.log((_zone_mean(mag, inside) + 1e-4) / (ring_grad + 1e-4))),
+        _zone_mean(coherence, inside) - _zone_mean(coherence, ring),
+        float(np.sin(angle(inside) - angle(ring)) ** 2),
+        float(spread) if inside_energy > 1e-12 else 0.0,
+    ]
+
+
+def photometric_features(image: np.ndarray, mask: np.ndarray, *, canon: int = CANON) -> np.ndarray:
+    """The ``PHOTO_NAMES`` statistics: inside the region vs a ring around it (grey and CIELAB colour)."""
+    m = np.asarray(mask, bool)
+    if not m.any():
+        return np.zeros(len(PHOTO_NAMES), np.float32)
+    img, inside, ring, boundary = _canonical(_as_float(image), m, canon)
+    colour = img.ndim == 3 and img.shape[2] >= 3
+    grey = cv2.cvtColor(img[:, :, :3], cv2.COLOR_RGB2GRAY) if colour else img
+    g_in, g_ring = grey[inside], grey[ring]
+    delta = float(g_in.mean() - g_ring.mean())
+    da = db = 0.0
+    if colour:
+        lab = cv2.cvtColor(np.ascontiguousarray(img[:, :, :3]), cv2.COLOR_RGB2Lab)
+        da = (_zone_mean(lab[:, :, 1], inside) - _zone_mean(lab[:, :, 1], ring)) / 100
+        db = (_zone_mean(lab[:, :, 2], inside) - _zone_mean(lab[:, :, 2], ring)) / 100
+    feats = [
+        delta,
+        delta / (float(g_ring.std()) + 0.01),
+        float(np.percentile(g_in, 10) - np.percentile(g_ring, 10)),
+        float(np.percentile(g_in, 90) - np.percentile(g_ring, 90)),
+        da,
+        db,
+        float(np.hypot(da, db)),
+        *_texture(grey, inside, ring, boundary),
+    ]
+    return np.asarray(feats, np.float32)
+
+
+def describe(image: np.ndarray, mask: np.ndarray, *, extra: np.ndarray | None = None, canon: int = CANON) -> np.ndarray:
+    """The descriptor of one region: ``DESCRIPTOR_NAMES`` in order, then ``extra`` (pooled backbone features).
+
+    Args:
+        image: The frame: ``(H, W, 3)`` RGB or ``(H, W)`` grey; uint8, uint16 or float in [0, 1].
+        mask: Boolean ``(H, W)`` region (``Region.mask``).
+        extra: Optional features appended as they are (the caller pools them inside the mask).
+        canon: Long side of the frame for the photometric statistics.
+
+    Returns:
+        float32 ``(len(DESCRIPTOR_NAMES) + extra.size,)``; finite.
+    """
+    m = np.asarray(mask, bool)
+    if m.shape != np.shape(image)[:2]:
+        raise ValueError(f"mask {m.shape} and image {np.shape(image)[:2]} differ in size")
+    parts = [shape_features(m, canon=canon), photometric_features(image, m, canon=canon)]
+    if extra is not None:
+        parts.append(np.asarray(extra, np.float32).ravel())
+    return np.nan_to_num(np.concatenate(parts), nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+
+
+def describe_all(
+    image: np.ndarray, masks: list[np.ndarray], *, extra: np.ndarray | None = None, canon: int = CANON
+) -> np.ndarray:
+    """Descriptors ``(N, D)`` of several regions of one frame; ``extra`` is ``(N, E)`` or None."""
+    rows = [describe(image, m, extra=None if extra is None else extra[i], canon=canon) for i, m in enumerate(masks)]
+    return np.stack(rows) if rows else np.zeros((0, len(DESCRIPTOR_NAMES)), np.float32)

@@ -1,0 +1,186 @@
+"""Name a described defect: standardised descriptor → defect type, or ``unknown`` when it is far from every type.
+
+Inference only, numpy only (the line-side predictor calls it; fitting lives in
+:mod:`sslinspect.fewshot.typing_fit`). Three classifier kinds share one open-set rule:
+
+- ``prototype``: softmax of ``-d² / (2 τ)`` over the distances ``d`` to the class means;
+- ``logistic``: ``softmax(x W^T + b)``;
+- ``trees``: the mean leaf class shares of a small tree ensemble, stored as flat node arrays.
+
+Open set: distances to a class mean weigh each standardised entry by its inverse within-class variance (pooled
+over the types). Every class keeps a radius, a margin times the largest leave-one-out distance of its labelled
+regions to the mean of the others. A region farther than its radius from every class mean is ``unknown`` (``novelty``,
+the smallest distance / radius ratio, is above 1). The head is a dict of arrays (``.npz``-friendly, no pickle).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+UNKNOWN = "unknown"
+KINDS = ("prototype", "logistic", "trees")
+FORMAT_VERSION = 1
+_TREE_KEYS = ("feature", "threshold", "left", "right", "value", "roots")
+
+
+@dataclass(frozen=True, slots=True)
+class TypeResult:
+    """Typing of N regions.
+
+    Attributes:
+        labels: Type name per region, or ``unknown``.
+        proba: ``(N, C)`` class probabilities (over the labelled types; they do not include ``unknown``).
+        unknown: ``(N,)`` True where the region is far from every labelled type.
+        novelty: ``(N,)`` smallest distance-to-class-mean / class radius; above 1 is ``unknown``.
+    """
+
+    labels: list[str]
+    proba: np.ndarray
+    unknown: np.ndarray
+    novelty: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class TypingHead:
+    """A fitted typing head.
+
+    Attributes:
+        kind: ``prototype``, ``logistic`` or ``trees``.
+        classes: Type names, in the order of ``proba``'s columns.
+        names: Descriptor entry names (the input's columns).
+        mean: ``(D,)`` standardisation offset.
+        scale: ``(D,)`` standardisation divisor.
+        centroids: ``(C, D)`` class means of the standardised labelled descriptors.
+        metric: ``(D,)`` per-entry weights of the distance to a class mean: the inverse pooled within-class
+            variance (of the standardised descriptors), so an entry that is tight inside every type counts most.
+        radius: ``(C,)`` open-set radius of each class.
+        weight: ``(C, D)`` logistic weights (zeros for the other kinds).
+        bias: ``(C,)`` logistic bias; for ``prototype`` ``bias[0]`` is the temperature τ.
+        trees: Flat node arrays of the ensemble (``trees`` only; empty otherwise).
+    """
+
+    kind: str
+    classes: tuple[str, ...]
+    names: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    centroids: np.ndarray
+    metric: np.ndarray
+    radius: np.ndarray
+    weight: np.ndarray
+    bias: np.ndarray
+    trees: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def standardise(self, x: np.ndarray) -> np.ndarray:
+        """``(x - mean) / scale`` as float64 ``(N, D)``."""
+        x = np.atleast_2d(np.asarray(x, np.float64))
+        if x.shape[1] != len(self.mean):
+            raise ValueError(f"descriptor has {x.shape[1]} entries, the head expects {len(self.mean)}")
+        return (x - self.mean) / self.scale
+
+    def distances(self, z: np.ndarray) -> np.ndarray:
+        """Distances ``(N, C)`` of standardised rows to the class means, weighted by ``metric``."""
+        zw, cw = z * np.sqrt(self.metric), self.centroids * np.sqrt(self.metric)
+        d2 = (zw * zw).sum(1)[:, None] - 2 * zw @ cw.T + (cw**2).sum(1)[None, :]
+        return np.sqrt(np.maximum(d2, 0.0))
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(N, C)`` of raw descriptors ``x``."""
+        z = self.standardise(x)
+        if self.kind == "prototype":
+            logits = -0.5 * self.distances(z) ** 2 / max(float(self.bias[0]), 1e-9)
+        elif self.kind == "logistic":
+            logits = z @ self.weight.T + self.bias
+        elif self.kind == "trees":
+            return tree_proba(self.trees, z, len(self.classes))
+        else:
+            raise ValueError(f"unknown typing head kind {self.kind!r}")
+        logits -= logits.max(1, keepdims=True)
+        e = np.exp(logits)
+        return e / e.sum(1, keepdims=True)
+
+    def predict(self, x: np.ndarray) -> TypeResult:
+        """Labels (``unknown`` beyond every class radius), probabilities and novelty of raw descriptors ``x``."""
+        proba = self.predict_proba(x)
+        novelty = (self.distances(self.standardise(x)) / self.radius[None, :]).min(1)
+        unknown = novelty > 1.0
+        labels = [UNKNOWN if u else self.classes[int(i)] for u, i in zip(unknown, proba.argmax(1), strict=True)]
+        return TypeResult(labels, proba.astype(np.float32), unknown, novelty.astype(np.float32))
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Every field as a numpy array (strings as unicode arrays): ``np.savez`` it, no pickle needed."""
+        out = {
+            "version": np.array(FORMAT_VERSION),
+            "kind": np.array(self.kind),
+            "classes": np.array(self.classes, dtype=str),
+            "names": np.array(self.names, dtype=str),
+            "mean": self.mean,
+            "scale": self.scale,
+            "centroids": self.centroids,
+            "metric": self.metric,
+            "radius": self.radius,
+            "weight": self.weight,
+            "bias": self.bias,
+        }
+        out.update({f"tree_{k}": v for k, v in self.trees.items()})
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> TypingHead:
+        """Inverse of :meth:`to_arrays` (accepts an open ``np.load`` archive)."""
+        version = int(arrays["version"])
+        if version > FORMAT_VERSION:
+            raise ValueError(f"typing head format {version} is newer than this program ({FORMAT_VERSION})")
+        kind = str(arrays["kind"])
+        trees = {k: np.asarray(arrays[f"tree_{k}"]) for k in _TREE_KEYS} if kind == "trees" else {}
+        return cls(
+            kind=kind,
+            classes=tuple(str(c) for c in arrays["classes"]),
+            names=tuple(str(n) for n in arrays["names"]),
+            mean=np.asarray(arrays["mean"], np.float64),
+            scale=np.asarray(arrays["scale"], np.float64),
+            centroids=np.asarray(arrays["centroids"], np.float64),
+            metric=np.asarray(arrays["metric"], np.float64),
+            radius=np.asarray(arrays["radius"], np.float64),
+            weight=np.asarray(arrays["weight"], np.float64),
+            bias=np.asarray(arrays["bias"], np.float64),
+            trees=trees,
+        )
+
+
+def save_head(path: Path, head: TypingHead) -> None:
+    """Write ``head`` as an ``.npz``."""
+    with path.open("wb") as fh:
+        np.savez(fh, **head.to_arrays())  # type: ignore[arg-type]
+
+
+def load_head(path: Path) -> TypingHead:
+    """Read a head written by :func:`save_head` (no pickle: loading never runs code from the file)."""
+    with np.load(path, allow_pickle=False) as data:
+        return TypingHead.from_arrays({k: data[k] for k in data.files})
+
+
+def tree_proba(trees: dict[str, np.ndarray], z: np.ndarray, n_classes: int) -> np.ndarray:
+    """Mean leaf class shares ``(N, C)`` of a flat tree ensemble.
+
+    ``feature[i] < 0`` marks a leaf; ``left``/``right`` are absolute node indices; ``value`` is ``(nodes, C)``
+    class shares; ``roots`` the first node of each tree. A row goes left when ``z[feature] <= threshold``.
+    """
+    feature, threshold = trees["feature"], trees["threshold"]
+    left, right, value = trees["left"], trees["right"], trees["value"]
+    rows = np.arange(len(z))
+    out = np.zeros((len(z), n_classes))
+    for root in trees["roots"]:
+        node = np.full(len(z), int(root), np.int64)
+        while True:
+            f = feature[node]
+            inner = f >= 0
+            if not inner.any():
+                break
+            go_left = z[rows, np.maximum(f, 0)] <= threshold[node]
+            node = np.where(inner, np.where(go_left, left[node], right[node]), node)
+        out += value[node]
+    return out / max(len(trees["roots"]), 1)

@@ -1,0 +1,201 @@
+"""Fit a :class:`~sslinspect.defects.typing_head.TypingHead` from a few labelled region descriptors.
+
+Standardise (mean and standard deviation of the labelled rows), cross-validate the candidate kinds (stratified
+folds, balanced accuracy; ties go to the simpler kind, in ``KINDS`` order), fit the winner on every label, and
+calibrate the open-set radii on leave-one-out distances. scikit-learn is imported only inside the functions that
+need it, so importing this module stays light; inference never needs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sslinspect.defects.typing_head import KINDS, TypingHead
+
+#: A class's open-set radius is this margin times the largest leave-one-out distance of its labelled regions.
+RADIUS_MARGIN = 1.3
+#: The within-class variance of the distance metric is shrunk this far towards the overall variance (1).
+METRIC_SHRINK = 0.1
+#: Trees in the ensemble, and their depth limit (small: 5 labels per type).
+N_TREES = 64
+TREE_DEPTH = 4
+#: Inverse regularisation of the logistic regression.
+LOGISTIC_C = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class TypingFit:
+    """A fitted head with the evidence for it: cross-validated balanced accuracy per kind tried (NaN: not run)."""
+
+    head: TypingHead
+    cv: dict[str, float]
+
+
+def balanced_accuracy(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
+    """Mean per-class recall over the classes present in ``y`` (a prediction of -1 is always wrong)."""
+    recalls = [float((pred[y == c] == c).mean()) for c in range(n_classes) if (y == c).any()]
+    return float(np.mean(recalls)) if recalls else float("nan")
+
+
+def _standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = x.mean(0)
+    std = x.std(0)
+    return mean, np.where(std > 1e-9, std, 1.0)
+
+
+def _centroids(z: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    return np.stack([z[y == c].mean(0) for c in range(n_classes)])
+
+
+def within_class_metric(z: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Inverse pooled within-class variance of standardised rows, shrunk by ``METRIC_SHRINK`` towards 1."""
+    resid = z - _centroids(z, y, n_classes)[y]
+    within = (resid**2).sum(0) / max(len(y) - n_classes, 1)
+    return 1.0 / np.maximum((1 - METRIC_SHRINK) * within + METRIC_SHRINK * z.var(0), 1e-6)
+
+
+def open_set_radius(
+    z: np.ndarray, y: np.ndarray, n_classes: int, metric: np.ndarray, margin: float = RADIUS_MARGIN
+) -> np.ndarray:
+    """Per class: ``margin`` × the largest distance (under ``metric``) of a labelled row to the mean of the
+    class's other rows.
+
+    A class with a single row borrows the median radius of the others (or, alone, the mean distance of all rows
+    to their class means).
+    """
+    radius = np.full(n_classes, np.nan)
+    for c in range(n_classes):
+        rows = z[y == c]
+        if len(rows) < 2:
+            continue
+        loo = (rows.sum(0)[None, :] - rows) / (len(rows) - 1)
+        radius[c] = float(np.sqrt((((rows - loo) ** 2) * metric).sum(1)).max())
+    if np.isnan(radius).all():
+        cents = _centroids(z, y, n_classes)
+        radius[:] = float(np.sqrt((((z - cents[y]) ** 2) * metric).sum(1)).mean()) or 1.0
+    radius[np.isnan(radius)] = float(np.nanmedian(radius))
+    return margin * np.maximum(radius, 1e-6)
+
+
+def flatten_trees(clf: Any, n_classes: int) -> dict[str, np.ndarray]:
+    """A fitted scikit-learn forest as flat node arrays (see ``typing_head.tree_proba``)."""
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("feature", "threshold", "left", "right", "value")}
+    roots, offset = [], 0
+    for est in clf.estimators_:
+        t = est.tree_
+        inner = t.children_left >= 0
+        value = np.zeros((t.node_count, n_classes))
+        counts = t.value[:, 0, :]
+        value[:, clf.classes_] = counts / np.maximum(counts.sum(1, keepdims=True), 1e-12)
+        parts["feature"].append(np.where(inner, t.feature, -1).astype(np.int32))
+        parts["threshold"].append(t.threshold.astype(np.float64))
+        parts["left"].append(np.where(inner, t.children_left + offset, -1).astype(np.int32))
+        parts["right"].append(np.where(inner, t.children_right + offset, -1).astype(np.int32))
+        parts["value"].append(value)
+        roots.append(offset)
+        offset += t.node_count
+    out = {k: np.concatenate(v) for k, v in parts.items()}
+    out["roots"] = np.asarray(roots, np.int32)
+    return out
+
+
+def _trees(z: np.ndarray, y: np.ndarray, n_classes: int, seed: int) -> dict[str, np.ndarray]:
+    """A small extremely-randomised tree ensemble, flattened."""
+    from sklearn.ensemble import ExtraTreesClassifier
+
+    clf = ExtraTreesClassifier(
+        n_estimators=N_TREES, max_depth=TREE_DEPTH, class_weight="balanced", random_state=seed, n_jobs=1
+    )
+    clf.fit(z, y)
+    return flatten_trees(clf, n_classes)
+
+
+def _fit_kind(
+    kind: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    classes: tuple[str, ...],
+    names: tuple[str, ...],
+    seed: int,
+    margin: float = RADIUS_MARGIN,
+) -> TypingHead:
+    n_classes, dim = len(classes), x.shape[1]
+    mean, scale = _standardiser(x)
+    z = (x - mean) / scale
+    cents = _centroids(z, y, n_classes)
+    metric = within_class_metric(z, y, n_classes)
+    weight, bias = np.zeros((n_classes, dim)), np.zeros(n_classes)
+    trees: dict[str, np.ndarray] = {}
+    if kind == "prototype":
+        bias[0] = max(float((((z - cents[y]) ** 2) * metric).sum(1).mean()) / 2, 1e-6)  # τ: half the spread
+    elif kind == "logistic":
+        from sklearn.linear_model import LogisticRegression
+
+        clf = LogisticRegression(C=LOGISTIC_C, max_iter=5000, class_weight="balanced", random_state=seed)
+        clf.fit(z, y)
+        w, b = clf.coef_, clf.intercept_
+        if w.shape[0] == 1:  # binary: sklearn keeps one row
+            w, b = np.concatenate([-w / 2, w / 2]), np.concatenate([-b / 2, b / 2])
+        weight[clf.classes_], bias[clf.classes_] = w, b
+    elif kind == "trees":
+        trees = _trees(z, y, n_classes, seed)
+    else:
+        raise ValueError(f"unknown typing head kind {kind!r}; expected one of {KINDS}")
+    radius = open_set_radius(z, y, n_classes, metric, margin)
+    return TypingHead(kind, classes, names, mean, scale, cents, metric, radius, weight, bias, trees)
+
+
+def cross_validate(
+    kind: str, x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], folds: int = 5, seed: int = 0
+) -> float:
+    """Out-of-fold balanced accuracy of ``kind`` (stratified folds, at most the smallest class's size)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    k = int(min(folds, np.bincount(y, minlength=len(classes)).min()))
+    if k < 2:
+        return float("nan")
+    pred = np.full(len(y), -1)
+    names = tuple(f"f{i}" for i in range(x.shape[1]))
+    for tr, te in StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y):
+        present = np.unique(y[tr])
+        remap = np.searchsorted(present, y[tr])
+        head = _fit_kind(kind, x[tr], remap, tuple(classes[i] for i in present), names, seed)
+        pred[te] = present[head.predict_proba(x[te]).argmax(1)]
+    return balanced_accuracy(y, pred, len(classes))
+
+
+def fit_typing(
+    x: np.ndarray,
+    labels: Sequence[str],
+    *,
+    names: Sequence[str] | None = None,
+    kinds: Sequence[str] = ("prototype", "logistic"),
+    folds: int = 5,
+    seed: int = 0,
+    margin: float = RADIUS_MARGIN,
+) -> TypingFit:
+    """Fit a typing head on descriptors ``x`` ``(N, D)`` with type names ``labels``.
+
+    Args:
+        x: Raw descriptors (``describe`` rows).
+        labels: Type name per row; every type needs at least one row (two for cross-validation).
+        names: Descriptor entry names (default ``f0``, ``f1``, ...).
+        kinds: Candidates (``prototype``, ``logistic``, ``trees``); with several, the best out-of-fold balanced
+            accuracy wins, ties going to the earlier one.
+        folds: Most cross-validation folds.
+        seed: Fold shuffling and tree randomness.
+        margin: Open-set radius margin (see :func:`open_set_radius`).
+    """
+    x = np.asarray(x, np.float64)
+    classes = tuple(sorted(set(labels)))
+    if len(classes) < 2:
+        raise ValueError("typing needs at least two labelled types")
+    y = np.array([classes.index(lab) for lab in labels])
+    names_t = tuple(names) if names is not None else tuple(f"f{i}" for i in range(x.shape[1]))
+    cv = {k: cross_validate(k, x, y, classes, folds, seed) if len(kinds) > 1 else float("nan") for k in kinds}
+    best = max(kinds, key=lambda k: (np.nan_to_num(cv[k], nan=-1.0), -list(kinds).index(k)))
+    return TypingFit(_fit_kind(best, x, y, classes, names_t, seed, margin), cv)

@@ -1,0 +1,118 @@
+"""The region descriptor: named, finite, deterministic, invariant to where the defect sits and to the frame's
+resolution (within tolerance), and it separates the drawn defect families."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from sslinspect.defects.describe import DESCRIPTOR_NAMES, describe, describe_all, descriptor_names
+from tests.core.fewshot.drawn import NOVEL, TYPES, draw
+
+KINDS = (*TYPES, NOVEL)
+
+
+@pytest.fixture(scope="module")
+def drawn() -> list[tuple[np.ndarray, np.ndarray]]:
+    return [draw(kind, seed) for kind in KINDS for seed in range(3)]
+
+
+@pytest.fixture(scope="module")
+def spread(drawn: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Standard deviation of every entry across the drawn families: the yardstick for "about the same"."""
+    return np.stack([describe(img, m) for img, m in drawn]).std(0) + 1e-3
+
+
+def _mirror_shift(img: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Move the defect to the mirrored position (it stays whole inside the frame; the texture moves with it)."""
+    x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
+    dy, dx = (mask.shape[0] - h - 2 * y) // 2, (mask.shape[1] - w - 2 * x) // 2
+    return np.roll(img, (dy, dx), (0, 1)), np.roll(mask, (dy, dx), (0, 1))
+
+
+def test_names_match_the_vector_and_extra_features_are_appended() -> None:
+    img, mask = draw("crack", 0)
+    d = describe(img, mask)
+    assert d.shape == (len(DESCRIPTOR_NAMES),) and d.dtype == np.float32 and np.isfinite(d).all()
+    extra = np.arange(5, dtype=np.float32)
+    e = describe(img, mask, extra=extra)
+    assert e.shape == (len(descriptor_names(5)),)
+    np.testing.assert_array_equal(e[: len(d)], d)
+    np.testing.assert_array_equal(e[len(d) :], extra)
+    assert descriptor_names(2)[-2:] == ("backbone_0", "backbone_1")
+    assert len(set(descriptor_names(3))) == len(descriptor_names(3))
+
+
+def test_describe_is_deterministic(drawn: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    for img, mask in drawn[:6]:
+        np.testing.assert_array_equal(describe(img, mask), describe(img.copy(), mask.copy()))
+
+
+def test_translation_does_not_change_the_descriptor(
+    drawn: list[tuple[np.ndarray, np.ndarray]], spread: np.ndarray
+) -> None:
+    for img, mask in drawn:
+        moved_img, moved_mask = _mirror_shift(img, mask)
+        assert not np.array_equal(moved_mask, mask)
+        diff = np.abs(describe(moved_img, moved_mask) - describe(img, mask)) / spread
+        assert diff.max() < 0.05, DESCRIPTOR_NAMES[int(diff.argmax())]
+
+
+def test_frame_resolution_barely_changes_the_descriptor(
+    drawn: list[tuple[np.ndarray, np.ndarray]], spread: np.ndarray
+) -> None:
+    """The same scene at twice the resolution: every entry moves by a small share of the spread between families."""
+    diffs = []
+    for img, mask in drawn:
+        big = cv2.resize(img, None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR)
+        big_mask = cv2.resize(mask.astype(np.float32), None, fx=2, fy=2, interpolation=cv2.INTER_LINEAR) >= 0.5
+        diffs.append(np.abs(describe(big, big_mask) - describe(img, mask)) / spread)
+    diffs_a = np.stack(diffs)
+    worst = np.median(diffs_a, 0)
+    assert worst.max() < 0.2, DESCRIPTOR_NAMES[int(worst.argmax())]
+    assert diffs_a.mean(1).max() < 0.25
+
+
+def test_grey_and_sixteen_bit_frames_are_described() -> None:
+    img, mask = draw("stain_dark", 1)
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    d8 = describe(grey, mask)
+    d16 = describe(grey.astype(np.uint16) * 257, mask)
+    np.testing.assert_allclose(d8, d16, atol=1e-3)
+    colour = DESCRIPTOR_NAMES.index("chroma_delta")
+    assert d8[colour] == 0.0
+    assert d8[DESCRIPTOR_NAMES.index("grey_delta")] < -0.05  # a dark stain is darker than its ring
+
+
+def test_light_and_dark_stains_and_thin_defects_read_as_expected() -> None:
+    light = describe(*draw("stain_light", 2))
+    dark = describe(*draw("stain_dark", 2))
+    scratch = describe(*draw("scratch", 2))
+    pits = describe(*draw("pits", 2))
+    name = DESCRIPTOR_NAMES.index
+    assert light[name("grey_delta")] > 0 > dark[name("grey_delta")]
+    assert scratch[name("thinness")] > light[name("thinness")] + 2
+    assert pits[name("components")] > np.log1p(3) and light[name("components")] == pytest.approx(np.log(2))
+
+
+def test_mask_and_image_must_match_and_an_empty_list_describes_nothing() -> None:
+    img, mask = draw("hole", 0)
+    with pytest.raises(ValueError, match="differ"):
+        describe(img, mask[:-1])
+    assert describe_all(img, []).shape == (0, len(DESCRIPTOR_NAMES))
+    assert describe_all(img, [mask, mask]).shape == (2, len(DESCRIPTOR_NAMES))
+
+
+@pytest.mark.parametrize("where", ["whole frame", "one pixel", "top row"])
+def test_degenerate_regions_give_finite_descriptors(where: str) -> None:
+    img = (np.random.default_rng(0).random((40, 50, 3)) * 255).astype(np.uint8)
+    mask = np.zeros((40, 50), bool)
+    if where == "whole frame":
+        mask[:] = True
+    elif where == "one pixel":
+        mask[10, 10] = True
+    else:
+        mask[0] = True
+    d = describe(img, mask)  # the suite turns numpy warnings (an empty ring's mean) into errors
+    assert np.isfinite(d).all()

@@ -1,0 +1,166 @@
+"""Few-shot typing of described regions: accuracy from 5 labels per type, open set (``unknown``), the numpy
+format and its parity with scikit-learn, and that inference never imports torch or scikit-learn."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sslinspect.defects.describe import DESCRIPTOR_NAMES, describe
+from sslinspect.defects.typing_head import UNKNOWN, TypingHead, load_head, save_head, tree_proba
+from sslinspect.fewshot.typing_fit import (
+    LOGISTIC_C,
+    N_TREES,
+    TREE_DEPTH,
+    balanced_accuracy,
+    fit_typing,
+    flatten_trees,
+)
+from tests.conftest import REPO, subprocess_env
+from tests.core.fewshot.drawn import NOVEL, TYPES, dataset
+
+SHOTS = 5
+
+
+@pytest.fixture(scope="module")
+def described() -> tuple[np.ndarray, np.ndarray]:
+    """Descriptors (from the true masks) of 8 drawn frames per type and 8 never-labelled warps."""
+    images, masks, kinds = dataset(8, seed=3, novel=8)
+    return np.stack([describe(i, m) for i, m in zip(images, masks, strict=True)]), np.array(kinds)
+
+
+def _split(labels: np.ndarray, types: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    train = np.concatenate([np.flatnonzero(labels == t)[:SHOTS] for t in types])
+    test = np.concatenate([np.flatnonzero(labels == t)[SHOTS:] for t in types])
+    return train, test
+
+
+def test_five_shots_per_type_name_the_defects_and_a_never_labelled_family_is_unknown(
+    described: tuple[np.ndarray, np.ndarray],
+) -> None:
+    x, labels = described
+    train, test = _split(labels, TYPES)
+    fit = fit_typing(x[train], labels[train].tolist(), names=DESCRIPTOR_NAMES)
+    assert set(fit.cv) == {"prototype", "logistic"}
+    res = fit.head.predict(x[test])
+    y = np.array([TYPES.index(t) for t in labels[test]])
+    pred = np.array([TYPES.index(p) if p != UNKNOWN else -1 for p in res.labels])
+    assert balanced_accuracy(y, pred, len(TYPES)) >= 0.8
+    novel = fit.head.predict(x[labels == NOVEL])
+    assert novel.unknown.mean() >= 0.7
+    assert novel.labels.count(UNKNOWN) == int(novel.unknown.sum())
+    np.testing.assert_array_equal(novel.unknown, novel.novelty > 1.0)
+    np.testing.assert_allclose(res.proba.sum(1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("held", ["hole", "scratch"])
+def test_a_type_left_out_of_the_labels_is_reported_unknown(described: tuple[np.ndarray, np.ndarray], held: str) -> None:
+    x, labels = described
+    known = tuple(t for t in TYPES if t != held)
+    train, _ = _split(labels, known)
+    head = fit_typing(x[train], labels[train].tolist(), kinds=("prototype",)).head
+    assert held not in head.classes
+    assert head.predict(x[labels == held]).unknown.mean() >= 0.7
+
+
+def test_the_class_mean_is_known_and_a_far_point_is_unknown(described: tuple[np.ndarray, np.ndarray]) -> None:
+    x, labels = described
+    train, _ = _split(labels, TYPES)
+    head = fit_typing(x[train], labels[train].tolist(), kinds=("prototype",)).head
+    centre = head.centroids[2] * head.scale + head.mean
+    res = head.predict(np.stack([centre, centre + 50 * head.scale]))
+    assert res.labels == [head.classes[2], UNKNOWN]
+
+
+@pytest.mark.parametrize("kind", ["prototype", "logistic", "trees"])
+def test_npz_round_trip_keeps_every_prediction(
+    described: tuple[np.ndarray, np.ndarray], kind: str, tmp_path: Path
+) -> None:
+    x, labels = described
+    train, _ = _split(labels, TYPES)
+    head = fit_typing(x[train], labels[train].tolist(), names=DESCRIPTOR_NAMES, kinds=(kind,)).head
+    assert head.kind == kind
+    save_head(tmp_path / "typing.npz", head)
+    back = load_head(tmp_path / "typing.npz")
+    assert (back.kind, back.classes, back.names) == (head.kind, head.classes, head.names)
+    a, b = head.predict(x), back.predict(x)
+    assert a.labels == b.labels
+    np.testing.assert_array_equal(a.proba, b.proba)
+    np.testing.assert_array_equal(a.novelty, b.novelty)
+
+
+def test_fitting_is_deterministic(described: tuple[np.ndarray, np.ndarray]) -> None:
+    x, labels = described
+    train, _ = _split(labels, TYPES)
+    kinds = ("prototype", "logistic", "trees")
+    a = fit_typing(x[train], labels[train].tolist(), kinds=kinds, seed=4)
+    b = fit_typing(x[train], labels[train].tolist(), kinds=kinds, seed=4)
+    assert a.cv == b.cv
+    arrays_a, arrays_b = a.head.to_arrays(), b.head.to_arrays()
+    assert arrays_a.keys() == arrays_b.keys()
+    for key, value in arrays_a.items():
+        np.testing.assert_array_equal(value, arrays_b[key], err_msg=key)
+
+
+def test_numpy_inference_matches_scikit_learn(described: tuple[np.ndarray, np.ndarray]) -> None:
+    from sklearn.ensemble import ExtraTreesClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    x, labels = described
+    train, _ = _split(labels, TYPES)
+    y = np.array([TYPES.index(t) for t in labels[train]])
+    order = sorted(TYPES)
+    head = fit_typing(x[train], labels[train].tolist(), kinds=("logistic",)).head
+    z = head.standardise(x[train])
+    ref = LogisticRegression(C=LOGISTIC_C, max_iter=5000, class_weight="balanced", random_state=0)
+    ref.fit(z, np.array([order.index(t) for t in labels[train]]))
+    np.testing.assert_allclose(head.predict_proba(x), ref.predict_proba(head.standardise(x)), atol=1e-6)
+    forest = ExtraTreesClassifier(n_estimators=N_TREES, max_depth=TREE_DEPTH, random_state=1).fit(z, y)
+    flat = flatten_trees(forest, len(TYPES))
+    zx = head.standardise(x)
+    np.testing.assert_allclose(tree_proba(flat, zx, len(TYPES)), forest.predict_proba(zx), atol=1e-9)
+
+
+def test_bad_inputs_are_refused(described: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
+    x, labels = described
+    with pytest.raises(ValueError, match="two labelled types"):
+        fit_typing(x[:3], ["crack"] * 3)
+    train, _ = _split(labels, TYPES)
+    head = fit_typing(x[train], labels[train].tolist(), kinds=("prototype",)).head
+    with pytest.raises(ValueError, match="entries"):
+        head.predict(x[:, :-1])
+    arrays = head.to_arrays()
+    arrays["version"] = np.array(99)
+    with pytest.raises(ValueError, match="newer"):
+        TypingHead.from_arrays(arrays)
+
+
+def test_inference_modules_import_neither_torch_nor_sklearn(
+    described: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    """Locate, describe and name a defect the way the line-side predictor will, in a clean interpreter."""
+    x, labels = described
+    train, _ = _split(labels, TYPES)
+    save_head(tmp_path / "typing.npz", fit_typing(x[train], labels[train].tolist(), kinds=("trees",)).head)
+    code = (
+        "import sys, numpy as np\n"
+        "from pathlib import Path\n"
+        "from sslinspect.defects import describe, regions, skeleton, typing_head\n"
+        "from sslinspect.fewshot import typing_fit  # imports sklearn only inside its functions\n"
+        "img = np.full((64, 80, 3), 120, np.uint8); img[20:30, 30:44] = 20\n"
+        "amap = np.zeros((8, 10), np.float32); amap[2:4, 3:6] = 2.0\n"
+        "region = regions.locate(amap, 1.0, img.shape[:2])[0]\n"
+        f"head = typing_head.load_head(Path({str(tmp_path / 'typing.npz')!r}))\n"
+        "print(head.predict(describe.describe(img, region.mask)[None]).labels)\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in {'torch', 'torchvision', 'sklearn', 'scipy'}]\n"
+        "assert not bad, bad\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(), cwd=REPO, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().startswith("[")
