@@ -267,7 +267,7 @@ class AppController(QObject):
                     self.project.store.clear_label(i)
             else:
                 if label not in self.project.classes:
-                    self.project.add_classes([label])
+                    label = self.project.add_classes([label])[0]  # as stored (NFC)
                     self.classes_changed.emit()
                 self.project.store.set_labels([(i, label) for i in ids])
         except SSLInspectError as exc:
