@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from sslinspect.cancel import NEVER, CancelToken
 from sslinspect.config import DataConfig, EvaluateConfig, ExportConfig, FewShotConfig, PretrainConfig
 from sslinspect.data.scan import ScanResult, scan_project
+from sslinspect.errors import ConfigError
 from sslinspect.events import Reporter, null_reporter
 from sslinspect.gallery import Analysis, ProjectStatus
 from sslinspect.gallery import load_analysis as _load_analysis
@@ -237,20 +238,29 @@ def watch(
     heatmaps: Path | None = None,
     poll_s: float = 1.0,
     idle_exit_s: float = 0.0,
+    settle_s: float | None = None,
     report: Reporter = null_reporter,
     cancel: CancelToken = NEVER,
 ) -> WatchResult:
     """Score each new image in ``folder`` once, appending to ``out``; survives restarts, never re-processes.
 
     Runs until ``cancel`` fires (or ``idle_exit_s`` seconds pass without a new file). The state is kept in
-    ``<out>.watch.sqlite``; unreadable frames are recorded and skipped.
+    ``<out>.watch.sqlite``; unreadable frames that stay unchanged for ``settle_s`` seconds are recorded and
+    skipped.
+
+    Raises:
+        ConfigError: for a missing folder, a file instead of a folder, heatmaps or output inside the folder, or a
+            poll interval ≤ 0 (checked before the model is loaded).
 
     Examples:
         >>> # watch(Path("line3.onnx"), Path("/camera"), Path("results.csv"))  # doctest: +SKIP
     """
     from sslinspect.infer.onnx_predictor import Predictor
-    from sslinspect.infer.watch import run_watch
+    from sslinspect.infer.watch import SETTLE_S, check_watch_paths, run_watch
 
+    check_watch_paths(Path(folder), Path(out), heatmaps)  # a wrong target is a usage error, before the model loads
+    if not poll_s > 0:
+        raise ConfigError(f"the poll interval must be > 0 seconds (got {poll_s:g})")
     predictor = Predictor(Path(model), device=device, threshold=threshold, review_threshold=review_threshold)
     return run_watch(
         predictor,
@@ -261,6 +271,7 @@ def watch(
         heatmaps=heatmaps,
         poll_s=poll_s,
         idle_exit_s=idle_exit_s,
+        settle_s=SETTLE_S if settle_s is None else settle_s,
         report=report,
         cancel=cancel,
     )

@@ -86,6 +86,22 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (``--poll 0`` would busy-loop)."""
+    value = _finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    """argparse type: a finite number ≥ 0."""
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``sslinspect`` argument parser."""
     from sslinspect.backbones import BACKBONES
@@ -190,10 +206,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=["csv", "jsonl"], help="output format (default: from the --out suffix)")
     p.add_argument("--heatmaps", metavar="DIR", help="write a heatmap overlay PNG per image into DIR")
-    p.add_argument("--watch", metavar="DIR", help="keep scoring new images written to DIR (each once, across restarts)")
-    p.add_argument("--poll", type=_finite_float, default=1.0, help="--watch: seconds between folder scans (default 1)")
     p.add_argument(
-        "--idle-exit", type=_finite_float, default=0.0, help="--watch: stop after this many idle seconds (0 = never)"
+        "--watch",
+        metavar="DIR",
+        help="keep scoring new images written to DIR (each once, across restarts and watchers; DIR must exist)",
+    )
+    p.add_argument(
+        "--poll", type=_positive_float, default=1.0, help="--watch: seconds between folder scans (default 1)"
+    )
+    p.add_argument(
+        "--idle-exit",
+        type=_non_negative_float,
+        default=0.0,
+        help="--watch: stop after this many idle seconds (0 = never)",
+    )
+    p.add_argument(
+        "--settle",
+        type=_non_negative_float,
+        default=5.0,
+        help="--watch: seconds an unreadable frame must stay unchanged before it counts as failed (default 5)",
     )
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto (default): CUDA provider when available")
     p.add_argument("--batch-size", type=_positive_int, default=16)

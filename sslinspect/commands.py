@@ -298,6 +298,7 @@ def _watch(args: argparse.Namespace, heatmaps: Path | None) -> int:
             Path(args.out),
             poll_s=args.poll,
             idle_exit_s=args.idle_exit,
+            settle_s=args.settle,
             cancel=token,
             **_scoring_options(args, heatmaps),
         )

@@ -47,8 +47,7 @@ def check_metadata(meta: dict[str, Any], outputs: dict[str, list[Any]], path: ob
     width = shape[1] if shape is not None and len(shape) == 2 else None
     if shape is None or len(shape) != 2 or (isinstance(width, int) and width != len(classes)):
         raise ModelError(
-            f"{path}: the model's metadata names {len(classes)} class(es) but its probabilities output is "
-            f"{shape} wide"
+            f"{path}: the model's metadata names {len(classes)} class(es) but its probabilities output is {shape} wide"
         )
 
 
