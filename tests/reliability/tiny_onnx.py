@@ -85,10 +85,10 @@ def model(
     return path
 
 
-def image(path: Path, value: int = 40) -> Path:
+def image(path: Path, value: int = 40, width: int = SIZE) -> Path:
     """A PNG of uniform grey ``value`` (score ``value / 255``): dark is OK, bright (> 127) is NG."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    ok, buf = cv2.imencode(".png", np.full((SIZE, SIZE, 3), value, np.uint8))
+    ok, buf = cv2.imencode(".png", np.full((SIZE, width, 3), value, np.uint8))
     assert ok
     path.write_bytes(buf.tobytes())
     return path

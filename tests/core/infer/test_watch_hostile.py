@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sslinspect.errors import ConfigError
@@ -51,13 +51,7 @@ def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 def _camera_write(path: Path, value: int, width: int = tiny_onnx.SIZE) -> None:
     """Write a frame the way cameras do: a hidden temporary file, renamed into place."""
     tmp = path.with_name(f".{path.name}.part")
-    tiny_onnx.image(tmp, value)
-    if width != tiny_onnx.SIZE:  # another size: a frame whose identity cannot collide with an earlier one
-        import cv2
-        import numpy as np
-
-        ok, buf = cv2.imencode(".png", np.full((tiny_onnx.SIZE, width, 3), value, np.uint8))
-        tmp.write_bytes(buf.tobytes())
+    tiny_onnx.image(tmp, value, width)  # another width: a frame whose identity cannot collide with an earlier one
     tmp.replace(path)
 
 
@@ -211,7 +205,7 @@ def test_a_frame_that_stays_broken_is_recorded_failed_once(predictor: Predictor,
     assert restarted.result.failed == [] and len(out.read_text().splitlines()) == 1
 
 
-# -- the property: any interleaving of camera writes, partial writes, renames, deletes, restarts, two watchers ----------
+# -- the property: any interleaving of camera writes, partial writes, renames, deletes, restarts, two watchers
 NAMES = ("a.png", "b.png", "sub/c.png")
 OPS = st.one_of(
     st.tuples(st.just("write"), st.sampled_from(NAMES)),
@@ -220,6 +214,7 @@ OPS = st.one_of(
     st.tuples(st.just("move"), st.sampled_from(NAMES), st.sampled_from(NAMES)),
     st.tuples(st.just("delete"), st.sampled_from(NAMES)),
     st.tuples(st.just("poll"), st.sampled_from((0, 1))),
+    st.tuples(st.just("poll"), st.sampled_from((0, 1)), st.just("twice")),  # a frame standing still: scored
     st.tuples(st.just("restart"), st.sampled_from((0, 1))),
 )
 
@@ -291,7 +286,9 @@ def _run_interleaving(predictor: Predictor, root: Path, ops: list[tuple[object, 
         for op in ops:
             now += 1.0
             if op[0] == "poll":
-                watchers[int(str(op[1]))].poll(now)
+                for _ in range(len(op) - 1):
+                    watchers[int(str(op[1]))].poll(now)
+                    now += 1.0
             elif op[0] == "restart":
                 i = int(str(op[1]))
                 watchers[i].close()
@@ -307,6 +304,9 @@ def _run_interleaving(predictor: Predictor, root: Path, ops: list[tuple[object, 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(OPS, max_size=30))
+@example(ops=[("write", "b.png"), ("poll", 0, "twice"), ("move", "b.png", "a.png")])  # found by the long variant
+@example(ops=[("partial", "a.png"), ("poll", 0, "twice"), ("poll", 1, "twice"), ("finish", "a.png")])
+@example(ops=[("write", "a.png"), ("poll", 0, "twice"), ("restart", 0), ("write", "a.png"), ("poll", 1, "twice")])
 def test_each_completed_frame_is_scored_exactly_once(
     predictor: Predictor, tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[object, ...]]
 ) -> None:
