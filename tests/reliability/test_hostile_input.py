@@ -39,7 +39,7 @@ def _cli(*args: str, timeout: float = 60, memory_mb: int = 0) -> subprocess.Comp
         env=subprocess_env(),
         cwd=REPO,
         check=False,
-        preexec_fn=limit,  # noqa: PLW1509 - only sets a resource limit
+        preexec_fn=limit,
     )
 
 
@@ -84,7 +84,9 @@ def test_label_csv_from_a_fifo_is_refused(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     r = _cli("labels", "import", str(project), str(fifo), timeout=60, memory_mb=1500)
     assert r.returncode == 1, r.stderr
-    assert _one_error_line(r.stderr) == f"error: {fifo}: cannot read label file (is a FIFO (named pipe), not a regular file)"
+    assert _one_error_line(r.stderr) == (
+        f"error: {fifo}: cannot read label file (is a FIFO (named pipe), not a regular file)"
+    )
 
 
 def test_predict_on_a_fifo_reports_it_instead_of_hanging(tmp_path: Path) -> None:
@@ -132,7 +134,9 @@ def test_a_decision_code_outside_0_to_2_is_a_model_error(
     )
 
 
-def test_a_decision_contradicting_is_defect_is_a_model_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_decision_contradicting_is_defect_is_a_model_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     model = tiny_onnx.model(tmp_path / "m.onnx", decision_offset=-1)
     img = tiny_onnx.image(tmp_path / "a.png", 250)  # NG part: is_defect 1, decision 2 - 1 = review
     assert main(["predict", str(model), str(img)]) == 1
@@ -145,7 +149,8 @@ def test_correct_decision_codes_still_run(tmp_path: Path) -> None:
     tiny_onnx.image(tmp_path / "in" / "ng.png", 250)
     out = tmp_path / "r.csv"
     assert main(["predict", str(model), str(tmp_path / "in"), "--out", str(out)]) == 0
-    assert {Path(r["path"]).name: r["decision"] for r in csv.DictReader(out.read_text().splitlines())} == {"ok.png": "OK", "ng.png": "NG"}
+    rows = csv.DictReader(out.read_text().splitlines())
+    assert {Path(r["path"]).name: r["decision"] for r in rows} == {"ok.png": "OK", "ng.png": "NG"}
 
 
 # -- 7 names ----------------------------------------------------------------------------------------------------------
