@@ -277,15 +277,20 @@ def watch(
     )
 
 
-def set_threshold(project: Project, threshold: float, review_threshold: float | None = None) -> InspectionHead:
+def set_threshold(
+    project: Project, threshold: float, review_threshold: float | None = None, *, force: bool = False
+) -> InspectionHead:
     """Use a threshold the engineer picked (e.g. on the ROC/PR curve in ``metrics.json``) for the next export.
+
+    A value outside the held-out anomaly scores of the run is refused (``ConfigError``) unless ``force``; a
+    forced value is recorded as such and shown by the GUI and the QA report.
 
     Examples:
         >>> # set_threshold(open_project("line3.sslproj"), 0.42, review_threshold=0.35)  # doctest: +SKIP
     """
     from sslinspect.fewshot.fit import set_threshold as _set
 
-    return _set(project, threshold, review_threshold)
+    return _set(project, threshold, review_threshold, force=force)
 
 
 def write_report(

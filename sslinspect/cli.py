@@ -194,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project")
     p.add_argument("value", type=_finite_float, help="NG threshold on the anomaly score (see metrics.json curves)")
     p.add_argument("--review", type=_finite_float, help="review threshold (≤ the NG threshold): OK / review / NG")
+    p.add_argument(
+        "--force", action="store_true", help="accept a value outside the observed anomaly scores (shown as forced)"
+    )
     p.set_defaults(func=cmd_threshold)
 
     p = sub.add_parser("predict", help="score images with an exported model (ONNX Runtime; no torch needed)")

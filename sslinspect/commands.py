@@ -315,15 +315,18 @@ def _watch(args: argparse.Namespace, heatmaps: Path | None) -> int:
 
 def cmd_threshold(args: argparse.Namespace) -> int:
     from sslinspect import api
+    from sslinspect.gallery import latest_export_thresholds
 
     project = api.open_project(Path(args.project))
     try:
-        head = api.set_threshold(project, args.value, args.review)
+        head = api.set_threshold(project, args.value, args.review, force=args.force)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     a = head.anomaly
     review = f", review above {a.review_threshold:.4f}" if a.review_threshold < a.threshold else ""
-    _say(args, f"threshold {a.threshold:.4f}{review}; export again to put it in the model")
+    stored = latest_export_thresholds(project)
+    forced = " (FORCED: outside the observed anomaly scores)" if stored is not None and stored.forced else ""
+    _say(args, f"threshold {a.threshold:.4f}{review}{forced}; export again to put it in the model")
     return EXIT_OK
 
 
