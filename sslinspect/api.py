@@ -64,12 +64,21 @@ __all__ = [
 def create_project(root: Path, *, images: Sequence[Path] = (), name: str | None = None) -> Project:
     """Create a project folder and add image folders to it (not scanned yet).
 
+    Raises:
+        ConfigError: if an image folder does not exist (checked before anything is created).
+        ProjectError: if a project already exists at ``root``.
+
     Examples:
         >>> import tempfile, pathlib
         >>> p = create_project(pathlib.Path(tempfile.mkdtemp()) / "line3.sslproj")
         >>> p.classes
         ['good']
     """
+    for folder in images:  # checked first: a wrong --images must not leave an empty project behind
+        where = Path(folder).expanduser()
+        if not where.is_dir():
+            what = "not a folder" if where.exists() else "no such folder"
+            raise ConfigError(f"{folder}: {what} (nothing was created)")
     project = Project.create(Path(root), name=name)
     for folder in images:
         project.add_source(Path(folder))
@@ -154,15 +163,19 @@ def fit_fewshot(
     *,
     report: Reporter = null_reporter,
     cancel: CancelToken = NEVER,
+    allow_running: bool = False,
 ) -> FewShotResult:
     """Fit the few-shot classifier and the anomaly model on the latest pretrained backbone.
+
+    A pretraining run that is still running is refused (its checkpoint is an early epoch's) unless
+    ``allow_running``.
 
     Examples:
         >>> # fit_fewshot(open_project("line3.sslproj")).cv_balanced_accuracy  # doctest: +SKIP
     """
     from sslinspect.fewshot.fit import run_fit
 
-    return run_fit(project, cfg or FewShotConfig(), report=report, cancel=cancel)
+    return run_fit(project, cfg or FewShotConfig(), report=report, cancel=cancel, allow_running=allow_running)
 
 
 def export_onnx(

@@ -167,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("project")
     p.add_argument("--classifier", choices=["auto", "prototype", "logistic"], help="default auto (cross-validated)")
     p.add_argument("--device", choices=DEVICES)
+    p.add_argument(
+        "--allow-running",
+        action="store_true",
+        help="use the latest checkpoint of a pretraining run that is still running (refused otherwise)",
+    )
     _common(p)
     p.set_defaults(func=cmd_train)
 

@@ -215,7 +215,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     project = api.open_project(Path(args.project))
     token = _token(args)
     with _signals_cancel(token):
-        r = api.fit_fewshot(project, cfg, report=_reporter(args), cancel=token)
+        r = api.fit_fewshot(project, cfg, report=_reporter(args), cancel=token, allow_running=args.allow_running)
     cv = f"{r.cv_balanced_accuracy:.3f}" if r.cv_balanced_accuracy is not None else "n/a (label ≥2 classes)"
     auroc = f"{r.anomaly_auroc:.3f}" if r.anomaly_auroc is not None else "n/a"
     _say(

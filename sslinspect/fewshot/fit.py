@@ -24,7 +24,7 @@ from sslinspect.fewshot.patchcore import FeatureNet
 from sslinspect.fewshot.thresholds import check_thresholds
 from sslinspect.fsutil import atomic_path, atomic_write_json, read_json
 from sslinspect.project import GOOD, Project
-from sslinspect.runs import open_run
+from sslinspect.runs import open_run, refuse_running
 from sslinspect.train.checkpoint import build_backbone_from_checkpoint, load_checkpoint
 from sslinspect.train.pretrain import latest_checkpoint
 from sslinspect.train.runtime import pick_device, seed_everything, versions
@@ -60,11 +60,14 @@ def run_fit(
     *,
     report: Reporter = null_reporter,
     cancel: CancelToken = NEVER,
+    allow_running: bool = False,
 ) -> FewShotResult:
     """Fit the inspection head from the latest pretraining run (see :func:`sslinspect.api.fit_fewshot`)."""
     seed_everything(cfg.seed)
     ckpt_path = latest_checkpoint(project)
     ckpt = load_checkpoint(ckpt_path)
+    if not allow_running:
+        refuse_running(ckpt_path.parent.parent, "pretraining", ckpt.get("epochs_done"))
     image_size = int(ckpt["image_size"])
     device = pick_device(cfg.device)
     run_dir = project.new_run_dir("fewshot", str(ckpt["method"]))
