@@ -123,6 +123,11 @@ def open_run(
         _finish(run, Finished(stage=stage, status="cancelled", error_type="Cancelled", error_message=str(exc)))
         raise
     except BaseException as exc:
+        if not isinstance(exc, RunMoved):  # whatever failed, in a folder that moved away the move is the cause
+            try:
+                run.check_in_place()
+            except RunMoved as moved:
+                raise moved from exc
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         _finish(run, Finished(stage=stage, status="failed", error_type=type(exc).__name__, error_message=msg), msg)
         raise

@@ -62,11 +62,11 @@ def walk_images(
     Extensions are matched case-insensitively; hidden entries (``.name``, e.g. macOS ``._x.png`` resource forks)
     are skipped unless configured; folders are identified by device/inode, so a symbolic link loop is reported
     and a folder reached through two links is scanned once. A symbolic link (to a folder or a file) is followed
-    only when it stays inside ``roots`` (default: ``root``), the folders the user gave: a link to ``/proc`` or
-    ``/`` is reported and skipped.
+    only when it stays inside ``root``: a link into another of the folders the user gave (``roots``) is left to
+    that folder's scan, and a link out of all of them (to ``/proc``, ``/``) is reported and skipped.
     """
     seen: dict[tuple[int, int], str] = {}
-    allowed = [Path(r).resolve() for r in (roots or [root])]
+    allowed = [Path(root).resolve()] + [Path(r).resolve() for r in roots]
 
     def _walk(folder: Path, parents: frozenset[tuple[int, int]]) -> Iterator[Path]:
         where = display_path(folder)
@@ -98,8 +98,9 @@ def walk_images(
                     if is_image_name or e.is_dir():
                         problems.append((display_path(e.path), "name is not valid UTF-8 (rename it to scan it)"))
                     continue
-                if e.is_symlink() and (e.is_dir() or is_image_name) and _outside(e.path, allowed):
-                    problems.append((display_path(e.path), "symbolic link out of the image folders (skipped)"))
+                if e.is_symlink() and (e.is_dir() or is_image_name) and _outside(e.path, allowed[:1]):
+                    if _outside(e.path, allowed):  # into another given folder: scanned there, once
+                        problems.append((display_path(e.path), "symbolic link out of the image folders (skipped)"))
                     continue
                 if e.is_dir(follow_symlinks=cfg.follow_symlinks):
                     yield from _walk(Path(e.path), parents | {key})
