@@ -65,7 +65,7 @@ def check_watch_paths(folder: Path, out: Path, heatmaps: Path | None = None) -> 
     if _inside(out, canon):
         raise ConfigError(f"{out}: the output must not be inside the watched folder {canon}")
     maps = Path(heatmaps).resolve() if heatmaps is not None else None
-    if maps is not None and (_inside(maps, canon) or _inside(canon, maps)):
+    if maps is not None and _inside(maps, canon):
         raise ConfigError(f"{heatmaps}: the heatmaps folder must not be inside the watched folder {canon}")
     return canon, out, maps
 

@@ -96,6 +96,16 @@ def test_the_same_folder_spelled_two_ways_is_scored_once(
     assert {Path(r["path"]).parent for r in _rows(out)} == {cam.resolve()}
 
 
+def test_a_folder_named_with_glob_characters_is_that_folder(predictor: Predictor, tmp_path: Path) -> None:
+    """`--watch 'line[3]'` used to watch `line3` (or say "no file matches this pattern")."""
+    tiny_onnx.image(tmp_path / "line[3]" / "real.png")
+    tiny_onnx.image(tmp_path / "line3" / "decoy.png")
+    w = Watcher(predictor, tmp_path / "line[3]", tmp_path / "r.csv")
+    _settle(w)
+    w.close()
+    assert [Path(r["path"]).name for r in _rows(tmp_path / "r.csv")] == ["real.png"]
+
+
 def test_a_frame_moved_or_linked_within_the_folder_is_not_scored_again(predictor: Predictor, tmp_path: Path) -> None:
     cam, out = tmp_path / "cam", tmp_path / "r.csv"
     cam.mkdir()
