@@ -278,7 +278,10 @@ class AppController(QObject):
 
     def add_class(self, name: str) -> bool:
         """Add a defect class."""
-        return self._edit_classes(lambda p: p.add_classes([name]))
+        def add(p: Project) -> None:
+            p.add_classes([name])
+
+        return self._edit_classes(add)
 
     def rename_class(self, old: str, new: str) -> bool:
         """Rename a class; renaming onto an existing class merges the two."""

@@ -239,7 +239,8 @@ def _export_section(project: Project) -> str:
         return "<p class=muted>Not exported yet.</p>"
     meta = read_json(sidecar)
     meta = meta if isinstance(meta, dict) else {}
-    parity = meta.get("parity") if isinstance(meta.get("parity"), dict) else {}
+    raw_parity = meta.get("parity")
+    parity: dict[str, Any] = raw_parity if isinstance(raw_parity, dict) else {}
     actual = _sha256(model) if model.is_file() else None
     matches = actual is not None and actual == meta.get("sha256")
     if actual is None:
