@@ -278,6 +278,7 @@ class AppController(QObject):
 
     def add_class(self, name: str) -> bool:
         """Add a defect class."""
+
         def add(p: Project) -> None:
             p.add_classes([name])
 

@@ -249,8 +249,8 @@ def set_threshold(
     metrics_path = run_dir / "metrics.json"
     metrics = read_json(metrics_path) if metrics_path.exists() else {}
     calibrated = metrics.get("threshold")
+    new = head.with_thresholds(threshold, review_threshold)  # review above the threshold: ValueError first
     forced, seen = check_thresholds(run_dir, threshold, review_threshold, force=force, calibrated=calibrated)
-    new = head.with_thresholds(threshold, review_threshold)
     new.save(run_dir / "head.npz")
     metrics["threshold_override"] = {
         "threshold": new.anomaly.threshold,
