@@ -124,14 +124,14 @@ class Watcher:
         """True while frames are being written or held back (an idle exit waits for them)."""
         return bool(self.pending or self.held)
 
-    def _ready(self, now: float) -> tuple[list[Path], list[FrameRow]]:
+    def _ready(self, now: float) -> tuple[dict[Path, Identity], list[FrameRow]]:
         """Frames that stood still since the previous poll, and held frames whose failure is now final.
 
         A frame is known when its path's latest record has its identity, or its identity was recorded under
         another path (the same file renamed or hard-linked within the folder).
         """
         known, ids = self.state.known()
-        ready: list[Path] = []
+        ready: dict[Path, Identity] = {}  # frame → the identity that stood still
         final: list[FrameRow] = []
         seen: set[str] = set()
         if not self.folder.is_dir():  # an unplugged share or camera: wait for it to come back
@@ -158,7 +158,7 @@ class Watcher:
                 continue
             self.held.pop(key, None)
             if self.pending.get(key) == ident and ident.size > 0:
-                ready.append(path)
+                ready[path] = ident
                 self.pending.pop(key, None)
             else:
                 self.pending[key] = ident
@@ -184,14 +184,17 @@ class Watcher:
                 self.state.record(final)
                 self.state.sync_output(self.out, self.header)
             recorded = len(final)
-            for start in range(0, len(ready), self.batch_size):
-                recorded += self._score(ready[start : start + self.batch_size], now)
+            frames = list(ready.items())
+            for start in range(0, len(frames), self.batch_size):
+                recorded += self._score(dict(frames[start : start + self.batch_size]), now)
         return recorded
 
-    def _score(self, chunk: list[Path], now: float) -> int:
-        before = {str(p): Identity.of(p) for p in chunk}
+    def _score(self, chunk: dict[Path, Identity], now: float) -> int:
+        """Score frames and record those whose identity is the one that stood still, before and after the read."""
+        before: dict[str, Identity | None] = {str(p): i for p, i in chunk.items()}
         rows: list[FrameRow] = []
-        preds = self.predictor.predict_paths(chunk, batch_size=self.batch_size, workers=1, keep_maps=self.keep_maps)
+        paths = list(chunk)
+        preds = self.predictor.predict_paths(paths, batch_size=self.batch_size, workers=1, keep_maps=self.keep_maps)
         for pred in preds:
             ident, after = before[pred.path], Identity.of(Path(pred.path))
             if ident is None or after != ident:  # changed while it was read: wait until it stands still again
