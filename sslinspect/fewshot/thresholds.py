@@ -70,8 +70,8 @@ def check_thresholds(
         return False, seen
     if not force:
         what, v = outside[0]
-        verdict = "NG" if what == "threshold" else "review"
-        effect = f"no part would be {verdict}" if v > seen.high else f"every part would be {verdict} or worse"
+        verdict = "NG" if what == "threshold" else "review or NG"
+        effect = f"no part would be {verdict}" if v > seen.high else f"every part would be {verdict}"
         raise ConfigError(
             f"{what} {v:g} is outside the anomaly scores observed on {seen.count} images "
             f"({seen.low:.4f} to {seen.high:.4f}): {effect}; use --force to set it anyway"
