@@ -265,7 +265,7 @@ class AppController(QObject):
                     self.project.store.clear_label(i)
             else:
                 if label not in self.project.classes:
-                    self.project.add_classes([label])
+                    label = self.project.add_classes([label])[0]  # as stored (NFC)
                     self.classes_changed.emit()
                 self.project.store.set_labels([(i, label) for i in ids])
         except SSLInspectError as exc:
@@ -276,7 +276,11 @@ class AppController(QObject):
 
     def add_class(self, name: str) -> bool:
         """Add a defect class."""
-        return self._edit_classes(lambda p: p.add_classes([name]))
+
+        def add(p: Project) -> None:
+            p.add_classes([name])
+
+        return self._edit_classes(add)
 
     def rename_class(self, old: str, new: str) -> bool:
         """Rename a class; renaming onto an existing class merges the two."""

@@ -15,6 +15,7 @@ from sslinspect.catalog import BACKBONES, METHODS
 from sslinspect.config import DataConfig, EvaluateConfig, ExportConfig, FewShotConfig, PretrainConfig
 from sslinspect.configio import from_dict, to_dict
 from sslinspect.data.scan import ScanResult, scan_project
+from sslinspect.errors import ConfigError
 from sslinspect.events import Reporter, null_reporter
 from sslinspect.fsutil import atomic_write_json
 from sslinspect.infer.run import PredictResult
@@ -77,12 +78,21 @@ __all__ = [
 def create_project(root: Path, *, images: Sequence[Path] = (), name: str | None = None) -> Project:
     """Create a project folder and add image folders to it (not scanned yet).
 
+    Raises:
+        ConfigError: if an image folder does not exist (checked before anything is created).
+        ProjectError: if a project already exists at ``root``.
+
     Examples:
         >>> import tempfile, pathlib
         >>> p = create_project(pathlib.Path(tempfile.mkdtemp()) / "line3.sslproj")
         >>> p.classes
         ['good']
     """
+    for folder in images:  # checked first: a wrong --images must not leave an empty project behind
+        where = Path(folder).expanduser()
+        if not where.is_dir():
+            what = "not a folder" if where.exists() else "no such folder"
+            raise ConfigError(f"{folder}: {what} (nothing was created)")
     project = Project.create(Path(root), name=name)
     for folder in images:
         project.add_source(Path(folder))
@@ -187,15 +197,19 @@ def fit_fewshot(
     *,
     report: Reporter = null_reporter,
     cancel: CancelToken = NEVER,
+    allow_running: bool = False,
 ) -> FewShotResult:
     """Fit the few-shot classifier and the anomaly model on the latest pretrained backbone.
+
+    A pretraining run that is still running is refused (its checkpoint is an early epoch's) unless
+    ``allow_running``.
 
     Examples:
         >>> # fit_fewshot(open_project("line3.sslproj")).cv_balanced_accuracy  # doctest: +SKIP
     """
     from sslinspect.fewshot.fit import run_fit
 
-    return run_fit(project, cfg or FewShotConfig(), report=report, cancel=cancel)
+    return run_fit(project, cfg or FewShotConfig(), report=report, cancel=cancel, allow_running=allow_running)
 
 
 def export_onnx(
@@ -271,20 +285,29 @@ def watch(
     heatmaps: Path | None = None,
     poll_s: float = 1.0,
     idle_exit_s: float = 0.0,
+    settle_s: float | None = None,
     report: Reporter = null_reporter,
     cancel: CancelToken = NEVER,
 ) -> WatchResult:
     """Score each new image in ``folder`` once, appending to ``out``; survives restarts, never re-processes.
 
     Runs until ``cancel`` fires (or ``idle_exit_s`` seconds pass without a new file). The state is kept in
-    ``<out>.watch.sqlite``; unreadable frames are recorded and skipped.
+    ``<out>.watch.sqlite``; unreadable frames that stay unchanged for ``settle_s`` seconds are recorded and
+    skipped.
+
+    Raises:
+        ConfigError: for a missing folder, a file instead of a folder, heatmaps or output inside the folder, or a
+            poll interval ≤ 0 (checked before the model is loaded).
 
     Examples:
         >>> # watch(Path("line3.onnx"), Path("/camera"), Path("results.csv"))  # doctest: +SKIP
     """
     from sslinspect.infer.onnx_predictor import Predictor
-    from sslinspect.infer.watch import run_watch
+    from sslinspect.infer.watch import SETTLE_S, check_watch_paths, run_watch
 
+    check_watch_paths(Path(folder), Path(out), heatmaps)  # a wrong target is a usage error, before the model loads
+    if not poll_s > 0:
+        raise ConfigError(f"the poll interval must be > 0 seconds (got {poll_s:g})")
     predictor = Predictor(Path(model), device=device, threshold=threshold, review_threshold=review_threshold)
     return run_watch(
         predictor,
@@ -295,20 +318,26 @@ def watch(
         heatmaps=heatmaps,
         poll_s=poll_s,
         idle_exit_s=idle_exit_s,
+        settle_s=SETTLE_S if settle_s is None else settle_s,
         report=report,
         cancel=cancel,
     )
 
 
-def set_threshold(project: Project, threshold: float, review_threshold: float | None = None) -> InspectionHead:
+def set_threshold(
+    project: Project, threshold: float, review_threshold: float | None = None, *, force: bool = False
+) -> InspectionHead:
     """Use a threshold the engineer picked (e.g. on the ROC/PR curve in ``metrics.json``) for the next export.
+
+    A value outside the held-out anomaly scores of the run is refused (``ConfigError``) unless ``force``; a
+    forced value is recorded as such and shown by the GUI and the QA report.
 
     Examples:
         >>> # set_threshold(open_project("line3.sslproj"), 0.42, review_threshold=0.35)  # doctest: +SKIP
     """
     from sslinspect.fewshot.fit import set_threshold as _set
 
-    return _set(project, threshold, review_threshold)
+    return _set(project, threshold, review_threshold, force=force)
 
 
 def write_report(

@@ -93,6 +93,22 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (``--poll 0`` would busy-loop)."""
+    value = _finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    """argparse type: a finite number ≥ 0."""
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {text!r}")
+    return value
+
+
 def _config_option(p: argparse.ArgumentParser, cls: type, name: str, *, more: str = "", **kw: Any) -> argparse.Action:
     """``--name`` for config field ``cls.name``: type, choices, help and the default shown come from the field.
 
@@ -167,6 +183,11 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("project")
     _config_option(p, FewShotConfig, "classifier")
     _config_option(p, FewShotConfig, "device")
+    p.add_argument(
+        "--allow-running",
+        action="store_true",
+        help="use the latest checkpoint of a pretraining run that is still running (refused otherwise)",
+    )
     _common(p)
     p.set_defaults(func=cmd_fit)
 
@@ -188,6 +209,9 @@ def _add_model_commands(sub: Any) -> None:
     p.add_argument("project")
     p.add_argument("value", type=_finite_float, help="NG threshold on the anomaly score (see metrics.json curves)")
     p.add_argument("--review", type=_finite_float, help="review threshold (≤ the NG threshold): OK / review / NG")
+    p.add_argument(
+        "--force", action="store_true", help="accept a value outside the observed anomaly scores (shown as forced)"
+    )
     p.set_defaults(func=cmd_threshold)
 
 
@@ -202,10 +226,25 @@ def _add_predict(sub: Any) -> None:
     )
     p.add_argument("--format", choices=["csv", "jsonl"], help="output format (default: from the --out suffix)")
     p.add_argument("--heatmaps", metavar="DIR", help="write a heatmap overlay PNG per image into DIR")
-    p.add_argument("--watch", metavar="DIR", help="keep scoring new images written to DIR (each once, across restarts)")
-    p.add_argument("--poll", type=_finite_float, default=1.0, help="--watch: seconds between folder scans (default 1)")
     p.add_argument(
-        "--idle-exit", type=_finite_float, default=0.0, help="--watch: stop after this many idle seconds (0 = never)"
+        "--watch",
+        metavar="DIR",
+        help="keep scoring new images written to DIR (each once, across restarts and watchers; DIR must exist)",
+    )
+    p.add_argument(
+        "--poll", type=_positive_float, default=1.0, help="--watch: seconds between folder scans (default 1)"
+    )
+    p.add_argument(
+        "--idle-exit",
+        type=_non_negative_float,
+        default=0.0,
+        help="--watch: stop after this many idle seconds (0 = never)",
+    )
+    p.add_argument(
+        "--settle",
+        type=_non_negative_float,
+        default=5.0,
+        help="--watch: seconds an unreadable frame must stay unchanged before it counts as failed (default 5)",
     )
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto (default): CUDA provider when available")
     p.add_argument("--batch-size", type=_positive_int, default=16)

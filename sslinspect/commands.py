@@ -216,7 +216,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     project = api.open_project(Path(args.project))
     token = _token(args)
     with _signals_cancel(token):
-        r = api.fit_fewshot(project, cfg, report=_reporter(args), cancel=token)
+        r = api.fit_fewshot(project, cfg, report=_reporter(args), cancel=token, allow_running=args.allow_running)
     cv = f"{r.cv_balanced_accuracy:.3f}" if r.cv_balanced_accuracy is not None else "n/a (label ≥2 classes)"
     auroc = f"{r.anomaly_auroc:.3f}" if r.anomaly_auroc is not None else "n/a"
     _say(
@@ -299,6 +299,7 @@ def _watch(args: argparse.Namespace, heatmaps: Path | None) -> int:
             Path(args.out),
             poll_s=args.poll,
             idle_exit_s=args.idle_exit,
+            settle_s=args.settle,
             cancel=token,
             **_scoring_options(args, heatmaps),
         )
@@ -315,15 +316,18 @@ def _watch(args: argparse.Namespace, heatmaps: Path | None) -> int:
 
 def cmd_threshold(args: argparse.Namespace) -> int:
     from sslinspect import api
+    from sslinspect.review import latest_export_thresholds
 
     project = api.open_project(Path(args.project))
     try:
-        head = api.set_threshold(project, args.value, args.review)
+        head = api.set_threshold(project, args.value, args.review, force=args.force)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     a = head.anomaly
     review = f", review above {a.review_threshold:.4f}" if a.review_threshold < a.threshold else ""
-    _say(args, f"threshold {a.threshold:.4f}{review}; export again to put it in the model")
+    stored = latest_export_thresholds(project)
+    forced = " (FORCED: outside the observed anomaly scores)" if stored is not None and stored.forced else ""
+    _say(args, f"threshold {a.threshold:.4f}{review}{forced}; export again to put it in the model")
     return EXIT_OK
 
 

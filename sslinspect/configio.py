@@ -11,8 +11,12 @@ from typing import Any, TypeVar
 
 from sslinspect.config import DataConfig, EvaluateConfig, ExportConfig, FewShotConfig, PretrainConfig
 from sslinspect.errors import ConfigError
+from sslinspect.safeio import FileRefused, read_bounded
 
 T = TypeVar("T")
+
+#: A config file is a few KB; anything beyond this is not one.
+MAX_CONFIG_BYTES = 4 * 2**20
 
 #: Top-level sections of a ``--config`` JSON file and of ``--set`` keys.
 SECTIONS: dict[str, type] = {
@@ -165,7 +169,10 @@ def load_sections(path: Path | None, overrides: list[str]) -> dict[str, object]:
     raw: dict[str, Any] = {}
     if path is not None:
         try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8-sig"))  # Windows editors add a BOM
+            # bounded: `--config /dev/zero` or a FIFO is refused, not read until the memory runs out
+            raw = json.loads(read_bounded(path, MAX_CONFIG_BYTES).decode("utf-8-sig"))  # editors add a BOM
+        except FileRefused as exc:
+            raise ConfigError(f"{path}: cannot read config ({exc.reason})") from None
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from exc
         except UnicodeDecodeError as exc:

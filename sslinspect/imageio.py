@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from sslinspect.errors import ImageReadError
+from sslinspect.safeio import FileRefused, read_bounded
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 DEFAULT_MAX_PIXELS = 120_000_000
@@ -323,7 +324,9 @@ def read_image(
         size = Path(path).stat().st_size
         if size > max_bytes:
             raise ImageReadError(name, f"file too large ({size / 2**20:.1f} MB > {max_bytes / 2**20:.0f} MB)")
-        data = Path(path).read_bytes()
+        data = read_bounded(path, max_bytes)  # regular files only: a FIFO or device is refused, never waited on
+    except FileRefused as exc:
+        raise ImageReadError(name, exc.reason) from None
     except FileNotFoundError:
         raise ImageReadError(name, "file not found") from None
     except PermissionError:

@@ -18,6 +18,7 @@ from pathlib import Path
 from sslinspect.errors import DataError, ProjectError
 from sslinspect.imageio import IMAGE_EXTENSIONS
 from sslinspect.project import Project, check_class_name
+from sslinspect.safeio import FileRefused, read_bounded
 
 MAX_CSV_BYTES = 64 * 2**20
 MAX_ROWS = 1_000_000
@@ -77,7 +78,9 @@ def read_label_rows(path: Path) -> tuple[list[tuple[int, str, str]], list[str]]:
         size = path.stat().st_size
         if size > MAX_CSV_BYTES:
             raise DataError(f"{path}: label file too large ({size / 2**20:.0f} MB > {MAX_CSV_BYTES / 2**20:.0f} MB)")
-        raw = path.read_bytes()
+        raw = read_bounded(path, MAX_CSV_BYTES)  # a FIFO or device has no size to check: refused
+    except FileRefused as exc:
+        raise DataError(f"{path}: cannot read label file ({exc.reason})") from None
     except FileNotFoundError:
         raise DataError(f"{path}: label file not found") from None
     except OSError as exc:
@@ -185,7 +188,7 @@ def import_labels(project: Project, csv_path: Path) -> LabelImportResult:
             continue
         image_id = dup_of or image_id
         try:
-            label = check_class_name(written_label)
+            label = check_class_name(written_label, classes.values())  # NFC; look-alikes of a class refused
         except ProjectError as exc:
             problems.append(f"{name}:{line}: {exc}")
             continue

@@ -13,13 +13,14 @@ import contextlib
 import datetime as _dt
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sslinspect.errors import ProjectError
 from sslinspect.fsutil import atomic_write_bytes, atomic_write_json, describe_os_error, file_lock, read_json
+from sslinspect.names import BadName, normalise_name
 from sslinspect.store import ImageStore
 
 # Bump rules: add a field with a default → no bump; rename/remove/retype a field → bump and add
@@ -305,14 +306,14 @@ class Project:
         """``name -> '#rrggbb'``."""
         return {str(c["name"]): str(c.get("color", "#888888")) for c in self._current().get("classes", [])}
 
-    def add_classes(self, names: list[str]) -> None:
-        """Add class names that are not there yet (order kept).
+    def add_classes(self, names: list[str]) -> list[str]:
+        """Add class names that are not there yet (order kept); returns the names as stored (NFC).
 
         Raises:
-            ProjectError: for an invalid class name.
+            ProjectError: for an invalid class name, or one that looks like an existing class without being it.
         """
-        for n in names:
-            check_class_name(n)
+        have_now = self.classes
+        names = [check_class_name(n, have_now + list(names[:k])) for k, n in enumerate(names)]
 
         def _add(d: dict[str, Any]) -> None:
             have = {c["name"] for c in d["classes"]}
@@ -321,12 +322,13 @@ class Project:
                     d["classes"].append({"name": n, "color": _PALETTE[len(d["classes"]) % len(_PALETTE)]})
                     have.add(n)
 
-        if set(names) - set(self.classes):
+        if set(names) - set(have_now):
             self.update(_add)
+        return names
 
     def rename_class(self, old: str, new: str) -> None:
         """Rename ``old`` to ``new``; if ``new`` exists the two classes are merged."""
-        check_class_name(new)
+        new = check_class_name(new, [c for c in self.classes if c != old])
         if old == GOOD:
             raise ProjectError("the class 'good' cannot be renamed")
 
@@ -401,19 +403,23 @@ def _read_project_file(path: Path) -> dict[str, Any]:
     return data
 
 
-_CLASS_RE = re.compile(r"^[^\x00-\x1f,/\\]{1,64}$")
+_CLASS_RE = re.compile(r"^[^\x00-\x1f\x7f,/\\]{1,64}$")
 
 
-def check_class_name(name: str) -> str:
-    """Return ``name`` stripped if it is a usable class name.
+def check_class_name(name: str, existing: Iterable[str] = ()) -> str:
+    """Return ``name`` (NFC-normalised) if it is a usable class name (see :mod:`sslinspect.names`).
 
     Raises:
-        ProjectError: if it is empty, too long, or contains control characters, commas or slashes.
+        ProjectError: if it is empty, too long, holds control, invisible or bidirectional characters, commas,
+            slashes, surrounding spaces or letters of mixed scripts, or looks like one of ``existing``.
     """
     stripped = name.strip()
     if not stripped or not _CLASS_RE.match(stripped) or stripped != name:
         raise ProjectError(f"invalid class name {name!r}: 1–64 characters, no commas, slashes or surrounding spaces")
-    return stripped
+    try:
+        return normalise_name(stripped, existing)
+    except BadName as exc:
+        raise ProjectError(f"invalid class name {name!r}: {exc}") from None
 
 
 def is_project(path: Path) -> bool:

@@ -60,22 +60,47 @@ def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
+class RunMoved(ProjectError):
+    """The run folder (with its project) was moved or deleted while the job ran; the job stops."""
+
+
 @dataclass(slots=True)
 class Run:
-    """An open run: its folder, and a reporter that also appends to its ``events.jsonl``."""
+    """An open run: its folder, and a reporter that also appends to its ``events.jsonl``.
+
+    The folder's identity (device, inode) is taken when the run opens. Every event and every status write
+    checks it: a project moved or deleted while the job runs stops the job with :class:`RunMoved` instead of
+    writing the rest of the run into a re-created folder at the old path.
+    """
 
     stage: str
     dir: Path
     report: Reporter
     _log: IO[str]
+    _where: tuple[int, int] = (0, 0)
 
     @property
     def run_id(self) -> str:
         """The folder name, e.g. ``20261122-101500-simclr``."""
         return self.dir.name
 
+    def check_in_place(self) -> None:
+        """Raise :class:`RunMoved` if the run folder is no longer where the run opened it."""
+        try:
+            st = self.dir.stat()
+            here = (st.st_dev, st.st_ino) == self._where
+        except OSError:
+            here = False
+        if not here:
+            now = _now_at(self._log)
+            raise RunMoved(
+                f"{self.dir}: the project was moved or deleted while {self.stage} ran; stopped"
+                + (f" (the run is now at {now}; continue there)" if now else "")
+            )
+
     def set_status(self, state: str, **extra: Any) -> None:
         """Rewrite ``status.json`` (atomically), keeping earlier fields."""
+        self.check_in_place()
         path = self.dir / "status.json"
         status: dict[str, Any] = read_json(path) if path.exists() else {}
         status.update({"state": state, **extra})
@@ -106,7 +131,15 @@ def open_run(
         log = events.open("a", encoding="utf-8")
         if torn:  # the process writing it was killed mid-line: end that line, or our first event would be lost
             log.write("\n")
-        run = Run(stage, run_dir, TeeReporter(report, JsonlReporter(log)), log)
+        st = run_dir.stat()
+        run = Run(stage, run_dir, report, log, (st.st_dev, st.st_ino))
+        tee = TeeReporter(report, JsonlReporter(log))
+
+        def guarded(event: Event) -> None:
+            run.check_in_place()
+            tee(event)
+
+        run.report = guarded
         run.set_status("running", pid=os.getpid(), host=platform.node(), started=_now(), ended=None)
     except OSError as exc:
         raise ProjectError(f"{run_dir}: cannot write the run folder ({describe_os_error(exc)})") from exc
@@ -117,6 +150,11 @@ def open_run(
         _finish(run, Finished(stage=stage, status="cancelled", error_type="Cancelled", error_message=str(exc)))
         raise
     except BaseException as exc:
+        if not isinstance(exc, RunMoved):  # whatever failed, in a folder that moved away the move is the cause
+            try:
+                run.check_in_place()
+            except RunMoved as moved:
+                raise moved from exc
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         _finish(run, Finished(stage=stage, status="failed", error_type=type(exc).__name__, error_message=msg), msg)
         raise
@@ -136,9 +174,21 @@ def _finish(run: Run, event: Finished, error: str | None = None, *, strict: bool
     try:
         run.report(event)
         run.set_status(event.status, **extra)
+    except RunMoved:
+        if strict:  # "success" into a folder that is gone is not success
+            raise
     except OSError as exc:
         if strict:
             raise ProjectError(f"{run.dir}: cannot write the run folder ({describe_os_error(exc)})") from exc
+
+
+def _now_at(log: IO[str]) -> str:
+    """Where the run folder is now, found through the still-open ``events.jsonl`` (Linux; '' elsewhere)."""
+    try:
+        target = str(Path(f"/proc/self/fd/{log.fileno()}").readlink())
+    except (OSError, ValueError):
+        return ""
+    return "" if target.endswith(" (deleted)") else str(Path(target).parent)
 
 
 def _ends_mid_line(path: Path) -> bool:
@@ -197,3 +247,18 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     return True
+
+
+def refuse_running(run_dir: Path, what: str, done: object = None) -> None:
+    """Refuse to use the output of a run that is still running (its checkpoint is only an early one).
+
+    Raises:
+        ProjectError: when ``status.json`` says running and its process is alive on this machine.
+    """
+    status = read_status(run_dir)
+    if status.get("state") == "running":
+        at = f" (its checkpoint holds epoch {done} only)" if done is not None else ""
+        raise ProjectError(
+            f"{run_dir}: the {what} run is still running{at}; wait for it to finish, or pass --allow-running "
+            "to use its latest checkpoint anyway"
+        )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,14 +50,25 @@ class ScanResult:
         return len(self.errors)
 
 
-def walk_images(root: Path, cfg: DataConfig, problems: list[tuple[str, str]]) -> Iterator[Path]:
+def _outside(link: str, roots: Sequence[Path]) -> bool:
+    """True when the symbolic link ``link`` leads out of every folder in ``roots`` (canonical paths)."""
+    target = Path(os.path.realpath(link))  # never raises on a loop (Path.resolve does in 3.11)
+    return not any(target == r or r in target.parents for r in roots)
+
+
+def walk_images(
+    root: Path, cfg: DataConfig, problems: list[tuple[str, str]], roots: Sequence[Path] = ()
+) -> Iterator[Path]:
     """Yield image files below ``root`` in a stable order; folder problems go to ``problems``.
 
     Extensions are matched case-insensitively; hidden entries (``.name``, e.g. macOS ``._x.png`` resource forks)
     are skipped unless configured; folders are identified by device/inode, so a symbolic link loop is reported
-    and a folder reached through two links is scanned once.
+    and a folder reached through two links is scanned once. A symbolic link (to a folder or a file) is followed
+    only when it stays inside ``root``: a link into another of the folders the user gave (``roots``) is left to
+    that folder's scan, and a link out of all of them (to ``/proc``, ``/``) is reported and skipped.
     """
     seen: dict[tuple[int, int], str] = {}
+    allowed = [Path(root).resolve()] + [Path(r).resolve() for r in roots]
 
     def _walk(folder: Path, parents: frozenset[tuple[int, int]]) -> Iterator[Path]:
         where = display_path(folder)
@@ -88,6 +99,10 @@ def walk_images(root: Path, cfg: DataConfig, problems: list[tuple[str, str]]) ->
                 if not _utf8(e.name):
                     if is_image_name or e.is_dir():
                         problems.append((display_path(e.path), "name is not valid UTF-8 (rename it to scan it)"))
+                    continue
+                if e.is_symlink() and (e.is_dir() or is_image_name) and _outside(e.path, allowed[:1]):
+                    if _outside(e.path, allowed):  # into another given folder: scanned there, once
+                        problems.append((display_path(e.path), "symbolic link out of the image folders (skipped)"))
                     continue
                 if e.is_dir(follow_symlinks=cfg.follow_symlinks):
                     yield from _walk(Path(e.path), parents | {key})
@@ -144,6 +159,7 @@ def _find_changed(
     marks the missing in ``result``; folders and files that cannot be read go to ``problems``."""
     store = project.store
     todo: list[tuple[Path, str, int, os.stat_result]] = []
+    roots = [project.source_dir(src).resolve() for src in project.sources]  # links may only lead among these
     for src in project.sources:
         folder = project.source_dir(src)
         if not folder.is_dir():
@@ -151,7 +167,7 @@ def _find_changed(
             continue
         known = store.known_files(src.id)
         present: set[str] = set()
-        for path in walk_images(folder, cfg, problems):
+        for path in walk_images(folder, cfg, problems, roots):
             rel = path.relative_to(folder).as_posix()
             present.add(rel)
             try:

@@ -22,11 +22,12 @@ from sslinspect.fewshot.head import HeadFit, fit_head
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.patchcore import FeatureNet
 from sslinspect.fewshot.segmap import SegmentationNet, decoder_from_checkpoint, has_decoder
+from sslinspect.fewshot.thresholds import check_thresholds
 from sslinspect.fsutil import atomic_path, atomic_write_json, read_json
 from sslinspect.model.checkpoint import build_backbone_from_checkpoint, load_checkpoint
 from sslinspect.model.runtime import pick_device, seed_everything, versions
 from sslinspect.project import GOOD, Project
-from sslinspect.runs import latest_checkpoint, open_run
+from sslinspect.runs import latest_checkpoint, open_run, refuse_running
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +60,14 @@ def run_fit(
     *,
     report: Reporter = null_reporter,
     cancel: CancelToken = NEVER,
+    allow_running: bool = False,
 ) -> FewShotResult:
     """Fit the inspection head from the latest pretraining run (see :func:`sslinspect.api.fit_fewshot`)."""
     seed_everything(cfg.seed)
     ckpt_path = latest_checkpoint(project)
     ckpt = load_checkpoint(ckpt_path)
+    if not allow_running:
+        refuse_running(ckpt_path.parent.parent, "pretraining", ckpt.get("epochs_done"))
     image_size = int(ckpt["image_size"])
     device = pick_device(cfg.device)
     run_dir = project.new_run_dir("fewshot", str(ckpt["method"]))
@@ -239,27 +243,34 @@ def load_head(project: Project, run_dir: Path | None = None) -> tuple[Inspection
     return InspectionHead.load(run_dir / "head.npz"), project.resolve(cfg["checkpoint"])
 
 
-def set_threshold(project: Project, threshold: float, review_threshold: float | None = None) -> InspectionHead:
+def set_threshold(
+    project: Project, threshold: float, review_threshold: float | None = None, *, force: bool = False
+) -> InspectionHead:
     """Store a threshold picked by the engineer (e.g. on the ROC/PR curve) in the latest head; export uses it.
 
     The heatmap normalisation stays as calibrated, so heatmaps stay comparable. ``metrics.json`` records the
-    choice under ``threshold_override``.
+    choice under ``threshold_override`` (with ``forced`` and the observed score range).
 
     Raises:
         DataError: if there is no trained head yet.
+        ConfigError: for a value outside the observed scores (unless ``force``) or not a finite float32.
         ValueError: if the review threshold exceeds the threshold.
     """
     run_dir = project.latest("fewshot")
     head, _ = load_head(project, run_dir)
     assert run_dir is not None
-    new = head.with_thresholds(threshold, review_threshold)
-    new.save(run_dir / "head.npz")
     metrics_path = run_dir / "metrics.json"
     metrics = read_json(metrics_path) if metrics_path.exists() else {}
+    calibrated = metrics.get("threshold")
+    new = head.with_thresholds(threshold, review_threshold)  # review above the threshold: ValueError first
+    forced, seen = check_thresholds(run_dir, threshold, review_threshold, force=force, calibrated=calibrated)
+    new.save(run_dir / "head.npz")
     metrics["threshold_override"] = {
         "threshold": new.anomaly.threshold,
         "review_threshold": new.anomaly.review_threshold,
         "calibrated": metrics.get("threshold"),
+        "forced": forced,
+        "observed_scores": [seen.low, seen.high] if seen is not None else None,
     }
     atomic_write_json(metrics_path, metrics)
     return new

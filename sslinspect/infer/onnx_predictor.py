@@ -22,6 +22,7 @@ import onnxruntime as ort
 
 from sslinspect.errors import DataError, ImageReadError, ModelError
 from sslinspect.imageio import IMAGE_EXTENSIONS, read_image, resize_square
+from sslinspect.infer.metadata import check_metadata, check_probabilities, decision_of
 
 METADATA_KEY = "sslinspect"
 MODEL_FORMAT_PREFIX = "sslinspect.onnx/"
@@ -89,6 +90,7 @@ def read_metadata(session: ort.InferenceSession, path: Path) -> dict[str, Any]:
     declared = list(meta.get("outputs", []))
     if outs[:3] != declared[:3] or any(o not in outs for o in declared):
         raise ModelError(f"{path}: the model's outputs do not match its metadata")
+    check_metadata(meta, {o.name: list(o.shape) for o in session.get_outputs()}, path)
     return meta
 
 
@@ -200,6 +202,7 @@ class Predictor:
             prob, score, defect = out["probabilities"], out["anomaly_score"], out["is_defect"]
             decision = out.get("decision")
             maps = out.get("anomaly_map")
+            check_probabilities(prob.shape[1], self.classes, self.path)
             for j, (k, (_, original)) in enumerate(ok.items()):
                 c = int(prob[j].argmax())
                 code = int(decision[j]) if decision is not None else (2 if defect[j] else 0)
@@ -210,7 +213,7 @@ class Predictor:
                     float(score[j]),
                     bool(defect[j]),
                     tuple(float(v) for v in prob[j]),
-                    decision=DECISIONS[code],
+                    decision=decision_of(code, bool(defect[j]), self.path),
                     anomaly_map=maps[j] if keep_maps and maps is not None else None,
                     image=original,
                 )
@@ -221,14 +224,18 @@ class Predictor:
 def expand_inputs(inputs: Sequence[str | Path], *, include_hidden: bool = False) -> list[Path]:
     """Files, folders (recursive; image extensions only) and glob patterns → a sorted, de-duplicated file list.
 
+    A name that exists is taken as it is even when it holds glob characters (``line[3]``).
+
     Raises:
         DataError: for an input that matches nothing.
     """
     out: list[Path] = []
     for item in inputs:
         text = str(item)
-        # Path.glob cannot take absolute patterns; glob.glob can.
-        matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))] if glob.has_magic(text) else [Path(text)]  # noqa: PTH207
+        # An existing path is a path (`line[3]` is that folder, not `line3`); a pattern only when nothing has that
+        # name. Path.glob cannot take absolute patterns; glob.glob can.
+        pattern = glob.has_magic(text) and not (Path(text).exists() or Path(text).is_symlink())
+        matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))] if pattern else [Path(text)]  # noqa: PTH207
         if not matches:
             raise DataError(f"{text}: no file matches this pattern")
         for m in matches:

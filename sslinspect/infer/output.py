@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from sslinspect.infer.onnx_predictor import Prediction
+from sslinspect.names import csv_safe
 
 #: Overlays are drawn at most this many pixels on the long side (line images can be 20+ megapixels).
 OVERLAY_MAX_SIDE = 1024
@@ -26,15 +27,15 @@ def csv_header(classes: Sequence[str]) -> list[str]:
 
 
 def csv_row(p: Prediction) -> list[str]:
-    """One CSV row for a successful prediction."""
+    """One CSV row for a successful prediction; text cells are made inert for spreadsheets (``=cmd...``)."""
     return [
-        p.path,
-        p.label,
+        csv_safe(p.path),
+        csv_safe(p.label),
         f"{p.confidence:.5f}",
         f"{p.anomaly_score:.6f}",
         str(int(p.is_defect)),
         *[f"{v:.5f}" for v in p.probabilities],
-        p.decision,
+        csv_safe(p.decision),
     ]
 
 

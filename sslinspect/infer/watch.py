@@ -1,52 +1,40 @@
-"""Watch a folder the line camera writes to: score each new image once, across restarts, never twice.
+"""Watch a folder the line camera writes to: score each completed frame once, across restarts and watchers.
 
-The state lives in SQLite next to the output (``<out>.watch.sqlite``): one row per processed file with its size,
-modification time and result line, committed per batch. The output file is then brought up to date from the
-state, exactly once: the state remembers how many rows and bytes the output holds, so after a kill the output is
-cut back to the last recorded size and the missing rows are appended. A file is taken only when its size and
-modification time stayed the same over two polls (the camera has finished writing). A frame that cannot be read
-is recorded as failed and skipped; it is tried again only if the file changes.
+The state lives in SQLite next to the output (``<out>.watch.sqlite``, see :mod:`sslinspect.infer.watch_state`):
+one row per scored frame, identified by (device, inode, size, mtime) under its canonical path, so a new frame renamed
+into place under a name already scored is scored, a scored frame moved or hard-linked within the folder is not
+scored again, and ``cam`` and ``/abs/cam`` are the same folder. A frame is taken when its identity stayed the same
+over two polls (the camera has finished writing) and is recorded only if it is still the same after it was read. A
+frame that cannot be decoded is held back, not recorded: if it changes (a camera that stalled mid-file and then
+finished), it is scored as a new frame; only a frame that stays unreadable and unchanged for ``settle_s`` seconds is
+recorded as failed (once). Each poll runs under the state's lock, so two watchers on one output take turns and never
+score a frame twice. Outputs never feed the input: heatmaps or the output inside the watched folder are refused.
 """
 
 from __future__ import annotations
 
 import csv
-import datetime as _dt
 import io
-import os
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sslinspect.cancel import NEVER, CancelToken
+from sslinspect.errors import ConfigError
 from sslinspect.events import Log, Progress, Reporter, null_reporter
 from sslinspect.infer.onnx_predictor import Prediction, Predictor, expand_inputs
 from sslinspect.infer.output import csv_header, csv_row, format_for, json_record, write_heatmap
+from sslinspect.infer.watch_state import FrameRow, Identity, WatchState, state_path
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS processed (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    path TEXT NOT NULL UNIQUE,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    error TEXT NOT NULL DEFAULT '',
-    line TEXT NOT NULL DEFAULT '',
-    at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+__all__ = ["SETTLE_S", "WatchResult", "WatchState", "Watcher", "check_watch_paths", "run_watch", "state_path"]
 
-
-def state_path(out: Path) -> Path:
-    """Where the watch state of output ``out`` lives."""
-    return Path(out).with_name(Path(out).name + ".watch.sqlite")
+#: Seconds an unreadable frame must stay unchanged before it is recorded as failed (a stalled camera resumes).
+SETTLE_S = 5.0
 
 
 @dataclass(slots=True)
 class WatchResult:
-    """What one watch session did (files handled in earlier sessions are not counted)."""
+    """What one watch session did (frames handled in earlier sessions or by another watcher are not counted)."""
 
     processed: int = 0
     defects: int = 0
@@ -57,72 +45,29 @@ class WatchResult:
     skipped_known: int = 0
 
 
-class WatchState:
-    """The SQLite record of processed files and of how far the output file has been written."""
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
 
-    def __init__(self, path: Path) -> None:
-        """Open (or create) the state database at ``path``."""
-        self.path = Path(path)
-        self.con = sqlite3.connect(self.path, isolation_level=None)
-        self.con.execute("PRAGMA journal_mode=WAL")
-        self.con.execute("PRAGMA synchronous=FULL")
-        self.con.executescript(_SCHEMA)
 
-    def close(self) -> None:
-        """Close the database."""
-        self.con.close()
+def check_watch_paths(folder: Path, out: Path, heatmaps: Path | None = None) -> tuple[Path, Path, Path | None]:
+    """Canonical ``(folder, out, heatmaps)`` for a watch, refused when the target is wrong or outputs feed it.
 
-    def known(self) -> dict[str, tuple[int, int, str]]:
-        """``path → (size, mtime_ns, status)`` of every recorded file."""
-        rows = self.con.execute("SELECT path, size, mtime_ns, status FROM processed")
-        return {p: (s, m, st) for p, s, m, st in rows}
-
-    def record(self, rows: list[tuple[str, int, int, str, str, str]]) -> None:
-        """Record ``(path, size, mtime_ns, status, error, line)`` rows in one transaction."""
-        now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-        with self.con:
-            self.con.execute("BEGIN IMMEDIATE")
-            for path, size, mtime, status, error, line in rows:
-                self.con.execute("DELETE FROM processed WHERE path = ?", (path,))  # a changed failed frame
-                self.con.execute(
-                    "INSERT INTO processed (path, size, mtime_ns, status, error, line, at) VALUES (?,?,?,?,?,?,?)",
-                    (path, size, mtime, status, error, line, now),
-                )
-
-    def _meta(self, key: str, default: int) -> int:
-        row = self.con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return int(row[0]) if row else default
-
-    def sync_output(self, out: Path, header: str) -> int:
-        """Append the recorded result lines that ``out`` lacks (exactly once); returns how many were added."""
-        size, upto = self._meta("out_bytes", 0), self._meta("out_upto", 0)
-        new = self.con.execute(
-            "SELECT id, line FROM processed WHERE id > ? AND line != '' ORDER BY id", (upto,)
-        ).fetchall()
-        exists = out.exists()
-        if exists and out.stat().st_size < size:  # the output was replaced or cut by hand: start it again
-            size, upto, exists = 0, 0, False
-            new = self.con.execute("SELECT id, line FROM processed WHERE line != '' ORDER BY id").fetchall()
-        if not new and exists:
-            return 0
-        with out.open("r+b" if exists else "wb") as fh:
-            fh.truncate(size)  # drop a tail written after the last recorded size (a kill mid-append)
-            fh.seek(size)
-            if size == 0 and header:
-                fh.write(header.encode("utf-8"))
-            for _, line in new:
-                fh.write(line.encode("utf-8"))
-            fh.flush()
-            os.fsync(fh.fileno())
-            end = fh.tell()
-        with self.con:
-            self.con.execute("BEGIN IMMEDIATE")
-            last = new[-1][0] if new else upto
-            self.con.executemany(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                [("out_bytes", str(end)), ("out_upto", str(last))],
-            )
-        return len(new)
+    Raises:
+        ConfigError: for a missing folder, a file instead of a folder, or heatmaps/output inside the folder.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise ConfigError(f"{folder}: no such folder to watch")
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: not a folder (--watch takes the folder the camera writes to)")
+    canon = folder.resolve()
+    out = Path(out).parent.resolve() / Path(out).name
+    if _inside(out, canon):
+        raise ConfigError(f"{out}: the output must not be inside the watched folder {canon}")
+    maps = Path(heatmaps).resolve() if heatmaps is not None else None
+    if maps is not None and _inside(maps, canon):
+        raise ConfigError(f"{heatmaps}: the heatmaps folder must not be inside the watched folder {canon}")
+    return canon, out, maps
 
 
 def _line(p: Prediction, kind: str, classes: tuple[str, ...], heatmap: str | None) -> str:
@@ -135,37 +80,140 @@ def _line(p: Prediction, kind: str, classes: tuple[str, ...], heatmap: str | Non
     return buf.getvalue()
 
 
-def _stamp(path: Path) -> tuple[int, int]:
-    try:
-        st = path.stat()
-    except OSError:
-        return 0, 0
-    return st.st_size, st.st_mtime_ns
+class Watcher:
+    """One watcher of ``folder`` writing ``out``; :meth:`poll` does one scan-and-score step (tests drive it)."""
 
+    def __init__(
+        self,
+        predictor: Predictor,
+        folder: Path,
+        out: Path,
+        *,
+        batch_size: int = 16,
+        fmt: str | None = None,
+        heatmaps: Path | None = None,
+        settle_s: float = SETTLE_S,
+        report: Reporter = null_reporter,
+    ) -> None:
+        """Check the paths and open (or create) the state beside ``out``.
 
-def _ready(folder: Path, known: dict[str, tuple[int, int, str]], pending: dict[str, tuple[int, int]]) -> list[Path]:
-    """Files that are new (or changed after failing) and stood still since the previous poll."""
-    ready: list[Path] = []
-    seen: set[str] = set()
-    for path in expand_inputs([folder]) if folder.is_dir() else []:
-        key = str(path)
-        seen.add(key)
-        try:
-            st = path.stat()
-        except OSError:  # deleted between listing and stat
-            continue
-        stamp = (st.st_size, st.st_mtime_ns)
-        prev = known.get(key)
-        if prev is not None and (prev[2] == "ok" or prev[:2] == stamp):
-            continue
-        if pending.get(key) == stamp and st.st_size > 0:
-            ready.append(path)
-            pending.pop(key, None)
-        else:
-            pending[key] = stamp
-    for gone in set(pending) - seen:
-        pending.pop(gone, None)
-    return ready
+        Raises:
+            ConfigError: see :func:`check_watch_paths`.
+        """
+        self.folder, self.out, self.heatmaps = check_watch_paths(folder, out, heatmaps)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.predictor, self.batch_size, self.settle_s, self.report = predictor, batch_size, settle_s, report
+        self.kind = format_for(self.out, fmt)
+        self.header = ",".join(csv_header(predictor.classes)) + "\r\n" if self.kind == "csv" else ""
+        self.keep_maps = self.heatmaps is not None and predictor.has_maps
+        self.state = WatchState(state_path(self.out))
+        self.result = WatchResult(out=str(self.out), state=str(self.state.path), provider=predictor.provider)
+        self.pending: dict[str, Identity] = {}  # seen once, waiting to stand still
+        self.held: dict[str, tuple[Identity, float, str]] = {}  # unreadable: identity, since, reason
+        self.gone = False
+        with self.state.lock():
+            self.state.sync_output(self.out, self.header)  # finish what a killed session left
+            self.result.skipped_known = len(self.state.known()[0])
+
+    def close(self) -> None:
+        """Close the state (frames held back as unreadable are retried by the next session)."""
+        self.state.close()
+
+    @property
+    def busy(self) -> bool:
+        """True while frames are being written or held back (an idle exit waits for them)."""
+        return bool(self.pending or self.held)
+
+    def _ready(self, now: float) -> tuple[dict[Path, Identity], list[FrameRow]]:
+        """Frames that stood still since the previous poll, and held frames whose failure is now final.
+
+        A frame is known when its path's latest record has its identity, or its identity was recorded under
+        another path (the same file renamed or hard-linked within the folder).
+        """
+        known, ids = self.state.known()
+        ready: dict[Path, Identity] = {}  # frame → the identity that stood still
+        final: list[FrameRow] = []
+        seen: set[str] = set()
+        if not self.folder.is_dir():  # an unplugged share or camera: wait for it to come back
+            if not self.gone:
+                self.report(Log(level="WARNING", message=f"{self.folder}: watched folder is gone; waiting for it"))
+            self.gone = True
+            return ready, final
+        self.gone = False
+        for path in expand_inputs([self.folder]):
+            key = str(path)
+            seen.add(key)
+            ident = Identity.of(path)
+            if ident is None:  # deleted between listing and stat
+                continue
+            prev = known.get(key)
+            if (prev is not None and prev[0].same(ident)) or ident in ids:
+                self.pending.pop(key, None)
+                self.held.pop(key, None)
+                continue
+            held = self.held.get(key)
+            if held is not None and held[0] == ident:
+                if now - held[1] >= self.settle_s:
+                    final.append(FrameRow(key, ident, "failed", held[2], self._error_line(key, held[2])))
+                continue
+            self.held.pop(key, None)
+            if self.pending.get(key) == ident and ident.size > 0:
+                ready[path] = ident
+                self.pending.pop(key, None)
+            else:
+                self.pending[key] = ident
+        for gone in (set(self.pending) | set(self.held)) - seen:
+            self.pending.pop(gone, None)
+            self.held.pop(gone, None)
+        return ready, final
+
+    def _error_line(self, path: str, error: str) -> str:
+        return _line(Prediction(path, error=error), self.kind, self.predictor.classes, None)
+
+    def poll(self, now: float | None = None) -> int:
+        """Scan once and score what is ready, under the state's lock; returns the frames recorded."""
+        now = time.monotonic() if now is None else now
+        with self.state.lock():
+            self.state.sync_output(self.out, self.header)
+            ready, final = self._ready(now)
+            for row in final:
+                self.held.pop(row.path, None)
+                self.result.failed.append((row.path, row.error))
+                self.report(Log(level="WARNING", message=f"{row.path}: {row.error} (skipped)"))
+            if final:
+                self.state.record(final)
+                self.state.sync_output(self.out, self.header)
+            recorded = len(final)
+            frames = list(ready.items())
+            for start in range(0, len(frames), self.batch_size):
+                recorded += self._score(dict(frames[start : start + self.batch_size]), now)
+        return recorded
+
+    def _score(self, chunk: dict[Path, Identity], now: float) -> int:
+        """Score frames and record those whose identity is the one that stood still, before and after the read."""
+        before: dict[str, Identity | None] = {str(p): i for p, i in chunk.items()}
+        rows: list[FrameRow] = []
+        paths = list(chunk)
+        preds = self.predictor.predict_paths(paths, batch_size=self.batch_size, workers=1, keep_maps=self.keep_maps)
+        for pred in preds:
+            ident, after = before[pred.path], Identity.of(Path(pred.path))
+            if ident is None or after != ident:  # changed while it was read: wait until it stands still again
+                if after is not None:
+                    self.pending[pred.path] = after
+                continue
+            if pred.error:  # maybe a camera that stalled mid-file: final only if it stays so (see _ready)
+                self.held[pred.path] = (ident, now, pred.error)
+                continue
+            heat = write_heatmap(pred, self.heatmaps) if self.keep_maps and self.heatmaps is not None else None
+            rows.append(FrameRow(pred.path, ident, "ok", "", _line(pred, self.kind, self.predictor.classes, heat)))
+            self.result.processed += 1
+            self.result.defects += pred.is_defect
+        if rows:
+            self.state.record(rows)
+            self.state.sync_output(self.out, self.header)
+            message = f"{self.result.defects} defect(s) so far"
+            self.report(Progress(stage="watch", step=self.result.processed, total=0, message=message))
+        return len(rows)
 
 
 def run_watch(
@@ -178,73 +226,43 @@ def run_watch(
     heatmaps: Path | None = None,
     poll_s: float = 1.0,
     idle_exit_s: float = 0.0,
+    settle_s: float = SETTLE_S,
     report: Reporter = null_reporter,
     cancel: CancelToken = NEVER,
 ) -> WatchResult:
-    """Score new images in ``folder`` as they arrive, appending to ``out``, until cancelled.
+    """Score new frames in ``folder`` as they arrive, appending to ``out``, until cancelled.
 
     Args:
         predictor: The loaded model.
-        folder: Folder to watch (recursively).
-        out: CSV or JSON-lines output; its state database sits beside it.
+        folder: Folder to watch (recursively); it must exist.
+        out: CSV or JSON-lines output; its state database and lock sit beside it.
         batch_size: Images per inference batch.
         fmt: ``csv`` or ``jsonl`` (default: from the suffix of ``out``).
-        heatmaps: Folder for heatmap overlay PNGs (optional).
-        poll_s: Seconds between folder scans.
-        idle_exit_s: Stop after this many seconds without a new file (0 = run until cancelled).
+        heatmaps: Folder for heatmap overlay PNGs (optional; not inside ``folder``).
+        poll_s: Seconds between folder scans (> 0).
+        idle_exit_s: Stop after this many seconds without a new frame (0 = run until cancelled).
+        settle_s: Seconds an unreadable frame must stay unchanged before it is recorded as failed.
         report: Receives a Log per failed frame and Progress per batch.
-        cancel: Stops the loop between polls and batches.
+        cancel: Stops the loop between polls.
+
+    Raises:
+        ConfigError: for a missing or wrong watch target, overlapping outputs, or a poll interval ≤ 0.
     """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    kind = format_for(out, fmt)
-    header = ",".join(csv_header(predictor.classes)) + "\r\n" if kind == "csv" else ""
-    state = WatchState(state_path(out))
-    result = WatchResult(out=str(out), state=str(state.path), provider=predictor.provider)
-    keep_maps = heatmaps is not None and predictor.has_maps
+    if not poll_s > 0 or idle_exit_s < 0 or settle_s < 0:
+        raise ConfigError(f"--poll must be > 0 and --idle-exit ≥ 0 (got {poll_s:g} and {idle_exit_s:g})")
+    watcher = Watcher(
+        predictor, folder, out, batch_size=batch_size, fmt=fmt, heatmaps=heatmaps, settle_s=settle_s, report=report
+    )
     try:
-        state.sync_output(out, header)  # finish what a killed session left
-        known = state.known()
-        result.skipped_known = len(known)
-        pending: dict[str, tuple[int, int]] = {}
         idle_since = time.monotonic()
         while not cancel.is_cancelled():
-            ready = _ready(Path(folder), known, pending)
-            for start in range(0, len(ready), batch_size):
-                if cancel.is_cancelled():
-                    break
-                chunk = ready[start : start + batch_size]
-                stamps = {str(p): _stamp(p) for p in chunk}
-                rows = []
-                for pred in predictor.predict_paths(chunk, batch_size=batch_size, workers=1, keep_maps=keep_maps):
-                    heat = write_heatmap(pred, heatmaps) if keep_maps and heatmaps is not None else None
-                    size, mtime = stamps[pred.path]
-                    status = "failed" if pred.error else "ok"
-                    rows.append(
-                        (pred.path, size, mtime, status, pred.error, _line(pred, kind, predictor.classes, heat))
-                    )
-                    known[pred.path] = (size, mtime, status)
-                    result.processed += 1
-                    if pred.error:
-                        result.failed.append((pred.path, pred.error))
-                        report(Log(level="WARNING", message=f"{pred.path}: {pred.error} (skipped)"))
-                    else:
-                        result.defects += pred.is_defect
-                state.record(rows)
-                state.sync_output(out, header)
-                report(
-                    Progress(
-                        stage="watch", step=result.processed, total=0, message=f"{result.defects} defect(s) so far"
-                    )
-                )
-            now = time.monotonic()
-            if ready or pending:
-                idle_since = now
-            elif idle_exit_s and now - idle_since >= idle_exit_s:
+            if watcher.poll() or watcher.busy:
+                idle_since = time.monotonic()
+            elif idle_exit_s and time.monotonic() - idle_since >= idle_exit_s:
                 break
             deadline = time.monotonic() + poll_s
             while time.monotonic() < deadline and not cancel.is_cancelled():
                 time.sleep(min(0.05, poll_s))
     finally:
-        state.close()
-    return result
+        watcher.close()
+    return watcher.result

@@ -8,6 +8,8 @@ import datetime as _dt
 import hashlib
 import html
 import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,8 +66,29 @@ def _fmt(x: object, digits: int = 3) -> str:
     return f"{x:.{digits}f}" if isinstance(x, float) else ("n/a" if x is None else _e(x))
 
 
+def _num(x: object, spec: str = ".3f", scale: float = 1.0) -> str:
+    """A number from a file as ``spec``; anything else (a tampered value) escaped as text, never markup."""
+    if isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x):
+        return format(x * scale, spec)
+    return "n/a" if x is None else _e(x)
+
+
+def _guarded(build: Callable[[], str], what: str) -> str:
+    """A section built from ``metrics.json``; a malformed (tampered) file gives a note, not a crash."""
+    try:
+        return build()
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+        return f"<p class=bad>The {_e(what)} in metrics.json are malformed; not shown.</p>"
+
+
+class _Raw(str):
+    """Markup this module wrote itself (every value inside it already escaped)."""
+
+
 def _table(rows: list[tuple[str, object]]) -> str:
-    body = "".join(f"<tr><th class=l>{_e(k)}</th><td class=l>{_fmt(v)}</td></tr>" for k, v in rows)
+    body = "".join(
+        f"<tr><th class=l>{_e(k)}</th><td class=l>{v if isinstance(v, _Raw) else _fmt(v)}</td></tr>" for k, v in rows
+    )
     return f"<table>{body}</table>"
 
 
@@ -77,15 +100,17 @@ def _confusion(metrics: dict[str, Any]) -> str:
     head = "".join(f"<th>{_e(c)}</th>" for c in classes)
     rows = []
     for i, c in enumerate(classes):
-        cells = "".join(f"<td class='{'diag' if i == j else ''}'>{v}</td>" for j, v in enumerate(cv["confusion"][i]))
+        cells = "".join(
+            f"<td class='{'diag' if i == j else ''}'>{_e(v)}</td>" for j, v in enumerate(cv["confusion"][i])
+        )
         pc = cv["per_class"].get(c, {})
         rows.append(
             f"<tr><th class=l>{_e(c)}</th>{cells}<td>{_fmt(pc.get('precision'))}</td>"
-            f"<td>{_fmt(pc.get('recall'))}</td><td>{pc.get('support', '')}</td></tr>"
+            f"<td>{_fmt(pc.get('recall'))}</td><td>{_e(pc.get('support', ''))}</td></tr>"
         )
     return (
-        f"<p>Out-of-fold predictions of the {_e(cv['kind'])} classifier over {cv['folds']} folds: balanced accuracy "
-        f"<b>{cv['balanced_accuracy']:.3f}</b>, accuracy {cv['accuracy']:.3f}. Rows: true class; columns: "
+        f"<p>Out-of-fold predictions of the {_e(cv['kind'])} classifier over {_e(cv['folds'])} folds: balanced "
+        f"accuracy <b>{_num(cv['balanced_accuracy'])}</b>, accuracy {_num(cv['accuracy'])}. Rows: true class; columns: "
         f"predicted.</p><table><tr><th class=l>true \\ predicted</th>{head}<th>precision</th><th>recall</th>"
         f"<th>n</th></tr>{''.join(rows)}</table>"
     )
@@ -174,13 +199,13 @@ def _examples(project: Project, run_dir: Path, head: InspectionHead, n: int) -> 
 
 
 def _summary_table(project: Project, head: InspectionHead, metrics: dict[str, Any]) -> str:
-    a = head.anomaly
+    a, cv = head.anomaly, metrics.get("cv")
     return _table(
         [
             ("project", project.name),
             ("classes", ", ".join(head.classes)),
             ("classifier", f"{head.classifier.kind} on {head.descriptor} features"),
-            ("cross-validated balanced accuracy", (metrics.get("cv") or {}).get("balanced_accuracy")),
+            ("cross-validated balanced accuracy", cv.get("balanced_accuracy") if isinstance(cv, dict) else None),
             ("anomaly model", f"{a.kind} ({len(a.bank):,} bank rows), input {head.input_size} px, tiles {head.tiles}"),
             ("anomaly AUROC on labels (held out)", metrics.get("anomaly_auroc_labelled")),
             ("labelled images", metrics.get("labelled")),
@@ -189,20 +214,29 @@ def _summary_table(project: Project, head: InspectionHead, metrics: dict[str, An
     )
 
 
-def _threshold_table(head: InspectionHead, metrics: dict[str, Any]) -> str:
+def _threshold_section(metrics: dict[str, Any], head: InspectionHead) -> str:
+    """The operating threshold and where it comes from; a forced value (outside the observed scores) says so."""
     a = head.anomaly
     override = metrics.get("threshold_override")
+    if isinstance(override, dict) and override.get("forced") is True:
+        seen = override.get("observed_scores") or [None, None]
+        source = (
+            f"FORCED by the engineer (--force): OUTSIDE the anomaly scores observed on this run's images "
+            f"({_num(seen[0], '.4f')} to {_num(seen[-1], '.4f')}); "
+            f"calibrated: {_num(override.get('calibrated'), '.4f')}"
+        )
+    elif isinstance(override, dict):
+        source = f"set by the engineer (calibrated: {_num(override.get('calibrated'), '.4f')})"
+    else:
+        source = (
+            f"{_e(metrics.get('threshold_percentile'))}th percentile of held-out scores of "
+            f"{_e(metrics.get('calibration_images'))} presumed-good images"
+        )
     return _table(
         [
             ("NG threshold", a.threshold),
             ("review threshold", a.review_threshold if a.review_threshold < a.threshold else "off"),
-            (
-                "source",
-                "set by the engineer (calibrated: " + _fmt(override.get("calibrated"), 4) + ")"
-                if override
-                else f"{metrics.get('threshold_percentile')}th percentile of held-out scores of "
-                f"{metrics.get('calibration_images')} presumed-good images",
-            ),
+            ("source", _Raw(source)),
             ("decision rule", head.decision),
             ("unusual unlabelled images kept out of calibration", metrics.get("suspected_defects")),
         ]
@@ -210,42 +244,51 @@ def _threshold_table(head: InspectionHead, metrics: dict[str, Any]) -> str:
 
 
 def _export_section(project: Project) -> str:
-    """The latest export's sidecar as a table (parity, precision check), or a note that there is none."""
-    export_html = "<p class=muted>Not exported yet.</p>"
-    latest_export = project.latest("export")
-    if latest_export is not None:
-        sidecar = next(
-            (
-                p
-                for p in (latest_export.with_suffix(".json"), latest_export.parent.parent / "model.json")
-                if p.is_file()
-            ),
-            None,
+    """The latest exported model; its sha256 is recomputed, and parity is vouched for only if it still matches."""
+    model = project.latest("export")
+    if model is None:
+        return "<p class=muted>Not exported yet.</p>"
+    sidecar = next(
+        (p for p in (model.with_suffix(".json"), model.parent.parent / "model.json") if p.is_file()),
+        None,
+    )
+    if sidecar is None:
+        return "<p class=muted>Not exported yet.</p>"
+    meta = read_json(sidecar)
+    meta = meta if isinstance(meta, dict) else {}
+    raw_parity = meta.get("parity")
+    parity: dict[str, Any] = raw_parity if isinstance(raw_parity, dict) else {}
+    actual = _sha256(model) if model.is_file() else None
+    matches = actual is not None and actual == meta.get("sha256")
+    if actual is None:
+        sha: object = _Raw("<b class=bad>model file missing</b>")
+    elif matches:
+        sha = actual
+    else:
+        sha = _Raw(
+            f"{_e(actual)} <b class=bad>does not match the export record ({_e(meta.get('sha256'))}): the model "
+            "file was changed or replaced after export</b>"
         )
-        if sidecar is not None:
-            meta = read_json(sidecar)
-            parity = meta.get("parity", {})
-            rows = [
-                ("model", project.relative(latest_export)),
-                ("sha256", meta.get("sha256")),
-                ("precision", meta.get("precision")),
-                (
-                    "parity (PyTorch vs ONNX Runtime)",
-                    f"{'passed' if parity.get('passed') else 'FAILED'} on "
-                    f"{parity.get('images')} images, max |Δ| score {parity.get('max_abs_diff_anomaly_score', 0):.1e}",
-                ),
-            ]
-            if meta.get("precision_check"):
-                pc = meta["precision_check"]
-                rows.append(
-                    (
-                        "precision check",
-                        f"decisions agree {100 * pc['decision_agreement']:.1f}%, "
-                        f"{'passed' if pc['passed'] else 'FORCED past the tolerance'}",
-                    )
-                )
-            export_html = _table(rows)
-    return export_html
+    if not matches:
+        parity_text: object = _Raw("<b class=bad>not vouched for: the file is not the model that was checked</b>")
+    else:
+        parity_text = (
+            f"{'passed' if parity.get('passed') is True else 'FAILED'} on {_e(parity.get('images'))} images, "
+            f"max |Δ| score {_num(parity.get('max_abs_diff_anomaly_score', 0), '.1e')}"
+        )
+    rows: list[tuple[str, object]] = [
+        ("model", project.relative(model)),
+        ("sha256 (recomputed now)", sha),
+        ("precision", meta.get("precision")),
+        ("parity (PyTorch vs ONNX Runtime)", parity_text),
+    ]
+    pc = meta.get("precision_check")
+    if isinstance(pc, dict) and matches:
+        verdict = "passed" if pc.get("passed") is True else "FORCED past the tolerance"
+        rows.append(
+            ("precision check", f"decisions agree {_num(pc.get('decision_agreement'), '.1f', 100)}%, {verdict}")
+        )
+    return _table(rows)
 
 
 def _provenance(project: Project, ckpt: Path, run_dir: Path, fs_cfg: dict[str, Any], pre_cfg: dict[str, Any]) -> str:
@@ -281,13 +324,15 @@ def build_report(
     if run_dir is None or not (run_dir / "metrics.json").is_file():
         raise DataError(f"{project.root}: no trained model to report on (run `sslinspect fit` first)")
     metrics = read_json(run_dir / "metrics.json")
+    if not isinstance(metrics, dict):
+        raise DataError(f"{run_dir / 'metrics.json'}: not a JSON object")
     fs_cfg = read_json(run_dir / "config.json")
     head = InspectionHead.load(run_dir / "head.npz")
     ckpt = project.resolve(fs_cfg["checkpoint"])
     pre_cfg_path = ckpt.parent.parent / "config.json"
     pre_cfg = read_json(pre_cfg_path) if pre_cfg_path.is_file() else {}
     a = head.anomaly
-    summary, threshold = _summary_table(project, head, metrics), _threshold_table(head, metrics)
+    summary, threshold = _summary_table(project, head, metrics), _threshold_section(metrics, head)
     cards, n_examples = _examples(project, run_dir, head, examples)
     export_html = _export_section(project)
     prov = _provenance(project, ckpt, run_dir, fs_cfg, pre_cfg)
@@ -297,9 +342,10 @@ def build_report(
             f"<h1>SSL Inspect QA report: {_e(project.name)}</h1><p class=muted>Generated {now}</p>",
             f"<section id=summary><h2>Summary</h2>{summary}</section>",
             f"<section id=threshold><h2>Threshold</h2>{threshold}</section>",
-            f"<section id=confusion><h2>Confusion matrix</h2>{_confusion(metrics)}</section>",
-            f"<section id=curves><h2>ROC, precision/recall and score distribution</h2>{_curves(metrics, a.threshold)}"
-            "</section>",
+            f"<section id=confusion><h2>Confusion matrix</h2>"
+            f"{_guarded(lambda: _confusion(metrics), 'cross-validation results')}</section>",
+            "<section id=curves><h2>ROC, precision/recall and score distribution</h2>"
+            f"{_guarded(lambda: _curves(metrics, a.threshold), 'curves')}</section>",
             f"<section id=examples><h2>Example images with heatmaps</h2>{cards}</section>",
             f"<section id=export><h2>Exported model</h2>{export_html}</section>",
             f"<section id=provenance><h2>Provenance</h2>{prov}</section>",

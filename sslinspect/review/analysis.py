@@ -96,12 +96,15 @@ class ExportThresholds:
     threshold: float
     review_threshold: float  # equal to ``threshold`` when there is no review band
     chosen: bool  # picked by the engineer (``set_threshold``), not the calibrated default
+    forced: bool = False  # chosen outside the observed anomaly scores (``--force``)
 
     def describe(self) -> str:
         """One line for the GUI, e.g. ``NG ≥ 0.4200, review ≥ 0.3500 (chosen)``."""
         text = f"NG ≥ {self.threshold:.4f}"
         if self.review_threshold < self.threshold:
             text += f", review ≥ {self.review_threshold:.4f}"
+        if self.forced:
+            return text + " (FORCED: outside the observed anomaly scores)"
         return text + (" (chosen)" if self.chosen else " (calibrated)")
 
 
@@ -114,7 +117,8 @@ def export_thresholds(metrics: dict[str, Any]) -> ExportThresholds | None:
     except (KeyError, TypeError, ValueError):
         return None
     review = src.get("review_threshold")
-    return ExportThresholds(t, t if review is None else float(review), isinstance(chosen, dict))
+    forced = isinstance(chosen, dict) and chosen.get("forced") is True
+    return ExportThresholds(t, t if review is None else float(review), isinstance(chosen, dict), forced)
 
 
 def latest_export_thresholds(project: Project) -> ExportThresholds | None:

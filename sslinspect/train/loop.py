@@ -388,6 +388,7 @@ class _Loop:
         }
         if self.cuda:
             state["cuda_rng_state"] = torch.cuda.get_rng_state(self.device)
+        self.checkpoint_path.parent.mkdir(exist_ok=True)  # not parents: never re-create a run folder moved away
         save_checkpoint(self.checkpoint_path, state)
 
     def _restore_rng(self, state: dict[str, Any]) -> None:

@@ -68,7 +68,7 @@ class EmbeddingSnapshots:
         finally:
             backbone.train(was_training)
         xy = pca_2d(emb)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(exist_ok=True)  # not parents: a run folder moved away is not re-created at the old path
         path = self.dir / f"epoch_{epoch:04d}.npz"
         for target in (path, self.dir / "latest.npz"):
             with atomic_path(target) as tmp, tmp.open("wb") as fh:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import errno
-import pathlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -181,14 +181,14 @@ def test_read_image_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     path.chmod(0)
     try:
         if _can_read(path):  # running as root
-            real = pathlib.Path.read_bytes
+            real = os.open
 
-            def deny(self: Path) -> bytes:
-                if self.name == "locked.png":
-                    raise PermissionError(errno.EACCES, "Permission denied", str(self))
-                return real(self)
+            def deny(file: str | Path, flags: int, *args: int, **kwargs: int) -> int:
+                if Path(file).name == "locked.png":
+                    raise PermissionError(errno.EACCES, "Permission denied", str(file))
+                return real(file, flags, *args, **kwargs)
 
-            monkeypatch.setattr(pathlib.Path, "read_bytes", deny)
+            monkeypatch.setattr(os, "open", deny)  # the bounded read opens the file with os.open
         with pytest.raises(ImageReadError) as err:
             read_image(path)
         assert str(err.value) == f"{path}: permission denied"

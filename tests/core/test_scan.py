@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import pathlib
 import shutil
 from pathlib import Path
 
@@ -98,19 +97,19 @@ def test_unreadable_file_and_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     closed.chmod(0)
     try:
         if os.geteuid() == 0:
-            real_read, real_scandir = pathlib.Path.read_bytes, os.scandir
+            real_open, real_scandir = os.open, os.scandir
 
-            def read_bytes(self: Path) -> bytes:
-                if self.name == "locked.png":
-                    raise PermissionError(errno.EACCES, "Permission denied", str(self))
-                return real_read(self)
+            def open_(file: str | Path, flags: int, *args: int, **kwargs: int) -> int:  # the bounded read's open
+                if Path(file).name == "locked.png":
+                    raise PermissionError(errno.EACCES, "Permission denied", str(file))
+                return real_open(file, flags, *args, **kwargs)
 
             def scandir(path: str | Path = ".") -> object:
                 if Path(path).name == "closed":
                     raise PermissionError(errno.EACCES, "Permission denied", str(path))
                 return real_scandir(path)
 
-            monkeypatch.setattr(pathlib.Path, "read_bytes", read_bytes)
+            monkeypatch.setattr(os, "open", open_)
             monkeypatch.setattr(os, "scandir", scandir)
         result = scan_project(_project(tmp_path, root), workers=1)
     finally:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sslinspect.infer.watch import WatchState, state_path
+from sslinspect.infer.watch_state import FrameRow, Identity
 from tests.conftest import REPO, subprocess_env
 
 
@@ -58,7 +59,7 @@ def test_watch_survives_a_kill_and_never_reprocesses(trained_project: Path, demo
     for p in images[3:5]:
         shutil.copy(p, camera / p.name)
     (camera / "bad_frame.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 30)
-    second = _watch(model, camera, out, "--idle-exit", "1")
+    second = _watch(model, camera, out, "--idle-exit", "1", "--settle", "0.3")
     _, err = second.communicate(timeout=120)
     assert second.returncode == 1, err  # the bad frame is a failure, listed
     assert f"error: {camera / 'bad_frame.png'}" in err
@@ -66,7 +67,7 @@ def test_watch_survives_a_kill_and_never_reprocesses(trained_project: Path, demo
     assert sorted(r["path"] for r in rows) == sorted(str(camera / p.name) for p in images[:5])
     assert all(r["decision"] in ("OK", "review", "NG") for r in rows)
     with sqlite3.connect(state_path(out)) as con:
-        status = dict(con.execute("SELECT path, status FROM processed").fetchall())
+        status = dict(con.execute("SELECT path, status FROM frames").fetchall())
     assert status[str(camera / "bad_frame.png")] == "failed" and len(status) == 6
     third = _watch(model, camera, out, "--idle-exit", "0.5")
     stdout, err = third.communicate(timeout=120)
@@ -78,10 +79,11 @@ def test_watch_survives_a_kill_and_never_reprocesses(trained_project: Path, demo
 def test_output_is_repaired_from_the_state(tmp_path: Path) -> None:
     out = tmp_path / "r.csv"
     state = WatchState(state_path(out))
-    state.record([("a.png", 1, 1, "ok", "", "a.png,1\r\n"), ("b.png", 1, 1, "failed", "truncated", "")])
+    ident = Identity(1, 1, 1, 1)
+    state.record([FrameRow("a.png", ident, "ok", "", "a.png,1\r\n"), FrameRow("b.png", ident, "failed", "truncated")])
     assert state.sync_output(out, "path,x\r\n") == 1
     out.write_bytes(out.read_bytes() + b"c.png,2")  # a tail nobody recorded
-    state.record([("d.png", 1, 1, "ok", "", "d.png,4\r\n")])
+    state.record([FrameRow("d.png", ident, "ok", "", "d.png,4\r\n")])
     state.sync_output(out, "path,x\r\n")
     state.close()
     assert out.read_text().splitlines() == ["path,x", "a.png,1", "d.png,4"]
