@@ -186,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         metavar="FILE",
-        help="CSV (path,label,confidence,anomaly_score,is_defect,p_<class>...,decision) or JSON lines (.jsonl)",
+        help="CSV (path,label,confidence,anomaly_score,is_defect,p_<class>...,decision,error) or JSON lines "
+        "(.jsonl), replaced atomically, with FILE.meta.json (model, provider used, thresholds); '-' or no --out: "
+        "results to standard output. Symlinks, devices, folders, inputs and project files are never replaced",
     )
     p.add_argument("--format", choices=["csv", "jsonl"], help="output format (default: from the --out suffix)")
     p.add_argument("--heatmaps", metavar="DIR", help="write a heatmap overlay PNG per image into DIR")
@@ -195,7 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--idle-exit", type=_finite_float, default=0.0, help="--watch: stop after this many idle seconds (0 = never)"
     )
-    p.add_argument("--device", choices=DEVICES, default="auto", help="auto (default): CUDA provider when available")
+    p.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="auto (default): CUDA when it loads, else CPU (the summary says which and why); cuda: CUDA or an error",
+    )
     p.add_argument("--batch-size", type=_positive_int, default=16)
     p.add_argument("--threshold", type=_finite_float, help="override the model's NG threshold")
     p.add_argument("--review-threshold", type=_finite_float, help="override the model's review threshold")

@@ -256,19 +256,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return _watch(args, heatmaps)
     if not args.inputs:
         raise ConfigError("predict: give image files, folders or globs (or --watch DIR)")
-    r = api.predict(
-        Path(args.model), args.inputs, out=Path(args.out) if args.out else None, **_scoring_options(args, heatmaps)
-    )
+    events = getattr(args, "events", None) == "jsonl"
+    if events and args.out == "-":
+        raise ConfigError(
+            "predict: --out - (standard output) cannot be used with --events jsonl (stdout carries events)"
+        )
+    # Without --out the results go to stdout (the Unix convention), unless stdout carries events.
+    out: Path | str | None = args.out if args.out == "-" else Path(args.out) if args.out else None if events else "-"
+    r = api.predict(Path(args.model), args.inputs, out=out, **_scoring_options(args, heatmaps))
     for path, reason in r.failed:
         print(f"error: {path}: {reason}", file=sys.stderr)
-    _say(
-        args,
-        f"{r.total - len(r.failed)} image(s) scored on {r.provider}: {r.defects} defect(s)"
+    summary = (
+        f"{r.total - len(r.failed)} image(s) scored on {r.provider_note or r.provider}: {r.defects} defect(s)"
         + (f", {r.review} to review" if r.review else "")
         + (f", {len(r.failed)} unreadable" if r.failed else "")
-        + (f"; wrote {r.out}" if r.out else "")
-        + (f"; heatmaps in {r.heatmaps}" if r.heatmaps else ""),
+        + (f"; wrote {r.out}" if r.out and r.out != "-" else "")
+        + (f"; heatmaps in {r.heatmaps}" if r.heatmaps else "")
     )
+    if out == "-":  # stdout holds the results: the summary goes to stderr
+        print(summary, file=sys.stderr)
+    else:
+        _say(args, summary)
     return EXIT_FAIL if r.failed else EXIT_OK
 
 

@@ -23,6 +23,7 @@ from sslinspect.cancel import NEVER, CancelToken
 from sslinspect.events import Log, Progress, Reporter, null_reporter
 from sslinspect.infer.onnx_predictor import Prediction, Predictor, expand_inputs
 from sslinspect.infer.output import csv_header, csv_row, format_for, json_record, write_heatmap
+from sslinspect.infer.target import check_folder, check_target
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS processed (
@@ -128,10 +129,8 @@ class WatchState:
 def _line(p: Prediction, kind: str, classes: tuple[str, ...], heatmap: str | None) -> str:
     if kind == "jsonl":
         return json_record(p, classes, heatmap) + "\n"
-    if p.error:
-        return ""
     buf = io.StringIO()
-    csv.writer(buf).writerow(csv_row(p))
+    csv.writer(buf).writerow(csv_row(p, len(classes)))
     return buf.getvalue()
 
 
@@ -196,6 +195,9 @@ def run_watch(
         cancel: Stops the loop between polls and batches.
     """
     out = Path(out)
+    check_target(out, protected=[predictor.path, *([Path(folder)] if Path(folder).is_file() else [])], what="--out")
+    if heatmaps is not None:
+        check_folder(heatmaps)
     out.parent.mkdir(parents=True, exist_ok=True)
     kind = format_for(out, fmt)
     header = ",".join(csv_header(predictor.classes)) + "\r\n" if kind == "csv" else ""
