@@ -275,7 +275,7 @@ def set_threshold(project: Project, threshold: float, review_threshold: float | 
     Examples:
         >>> # set_threshold(open_project("line3.sslproj"), 0.42, review_threshold=0.35)  # doctest: +SKIP
     """
-    from sslinspect.fewshot.fit import set_threshold as _set
+    from sslinspect.fewshot.stored import set_threshold as _set
 
     return _set(project, threshold, review_threshold)
 

@@ -128,7 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("project")
     p.add_argument("--method", choices=list(METHODS), help="self-supervised method (default simclr)")
-    p.add_argument("--backbone", choices=list(BACKBONES), help="backbone trained from scratch (default resnet18)")
+    p.add_argument(
+        "--backbone",
+        choices=list(BACKBONES),
+        help="backbone trained from scratch (default: the method's recommended one: "
+        + ", ".join(sorted({f"{m.backbone} for {n}" for n, m in METHODS.items() if m.backbone != "resnet18"}))
+        + ", resnet18 otherwise)",
+    )
     p.add_argument("--epochs", type=int, help="passes over the images (default 50)")
     p.add_argument("--max-minutes", type=float, help="stop after this many minutes, checkpoint kept")
     p.add_argument("--image-size", type=int, help="square input size in px (default 224)")
@@ -291,8 +297,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc.filename or 'file system'}: {describe_os_error(exc)}", file=sys.stderr)
         return EXIT_FAIL
     except Exception as exc:
+        from sslinspect.extras import missing_module_message
+
         if args.debug:
             traceback.print_exc()
+        missing = missing_module_message(exc) if isinstance(exc, ModuleNotFoundError) else None
+        if missing:  # an extra that is not installed: say which one
+            print(f"error: {missing}", file=sys.stderr)
+            return EXIT_FAIL
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
         print(f"error: internal error {type(exc).__name__}: {first} (run with --debug for details)", file=sys.stderr)
         return EXIT_FAIL

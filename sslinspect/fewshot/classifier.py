@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import balanced_accuracy_score, confusion_matrix, precision_recall_fscore_support
-from sklearn.model_selection import StratifiedKFold
+
+# scikit-learn is imported where a head is fitted, not at import: a stored head (``LinearHead``) is numpy only, so
+# ``threshold`` and ``report`` work on an install without the train extra.
 
 PROTOTYPE_SCALE = 16.0
 
@@ -60,6 +60,8 @@ def fit_prototype(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...]) -> Lin
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], seed: int = 0) -> LinearHead:
     """Class-balanced multinomial logistic regression (two classes are expanded to two rows)."""
+    from sklearn.linear_model import LogisticRegression
+
     clf = LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced", random_state=seed)
     clf.fit(x, y)
     w, b = clf.coef_.astype(np.float32), clf.intercept_.astype(np.float32)
@@ -77,6 +79,9 @@ def cross_validate(
     kind: str, x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], folds: int, seed: int = 0
 ) -> CVReport:
     """Stratified k-fold CV (k capped by the smallest class) with pooled out-of-fold predictions."""
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix, precision_recall_fscore_support
+    from sklearn.model_selection import StratifiedKFold
+
     k = int(min(folds, np.bincount(y, minlength=len(classes)).min()))
     if k < 2:
         raise ValueError("cross-validation needs at least 2 labelled images per class")
