@@ -22,6 +22,7 @@ import onnx
 from sslinspect.config import ExportConfig
 from sslinspect.errors import ExportError
 from sslinspect.fewshot.model import InspectionHead
+from sslinspect.infer.feeds import threshold_feeds
 from sslinspect.infer.onnx_predictor import open_session
 from sslinspect.project import GOOD
 
@@ -79,9 +80,9 @@ class PrecisionReport:
 class _Calibration:
     """Feeds calibration batches to ``quantize_static`` (a ``CalibrationDataReader``)."""
 
-    def __init__(self, images: np.ndarray, input_name: str, batch: int = 8) -> None:
+    def __init__(self, images: np.ndarray, thresholds: tuple[float, float], batch: int = 8) -> None:
         self._it: Iterator[dict[str, np.ndarray]] = (
-            {input_name: np.ascontiguousarray(images[s : s + batch])} for s in range(0, len(images), batch)
+            threshold_feeds(images[s : s + batch], *thresholds) for s in range(0, len(images), batch)
         )
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -97,8 +98,8 @@ def convert_precision(src: Path, dst: Path, precision: str, calibration: np.ndar
     import onnxruntime as ort
 
     buf = io.StringIO()
-    # The converters open sessions of their own; ORT would warn (on the C++ side) that the threshold initializers
-    # are also graph inputs, which is what we want.
+    # The converters open sessions of their own on intermediate graphs; their C++-side warnings (e.g. about
+    # shape inference of the augmented calibration graph) are not about the model we write. Errors still show.
     ort.set_default_logger_severity(3)
     try:
         with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
@@ -158,7 +159,7 @@ def _to_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
         quantize_static(
             str(pre),
             str(dst),
-            _Calibration(calibration, "images"),
+            _Calibration(calibration, (0.0, 0.0)),  # thresholds only feed comparisons, which are not quantised
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(QUANTISED_OPS),
             per_channel=True,
@@ -171,10 +172,14 @@ def _to_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
         )
 
 
-def _run(path: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _run(path: Path, images: np.ndarray, head: InspectionHead) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     session, _ = open_session(path, device="cpu")
+    a = head.anomaly
     outs = [
-        session.run(["probabilities", "anomaly_score", "is_defect"], {"images": images[s : s + CHECK_BATCH]})
+        session.run(
+            ["probabilities", "anomaly_score", "is_defect"],
+            threshold_feeds(images[s : s + CHECK_BATCH], a.threshold, a.review_threshold),
+        )
         for s in range(0, len(images), CHECK_BATCH)
     ]
     return tuple(np.concatenate([o[i] for o in outs]) for i in range(3))  # type: ignore[return-value]
@@ -193,8 +198,8 @@ def check_precision(
     """Compare ``other`` with ``fp32`` on ``images``; ``labels[i]`` is None for unlabelled images."""
     from sklearn.metrics import roc_auc_score
 
-    p32, s32, d32 = _run(fp32, images)
-    p, s, d = _run(other, images)
+    p32, s32, d32 = _run(fp32, images, head)
+    p, s, d = _run(other, images, head)
     classes = head.classes
     lab = np.array([i for i, v in enumerate(labels) if v in classes], dtype=np.int64)
     y = np.array([classes.index(str(labels[i])) for i in lab], dtype=np.int64)

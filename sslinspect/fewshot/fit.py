@@ -210,5 +210,3 @@ def _write_scores(
                     int(k in suspected),
                 ]
             )
-
-

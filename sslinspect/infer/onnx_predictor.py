@@ -22,14 +22,15 @@ import onnxruntime as ort
 
 from sslinspect.errors import DataError, ImageReadError, ModelError
 from sslinspect.imageio import IMAGE_EXTENSIONS, read_image, resize_square
+from sslinspect.infer.feeds import threshold_feeds
 from sslinspect.infer.session import RuntimeInfo, open_session, open_session_info
 
 __all__ = ["Prediction", "Predictor", "RuntimeInfo", "expand_inputs", "open_session", "read_metadata"]
 
 METADATA_KEY = "sslinspect"
 MODEL_FORMAT_PREFIX = "sslinspect.onnx/"
-SUPPORTED_FORMAT = "sslinspect.onnx/2"
-READABLE_FORMATS = ("sslinspect.onnx/1", SUPPORTED_FORMAT)
+SUPPORTED_FORMAT = "sslinspect.onnx/3"
+READABLE_FORMATS = ("sslinspect.onnx/1", "sslinspect.onnx/2", SUPPORTED_FORMAT)
 DECISIONS = ("OK", "review", "NG")
 #: Batches decoded ahead of the one being inferred (bounds memory on huge folders).
 PREFETCH_BATCHES = 2
@@ -121,6 +122,9 @@ class Predictor:
         self._input = str(self.meta["input"]["name"])
         self._threshold_input = str(self.meta.get("threshold_input", "threshold"))
         self._review_input = self.meta.get("review_threshold_input")
+        shapes = {i.name: i.shape for i in self.session.get_inputs()}
+        # format 3: one threshold per image ([N]); formats 1 and 2 took one value ([1]) with a baked-in default
+        self._per_image = shapes.get(self._threshold_input, [1])[0] != 1
         self.outputs: list[str] = list(self.meta["outputs"])
         self.has_maps = "anomaly_map" in self.outputs
         #: The outputs :meth:`predict_paths` fetches.
@@ -133,12 +137,13 @@ class Predictor:
     def run_all(self, images: np.ndarray, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """The outputs ``names`` (default: all), by name, for ``uint8 (N, S, S, 3)`` RGB images."""
         fetch = list(self.outputs if names is None else names)
-        feeds = {
-            self._input: np.ascontiguousarray(images, dtype=np.uint8),
-            self._threshold_input: np.array([self.threshold], dtype=np.float32),
-        }
-        if self._review_input:
-            feeds[str(self._review_input)] = np.array([self.review_threshold], dtype=np.float32)
+        feeds = threshold_feeds(
+            images,
+            self.threshold,
+            self.review_threshold,
+            names=(self._input, self._threshold_input, str(self._review_input or "")),
+            per_image=self._per_image,
+        )
         return dict(zip(fetch, self.session.run(fetch, feeds), strict=True))
 
     def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

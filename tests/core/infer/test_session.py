@@ -94,3 +94,10 @@ def test_only_the_outputs_needed_are_fetched(model: Path, demo_data, keep_maps: 
     preds = list(p.predict_paths(expand_inputs([demo_data.test_dir])[:2], keep_maps=keep_maps))
     assert spy.fetched and all(("anomaly_map" in names) == keep_maps for names in spy.fetched)
     assert all((x.anomaly_map is not None) == keep_maps for x in preds)
+
+
+def test_an_exported_model_loads_without_any_runtime_message(model: Path) -> None:
+    lines: list[str] = []
+    with sess.native_stderr(lines):
+        ort.InferenceSession(str(model), providers=[sess.CPU])
+    assert lines == []  # no initializer-as-input warning (the thresholds are plain inputs) and nothing else
