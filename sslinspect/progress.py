@@ -39,6 +39,8 @@ def _duration(seconds: float) -> str:
 
 
 def _rate(per_s: float) -> str:
+    if per_s < 1:  # slow steps (a pretraining step on a CPU): seconds per step reads better than 0.0/s
+        return f"{1 / per_s:.1f}s/step"
     return f"{per_s:.1f}/s" if per_s < 100 else f"{per_s:.0f}/s"
 
 

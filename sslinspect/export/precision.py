@@ -1,8 +1,9 @@
 """FP16 and INT8 versions of an exported FP32 model, and the check that they still decide like it.
 
 INT8 is static quantisation in ONNX Runtime's QDQ format (per-channel weights), with activation ranges calibrated
-on the project's own images. Only the backbone's convolutions are quantised: the memory-bank distances, the
-classifier and the decision stay in FP32, where a rounding error would move scores near the threshold.
+on the project's own good and near-threshold images. Only the backbone is quantised (:mod:`sslinspect.export.int8`):
+the memory-bank distances, the map's smoothing and normalisation, the classifier and the decision stay in FP32,
+where a rounding error would move scores near the threshold.
 The check runs both models on every labelled image plus held-out unlabelled ones and reports the change in
 accuracy, in OK/NG decisions and in scores; beyond the tolerance the export is refused unless forced.
 """
@@ -21,12 +22,12 @@ import onnx
 
 from sslinspect.config import ExportConfig
 from sslinspect.errors import ExportError
+from sslinspect.export.int8 import QUANTISED_OPS, quantisable_nodes
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.infer.feeds import threshold_feeds
 from sslinspect.infer.onnx_predictor import open_session
 from sslinspect.project import GOOD
 
-QUANTISED_OPS = ("Conv", "MatMul")
 CHECK_BATCH = 32
 
 
@@ -149,19 +150,23 @@ def _toposort(graph: onnx.GraphProto) -> None:
 
 
 def _to_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
-    """Static QDQ quantisation of the convolutions, calibrated on ``calibration`` (uint8 NHWC images)."""
+    """Static QDQ quantisation of the backbone, calibrated on ``calibration`` (uint8 NHWC images)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)  # folds BatchNorm into Conv first
+        nodes = quantisable_nodes(src, pre)
+        if not nodes:
+            raise ExportError(f"{src.name}: no backbone nodes found to quantise (module metadata missing)")
         quantize_static(
             str(pre),
             str(dst),
             _Calibration(calibration, (0.0, 0.0)),  # thresholds only feed comparisons, which are not quantised
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(QUANTISED_OPS),
+            nodes_to_quantize=nodes,
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
