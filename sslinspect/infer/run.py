@@ -81,6 +81,7 @@ def run_predict(
     """See :func:`sslinspect.api.predict`."""
     if out is not None and not is_stdout(out):
         check_target(Path(out), protected=[Path(model)], what="--out")  # before the model loads: fail fast
+        check_target(run_metadata_path(Path(out)), protected=[Path(model)], what="--out's metadata file")
     if heatmaps is not None:
         check_folder(heatmaps)
     predictor = Predictor(
