@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from app.main import main
+from app.launch import main
 
 sys.exit(main())

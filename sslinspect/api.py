@@ -239,7 +239,7 @@ def predict(
     model: Path,
     inputs: Sequence[str | Path],
     *,
-    out: Path | None = None,
+    out: Path | str | None = None,
     device: str = "auto",
     batch_size: int = 16,
     threshold: float | None = None,
@@ -250,8 +250,11 @@ def predict(
 ) -> PredictResult:
     """Score files, folders and globs with an exported model (ONNX Runtime only; torch is not imported).
 
-    Writes ``out`` when given: CSV (``path,label,confidence,anomaly_score,is_defect,p_<class>...,decision``) or
-    JSON lines (``fmt="jsonl"`` or a ``.jsonl`` suffix). ``heatmaps`` is a folder for overlay PNGs.
+    Writes ``out`` when given: CSV (``path,label,confidence,anomaly_score,is_defect,p_<class>...,decision,error``)
+    or JSON lines (``fmt="jsonl"`` or a ``.jsonl`` suffix), with the same row for every input (an unreadable image
+    has its ``error``), plus ``<out>.meta.json`` (model, provider actually used, thresholds). ``out="-"`` writes to
+    standard output. A folder, symlink, device, one of the inputs, the model or a project file is refused
+    (:class:`~sslinspect.errors.ConfigError`) before anything is written. ``heatmaps`` is a folder for overlay PNGs.
 
     Examples:
         >>> # predict(Path("line3.onnx"), ["incoming/"], out=Path("results.csv")).defects  # doctest: +SKIP
@@ -335,7 +338,7 @@ def set_threshold(
     Examples:
         >>> # set_threshold(open_project("line3.sslproj"), 0.42, review_threshold=0.35)  # doctest: +SKIP
     """
-    from sslinspect.fewshot.fit import set_threshold as _set
+    from sslinspect.fewshot.stored import set_threshold as _set
 
     return _set(project, threshold, review_threshold, force=force)
 

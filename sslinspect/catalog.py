@@ -45,10 +45,13 @@ class MethodInfo:
     summary: str
     paper: str
     backbones: tuple[str, ...] = ANY  # backbone families (BackboneInfo.family) it works with
+    backbone: str = "resnet18"  # the recommended backbone, used when none is chosen
 
 
-def _info(name: str, family: str, summary: str, paper: str, backbones: tuple[str, ...] = ANY) -> MethodInfo:
-    return MethodInfo(name, f"sslinspect.methods.{name}", family, summary, paper, backbones)
+def _info(
+    name: str, family: str, summary: str, paper: str, backbones: tuple[str, ...] = ANY, backbone: str = "resnet18"
+) -> MethodInfo:
+    return MethodInfo(name, f"sslinspect.methods.{name}", family, summary, paper, backbones, backbone)
 
 
 METHODS: dict[str, MethodInfo] = {
@@ -112,6 +115,7 @@ METHODS: dict[str, MethodInfo] = {
         "MAE: hide 75 % of a ViT's patches and reconstruct their pixels (ViT backbones only).",
         "He et al., 2021, https://arxiv.org/abs/2111.06377",
         ("vit",),
+        "vit_small",
     ),
     "inpaint": _info(
         "inpaint",

@@ -222,7 +222,9 @@ def _add_predict(sub: Any) -> None:
     p.add_argument(
         "--out",
         metavar="FILE",
-        help="CSV (path,label,confidence,anomaly_score,is_defect,p_<class>...,decision) or JSON lines (.jsonl)",
+        help="CSV (path,label,confidence,anomaly_score,is_defect,p_<class>...,decision,error) or JSON lines "
+        "(.jsonl), replaced atomically, with FILE.meta.json (model, provider used, thresholds); '-' or no --out: "
+        "results to standard output. Symlinks, devices, folders, inputs and project files are never replaced",
     )
     p.add_argument("--format", choices=["csv", "jsonl"], help="output format (default: from the --out suffix)")
     p.add_argument("--heatmaps", metavar="DIR", help="write a heatmap overlay PNG per image into DIR")
@@ -246,7 +248,12 @@ def _add_predict(sub: Any) -> None:
         default=5.0,
         help="--watch: seconds an unreadable frame must stay unchanged before it counts as failed (default 5)",
     )
-    p.add_argument("--device", choices=DEVICES, default="auto", help="auto (default): CUDA provider when available")
+    p.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="auto (default): CUDA when it loads, else CPU (the summary says which and why); cuda: CUDA or an error",
+    )
     p.add_argument("--batch-size", type=_positive_int, default=16)
     p.add_argument("--threshold", type=_finite_float, help="override the model's NG threshold")
     p.add_argument("--review-threshold", type=_finite_float, help="override the model's review threshold")
@@ -351,8 +358,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc.filename or 'file system'}: {describe_os_error(exc)}", file=sys.stderr)
         return EXIT_FAIL
     except Exception as exc:
+        from sslinspect.extras import missing_module_message
+
         if args.debug:
             traceback.print_exc()
+        missing = missing_module_message(exc) if isinstance(exc, ModuleNotFoundError) else None
+        if missing:  # an extra that is not installed: say which one
+            print(f"error: {missing}", file=sys.stderr)
+            return EXIT_FAIL
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
         print(f"error: internal error {type(exc).__name__}: {first} (run with --debug for details)", file=sys.stderr)
         return EXIT_FAIL

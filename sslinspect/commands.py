@@ -18,38 +18,12 @@ from typing import Any
 
 from sslinspect.cancel import FileToken
 from sslinspect.errors import ConfigError
-from sslinspect.events import Event, JsonlReporter, LoggingReporter, Progress, Reporter, TeeReporter
+from sslinspect.events import JsonlReporter, LoggingReporter, Reporter, TeeReporter
+from sslinspect.progress import ProgressBar
 
 log = logging.getLogger("sslinspect")
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
-
-
-class ProgressBar:
-    """Progress events as a one-line bar on a terminal, or a line every 10 % when not a terminal."""
-
-    def __init__(self, stream: Any = None) -> None:
-        """Draw on ``stream`` (stderr by default)."""
-        self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._last: dict[str, int] = {}
-
-    def __call__(self, event: Event) -> None:
-        """Draw ``Progress`` events; ignore the rest."""
-        if not isinstance(event, Progress) or event.total <= 0:
-            return
-        frac = min(1.0, event.step / event.total)
-        if self.tty:
-            bar = "#" * int(frac * 30)
-            self.stream.write(f"\r{event.stage:<9} [{bar:<30}] {100 * frac:5.1f}% {event.message[:60]:<60}")
-            if event.step >= event.total:
-                self.stream.write("\n")
-            self.stream.flush()
-            return
-        decile = int(frac * 10)
-        if decile > self._last.get(event.stage, -1):
-            self._last[event.stage] = decile
-            log.info("%s %3.0f%% %s", event.stage, 100 * frac, event.message)
 
 
 def _reporter(args: argparse.Namespace) -> Reporter:
@@ -180,6 +154,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             "weights": "weights",
         },
     )
+    cfg = _recommended_backbone(cfg, args)
     project = api.open_project(Path(args.project))
     token = _token(args)
     with _signals_cancel(token):
@@ -192,6 +167,20 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         f"({result.images} images, final loss {result.final_loss:.4f}); checkpoint {result.checkpoint}",
     )
     return EXIT_OK
+
+
+def _recommended_backbone(cfg: Any, args: argparse.Namespace) -> Any:
+    """``--method X`` without a backbone chosen anywhere: X's recommended backbone, said out loud."""
+    import dataclasses
+
+    from sslinspect.config import PretrainConfig
+    from sslinspect.methods import METHODS
+
+    recommended = METHODS[cfg.method].backbone
+    if args.backbone is None and cfg.backbone == PretrainConfig().backbone and recommended != cfg.backbone:
+        log.info("%s: using its recommended backbone %s (choose another with --backbone)", cfg.method, recommended)
+        cfg = dataclasses.replace(cfg, backbone=recommended)
+    return cfg
 
 
 def _exec_torchrun(args: argparse.Namespace) -> int:
@@ -257,19 +246,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return _watch(args, heatmaps)
     if not args.inputs:
         raise ConfigError("predict: give image files, folders or globs (or --watch DIR)")
-    r = api.predict(
-        Path(args.model), args.inputs, out=Path(args.out) if args.out else None, **_scoring_options(args, heatmaps)
-    )
+    events = getattr(args, "events", None) == "jsonl"
+    if events and args.out == "-":
+        raise ConfigError(
+            "predict: --out - (standard output) cannot be used with --events jsonl (stdout carries events)"
+        )
+    # Without --out the results go to stdout (the Unix convention), unless stdout carries events.
+    out: Path | str | None = args.out if args.out == "-" else Path(args.out) if args.out else None if events else "-"
+    r = api.predict(Path(args.model), args.inputs, out=out, **_scoring_options(args, heatmaps))
     for path, reason in r.failed:
         print(f"error: {path}: {reason}", file=sys.stderr)
-    _say(
-        args,
-        f"{r.total - len(r.failed)} image(s) scored on {r.provider}: {r.defects} defect(s)"
+    summary = (
+        f"{r.total - len(r.failed)} image(s) scored on {r.provider_note or r.provider}: {r.defects} defect(s)"
         + (f", {r.review} to review" if r.review else "")
         + (f", {len(r.failed)} unreadable" if r.failed else "")
-        + (f"; wrote {r.out}" if r.out else "")
-        + (f"; heatmaps in {r.heatmaps}" if r.heatmaps else ""),
+        + (f"; wrote {r.out}" if r.out and r.out != "-" else "")
+        + (f"; heatmaps in {r.heatmaps}" if r.heatmaps else "")
     )
+    if out == "-":  # stdout holds the results: the summary goes to stderr
+        print(summary, file=sys.stderr)
+    else:
+        _say(args, summary)
     return EXIT_FAIL if r.failed else EXIT_OK
 
 

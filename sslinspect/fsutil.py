@@ -29,9 +29,12 @@ def atomic_path(target: Path) -> Iterator[Path]:
     ``.<name>.*.tmp`` file may remain; nothing ever reads those.
 
     Raises:
+        IsADirectoryError: if ``target`` is a folder (named in the error, not the temporary file).
         OSError: from the file system (e.g. ``ENOSPC`` disk full, ``EROFS`` read-only); ``target`` is unchanged.
     """
     target = Path(target)
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -74,6 +77,7 @@ def describe_os_error(exc: OSError) -> str:
         errno.EACCES: "permission denied",
         errno.EPERM: "permission denied",
         errno.ENOENT: "folder or file not found",
+        errno.EISDIR: "is a folder, not a file",
     }
     return reasons.get(exc.errno or -1, exc.strerror or str(exc))
 

@@ -153,7 +153,8 @@ def test_predict_lists_failures_and_exits_1(
     stdout, err = capsys.readouterr()
     assert f"error: {inputs / 'zero.png'}: empty file (0 bytes)" in err
     assert "20 image(s) scored on CPUExecutionProvider" in stdout
-    assert len(out.read_text().splitlines()) == 21
+    assert len(out.read_text().splitlines()) == 22  # header, 20 scored, the unreadable one with its error
+    assert out.read_text().splitlines()[-1].endswith(",empty file (0 bytes)")
     not_a_model = tmp_path / "x.onnx"
     not_a_model.write_bytes(b"garbage")
     assert main(["predict", str(not_a_model), str(inputs)]) == 1

@@ -41,9 +41,9 @@ PASS, FAIL = "#2e7d32", "#c62828"
 
 
 def read_predictions(path: Path) -> list[dict[str, str]]:
-    """Rows of a ``sslinspect predict`` CSV, most anomalous first."""
+    """Rows of a ``sslinspect predict`` CSV, most anomalous first (rows of unreadable images are left out)."""
     with path.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+        rows = [r for r in csv.DictReader(fh) if not r.get("error")]
     return sorted(rows, key=lambda r: -float(r.get("anomaly_score") or 0))
 
 

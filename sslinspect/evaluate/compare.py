@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from sslinspect.config import PROTOCOLS
-from sslinspect.evaluate.run import METRICS
 from sslinspect.events import Metric
 from sslinspect.project import Project
 from sslinspect.runs import read_events, read_status
+
+#: An evaluation run's result file (``sslinspect.evaluate.run.METRICS``; named here so that ``compare`` reads
+#: project files without importing torch).
+METRICS = "metrics.json"
 
 
 @dataclass(frozen=True, slots=True)

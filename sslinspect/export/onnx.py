@@ -1,10 +1,10 @@
 """Export the inspection model to one ONNX graph, check it, and prove parity with PyTorch on real images.
 
-The graph holds preprocessing, backbone, anomaly model (with its map) and classifier; the thresholds are graph
-inputs with the calibrated values baked in as defaults, and everything the line needs is in the model's metadata
-and the ``.json`` sidecar. Files are written atomically: they appear at the target only after ``onnx.checker``,
-the parity check and (FP16/INT8) the accuracy check have passed, so a failed or cancelled export never leaves a
-half-written or unchecked model.
+The graph holds preprocessing, backbone, anomaly model (with its map) and classifier; the thresholds are plain
+graph inputs, one value per image (:mod:`sslinspect.infer.feeds`), filled from the metadata by every caller;
+everything the line needs is in the model's metadata and the ``.json`` sidecar. Files are written atomically:
+they appear at the target only after ``onnx.checker``, the parity check and (FP16/INT8) the accuracy check have
+passed, so a failed or cancelled export never leaves a half-written or unchecked model.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import logging
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from sslinspect.export.precision import PrecisionReport, check_precision, conver
 from sslinspect.export.triton import write_triton_repository
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fsutil import atomic_write_json
+from sslinspect.infer.feeds import threshold_feeds
 from sslinspect.infer.onnx_predictor import METADATA_KEY, SUPPORTED_FORMAT, open_session
 from sslinspect.model.runtime import versions
 from sslinspect.model.segnet import SegDecoder
@@ -145,10 +147,14 @@ def model_metadata(head: InspectionHead, cfg: ExportConfig, provenance: dict[str
 def _export_graph(module: InferenceModule, path: Path, size: int, opset: int) -> None:
     """torch → ONNX with a dynamic batch; the exporter's console chatter goes to the log."""
     images = torch.zeros((2, size, size, 3), dtype=torch.uint8)
-    thresholds = (torch.zeros((1,), dtype=torch.float32), torch.zeros((1,), dtype=torch.float32))
+    # Thresholds are batched like the images (one per image), with no default: every runtime (OpenVINO, Triton's
+    # dynamic batching) takes them as ordinary inputs.
+    thresholds = (torch.zeros((2,), dtype=torch.float32), torch.zeros((2,), dtype=torch.float32))
     batch = torch.export.Dim("batch", min=1, max=4096)
     buf = io.StringIO()
-    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf), warnings.catch_warnings():
+        # The thresholds share the images' batch dimension on purpose; the exporter says it names it once.
+        warnings.filterwarnings("ignore", message=r".*shares the same shape constraints with another axis")
         torch.onnx.export(
             module,
             (images, *thresholds),
@@ -158,24 +164,15 @@ def _export_graph(module: InferenceModule, path: Path, size: int, opset: int) ->
             opset_version=opset,
             input_names=list(INPUT_NAMES),
             output_names=list(OUTPUT_NAMES),
-            dynamic_shapes=({0: batch}, None, None),
+            dynamic_shapes=({0: batch}, {0: batch}, {0: batch}),
             verbose=False,
         )
     log.debug("torch.onnx.export: %s", buf.getvalue())
 
 
 def finalise(path: Path, metadata: dict[str, Any]) -> None:
-    """Give the threshold inputs their calibrated defaults, attach metadata, check the model (in place)."""
+    """Attach metadata and check the model (in place); the thresholds stay plain inputs (values in the metadata)."""
     model = onnx.load(str(path))
-    present = {i.name for i in model.graph.initializer}
-    for name, value in ((THRESHOLD_NAME, metadata["threshold"]), (REVIEW_NAME, metadata["review_threshold"])):
-        if name in present:  # re-finalising (FP16/INT8 copies): update the default
-            for init in model.graph.initializer:
-                if init.name == name:
-                    init.CopyFrom(onnx.numpy_helper.from_array(np.array([value], dtype=np.float32), name=name))
-        else:
-            # An initializer named like a graph input is that input's default value: callers may omit it.
-            model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([value], dtype=np.float32), name))
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, {METADATA_KEY: json.dumps(metadata), "model_author": "SSL Inspect"})
     model.producer_name = "sslinspect"
@@ -189,8 +186,8 @@ def run_torch(module: InferenceModule, images: np.ndarray, head: InspectionHead)
     with torch.no_grad():
         outs = module(
             torch.from_numpy(np.ascontiguousarray(images)),
-            torch.tensor([a.threshold], dtype=torch.float32),
-            torch.tensor([a.review_threshold], dtype=torch.float32),
+            torch.full((len(images),), a.threshold, dtype=torch.float32),
+            torch.full((len(images),), a.review_threshold, dtype=torch.float32),
         )
     return [t.numpy() for t in outs]
 
@@ -198,11 +195,12 @@ def run_torch(module: InferenceModule, images: np.ndarray, head: InspectionHead)
 def check_parity(
     module: InferenceModule, onnx_path: Path, images: np.ndarray, head: InspectionHead, atol: float
 ) -> ParityReport:
-    """Compare PyTorch (FP32, CPU) with ONNX Runtime on ``images`` (uint8 NHWC): all outputs, with the default
-    thresholds taken from the graph (the threshold inputs are not fed)."""
+    """Compare PyTorch (FP32, CPU) with ONNX Runtime on ``images`` (uint8 NHWC): all outputs, at the calibrated
+    thresholds."""
     p_t, s_t, d_t, m_t, _ = run_torch(module, images, head)
     session, provider = open_session(onnx_path, device="cpu")
-    p_o, s_o, d_o, m_o, _ = session.run(list(OUTPUT_NAMES), {INPUT_NAME: np.ascontiguousarray(images)})
+    feeds = threshold_feeds(images, head.anomaly.threshold, head.anomaly.review_threshold)
+    p_o, s_o, d_o, m_o, _ = session.run(list(OUTPUT_NAMES), feeds)
     dp = float(np.abs(p_t - p_o).max())
     ds = float(np.abs(s_t - s_o).max())
     dm = float(np.abs(m_t - m_o).max()) * (head.anomaly.map_high - head.anomaly.map_low)

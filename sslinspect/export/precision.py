@@ -1,8 +1,9 @@
 """FP16 and INT8 versions of an exported FP32 model, and the check that they still decide like it.
 
 INT8 is static quantisation in ONNX Runtime's QDQ format (per-channel weights), with activation ranges calibrated
-on the project's own images. Only the backbone's convolutions are quantised: the memory-bank distances, the
-classifier and the decision stay in FP32, where a rounding error would move scores near the threshold.
+on the project's own good and near-threshold images. Only the backbone is quantised (:mod:`sslinspect.export.int8`):
+the memory-bank distances, the map's smoothing and normalisation, the classifier and the decision stay in FP32,
+where a rounding error would move scores near the threshold.
 The check runs both models on every labelled image plus held-out unlabelled ones and reports the change in
 accuracy, in OK/NG decisions and in scores; beyond the tolerance the export is refused unless forced.
 """
@@ -21,11 +22,12 @@ import onnx
 
 from sslinspect.config import ExportConfig
 from sslinspect.errors import ExportError
+from sslinspect.export.int8 import QUANTISED_OPS, quantisable_nodes
 from sslinspect.fewshot.model import InspectionHead
+from sslinspect.infer.feeds import threshold_feeds
 from sslinspect.infer.onnx_predictor import open_session
 from sslinspect.project import GOOD
 
-QUANTISED_OPS = ("Conv", "MatMul")
 CHECK_BATCH = 32
 
 
@@ -79,9 +81,9 @@ class PrecisionReport:
 class _Calibration:
     """Feeds calibration batches to ``quantize_static`` (a ``CalibrationDataReader``)."""
 
-    def __init__(self, images: np.ndarray, input_name: str, batch: int = 8) -> None:
+    def __init__(self, images: np.ndarray, thresholds: tuple[float, float], batch: int = 8) -> None:
         self._it: Iterator[dict[str, np.ndarray]] = (
-            {input_name: np.ascontiguousarray(images[s : s + batch])} for s in range(0, len(images), batch)
+            threshold_feeds(images[s : s + batch], *thresholds) for s in range(0, len(images), batch)
         )
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -97,8 +99,8 @@ def convert_precision(src: Path, dst: Path, precision: str, calibration: np.ndar
     import onnxruntime as ort
 
     buf = io.StringIO()
-    # The converters open sessions of their own; ORT would warn (on the C++ side) that the threshold initializers
-    # are also graph inputs, which is what we want.
+    # The converters open sessions of their own on intermediate graphs; their C++-side warnings (e.g. about
+    # shape inference of the augmented calibration graph) are not about the model we write. Errors still show.
     ort.set_default_logger_severity(3)
     try:
         with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
@@ -148,19 +150,23 @@ def _toposort(graph: onnx.GraphProto) -> None:
 
 
 def _to_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
-    """Static QDQ quantisation of the convolutions, calibrated on ``calibration`` (uint8 NHWC images)."""
+    """Static QDQ quantisation of the backbone, calibrated on ``calibration`` (uint8 NHWC images)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)  # folds BatchNorm into Conv first
+        nodes = quantisable_nodes(src, pre)
+        if not nodes:
+            raise ExportError(f"{src.name}: no backbone nodes found to quantise (module metadata missing)")
         quantize_static(
             str(pre),
             str(dst),
-            _Calibration(calibration, "images"),
+            _Calibration(calibration, (0.0, 0.0)),  # thresholds only feed comparisons, which are not quantised
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(QUANTISED_OPS),
+            nodes_to_quantize=nodes,
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
@@ -171,10 +177,14 @@ def _to_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
         )
 
 
-def _run(path: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _run(path: Path, images: np.ndarray, head: InspectionHead) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     session, _ = open_session(path, device="cpu")
+    a = head.anomaly
     outs = [
-        session.run(["probabilities", "anomaly_score", "is_defect"], {"images": images[s : s + CHECK_BATCH]})
+        session.run(
+            ["probabilities", "anomaly_score", "is_defect"],
+            threshold_feeds(images[s : s + CHECK_BATCH], a.threshold, a.review_threshold),
+        )
         for s in range(0, len(images), CHECK_BATCH)
     ]
     return tuple(np.concatenate([o[i] for o in outs]) for i in range(3))  # type: ignore[return-value]
@@ -193,8 +203,8 @@ def check_precision(
     """Compare ``other`` with ``fp32`` on ``images``; ``labels[i]`` is None for unlabelled images."""
     from sklearn.metrics import roc_auc_score
 
-    p32, s32, d32 = _run(fp32, images)
-    p, s, d = _run(other, images)
+    p32, s32, d32 = _run(fp32, images, head)
+    p, s, d = _run(other, images, head)
     classes = head.classes
     lab = np.array([i for i, v in enumerate(labels) if v in classes], dtype=np.int64)
     y = np.array([classes.index(str(labels[i])) for i in lab], dtype=np.int64)

@@ -69,6 +69,14 @@ def run_export(
     check, calib = empty, empty
     if cfg.precision != "fp32":
         c_rows, k_rows = check_rows(len(cache), labelled, cfg.check_images, cfg.calibration_images)
+        if cfg.precision == "int8":  # good and near-threshold images (sslinspect.export.int8)
+            from sslinspect.export.int8 import project_calibration_rows
+
+            fewshot_run = project.latest("fewshot")
+            scores_csv = fewshot_run / "scores.csv" if fewshot_run else None
+            k_rows = project_calibration_rows(
+                scores_csv, index, len(cache), c_rows, head.anomaly.threshold, cfg.calibration_images
+            )
         check, calib = np.asarray(cache.images[c_rows]), np.asarray(cache.images[k_rows])
         check_labels = [label_map.get(cache.ids[r]) for r in c_rows]
     out = Path(out) if out is not None else default_out(project, cfg)

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# scikit-learn is imported where a head is fitted, not at import: a stored head (``LinearHead``) is numpy only, so
+# ``threshold`` and ``report`` work on an install without the train extra.
+
 PROTOTYPE_SCALE = 16.0
 
 

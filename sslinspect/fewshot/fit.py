@@ -4,7 +4,6 @@ classifier (:mod:`sslinspect.fewshot.head`), and write the run folder the GUI, t
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -15,15 +14,14 @@ from sslinspect.cancel import NEVER, CancelToken
 from sslinspect.config import FewShotConfig
 from sslinspect.configio import to_dict
 from sslinspect.data.cache import build_cache
-from sslinspect.errors import DataError
 from sslinspect.events import Artifact, Log, Progress, Reporter, null_reporter
 from sslinspect.fewshot.anomaly import histogram
 from sslinspect.fewshot.head import HeadFit, fit_head
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.patchcore import FeatureNet
 from sslinspect.fewshot.segmap import SegmentationNet, decoder_from_checkpoint, has_decoder
-from sslinspect.fewshot.thresholds import check_thresholds
-from sslinspect.fsutil import atomic_path, atomic_write_json, read_json
+from sslinspect.fewshot.stored import load_head as load_head  # re-exported: callers import it from here
+from sslinspect.fsutil import atomic_path, atomic_write_json
 from sslinspect.model.checkpoint import build_backbone_from_checkpoint, load_checkpoint
 from sslinspect.model.runtime import pick_device, seed_everything, versions
 from sslinspect.project import GOOD, Project
@@ -228,49 +226,3 @@ def _write_scores(
                     int(k in suspected),
                 ]
             )
-
-
-def load_head(project: Project, run_dir: Path | None = None) -> tuple[InspectionHead, Path]:
-    """The head of ``run_dir`` (default: latest fewshot run) and the checkpoint it was fitted on.
-
-    Raises:
-        DataError: if there is no trained head yet.
-    """
-    run_dir = run_dir or project.latest("fewshot")
-    if run_dir is None or not (run_dir / "head.npz").is_file():
-        raise DataError(f"{project.root}: no trained classifier yet (run `sslinspect fit` first)")
-    cfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    return InspectionHead.load(run_dir / "head.npz"), project.resolve(cfg["checkpoint"])
-
-
-def set_threshold(
-    project: Project, threshold: float, review_threshold: float | None = None, *, force: bool = False
-) -> InspectionHead:
-    """Store a threshold picked by the engineer (e.g. on the ROC/PR curve) in the latest head; export uses it.
-
-    The heatmap normalisation stays as calibrated, so heatmaps stay comparable. ``metrics.json`` records the
-    choice under ``threshold_override`` (with ``forced`` and the observed score range).
-
-    Raises:
-        DataError: if there is no trained head yet.
-        ConfigError: for a value outside the observed scores (unless ``force``) or not a finite float32.
-        ValueError: if the review threshold exceeds the threshold.
-    """
-    run_dir = project.latest("fewshot")
-    head, _ = load_head(project, run_dir)
-    assert run_dir is not None
-    metrics_path = run_dir / "metrics.json"
-    metrics = read_json(metrics_path) if metrics_path.exists() else {}
-    calibrated = metrics.get("threshold")
-    new = head.with_thresholds(threshold, review_threshold)  # review above the threshold: ValueError first
-    forced, seen = check_thresholds(run_dir, threshold, review_threshold, force=force, calibrated=calibrated)
-    new.save(run_dir / "head.npz")
-    metrics["threshold_override"] = {
-        "threshold": new.anomaly.threshold,
-        "review_threshold": new.anomaly.review_threshold,
-        "calibrated": metrics.get("threshold"),
-        "forced": forced,
-        "observed_scores": [seen.low, seen.high] if seen is not None else None,
-    }
-    atomic_write_json(metrics_path, metrics)
-    return new

@@ -22,44 +22,19 @@ import onnxruntime as ort
 
 from sslinspect.errors import DataError, ImageReadError, ModelError
 from sslinspect.imageio import IMAGE_EXTENSIONS, read_image, resize_square
+from sslinspect.infer.feeds import threshold_feeds
 from sslinspect.infer.metadata import check_metadata, check_probabilities, decision_of
+from sslinspect.infer.session import RuntimeInfo, open_session, open_session_info
+
+__all__ = ["Prediction", "Predictor", "RuntimeInfo", "expand_inputs", "open_session", "read_metadata"]
 
 METADATA_KEY = "sslinspect"
 MODEL_FORMAT_PREFIX = "sslinspect.onnx/"
-SUPPORTED_FORMAT = "sslinspect.onnx/2"
-READABLE_FORMATS = ("sslinspect.onnx/1", SUPPORTED_FORMAT)
+SUPPORTED_FORMAT = "sslinspect.onnx/3"
+READABLE_FORMATS = ("sslinspect.onnx/1", "sslinspect.onnx/2", SUPPORTED_FORMAT)
 DECISIONS = ("OK", "review", "NG")
 #: Batches decoded ahead of the one being inferred (bounds memory on huge folders).
 PREFETCH_BATCHES = 2
-
-
-def open_session(path: Path, *, device: str = "auto", threads: int = 0) -> tuple[ort.InferenceSession, str]:
-    """Create an ONNX Runtime session; returns it and the provider actually in use.
-
-    ``auto`` tries CUDA and falls back to CPU; ``cuda`` fails loudly when CUDA cannot be used.
-
-    Raises:
-        ModelError: if the file cannot be loaded, or ``cuda`` was asked for and is not available.
-    """
-    want = ["CPUExecutionProvider"]
-    if device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-        want.insert(0, "CUDAExecutionProvider")
-    opts = ort.SessionOptions()
-    if threads > 0:
-        opts.intra_op_num_threads = threads
-    # onnxruntime-gpu logs CUDA library load failures as errors on machines without a GPU; they are expected here.
-    ort.set_default_logger_severity(4 if device == "auto" else 3)
-    try:
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=want)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: cannot load ONNX model ({first})") from exc
-    finally:
-        ort.set_default_logger_severity(2)
-    provider = session.get_providers()[0]
-    if device == "cuda" and provider != "CUDAExecutionProvider":
-        raise ModelError(f"{path}: CUDA was requested but ONNX Runtime runs on {provider} (no usable GPU)")
-    return session, provider
 
 
 def read_metadata(session: ort.InferenceSession, path: Path) -> dict[str, Any]:
@@ -125,8 +100,12 @@ class Predictor:
         threshold: float | None = None,
         threads: int = 0,
         review_threshold: float | None = None,
+        keep_maps: bool = True,
     ) -> None:
         """Load and validate ``model_path``; ``threshold``/``review_threshold`` override the calibrated ones.
+
+        ``keep_maps=False`` never fetches the full-resolution anomaly map from the runtime (it is only needed for
+        heatmaps), which saves a device-to-host copy of ``N×S×S`` floats per batch.
 
         Raises:
             ModelError: if the file is not a usable SSL Inspect model.
@@ -134,7 +113,8 @@ class Predictor:
         self.path = Path(model_path)
         if not self.path.is_file():
             raise ModelError(f"{self.path}: model file not found")
-        self.session, self.provider = open_session(self.path, device=device, threads=threads)
+        self.session, self.runtime = open_session_info(self.path, device=device, threads=threads)
+        self.provider = self.runtime.provider
         self.meta = read_metadata(self.session, self.path)
         self.classes: tuple[str, ...] = tuple(self.meta["classes"])
         self.image_size = int(self.meta["image_size"])
@@ -144,22 +124,33 @@ class Predictor:
         self._input = str(self.meta["input"]["name"])
         self._threshold_input = str(self.meta.get("threshold_input", "threshold"))
         self._review_input = self.meta.get("review_threshold_input")
+        shapes = {i.name: i.shape for i in self.session.get_inputs()}
+        # format 3: one threshold per image ([N]); formats 1 and 2 took one value ([1]) with a baked-in default
+        self._per_image = shapes.get(self._threshold_input, [1])[0] != 1
         self.outputs: list[str] = list(self.meta["outputs"])
         self.has_maps = "anomaly_map" in self.outputs
+        #: The outputs :meth:`predict_paths` fetches.
+        self.fetch = [o for o in self.outputs if keep_maps or o != "anomaly_map"]
 
-    def run_all(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        """Every output of the model, by name, for ``uint8 (N, S, S, 3)`` RGB images."""
-        feeds = {
-            self._input: np.ascontiguousarray(images, dtype=np.uint8),
-            self._threshold_input: np.array([self.threshold], dtype=np.float32),
-        }
-        if self._review_input:
-            feeds[str(self._review_input)] = np.array([self.review_threshold], dtype=np.float32)
-        return dict(zip(self.outputs, self.session.run(self.outputs, feeds), strict=True))
+    def provider_note(self) -> str:
+        """The provider, and why not CUDA where CUDA was wanted (for logs and the results' metadata)."""
+        return self.runtime.describe()
+
+    def run_all(self, images: np.ndarray, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """The outputs ``names`` (default: all), by name, for ``uint8 (N, S, S, 3)`` RGB images."""
+        fetch = list(self.outputs if names is None else names)
+        feeds = threshold_feeds(
+            images,
+            self.threshold,
+            self.review_threshold,
+            names=(self._input, self._threshold_input, str(self._review_input or "")),
+            per_image=self._per_image,
+        )
+        return dict(zip(fetch, self.session.run(fetch, feeds), strict=True))
 
     def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(probabilities, anomaly_score, is_defect)`` for ``uint8 (N, S, S, 3)`` RGB images."""
-        out = self.run_all(images)
+        out = self.run_all(images, [o for o in self.outputs if o != "anomaly_map"])
         return out["probabilities"], out["anomaly_score"], out["is_defect"]
 
     def _load(self, path: Path, keep_image: bool) -> tuple[np.ndarray, np.ndarray | None] | str:
@@ -198,7 +189,8 @@ class Predictor:
         ok = {k: d for k, d in enumerate(decoded) if not isinstance(d, str)}
         results: dict[int, Prediction] = {}
         if ok:
-            out = self.run_all(np.stack([d[0] for d in ok.values()]))
+            names = self.fetch if keep_maps else [o for o in self.fetch if o != "anomaly_map"]
+            out = self.run_all(np.stack([d[0] for d in ok.values()]), names)
             prob, score, defect = out["probabilities"], out["anomaly_score"], out["is_defect"]
             decision = out.get("decision")
             maps = out.get("anomaly_map")

@@ -1,7 +1,8 @@
 """Writing predictions: CSV rows (a stable contract), JSON lines, and heatmap overlay PNGs. numpy + OpenCV only.
 
-CSV columns: ``path,label,confidence,anomaly_score,is_defect,p_<class>...`` then ``decision`` (OK/review/NG);
-new columns are only ever appended after the ``p_`` columns.
+CSV columns: ``path,label,confidence,anomaly_score,is_defect,p_<class>...`` then ``decision`` (OK/review/NG) and
+``error``; new columns are only ever appended after the ``p_`` columns. CSV and JSON lines hold the same rows: an
+image that could not be read gets a row with its ``error`` (and empty scores) in both.
 """
 
 from __future__ import annotations
@@ -23,11 +24,23 @@ OVERLAY_MAX_SIDE = 1024
 
 def csv_header(classes: Sequence[str]) -> list[str]:
     """The predict CSV's columns (a stable contract)."""
-    return ["path", "label", "confidence", "anomaly_score", "is_defect", *[f"p_{c}" for c in classes], "decision"]
+    return [
+        "path",
+        "label",
+        "confidence",
+        "anomaly_score",
+        "is_defect",
+        *[f"p_{c}" for c in classes],
+        "decision",
+        "error",
+    ]
 
 
-def csv_row(p: Prediction) -> list[str]:
-    """One CSV row for a successful prediction; text cells are made inert for spreadsheets (``=cmd...``)."""
+def csv_row(p: Prediction, n_classes: int) -> list[str]:
+    """One CSV row; for an unreadable image (``p.error``) the scores are empty (``n_classes`` empty ``p_`` cells).
+    Text cells are made inert for spreadsheets (``=cmd...``)."""
+    if p.error:
+        return [csv_safe(p.path), "", "", "", "", *[""] * n_classes, "", csv_safe(p.error)]
     return [
         csv_safe(p.path),
         csv_safe(p.label),
@@ -36,6 +49,7 @@ def csv_row(p: Prediction) -> list[str]:
         str(int(p.is_defect)),
         *[f"{v:.5f}" for v in p.probabilities],
         csv_safe(p.decision),
+        "",
     ]
 
 

@@ -24,6 +24,7 @@ from sslinspect.errors import ConfigError
 from sslinspect.events import Log, Progress, Reporter, null_reporter
 from sslinspect.infer.onnx_predictor import Prediction, Predictor, expand_inputs
 from sslinspect.infer.output import csv_header, csv_row, format_for, json_record, write_heatmap
+from sslinspect.infer.target import check_folder, check_target
 from sslinspect.infer.watch_state import FrameRow, Identity, WatchState, state_path
 
 __all__ = ["SETTLE_S", "WatchResult", "WatchState", "Watcher", "check_watch_paths", "run_watch", "state_path"]
@@ -73,10 +74,8 @@ def check_watch_paths(folder: Path, out: Path, heatmaps: Path | None = None) -> 
 def _line(p: Prediction, kind: str, classes: tuple[str, ...], heatmap: str | None) -> str:
     if kind == "jsonl":
         return json_record(p, classes, heatmap) + "\n"
-    if p.error:
-        return ""
     buf = io.StringIO()
-    csv.writer(buf).writerow(csv_row(p))
+    csv.writer(buf).writerow(csv_row(p, len(classes)))
     return buf.getvalue()
 
 
@@ -248,6 +247,11 @@ def run_watch(
     Raises:
         ConfigError: for a missing or wrong watch target, overlapping outputs, or a poll interval ≤ 0.
     """
+    check_target(
+        Path(out), protected=[predictor.path, *([Path(folder)] if Path(folder).is_file() else [])], what="--out"
+    )
+    if heatmaps is not None:
+        check_folder(heatmaps)
     if not poll_s > 0 or idle_exit_s < 0 or settle_s < 0:
         raise ConfigError(f"--poll must be > 0 and --idle-exit ≥ 0 (got {poll_s:g} and {idle_exit_s:g})")
     watcher = Watcher(

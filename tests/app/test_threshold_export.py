@@ -15,16 +15,9 @@ import pytest
 
 from sslinspect import api
 from sslinspect.export.onnx import METADATA_KEY
+from sslinspect.infer.onnx_predictor import Predictor
 
 pytestmark = pytest.mark.gui
-
-
-def _threshold_defaults(model: Path) -> dict[str, float]:
-    """The defaults of the model's threshold inputs, read back by ONNX Runtime (run without feeding them)."""
-    import onnx
-
-    graph = onnx.load(str(model)).graph
-    return {i.name: float(onnx.numpy_helper.to_array(i)[0]) for i in graph.initializer if "threshold" in i.name}
 
 
 def test_threshold_used_for_export_is_stored_shown_and_baked_in(
@@ -64,7 +57,7 @@ def test_threshold_used_for_export_is_stored_shown_and_baked_in(
     assert f"NG ≥ {chosen:.4f}, review ≥ {review:.4f} (chosen)" in export_page.bake.text()
     assert export_page.threshold_choice.count() == 1  # nothing moved and unstored: only "built into the model"
 
-    # a real export bakes the stored thresholds in (sidecar, metadata and the graph inputs' defaults)
+    # a real export bakes the stored thresholds in (sidecar and metadata, which every runtime's caller feeds)
     project = api.open_project(root)
     out = tmp_path / "model.onnx"
     api.export_onnx(project, out)
@@ -75,8 +68,8 @@ def test_threshold_used_for_export_is_stored_shown_and_baked_in(
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     embedded = json.loads(sess.get_modelmeta().custom_metadata_map[METADATA_KEY])
     assert (embedded["threshold"], embedded["review_threshold"]) == pytest.approx((chosen, review), abs=1e-6)
-    defaults = _threshold_defaults(out)
-    assert sorted(defaults.values()) == pytest.approx(sorted([chosen, review]), abs=1e-6)
+    predictor = Predictor(out, device="cpu")
+    assert (predictor.threshold, predictor.review_threshold) == pytest.approx((chosen, review), abs=1e-6)
 
 
 def test_testing_a_folder_shows_heatmap_overlays(

@@ -97,7 +97,8 @@ def test_predict_on_a_fifo_reports_it_instead_of_hanging(tmp_path: Path) -> None
     r = _cli("predict", str(model), str(fifo), str(good), timeout=60)
     assert r.returncode == 1, r.stderr
     assert _one_error_line(r.stderr) == f"error: {fifo}: is a FIFO (named pipe), not a regular file"
-    assert "1 image(s) scored" in r.stdout
+    assert "1 image(s) scored" in r.stderr  # no --out: the rows go to stdout, the summary to stderr
+    assert "is a FIFO" in r.stdout  # and the FIFO has its row, with the error
 
 
 # -- 6 model metadata against the graph -------------------------------------------------------------------------------

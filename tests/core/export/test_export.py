@@ -20,9 +20,9 @@ from sslinspect.export.module import OUTPUT_NAMES, InferenceModule
 from sslinspect.export.onnx import finalise, run_torch
 from sslinspect.export.precision import check_precision, convert_precision
 from sslinspect.export.run import check_rows
-from sslinspect.export.triton import write_triton_repository
 from sslinspect.fewshot.fit import load_head
 from sslinspect.imageio import load_for_model
+from sslinspect.infer.feeds import threshold_feeds
 from sslinspect.infer.onnx_predictor import Predictor
 from sslinspect.model.checkpoint import build_backbone_from_checkpoint, load_checkpoint
 from sslinspect.project import Project
@@ -43,12 +43,18 @@ def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
+def _feeds(meta: dict[str, float], images: np.ndarray, **override: float) -> dict[str, np.ndarray]:
+    t, r = override.get("threshold", meta["threshold"]), override.get("review", meta["review_threshold"])
+    return threshold_feeds(images, t, min(r, t))
+
+
 def test_all_outputs_match_pytorch_on_real_images(trained_project: Path, model: Path, test_images: np.ndarray) -> None:
     project = Project.open(trained_project)
     head, ckpt = load_head(project)
     module = InferenceModule(build_backbone_from_checkpoint(load_checkpoint(ckpt)), head).eval()
     ref = run_torch(module, test_images, head)
-    got = _session(model).run(list(OUTPUT_NAMES), {"images": test_images})
+    a = head.anomaly
+    got = _session(model).run(list(OUTPUT_NAMES), threshold_feeds(test_images, a.threshold, a.review_threshold))
     for name, r, g in zip(OUTPUT_NAMES, ref, got, strict=True):
         assert r.shape == g.shape, name
         if r.dtype.kind == "f":
@@ -59,20 +65,20 @@ def test_all_outputs_match_pytorch_on_real_images(trained_project: Path, model: 
     project.close()
 
 
-def test_threshold_is_a_graph_input_with_the_calibrated_default(model: Path, test_images: np.ndarray) -> None:
+def test_thresholds_are_plain_per_image_inputs(model: Path, test_images: np.ndarray) -> None:
     sess = _session(model)
     meta = json.loads(sess.get_modelmeta().custom_metadata_map["sslinspect"])
     sidecar = json.loads(model.with_suffix(".json").read_text())
-    assert [i.name for i in sess.get_inputs()] == ["images"]
-    assert {i.name for i in sess.get_overridable_initializers()} == {"threshold", "review_threshold"}
-    assert meta["threshold"] == sidecar["threshold"]
-    default = sess.run(None, {"images": test_images})
-    same = sess.run(None, {"images": test_images, "threshold": np.array([meta["threshold"]], np.float32)})
-    np.testing.assert_array_equal(default[2], same[2])
+    inputs = {i.name: i for i in sess.get_inputs()}
+    assert list(inputs) == ["images", "threshold", "review_threshold"]
+    assert inputs["threshold"].shape == inputs["images"].shape[:1] and inputs["threshold"].type == "tensor(float)"
+    assert not sess.get_overridable_initializers()  # no ORT-only defaults: every runtime sees the same graph
+    assert meta["threshold"] == sidecar["threshold"] and meta["format"] == "sslinspect.onnx/3"
+    default = sess.run(None, _feeds(meta, test_images))
     scores = default[1]
     # Every image NG at a threshold below all scores; NG only by the classifier above all scores.
-    low = sess.run(None, {"images": test_images, "threshold": np.array([scores.min() - 1], np.float32)})
-    high = sess.run(None, {"images": test_images, "threshold": np.array([scores.max() + 1], np.float32)})
+    low = sess.run(None, _feeds(meta, test_images, threshold=float(scores.min()) - 1))
+    high = sess.run(None, _feeds(meta, test_images, threshold=float(scores.max()) + 1))
     assert low[2].all() and (low[4] == 2).all()
     by_class = default[0].argmax(1) != meta["classes"].index("good")
     if meta["decision_rule"] == "anomaly":
@@ -80,6 +86,9 @@ def test_threshold_is_a_graph_input_with_the_calibrated_default(model: Path, tes
     np.testing.assert_array_equal(high[2], by_class)
     np.testing.assert_array_equal(default[2], (scores > meta["threshold"]) | by_class)
     np.testing.assert_allclose(high[1], scores)  # the threshold never changes the score
+    mixed = _feeds(meta, test_images)
+    mixed["threshold"][::2] = scores.max() + 1  # one threshold per image
+    np.testing.assert_array_equal(sess.run(None, mixed)[2][1::2], default[2][1::2])
 
 
 def test_review_threshold_input_gives_a_review_band(
@@ -95,9 +104,9 @@ def test_review_threshold_input_gives_a_review_band(
     model = api.export_onnx(project, tmp_path / "m.onnx").path
     project.close()
     sess = _session(Path(model))
-    s = sess.run(None, {"images": test_images})[1]
+    s = sess.run(None, threshold_feeds(test_images, 1.0, 1.0))[1]
     t, r = np.float32(np.quantile(s, 0.75)), np.float32(np.quantile(s, 0.25))
-    feeds = {"images": test_images, "threshold": np.array([t]), "review_threshold": np.array([r])}
+    feeds = threshold_feeds(test_images, float(t), float(r))
     _, _, d, _, dec = sess.run(None, feeds)
     np.testing.assert_array_equal(d, s > t)
     np.testing.assert_array_equal(dec, np.where(s > t, 2, np.where(s > r, 1, 0)))
@@ -109,8 +118,8 @@ def test_fp16_runs_on_cpu_and_stays_close(model: Path, test_images: np.ndarray, 
     half = tmp_path / "half.onnx"
     convert_precision(model, half, "fp16", test_images)
     finalise(half, {**meta, "precision": "fp16"})
-    a = _session(model).run(None, {"images": test_images})
-    b = _session(half).run(None, {"images": test_images})
+    a = _session(model).run(None, _feeds(meta, test_images))
+    b = _session(half).run(None, _feeds(meta, test_images))
     assert onnx.load(str(half)).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     np.testing.assert_allclose(b[1], a[1], atol=5e-3 * max(1.0, float(np.abs(a[1]).max())))
     assert Predictor(half).meta["precision"] == "fp16"
@@ -142,21 +151,6 @@ def test_int8_accuracy_check_reports_and_refuses_beyond_tolerance(
     assert strict.passed is not changed
     assert "decisions agree" in strict.message()
     project.close()
-
-
-def test_triton_repository_layout(model: Path, trained_project: Path, tmp_path: Path) -> None:
-    project = Project.open(trained_project)
-    head, _ = load_head(project)
-    project.close()
-    repo = tmp_path / "repo"
-    path, sidecar = write_triton_repository(model, repo, head, {"threshold": 0.5}, name="line 3")
-    assert path == repo / "line_3" / "1" / "model.onnx" and path.is_file()
-    config = (repo / "line_3" / "config.pbtxt").read_text()
-    assert 'name: "line_3"' in config and 'platform: "onnxruntime_onnx"' in config
-    assert 'name: "threshold", data_type: TYPE_FP32, dims: [1], optional: true' in config
-    assert "dims: [-1, 32, 32]" in config  # the anomaly map
-    assert json.loads(sidecar.read_text())["file"] == "1/model.onnx"
-    assert Predictor(path).classes == tuple(head.classes)
 
 
 def test_failed_export_leaves_nothing_at_the_target(trained_project: Path, tmp_path: Path) -> None:

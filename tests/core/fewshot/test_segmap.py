@@ -87,6 +87,7 @@ def test_segment_export_passes_parity_and_predict_keeps_its_columns(
         "is_defect",
         *[f"p_{c}" for c in classes],
         "decision",
+        "error",
     ]
     scores = np.array([float(r["anomaly_score"]) for r in rows])
     assert np.isfinite(scores).all() and scores.std() > 0

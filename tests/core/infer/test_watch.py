@@ -64,8 +64,10 @@ def test_watch_survives_a_kill_and_never_reprocesses(trained_project: Path, demo
     assert second.returncode == 1, err  # the bad frame is a failure, listed
     assert f"error: {camera / 'bad_frame.png'}" in err
     rows = _rows(out)
-    assert sorted(r["path"] for r in rows) == sorted(str(camera / p.name) for p in images[:5])
-    assert all(r["decision"] in ("OK", "review", "NG") for r in rows)
+    frames = [str(camera / p.name) for p in images[:5]]
+    assert sorted(r["path"] for r in rows) == sorted([*frames, str(camera / "bad_frame.png")])
+    assert all(r["decision"] in ("OK", "review", "NG") and not r["error"] for r in rows if r["path"] in frames)
+    assert [r["error"] != "" for r in rows if r["path"] not in frames] == [True]  # the bad frame's row, as in JSONL
     with sqlite3.connect(state_path(out)) as con:
         status = dict(con.execute("SELECT path, status FROM frames").fetchall())
     assert status[str(camera / "bad_frame.png")] == "failed" and len(status) == 6

@@ -277,7 +277,11 @@ def _check_exactly_once(camera: _Camera, out: Path) -> None:
     assert not [i for i, n in Counter(ok).items() if n > 1], "a frame was scored twice"
     assert set(ok) <= camera.complete, "a partial frame was scored"
     assert not failed & camera.complete, "a complete frame was recorded as failed"
-    assert sorted(r["path"] for r in _rows(out)) == sorted(r[0] for r in rows if r[5] == "ok"), "rows lost or doubled"
+    written = _rows(out)  # scored rows, plus one row with an `error` per frame recorded as failed (as predict does)
+    assert sorted(r["path"] for r in written if not r.get("error")) == sorted(r[0] for r in rows if r[5] == "ok"), (
+        "rows lost or doubled"
+    )
+    assert sorted(r["path"] for r in written if r.get("error")) == sorted(r[0] for r in rows if r[5] == "failed")
     for name in NAMES:  # after settling, every frame in the folder has its one record
         ident = Identity.of(camera.root / name)
         if ident is not None:

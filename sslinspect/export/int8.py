@@ -1,0 +1,94 @@
+"""What INT8 quantises and what it is calibrated on.
+
+Only the backbone is quantised (its convolutions and, for a ViT, its matrix products): everything after it decides
+scores near the threshold and stays FP32: the distance to the memory bank, the Gaussian smoothing and normalisation
+of the anomaly map, the classifier. Activation ranges are calibrated on presumed-good images *and* on the images
+whose held-out score is closest to the threshold, so the ranges cover what decides OK against NG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+#: Operators quantised inside the backbone (weights per channel, INT8; activations UINT8).
+QUANTISED_OPS = ("Conv", "MatMul", "Gemm")
+#: The exporter records each node's module path in the ``namespace`` metadata; backbone nodes sit under this.
+BACKBONE_SCOPE = "/net.backbone"
+
+
+def backbone_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the quantisable nodes that belong to the backbone (by the exporter's module-path metadata)."""
+    names = []
+    for node in model.graph.node:
+        if node.op_type not in QUANTISED_OPS:
+            continue
+        scope = next((p.value for p in node.metadata_props if p.key == "namespace"), "")
+        if BACKBONE_SCOPE in scope:
+            names.append(node.name)
+    return names
+
+
+def quantisable_nodes(src: Path, pre: Path) -> list[str]:
+    """The backbone nodes of ``src`` that are still there (by name) after pre-processing into ``pre``.
+
+    Pre-processing folds BatchNorm into the convolutions and keeps their names, but drops the metadata, hence the
+    lookup in the original graph.
+    """
+    wanted = set(backbone_nodes(onnx.load(str(src), load_external_data=False)))
+    kept = onnx.load(str(pre), load_external_data=False)
+    return [n.name for n in kept.graph.node if n.name in wanted]
+
+
+def calibration_rows(
+    candidates: Sequence[int],
+    scores: Mapping[int, float],
+    suspected: set[int],
+    threshold: float,
+    n: int,
+    seed: int = 0,
+) -> np.ndarray:
+    """Up to ``n`` rows: half the candidates whose score is nearest ``threshold``, half random presumed-good ones.
+
+    Args:
+        candidates: Rows that may be used (never the rows the accuracy check runs on).
+        scores: Held-out anomaly score per row (rows without one count as presumed good).
+        suspected: Rows the training flagged as suspected defects (not "good").
+        threshold: The NG threshold.
+        n: How many rows to return.
+        seed: For the random half.
+    """
+    pool = np.asarray(list(candidates), dtype=np.int64)
+    scored = [r for r in pool.tolist() if r in scores]
+    near = sorted(scored, key=lambda r: abs(scores[r] - threshold))[: n // 2]
+    good = np.setdiff1d(pool, np.array([*near, *suspected], dtype=np.int64))
+    rng = np.random.default_rng(seed)
+    fill = rng.choice(good, size=min(n - len(near), len(good)), replace=False) if len(good) else good
+    return np.sort(np.concatenate([np.array(near, dtype=np.int64), fill.astype(np.int64)]))
+
+
+def project_calibration_rows(
+    scores_csv: Path | None, index: Mapping[int, int], n_images: int, check: np.ndarray, threshold: float, n: int
+) -> np.ndarray:
+    """:func:`calibration_rows` for a project: held-out scores from the few-shot run's ``scores.csv`` (by image id,
+    mapped to cache rows by ``index``), never one of the ``check`` rows. Without scores: random non-check rows."""
+    import csv
+
+    scores: dict[int, float] = {}
+    suspected: set[int] = set()
+    if scores_csv is not None and scores_csv.is_file():
+        with scores_csv.open(newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                r = index.get(int(row["image_id"]))
+                if r is None or not row.get("anomaly_score"):
+                    continue
+                scores[r] = float(row["anomaly_score"])
+                if row.get("suspected") == "1":
+                    suspected.add(r)
+    candidates = np.setdiff1d(np.arange(n_images), check)
+    if len(candidates) == 0:  # a tiny project: calibrate on what there is
+        candidates = np.arange(n_images)
+    return calibration_rows(candidates.tolist(), scores, suspected, threshold, n)
