@@ -22,6 +22,10 @@ from sslinspect.infer.run import PredictResult
 from sslinspect.labels import LabelImportResult
 from sslinspect.labels import import_labels as _import_labels
 from sslinspect.project import Project
+from sslinspect.staleness import Staleness, export_staleness, fit_failed_after, fit_staleness, label_stamp
+from sslinspect.staleness import record_export as _record_export
+from sslinspect.staleness import record_fit as _record_fit
+from sslinspect.verdict import Shortfall, Verdict, auroc, fit_shortfalls, fit_verdict
 
 if TYPE_CHECKING:
     from sslinspect.evaluate.compare import RunSummary
@@ -40,12 +44,23 @@ __all__ = [
     "Project",
     "ProjectStatus",
     "ScanResult",
+    "Shortfall",
+    "Staleness",
+    "Verdict",
+    "auroc",
     "compare",
     "create_project",
     "evaluate",
     "export_onnx",
+    "export_staleness",
+    "fit_failed_after",
     "fit_fewshot",
+    "fit_shortfalls",
+    "fit_staleness",
+    "fit_verdict",
     "import_labels",
+    "label_stamp",
+    "load_heatmaps",
     "load_analysis",
     "open_demo_project",
     "open_project",
@@ -161,7 +176,10 @@ def fit_fewshot(
     """
     from sslinspect.fewshot.fit import run_fit
 
-    return run_fit(project, cfg or FewShotConfig(), report=report, cancel=cancel)
+    stamp = label_stamp(project)  # the labels the fit reads (taken before it, in case they change meanwhile)
+    result = run_fit(project, cfg or FewShotConfig(), report=report, cancel=cancel)
+    _record_fit(project, project.resolve(result.run_dir), stamp)
+    return result
 
 
 def export_onnx(
@@ -184,7 +202,10 @@ def export_onnx(
     """
     from sslinspect.export.run import run_export
 
-    return run_export(project, out, cfg or ExportConfig(), force=force, report=report, cancel=cancel)
+    fit_run = project.latest("fewshot")
+    result = run_export(project, out, cfg or ExportConfig(), force=force, report=report, cancel=cancel)
+    _record_export(project, project.resolve(result.path), fit_run)
+    return result
 
 
 def predict(

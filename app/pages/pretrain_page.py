@@ -36,7 +36,7 @@ from app.widgets.config_form import ConfigForm
 from app.widgets.embedding_map import EmbeddingMap
 from app.widgets.progress import Coalescer, show_progress
 from app.widgets.thumbnails import ThumbnailProvider
-from app.widgets.training_plots import TrainingPlots
+from app.widgets.plots import TrainingPlots
 from sslinspect import api
 from sslinspect.backbones import BACKBONES
 from sslinspect.config import PretrainConfig

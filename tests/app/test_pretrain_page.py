@@ -34,7 +34,7 @@ def _run_events(root: Path, n: int, *, collapse_at: int | None = None) -> list[E
             Metric(stage="pretrain", name="lr", value=0.05, step=s, epoch=1),
             Metric(stage="pretrain", name="images_per_s", value=120.0, step=s, epoch=1),
             Metric(stage="pretrain", name="emb_std", value=spread, step=s, epoch=1),
-            Metric(stage="pretrain", name="knn_acc", value=0.5, step=s, epoch=1),
+            Metric(stage="pretrain", name="knn_acc", value=0.5, epoch=s),  # per epoch, step 0 (as the worker sends)
             Progress(stage="pretrain", step=s, total=n, message=f"epoch 1/1 loss {4.0 - 0.01 * s:.4f} ETA 00:0{n - s}"),
         ]
     rel = f"runs/pretrain/{run.name}"
@@ -70,9 +70,11 @@ def test_live_run_fills_plots_progress_and_map(
     assert cmd[:4] == ["pretrain", str(scanned_project.resolve()), "--threads", "1"] and cmd[-2] == "--config"
     sent = json.loads(Path(cmd[-1]).read_text(encoding="utf-8"))["pretrain"]
     assert sent["image_size"] == 96 and sent["epochs"] == 20 and sent["threads"] == 1  # the CPU preset
-    loss_x, loss_y = page.plots.plot_for("loss").series_data("loss")
+    loss_x, loss_y = page.plots.plot_for("loss").series_data(page.plots.series_for("loss"))
     assert len(loss_x) == 30 and loss_y[-1] == pytest.approx(3.7)
-    assert len(page.plots.plot_for("knn_acc").series_data("knn_acc")[0]) == 30  # a plot appears for new metrics
+    knn = page.plots.plot_for("knn_acc")  # a plot appears for new metrics
+    knn_x, _ = knn.series_data(page.plots.series_for("knn_acc"))
+    assert list(knn_x) == list(range(1, 31)) and knn.axis_labels()[0] == "epoch"  # not a vertical line at x = 0
     assert page.map.view.count == 36 and "epoch 1" in page.map.info.text()
     assert page.status_label.text() == "Finished. Go on to Label."
     assert not page.warning.isVisible()
@@ -115,14 +117,27 @@ def test_resume_is_offered_for_a_stopped_run(
     with qtbot.waitSignal(controller.job_finished, timeout=5000):
         page.resume_button.click()
     assert "--resume" in fake_workers.jobs[0].command
-    assert len(page.plots.plot_for("loss").series_data("loss")[0]) == 20  # the replayed curve is kept on resume
+    assert len(page.plots.plot_for("loss").series_data(page.plots.series_for("loss"))[0]) == 20  # the replayed curve is kept on resume
+
+
+def test_plots_speak_in_words_and_units(window: Any, controller: Any, scanned_project: Path) -> None:
+    """Issue 12: raw names (eta_s, epoch_loss) reached the screen; every plot names its series and axes in words."""
+    page = _open_pretrain(window, controller, scanned_project)
+    for name, value in (("epoch_loss", 3.0), ("eta_s", 120.0), ("gpu_mem_gb", 1.5)):
+        page.plots.add(Metric(stage="pretrain", name=name, value=value, step=5, epoch=1))
+    page.plots.flush()
+    texts = " ".join(p.header_text() + " ".join(p.axis_labels()) for p in page.plots.plots.values())
+    assert "eta_s" not in texts and "epoch_loss" not in texts and "_" not in texts
+    eta = page.plots.plot_for("eta_s")
+    assert eta.axis_labels() == ("training step", "minutes")
+    assert eta.series_data(page.plots.series_for("eta_s"))[1][-1] == pytest.approx(2.0)  # 120 s shown as 2 min
 
 
 def test_opening_a_project_replays_the_latest_run(window: Any, controller: Any, scanned_project: Path) -> None:
     run = write_pretrain_run(scanned_project, steps=25)
     page = _open_pretrain(window, controller, scanned_project)
-    assert len(page.plots.plot_for("loss").series_data("loss")[0]) == 25
-    assert len(page.plots.plot_for("lr").series_data("lr")[0]) == 25
+    assert len(page.plots.plot_for("loss").series_data(page.plots.series_for("loss"))[0]) == 25
+    assert len(page.plots.plot_for("lr").series_data(page.plots.series_for("lr"))[0]) == 25
     assert page.map.view.count == 36
     assert page.run_label.text() == f"Run {run.name}: ok"
 
