@@ -62,7 +62,7 @@ class AppController(QObject):
         self.project: Project | None = None
         self.status: api.ProjectStatus | None = None
         self.job: Job | None = None
-        self.threshold: float | None = None  # anomaly threshold chosen on the Train page (None: the calibrated one)
+        self.threshold: float | None = None  # anomaly threshold chosen on the Fit page (None: the calibrated one)
         self.demo_dir = default_demo_dir()
         self.job_factory: JobFactory = self._process_job
 

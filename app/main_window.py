@@ -34,14 +34,14 @@ from app.pages.images_page import ImagesPage
 from app.pages.label_page import LabelPage
 from app.pages.pretrain_page import PretrainPage
 from app.pages.project_page import ProjectPage
-from app.pages.train_page import TrainPage
+from app.pages.fit_page import FitPage
 from app.widgets.error_dialog import show_error
 from app.widgets.log_view import LogView
 from app.widgets.progress import Coalescer
 from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect.events import Progress
 
-PAGES: tuple[type[Page], ...] = (ProjectPage, ImagesPage, PretrainPage, LabelPage, TrainPage, ExportPage)
+PAGES: tuple[type[Page], ...] = (ProjectPage, ImagesPage, PretrainPage, LabelPage, FitPage, ExportPage)
 
 
 class MainWindow(QMainWindow):
@@ -180,7 +180,7 @@ class MainWindow(QMainWindow):
             "ImagesPage": "Add a folder with at least 8 readable images and scan it.",
             "PretrainPage": "Pretrain (or let a run finish) to continue.",
             "LabelPage": "Label at least one image to continue.",
-            "TrainPage": "Train to continue.",
+            "FitPage": "Fit to continue.",
         }.get(type(page).__name__, "")
 
     # -- jobs and messages ----------------------------------------------------------------------------------------

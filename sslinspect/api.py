@@ -21,7 +21,7 @@ from sslinspect.gallery import set_class_color as _set_class_color
 from sslinspect.infer.run import PredictResult
 from sslinspect.labels import LabelImportResult
 from sslinspect.labels import import_labels as _import_labels
-from sslinspect.project import Project
+from sslinspect.project import GOOD, Project
 from sslinspect.staleness import Staleness, export_staleness, fit_failed_after, fit_staleness, label_stamp
 from sslinspect.staleness import record_export as _record_export
 from sslinspect.staleness import record_fit as _record_fit
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from sslinspect.train.pretrain import PretrainResult
 
 __all__ = [
+    "GOOD",
     "Analysis",
     "PredictResult",
     "Project",

@@ -76,7 +76,7 @@ class ExportPage(Page):
         self.status_label.setWordWrap(True)
         self.bake = QLabel("—")
         self.bake.setWordWrap(True)
-        self.bake.setToolTip("Pick and store another threshold on the Train page (Anomaly score tab, 'Use for export')")
+        self.bake.setToolTip("Pick and store another threshold on the Fit page (Anomaly score tab, 'Use for export')")
         box = QGroupBox("Model file")
         bl = QFormLayout(box)
         bl.addRow("Save as:", out_row)
@@ -186,7 +186,7 @@ class ExportPage(Page):
         self.threshold_choice.addItem("built into the model", None)
         t = self.controller.threshold
         if t is not None and not (stored is not None and abs(stored.threshold - t) < 1e-9):
-            self.threshold_choice.addItem(f"moved on the Train page, not stored ({t:.4f})", t)
+            self.threshold_choice.addItem(f"moved on the Fit page, not stored ({t:.4f})", t)
             self.threshold_choice.setCurrentIndex(1)
         self.show_sidecar()
         self._update_buttons()

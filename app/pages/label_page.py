@@ -74,7 +74,7 @@ class LabelPage(Page):
         self.sort.currentIndexChanged.connect(lambda _i: self.reorder())
         self.filter.currentIndexChanged.connect(lambda _i: self.reorder())
         self.suggest_button = QPushButton("Update suggestions")
-        self.suggest_button.setToolTip("Fits the classifier and anomaly score on the current labels (Train step).")
+        self.suggest_button.setToolTip("Fits the classifier and anomaly score on the current labels (Fit step).")
         self.suggest_button.clicked.connect(self.compute_suggestions)
         self.count_label = QLabel()
         self.count_label.setObjectName("hint")
@@ -242,7 +242,7 @@ class LabelPage(Page):
         self.reorder(ref_id=int(cur))  # type: ignore[call-overload]
 
     def compute_suggestions(self) -> Job | None:
-        """Fit the classifier and anomaly score on the current labels (the Train step's job)."""
+        """Fit the classifier and anomaly score on the current labels (the Fit step's job)."""
         p = self.controller.project
         if p is None:
             return None
