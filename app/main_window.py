@@ -21,12 +21,15 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from app.controller import AppController
+from app.glossary import GlossaryDialog
 from app.jobs import Job
 from app.pages.base import Page
 from app.pages.export_page import ExportPage
@@ -42,6 +45,17 @@ from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect.events import Progress
 
 PAGES: tuple[type[Page], ...] = (ProjectPage, ImagesPage, PretrainPage, LabelPage, FitPage, ExportPage)
+PANEL_PC = (1024, 700)  # the smallest screen the wizard must fit without cutting anything off
+
+
+def _scrolled(page: Page) -> QScrollArea:
+    """``page`` in a frameless scroll area: on a small panel PC it scrolls instead of being cut off."""
+    area = QScrollArea()
+    area.setObjectName(f"{type(page).__name__}Scroll")
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    area.setWidget(page)
+    return area
 
 
 class MainWindow(QMainWindow):
@@ -58,7 +72,7 @@ class MainWindow(QMainWindow):
         self.steps.setObjectName("stepList")
         self.steps.setAccessibleName("Steps")
         for page in self.pages:
-            self.stack.addWidget(page)
+            self.stack.addWidget(_scrolled(page))
             self.steps.addItem(QListWidgetItem(page.title))
             page.completeness_changed.connect(self._update_nav)
         self.steps.setFixedWidth(self.steps.sizeHintForColumn(0) + 4 * self.fontMetrics().averageCharWidth() + 24)
@@ -94,6 +108,7 @@ class MainWindow(QMainWindow):
         self.log_dock.hide()
 
         self.project_label = QLabel("No project")
+        self.project_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # long paths
         self.job_label = QLabel()
         self.job_progress = QProgressBar()
         self.job_progress.setMaximumWidth(16 * self.fontMetrics().averageCharWidth() * 2)
@@ -126,6 +141,12 @@ class MainWindow(QMainWindow):
     def current_page(self) -> Page:
         """The shown page."""
         return self.pages[self.current_index()]
+
+    def page_area(self, index: int) -> QScrollArea:
+        """The scroll area that holds page ``index``."""
+        area = self.stack.widget(index)
+        assert isinstance(area, QScrollArea)
+        return area
 
     def reachable(self, index: int) -> bool:
         """A step can be shown when every step before it is complete."""
@@ -167,11 +188,20 @@ class MainWindow(QMainWindow):
             flags = item.flags()
             enabled = self.reachable(k)
             item.setFlags(flags | Qt.ItemFlag.ItemIsEnabled if enabled else flags & ~Qt.ItemFlag.ItemIsEnabled)
+            item.setToolTip("" if enabled else self._locked_reason(k))
         last = i == len(self.pages) - 1
         self.back_button.setEnabled(i > 0)
         self.next_button.setVisible(not last)
         self.next_button.setEnabled(not last and page.is_complete())
         self.next_hint.setText("" if last or page.is_complete() else self._hint(page))
+
+    def _locked_reason(self, index: int) -> str:
+        """Why step ``index`` is locked: the first earlier step that is not done, and what it needs."""
+        first = next((p for p in self.pages[:index] if not p.is_complete()), None)
+        if first is None:
+            return ""
+        name = first.title.split(maxsplit=1)[-1]
+        return f"Locked: finish step {name} first. {self._hint(first)}".strip()
 
     @staticmethod
     def _hint(page: Page) -> str:
@@ -242,6 +272,7 @@ class MainWindow(QMainWindow):
         toggle.setShortcut(QKeySequence("Ctrl+L"))
         view.addAction(toggle)
         helpm = self.menuBar().addMenu("&Help")
+        self._action(helpm, "&Glossary", QKeySequence.StandardKey.HelpContents, self.show_glossary)
         self._action(helpm, "&About SSL Inspect", None, self._on_about_triggered)
 
     def _action(
@@ -262,6 +293,15 @@ class MainWindow(QMainWindow):
         if self.recent_menu.isEmpty():
             self.recent_menu.addAction("(none)").setEnabled(False)
 
+    def show_glossary(self) -> GlossaryDialog:
+        """Help → Glossary: every term the app shows, in plain words (non-modal)."""
+        dialog = self.findChild(GlossaryDialog)
+        if dialog is None:
+            dialog = GlossaryDialog(self)
+        dialog.show()
+        dialog.raise_()
+        return dialog
+
     def _on_about_triggered(self) -> None:
         import sslinspect
 
@@ -277,7 +317,7 @@ class MainWindow(QMainWindow):
         geometry = self.controller.settings.window_geometry()
         if geometry is None or not self.restoreGeometry(geometry):
             fm = self.fontMetrics()
-            self.resize(110 * fm.averageCharWidth(), 45 * fm.height())
+            self.resize(min(110 * fm.averageCharWidth(), PANEL_PC[0]), min(45 * fm.height(), PANEL_PC[1]))
         state = self.controller.settings.window_state()
         if state is not None:
             self.restoreState(state)

@@ -67,10 +67,12 @@ class LabelPage(Page):
 
         self.sort = QComboBox()
         self.sort.setAccessibleName("Sort order")
+        self.sort.setToolTip("Which images come first: most unusual (anomaly score), most uncertain, by cluster, similar to the selection, or file order")
         for text, _key in SORTS:
             self.sort.addItem(text)
         self.filter = QComboBox()
         self.filter.setAccessibleName("Show")
+        self.filter.setToolTip("Show all images, only unlabelled ones, or one class")
         self.sort.currentIndexChanged.connect(lambda _i: self.reorder())
         self.filter.currentIndexChanged.connect(lambda _i: self.reorder())
         self.suggest_button = QPushButton("Update suggestions")

@@ -90,6 +90,7 @@ class PretrainPage(Page):
         self._progress_view: Coalescer[Progress] = Coalescer(self._show_progress, parent=self)
         self.preset = QComboBox()
         self.preset.setAccessibleName("Preset")
+        self.preset.setToolTip("Quick check: a short run to see that everything works. Recommended: sized for the device shown. Expert: every setting")
         self.preset.currentIndexChanged.connect(self._on_preset_changed)
         self.device_label = QLabel("detecting…")
         self.device_label.setWordWrap(True)

@@ -49,9 +49,13 @@ class ConfusionView(QWidget):
         for table in (self.confusion, self.per_class):
             table.setSizeAdjustPolicy(QAbstractItemView.SizeAdjustPolicy.AdjustToContents)
         lay = QGridLayout(self)
-        lay.addWidget(QLabel("Confusion matrix (rows: your label, columns: predicted; out-of-fold):"), 0, 0)
+        heads = [QLabel("Confusion matrix (rows: your label, columns: predicted; out-of-fold):"), QLabel("Per class "
+                 "(cross-validated):")]
+        for head in heads:
+            head.setWordWrap(True)
+        lay.addWidget(heads[0], 0, 0)
         lay.addWidget(self.confusion, 1, 0)
-        lay.addWidget(QLabel("Per class (cross-validated):"), 0, 1)
+        lay.addWidget(heads[1], 0, 1)
         lay.addWidget(self.per_class, 1, 1)
         lay.setRowStretch(2, 1)
 
