@@ -32,6 +32,7 @@ from app.widgets.config_form import ConfigForm
 from app.widgets.image_grid import ImageGrid
 from app.widgets.progress import Coalescer, show_progress
 from app.widgets.thumbnails import ThumbnailProvider
+from sslinspect import api
 from sslinspect.config import ExportConfig
 from sslinspect.errors import SSLInspectError
 from sslinspect.events import Log, Progress
@@ -75,6 +76,14 @@ class ExportPage(Page):
         self.progress.setVisible(False)
         self.status_label = QLabel("Not exported yet.")
         self.status_label.setWordWrap(True)
+        self.blocked = QLabel()
+        self.blocked.setObjectName("warning")
+        self.blocked.setWordWrap(True)
+        self.blocked.setVisible(False)
+        self.refit_button = QPushButton("Fit again now")
+        self.refit_button.setToolTip("Fit the model on the current labels (the Fit step's job, default settings)")
+        self.refit_button.setVisible(False)
+        self.refit_button.clicked.connect(self.refit)
         self.bake = QLabel("—")
         self.bake.setWordWrap(True)
         self.bake.setToolTip("Pick and store another threshold on the Fit page (Anomaly score tab, 'Use for export')")
@@ -83,6 +92,8 @@ class ExportPage(Page):
         bl.addRow("Save as:", out_row)
         bl.addRow(self.form)
         bl.addRow("Thresholds:", self.bake)
+        bl.addRow(self.blocked)
+        bl.addRow(self.refit_button)
         bl.addRow(self.export_button)
         bl.addRow(self.progress)
         bl.addRow(self.status_label)
@@ -162,10 +173,45 @@ class ExportPage(Page):
         """Where the model is (or will be) written."""
         return Path(self.out.text().strip()).expanduser()
 
+    def blockers(self) -> tuple[list[str], bool]:
+        """Why the latest fit must not be exported, and whether fitting again fixes it (else: label more)."""
+        p, st = self.controller.project, self.controller.status
+        if p is None or st is None or st.fewshot_run is None:
+            return [], False
+        reasons: list[str] = []
+        failed = api.fit_failed_after(p)
+        if failed:
+            reasons.append(f"the last fit ({failed}) failed; the model on disk is an older one")
+        stale = api.fit_staleness(p, st.fewshot_run)
+        reasons += list(stale.reasons)
+        try:
+            analysis = api.load_analysis(p)
+        except SSLInspectError:
+            analysis = None
+        have = set(analysis.classes) if analysis is not None else set()
+        missing = sorted(c for c, n in st.labels.items() if n and have and c not in have)
+        refit = bool(reasons)
+        if missing:
+            names = ", ".join(repr(c) for c in missing)
+            reasons.append(f"the model lacks the labelled class(es) {names}")
+        short = api.fit_shortfalls(st.labels, 2)
+        if missing and short:
+            reasons.append("first " + "; ".join(x.describe() for x in short))
+            refit = False
+        elif missing:
+            refit = True
+        return reasons, refit
+
     def _update_buttons(self) -> None:
         busy = self.controller.is_busy()
         st = self.controller.status
-        self.export_button.setEnabled(not busy and st is not None and st.fewshot_run is not None)
+        reasons, refit = self.blockers()
+        self.blocked.setText("Export refused: " + "; ".join(reasons) + "." if reasons else "")
+        self.blocked.setVisible(bool(reasons))
+        self.refit_button.setVisible(bool(reasons) and refit)
+        self.refit_button.setEnabled(not busy)
+        ok = not busy and st is not None and st.fewshot_run is not None and not reasons
+        self.export_button.setEnabled(ok)
         self.test_button.setEnabled(not busy and self.model_path().is_file())
         self.open_folder.setEnabled(self.model_path().parent.is_dir())
 
@@ -187,7 +233,7 @@ class ExportPage(Page):
         self.threshold_choice.clear()
         self.threshold_choice.addItem("built into the model", None)
         t = self.controller.threshold
-        if t is not None and not (stored is not None and abs(stored.threshold - t) < 1e-9):
+        if t is not None and not (stored is not None and abs(stored.threshold - t) <= 1e-6 * max(1.0, abs(t))):
             self.threshold_choice.addItem(f"moved on the Fit page, not stored ({t:.4f})", t)
             self.threshold_choice.setCurrentIndex(1)
         self.show_sidecar()
@@ -227,8 +273,19 @@ class ExportPage(Page):
         return True
 
     # -- actions --------------------------------------------------------------------------------------------------
+    def refit(self) -> Job | None:
+        """The one-click fix of an out-of-date model: fit again on the current labels."""
+        p = self.controller.project
+        if p is None:
+            return None
+        return self.controller.run_worker(["train", str(p.root)], stage="train", title="Fitting")
+
     def export(self) -> Job | None:
-        """Export in a worker process."""
+        """Export in a worker process (refused, with the reason, for an out-of-date or incomplete model)."""
+        reasons, _ = self.blockers()
+        if reasons:
+            self._update_buttons()
+            return None
         return self.run_form_job("export", ["--out", str(self.model_path())], self.form, "export", title="Export")
 
     def test_folder(self, folder: Path) -> Job | None:
@@ -291,14 +348,28 @@ class ExportPage(Page):
             self.preview.setToolTip(f"{key}\nanomaly score {r.get('anomaly_score', '?')}")
 
     def _caption(self, key: object) -> str:
+        """The decision, the score against the threshold, and the type only for NG (one truth per tile)."""
         r = self._rows.get(str(key))
-        return f"{r['label']} {float(r['confidence']):.2f}" if r else ""
+        if not r:
+            return ""
+        defect = r.get("is_defect") == "1"
+        score = float(r["anomaly_score"])
+        t = self._test_threshold()
+        against = f" {'≥' if defect else '<'} {t:.3f}" if t is not None else ""
+        kind = f" {r['label']}" if defect and r.get("label") not in (None, "", api.GOOD) else ""
+        return f"{'NG' if defect else 'OK'} {score:.3f}{against}{kind}"
+
+    def _test_threshold(self) -> float | None:
+        t = self.threshold_choice.currentData()
+        if t is None:
+            t = self._sidecar.get("threshold") if self._sidecar else None
+        return float(t) if t is not None else None
 
     def _badge(self, key: object) -> tuple[str, str] | None:
         r = self._rows.get(str(key))
         if r is None:
             return None
-        return ("DEFECT", FAIL) if r.get("is_defect") == "1" else ("ok", PASS)
+        return ("NG", FAIL) if r.get("is_defect") == "1" else ("OK", PASS)
 
     def _tooltip(self, key: object) -> str:
         r = self._rows.get(str(key))

@@ -76,10 +76,37 @@ def test_model_is_tested_on_a_folder_with_onnx_runtime(
     keys = export_page.predictions.keys()
     assert [Path(k).name for k in keys] == ["bright.png", "mid.png", "dark.png"]  # most anomalous first
     badges = [export_page._badge(k)[0] for k in keys]
-    assert badges == ["DEFECT", "DEFECT", "ok"]  # 220/255 and 120/255 ≥ 0.4 > 30/255
+    assert badges == ["NG", "NG", "OK"]  # 220/255 and 120/255 ≥ 0.4 > 30/255
+    # one truth per tile (issue 12: "DEFECT" above "good 0.32"): decision, score against the threshold, type only if NG
+    captions = [export_page._caption(k) for k in keys]
+    assert captions[0].startswith("NG 0.863 ≥ 0.400") and "good" not in captions[0]
+    assert captions[2] == "OK 0.118 < 0.400"
     assert "3 image(s) scored: 2 flagged" in export_page.test_summary.text()
     assert "1 file(s) could not be read" in export_page.test_summary.text()
     box = export_page.window().findChild(QMessageBox, "errorDialog")
     assert box is not None and box.text().startswith("Testing the model failed: ") and "broken.png" in box.text()
     assert box.detailedText()  # the worker's stderr, behind "Show Details..."
     box.close()
+
+
+def test_export_refuses_an_out_of_date_model_with_a_one_click_fix(
+    export_page: Any, controller: Any, fake_workers: Any, qtbot: Any
+) -> None:
+    """Issue 12: Export wrote a model with class 'good' only, ignoring three labels given after the fit."""
+    from sslinspect import api
+    from sslinspect.staleness import record_fit
+
+    p = controller.project
+    record_fit(p, controller.status.fewshot_run, api.label_stamp(p))
+    controller.set_labels([7, 8, 9], "scratch")
+    controller.set_labels([10], "good")
+    controller.set_labels([11], "disc")
+    export_page.reload()
+    assert not export_page.export_button.isEnabled() and export_page.export() is None
+    text = export_page.blocked.text()
+    assert text.startswith("Export refused: the labels changed") and "'scratch'" in text
+    assert export_page.refit_button.isVisible(), (export_page.blockers(), controller.status.labels)
+    fake_workers.script("train", [])
+    with qtbot.waitSignal(controller.job_finished, timeout=5000):
+        export_page.refit_button.click()
+    assert fake_workers.jobs[0].command[0] == "train"
