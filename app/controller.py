@@ -273,8 +273,8 @@ class AppController(QObject):
         except SSLInspectError as exc:
             self.error_occurred.emit(str(exc), "")
             return
+        self.refresh_status()  # first: pages that answer labels_changed read the new counts from the status
         self.labels_changed.emit(ids)
-        self.refresh_status()
 
     def add_class(self, name: str) -> bool:
         """Add a defect class."""

@@ -33,6 +33,7 @@ from app.widgets.image_grid import ImageGrid
 from app.widgets.label_keys import install_label_keys, shortcut_of
 from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect import api
+from sslinspect.config import FewShotConfig
 from sslinspect.errors import SSLInspectError
 from sslinspect.gallery import SortKey, order_ids, project_2d
 
@@ -64,6 +65,7 @@ class LabelPage(Page):
         self._order_token = 0
         self._map_run: object = None
         self._current: Any = None
+        self._shown = 0
 
         self.sort = QComboBox()
         self.sort.setAccessibleName("Sort order")
@@ -75,8 +77,11 @@ class LabelPage(Page):
         self.filter.setToolTip("Show all images, only unlabelled ones, or one class")
         self.sort.currentIndexChanged.connect(lambda _i: self.reorder())
         self.filter.currentIndexChanged.connect(lambda _i: self.reorder())
-        self.suggest_button = QPushButton("Update suggestions")
-        self.suggest_button.setToolTip("Fits the classifier and anomaly score on the current labels (Fit step).")
+        self.suggest_button = QPushButton("Update suggestions (fit)")
+        self.suggest_button.setToolTip(
+            "Runs the Fit step's fit on the current labels (as long as a fit) so the unusual / uncertain orders "
+            "use them; it needs the same label minimums as Fit."
+        )
         self.suggest_button.clicked.connect(self.compute_suggestions)
         self.count_label = QLabel()
         self.count_label.setObjectName("hint")
@@ -225,12 +230,16 @@ class LabelPage(Page):
             cls = self.filter.currentText()
             keys = [k for k in keys if self._labels.get(k) == cls]
         self.grid.set_keys(keys)
+        self._shown = len(keys)
         if ref_id is not None and ref_id in self._records:
             self.grid.select_keys([ref_id])
         elif keys:
             self.grid.setCurrentIndex(self.grid.grid_model.index(0))
+        self._show_count()
+
+    def _show_count(self) -> None:
         st = self.controller.status
-        self.count_label.setText(f"{len(keys)} shown · {st.labelled if st else 0} labelled")
+        self.count_label.setText(f"{self._shown} shown · {st.labelled if st else 0} labelled")
 
     def sort_by_similarity(self) -> None:
         """Order the grid by similarity to the focused image."""
@@ -244,11 +253,17 @@ class LabelPage(Page):
         self.reorder(ref_id=int(cur))  # type: ignore[call-overload]
 
     def compute_suggestions(self) -> Job | None:
-        """Fit the classifier and anomaly score on the current labels (the Fit step's job)."""
-        p = self.controller.project
+        """Fit the classifier and anomaly score on the current labels (the Fit step's job), once labels suffice."""
+        p, st = self.controller.project, self.controller.status
         if p is None:
             return None
-        return self.controller.run_worker(["train", str(p.root)], stage="train", title="Training")
+        short = api.fit_shortfalls(st.labels if st is not None else {}, FewShotConfig().min_shots)
+        if short:
+            text = "Suggestions need a fit, and a fit needs more labels: " + "; ".join(x.describe() for x in short)
+            self.count_label.setText(text)
+            self.controller.message.emit("WARNING", text)
+            return None
+        return self.controller.run_worker(["train", str(p.root)], stage="train", title="Fitting (suggestions)")
 
     def _ensure_map(self) -> None:
         if self.tabs.currentWidget() is not self.map or self.analysis is None:
@@ -331,6 +346,7 @@ class LabelPage(Page):
         self.grid.refresh(ids or None)
         self.map.set_labels(self._labels, p.class_colors())
         self._show_preview()  # the grid keeps its order while labelling; filters apply on the next reorder
+        self._show_count()  # the counter follows every label at once
 
     def _on_controller_classes_changed(self) -> None:
         p = self.controller.project
