@@ -8,6 +8,7 @@ the latest run's plots from its ``events.jsonl``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -40,7 +41,7 @@ from app.widgets.plots import TrainingPlots
 from sslinspect import api
 from sslinspect.backbones import BACKBONES
 from sslinspect.config import PretrainConfig
-from sslinspect.configio import to_dict
+from sslinspect.configio import from_dict, to_dict
 from sslinspect.errors import SSLInspectError
 from sslinspect.events import Artifact, Finished, Metric, Progress, Started
 from sslinspect.methods import METHODS
@@ -223,7 +224,8 @@ class PretrainPage(Page):
         if p is None:
             return None
         try:
-            cfg = self.config()
+            cfg = self._resumed_config() if resume else None
+            cfg = cfg or self.config()
         except SSLInspectError as exc:
             self.controller.error_occurred.emit(str(exc), "")
             return None
@@ -234,6 +236,23 @@ class PretrainPage(Page):
             self.plots.reset()
             self.warning.setVisible(False)
         return self.controller.run_worker(cmd, stage="pretrain", title="Pretraining", config={"pretrain": to_dict(cfg)})
+
+    def _resumed_config(self) -> PretrainConfig | None:
+        """A resumed run keeps its own settings (epochs included), shown in the form; None if they are unreadable."""
+        st = self.controller.status
+        run = st.pretrain_run if st is not None else None
+        try:
+            stored = json.loads((run / "config.json").read_text(encoding="utf-8"))["pretrain"] if run else None
+            cfg = from_dict(PretrainConfig, stored, section="pretrain") if stored else None
+        except (OSError, ValueError, KeyError, SSLInspectError):
+            return None
+        if cfg is None:
+            return None
+        cfg = dataclasses.replace(cfg, threads=self.controller.settings.worker_threads())
+        self.form.set_value(cfg)  # the form shows what runs (the preset switches to Custom)
+        self._on_form_changed()
+        self.status_label.setText(f"Resuming with the run's own settings ({cfg.epochs} epochs).")
+        return cfg
 
     def replay_latest(self) -> None:
         """Draw the latest run's curves and embedding map from its files (after opening a project)."""
@@ -326,7 +345,8 @@ class PretrainPage(Page):
             self.run_label.setText(self.run_label.text().replace("running", event.status))
 
     def _show_progress(self, event: Progress) -> None:
-        if not self._running():
+        job = self.controller.job
+        if not self._running() or (job is not None and job.is_paused()):  # a late event never hides "Paused"
             return
         show_progress(self.progress, event)
         what = "Decoding images" if event.stage == "cache" else f"Step {event.step}/{event.total}"
@@ -349,6 +369,8 @@ class PretrainPage(Page):
     def _on_pause_toggled(self, paused: bool) -> None:
         self.controller.pause_job(paused)
         self.pause_button.setText("&Resume" if paused else "&Pause")
+        run = self.run_label.text()
+        self.run_label.setText(run.replace(": running", ": paused") if paused else run.replace(": paused", ": running"))
         if paused:
             self.status_label.setText("Paused (at the next step boundary).")
 

@@ -170,3 +170,42 @@ def test_map_colours_by_anomaly_score_once_a_model_is_trained(
     page.map.color_by.setCurrentText("Anomaly score")
     assert "anomaly score" in page.map.legend.text()
     assert len(page.map.view._groups) > 1  # points spread over score bins
+
+
+def test_a_resumed_run_keeps_its_own_settings(
+    window: Any, controller: Any, fake_workers: Any, scanned_project: Path, qtbot: Any
+) -> None:
+    """Issue 12: Resume after Cancel + reopen continued an 8-epoch "Quick check" as a 20-epoch run."""
+    from sslinspect.config import PretrainConfig
+    from sslinspect.configio import to_dict
+
+    run = write_pretrain_run(scanned_project, state="cancelled")
+    quick = PretrainConfig(epochs=8, image_size=64)
+    (run / "config.json").write_text(json.dumps({"pretrain": to_dict(quick)}), encoding="utf-8")
+    page = _open_pretrain(window, controller, scanned_project)
+    assert page.form.value().epochs != 8  # the page opened on its preset
+    fake_workers.script("pretrain", [Finished(stage="pretrain", status="ok")])
+    with qtbot.waitSignal(controller.job_finished, timeout=5000):
+        page.resume_button.click()
+    cmd = fake_workers.jobs[0].command
+    sent = json.loads(Path(cmd[-1]).read_text(encoding="utf-8"))["pretrain"]
+    assert "--resume" in cmd and sent["epochs"] == 8 and sent["image_size"] == 64
+    assert page.form.value().epochs == 8 and page.preset.currentText() == "Custom"
+
+
+def test_pause_is_not_overwritten_by_a_late_progress_event(
+    window: Any, controller: Any, fake_workers: Any, scanned_project: Path, qtbot: Any
+) -> None:
+    """Issue 12: after Pause the status went back to "Step 5/20 … ETA" and the header still said "running"."""
+    page = _open_pretrain(window, controller, scanned_project)
+    fake_workers.script("pretrain", _run_events(scanned_project, 400), interval_ms=5)
+    job = page.start()
+    qtbot.waitUntil(lambda: "running" in page.run_label.text() and page.progress.value() > 2, timeout=5000)
+    page.pause_button.click()
+    controller.job_event.emit(Progress(stage="pretrain", step=5, total=20, message="epoch 1/1 ETA 00:09"))
+    qtbot.wait(300)  # longer than the progress coalescer's interval
+    assert page.status_label.text().startswith("Paused") and page.run_label.text().endswith(": paused")
+    page.pause_button.click()
+    assert page.run_label.text().endswith(": running")
+    with qtbot.waitSignal(controller.job_finished, timeout=5000):
+        job.cancel()
