@@ -171,3 +171,25 @@ def test_a_resumed_run_redraws_from_its_checkpoint_not_backwards(qtbot: Any) -> 
     x, y = plot.series_data("loss")
     assert list(x) == [1, 2, 3, 4, 5, 6, 7, 8] and np.all(np.diff(x) > 0)
     assert list(y[-3:]) == [1.0, 1.0, 1.0]
+
+
+def test_hover_preview_goes_when_the_mouse_leaves_the_map(qtbot: Any) -> None:
+    """Issue 12: hover thumbnails stayed after the mouse left the embedding map."""
+    from PySide6.QtCore import QEvent, QPoint
+    from PySide6.QtWidgets import QApplication
+
+    from app.widgets.embedding_map import EmbeddingMap
+    from app.widgets.thumbnails import ThumbnailProvider
+
+    provider = ThumbnailProvider(size=32)
+    emap = EmbeddingMap(provider)
+    qtbot.addWidget(emap)
+    emap.show()
+    emap.set_map(np.arange(5, dtype=np.int64), np.random.default_rng(0).normal(size=(5, 2)))
+    emap.view._last_hover = 2
+    emap.view.hovered.emit(2, QPoint(10, 10))
+    assert emap._popup.isVisible()
+    QApplication.sendEvent(emap.view, QEvent(QEvent.Type.Leave))
+    assert not emap._popup.isVisible()
+    emap._popup.close()
+    provider.shutdown(0)

@@ -186,6 +186,15 @@ class ScatterView(QWidget):
             view_pos = self._pw.mapFromScene(self._pending_hover)
             self.hovered.emit(i, self._pw.viewport().mapToGlobal(view_pos))
 
+    def leaveEvent(self, event: QEvent) -> None:
+        """The mouse left the view: nothing is hovered any more (a hover preview must not stay behind)."""
+        self._hover_timer.stop()
+        self._pending_hover = None
+        if self._last_hover != -1:
+            self._last_hover = -1
+            self.hovered.emit(-1, QPoint())
+        super().leaveEvent(event)
+
     def changeEvent(self, event: QEvent) -> None:
         """Follow palette (theme) changes."""
         if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
