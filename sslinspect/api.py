@@ -51,6 +51,7 @@ __all__ = [
     "auroc",
     "compare",
     "create_project",
+    "demo_test_folder",
     "evaluate",
     "export_onnx",
     "export_staleness",
@@ -368,6 +369,17 @@ def open_demo_project(
     from sslinspect.demo.project import open_demo_project as _open
 
     return _open(Path(out_dir), product=product, report=report, cancel=cancel)
+
+
+def demo_test_folder(project: Project) -> Path | None:
+    """The demo's held-out test images (``data/<product>/test`` beside its training images); None elsewhere."""
+    if not project.data.get("demo"):
+        return None
+    for source in project.sources:
+        folder = project.source_dir(source).parent / "test"
+        if folder.is_dir():
+            return folder
+    return None
 
 
 def project_status(project: Project) -> ProjectStatus:

@@ -119,6 +119,10 @@ class ExportPage(Page):
 
         self.test_button = QPushButton("&Test on a folder…")
         self.test_button.clicked.connect(self._on_test_clicked)
+        self.demo_test_button = QPushButton("Test with the &demo's test images")
+        self.demo_test_button.setToolTip("Score the demo's held-out test images (never used for training)")
+        self.demo_test_button.clicked.connect(self._on_demo_test_clicked)
+        self.demo_test_button.setVisible(False)
         self.threshold_choice = QComboBox()
         self.threshold_choice.setAccessibleName("Threshold for the test")
         self.threshold_choice.setToolTip("Which NG threshold the folder test uses: the one built into the model, or another")
@@ -147,6 +151,7 @@ class ExportPage(Page):
         tl = QVBoxLayout(test)
         trow = QHBoxLayout()
         trow.addWidget(self.test_button)
+        trow.addWidget(self.demo_test_button)
         trow.addWidget(QLabel("Threshold:"))
         trow.addWidget(self.threshold_choice)
         trow.addWidget(self.show_heatmaps)
@@ -213,6 +218,8 @@ class ExportPage(Page):
         ok = not busy and st is not None and st.fewshot_run is not None and not reasons
         self.export_button.setEnabled(ok)
         self.test_button.setEnabled(not busy and self.model_path().is_file())
+        self.demo_test_button.setVisible(self.demo_folder() is not None)
+        self.demo_test_button.setEnabled(self.test_button.isEnabled())
         self.open_folder.setEnabled(self.model_path().parent.is_dir())
 
     def reload(self) -> None:
@@ -385,10 +392,29 @@ class ExportPage(Page):
             self.show_sidecar()
             self._update_buttons()
 
+    def test_start_folder(self) -> str:
+        """Where the folder picker starts: the demo's test images, else the last test folder, else the project."""
+        demo = self.demo_folder()
+        if demo is not None:
+            return str(demo)
+        last = self.controller.settings.last_folder("test")
+        if last != str(Path.home()) and Path(last).is_dir():
+            return last
+        p = self.controller.project
+        return str(p.root) if p is not None else last
+
+    def demo_folder(self) -> Path | None:
+        """The demo project's held-out test images (None for other projects)."""
+        p = self.controller.project
+        return api.demo_test_folder(p) if p is not None else None
+
+    def _on_demo_test_clicked(self) -> None:
+        folder = self.demo_folder()
+        if folder is not None:
+            self.test_folder(folder)
+
     def _on_test_clicked(self) -> None:
-        folder = QFileDialog.getExistingDirectory(
-            self, "Folder of test images", self.controller.settings.last_folder("test")
-        )
+        folder = QFileDialog.getExistingDirectory(self, "Folder of test images", self.test_start_folder())
         if folder:
             self.controller.settings.set_last_folder("test", Path(folder))
             self.test_folder(Path(folder))

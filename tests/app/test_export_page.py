@@ -110,3 +110,22 @@ def test_export_refuses_an_out_of_date_model_with_a_one_click_fix(
     with qtbot.waitSignal(controller.job_finished, timeout=5000):
         export_page.refit_button.click()
     assert fake_workers.jobs[0].command[0] == "train"
+
+
+def test_the_demo_offers_its_own_test_images(
+    export_page: Any, controller: Any, fake_workers: Any, scanned_project: Path, qtbot: Any
+) -> None:
+    """Issue 12: the folder picker started in the home folder while the demo's test images sit in a hidden folder."""
+    assert not export_page.demo_test_button.isVisible()  # not a demo project
+    assert export_page.test_start_folder() == str(controller.project.root)
+    p = controller.project
+    test_dir = p.source_dir(p.sources[0]).parent / "test"
+    test_dir.mkdir()
+    p.update(lambda d: d.__setitem__("demo", True))
+    write_stub_model(export_page.model_path())
+    export_page.reload()
+    assert export_page.demo_test_button.isVisible() and export_page.test_start_folder() == str(test_dir)
+    fake_workers.script("predict", [])
+    with qtbot.waitSignal(controller.job_finished, timeout=5000):
+        export_page.demo_test_button.click()
+    assert fake_workers.jobs[0].command[:3] == ["predict", str(export_page.model_path()), str(test_dir)]
