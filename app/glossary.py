@@ -49,8 +49,7 @@ GLOSSARY: dict[str, str] = {
     "labels": "How many images you labelled with this class.",
     "classifier": "The model that names the defect type from the embedding (prototype, logistic regression, "
     "k-NN or SVM, picked by cross-validation when set to auto).",
-    "memory bank": "The embeddings of presumed-good images that new images are compared with for the anomaly "
-    "score.",
+    "memory bank": "The embeddings of presumed-good images that new images are compared with for the anomaly score.",
     "k (anomaly)": "How many nearest good images the anomaly score averages over.",
     "threshold percentile": "Which percentile of the presumed-good images' scores becomes the threshold.",
     "min labels per class": "Classes with fewer labels are left out of the model (the Fit page asks for more).",

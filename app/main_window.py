@@ -33,11 +33,11 @@ from app.glossary import GlossaryDialog
 from app.jobs import Job
 from app.pages.base import Page
 from app.pages.export_page import ExportPage
+from app.pages.fit_page import FitPage
 from app.pages.images_page import ImagesPage
 from app.pages.label_page import LabelPage
 from app.pages.pretrain_page import PretrainPage
 from app.pages.project_page import ProjectPage
-from app.pages.fit_page import FitPage
 from app.widgets.error_dialog import show_error
 from app.widgets.log_view import LogView
 from app.widgets.progress import Coalescer

@@ -123,7 +123,9 @@ def fit_verdict(metrics: Mapping[str, Any], anomaly_auroc: float | None = None) 
     if not cv or not defects:
         if dropped:
             worst = sorted(dropped)[0]
-            return Verdict(finds, "not yet", value, f"label {max(MIN_MORE, TARGET_LABELS - dropped[worst])} more {worst!r}")
+            return Verdict(
+                finds, "not yet", value, f"label {max(MIN_MORE, TARGET_LABELS - dropped[worst])} more {worst!r}"
+            )
         return Verdict(finds, "not yet", value, f"label {MIN_MORE} images of each defect type")
     per = cv.get("per_class") or {}
     recalls = {c: float(per.get(c, {}).get("recall", 0.0)) for c in defects}

@@ -125,7 +125,9 @@ class ExportPage(Page):
         self.demo_test_button.setVisible(False)
         self.threshold_choice = QComboBox()
         self.threshold_choice.setAccessibleName("Threshold for the test")
-        self.threshold_choice.setToolTip("Which NG threshold the folder test uses: the one built into the model, or another")
+        self.threshold_choice.setToolTip(
+            "Which NG threshold the folder test uses: the one built into the model, or another"
+        )
         self.test_summary = QLabel("Choose a folder of images the model has not seen.")
         self.test_summary.setWordWrap(True)
         self.provider = ThumbnailProvider(size=2 * max(96, 6 * self.fontMetrics().height()), parent=self)

@@ -69,7 +69,10 @@ class LabelPage(Page):
 
         self.sort = QComboBox()
         self.sort.setAccessibleName("Sort order")
-        self.sort.setToolTip("Which images come first: most unusual (anomaly score), most uncertain, by cluster, similar to the selection, or file order")
+        self.sort.setToolTip(
+            "Which images come first: most unusual (anomaly score), most uncertain, by cluster, similar to the "
+            "selection, or file order"
+        )
         for text, _key in SORTS:
             self.sort.addItem(text)
         self.filter = QComboBox()

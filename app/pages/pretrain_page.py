@@ -35,9 +35,9 @@ from app.jobs.device import DeviceInfo, DeviceProbe
 from app.pages.base import Page
 from app.widgets.config_form import ConfigForm
 from app.widgets.embedding_map import EmbeddingMap
+from app.widgets.plots import TrainingPlots
 from app.widgets.progress import Coalescer, show_progress
 from app.widgets.thumbnails import ThumbnailProvider
-from app.widgets.plots import TrainingPlots
 from sslinspect import api
 from sslinspect.backbones import BACKBONES
 from sslinspect.config import PretrainConfig
@@ -91,7 +91,10 @@ class PretrainPage(Page):
         self._progress_view: Coalescer[Progress] = Coalescer(self._show_progress, parent=self)
         self.preset = QComboBox()
         self.preset.setAccessibleName("Preset")
-        self.preset.setToolTip("Quick check: a short run to see that everything works. Recommended: sized for the device shown. Expert: every setting")
+        self.preset.setToolTip(
+            "Quick check: a short run to see that everything works. Recommended: sized for the device shown. "
+            "Custom: your own settings (Expert settings)"
+        )
         self.preset.currentIndexChanged.connect(self._on_preset_changed)
         self.device_label = QLabel("detecting…")
         self.device_label.setWordWrap(True)

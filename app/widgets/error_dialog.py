@@ -7,7 +7,6 @@ import re
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-
 _CLI_HINT = re.compile(r"\s*\((?:[^()]*?)(?:--[a-z][\w-]*|`sslinspect[^`]*`)(?:[^()]*?)\)")
 _CLI_SENTENCE = re.compile(r"\s*[^.;:]*(?:--[a-z][\w-]*|`sslinspect[^`]*`)[^.;]*[.;]?")
 

@@ -49,8 +49,10 @@ class ConfusionView(QWidget):
         for table in (self.confusion, self.per_class):
             table.setSizeAdjustPolicy(QAbstractItemView.SizeAdjustPolicy.AdjustToContents)
         lay = QGridLayout(self)
-        heads = [QLabel("Confusion matrix (rows: your label, columns: predicted; out-of-fold):"), QLabel("Per class "
-                 "(cross-validated):")]
+        heads = [
+            QLabel("Confusion matrix (rows: your label, columns: predicted; out-of-fold):"),
+            QLabel("Per class (cross-validated):"),
+        ]
         for head in heads:
             head.setWordWrap(True)
         lay.addWidget(heads[0], 0, 0)

@@ -29,7 +29,6 @@ from sslinspect.api import GOOD
 from sslinspect.errors import DataError
 from sslinspect.gallery import Curves, score_curves, threshold_effect
 
-
 SLIDER_STEPS = 1000
 
 
@@ -54,12 +53,16 @@ class ThresholdPanel(QWidget):
         self.hist = MetricPlot("Anomaly scores", x_label="anomaly score (unitless distance)", y_label="images")
         self.hist.line_moved.connect(self.set_threshold)
         self.roc = MetricPlot(
-            "ROC (labelled images)", x_label="false alarm rate (share of good)", y_label="defects found (share)",
+            "ROC (labelled images)",
+            x_label="false alarm rate (share of good)",
+            y_label="defects found (share)",
             legend=False,
         )
         self.pr = MetricPlot(
-            "Precision / recall (labelled images)", x_label="recall (share of defects found)",
-            y_label="precision (share of alarms that are defects)", legend=False,
+            "Precision / recall (labelled images)",
+            x_label="recall (share of defects found)",
+            y_label="precision (share of alarms that are defects)",
+            legend=False,
         )
         tip(self.hist, "anomaly score")
         tip(self.roc, "ROC")
@@ -201,5 +204,3 @@ class ThresholdPanel(QWidget):
     def _on_reset_clicked(self) -> None:
         if self.analysis is not None:
             self.set_threshold(self.analysis.threshold)
-
-

@@ -15,7 +15,6 @@ from app.widgets.label_keys import install_label_keys
 from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect import api
 
-
 UNCERTAIN = 40
 HEAT_TIP = (
     "The anomaly map of each image (held out: never compared with itself), on the scale calibrated on good "
@@ -69,9 +68,7 @@ class UncertainView(QWidget):
         self.analysis = None
         self.grid.set_keys([])
 
-    def show_analysis(
-        self, a: api.Analysis, labels: list[str | None], label_map: dict[int, str], heat: Any
-    ) -> None:
+    def show_analysis(self, a: api.Analysis, labels: list[str | None], label_map: dict[int, str], heat: Any) -> None:
         """List the ``UNCERTAIN`` least confident unlabelled images of ``a``."""
         self.analysis = a
         self.label_map = label_map

@@ -73,10 +73,14 @@ def test_most_uncertain_unlabelled_images_can_be_labelled(fit_page: Any, control
     a = fit_page.analysis
     conf = [a.confidence[a.rows_of(np.array([k]))[0]] for k in keys]
     assert len(keys) == 34 and conf == sorted(conf)  # 36 images, 2 labelled
-    assert fit_page.uncertain_view.grid.grid_model.data(fit_page.uncertain_view.grid.model().index(0)).startswith("good ")
+    assert fit_page.uncertain_view.grid.grid_model.data(fit_page.uncertain_view.grid.model().index(0)).startswith(
+        "good "
+    )
     controller.set_labels([keys[0]], "disc")
     assert (
-        fit_page.uncertain_view.grid.grid_model.data(fit_page.uncertain_view.grid.model().index(0), Qt.ItemDataRole.UserRole + 2)[0]
+        fit_page.uncertain_view.grid.grid_model.data(
+            fit_page.uncertain_view.grid.model().index(0), Qt.ItemDataRole.UserRole + 2
+        )[0]
         == "disc"
     )
 
@@ -161,8 +165,8 @@ def test_verdict_in_words(fit_page: Any) -> None:
 
 def test_labels_changed_after_the_fit_show_out_of_date(fit_page: Any, controller: Any, qtbot: Any) -> None:
     """Issue 12: nothing said that a model was made from older labels; the page now shows 'out of date — retrain'."""
-    from sslinspect.staleness import record_fit
     from sslinspect import api
+    from sslinspect.staleness import record_fit
 
     p = controller.project
     record_fit(p, fit_page.analysis.run_dir, api.label_stamp(p))

@@ -117,7 +117,9 @@ def test_resume_is_offered_for_a_stopped_run(
     with qtbot.waitSignal(controller.job_finished, timeout=5000):
         page.resume_button.click()
     assert "--resume" in fake_workers.jobs[0].command
-    assert len(page.plots.plot_for("loss").series_data(page.plots.series_for("loss"))[0]) == 20  # the replayed curve is kept on resume
+    assert (
+        len(page.plots.plot_for("loss").series_data(page.plots.series_for("loss"))[0]) == 20
+    )  # the replayed curve is kept on resume
 
 
 def test_plots_speak_in_words_and_units(window: Any, controller: Any, scanned_project: Path) -> None:

@@ -8,11 +8,12 @@ Pages use its small API (series, histogram, marker, movable line, note, range) a
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import pyqtgraph as pg
 from numpy.typing import ArrayLike
 from PySide6.QtCore import QEvent, QObject, QTimer, Signal
-from PySide6.QtGui import QColor, QPalette, QShowEvent
+from PySide6.QtGui import QColor, QShowEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
 from app.widgets.arrays import SeriesBuffer
@@ -217,7 +218,9 @@ class MetricPlot(QWidget):
         """A single highlighted point (the operating point on a curve)."""
         item = self._markers.get(series)
         if item is None:
-            item = self._markers[series] = self._pw.plot([x], [y], pen=None, symbol="o", symbolSize=10, symbolBrush=color)
+            item = self._markers[series] = self._pw.plot(
+                [x], [y], pen=None, symbol="o", symbolSize=10, symbolBrush=color
+            )
         item.setData([x], [y])
 
     def set_vline(self, x: float, *, movable: bool = False, color: str = "#d62728") -> None:
@@ -306,5 +309,3 @@ class MetricPlot(QWidget):
         super().showEvent(event)
         if self._dirty:
             _redraws().request(self)
-
-

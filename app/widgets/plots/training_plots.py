@@ -29,28 +29,63 @@ class Group:
 
 
 GROUPS: tuple[Group, ...] = (
-    Group("Loss", {"loss": "per step", "epoch_loss": "epoch mean"}, "loss", False, True,
-          tip="The training objective; it should fall and then level off."),
-    Group("Learning rate", {"lr": "learning rate"}, "learning rate", None, True,
-          tip="How big each training step is (warm-up, then a cosine decay)."),
-    Group("Images / s", {"images_per_s": "images per second"}, "images / s", None, True,
-          tip="Training speed."),
-    Group("Embedding spread (collapse below 0.05)", {"emb_std": "spread"}, "spread", None, True,
-          tip="How different the images' embeddings are; near 0 means every image looks the same to the "
-          "network (collapse)."),
-    Group("Effective rank", {"eff_rank": "effective rank"}, "dimensions", tip="How many directions of the "
-          "embedding the images really use; higher is a richer representation."),
-    Group("Alignment / uniformity", {"alignment": "alignment", "uniformity": "uniformity"}, "value",
-          tip="Alignment: two views of one image land close (lower is better). Uniformity: images spread over "
-          "the sphere (more negative is better)."),
-    Group("k-NN accuracy", {"knn_acc": "k-NN accuracy", "knn_accuracy": "k-NN accuracy"}, "share correct",
-          per_epoch=True, tip="Accuracy of labelling each labelled image like its nearest labelled neighbours, "
-          "measured once per epoch: higher is better."),
+    Group(
+        "Loss",
+        {"loss": "per step", "epoch_loss": "epoch mean"},
+        "loss",
+        False,
+        True,
+        tip="The training objective; it should fall and then level off.",
+    ),
+    Group(
+        "Learning rate",
+        {"lr": "learning rate"},
+        "learning rate",
+        None,
+        True,
+        tip="How big each training step is (warm-up, then a cosine decay).",
+    ),
+    Group("Images / s", {"images_per_s": "images per second"}, "images / s", None, True, tip="Training speed."),
+    Group(
+        "Embedding spread (collapse below 0.05)",
+        {"emb_std": "spread"},
+        "spread",
+        None,
+        True,
+        tip="How different the images' embeddings are; near 0 means every image looks the same to the "
+        "network (collapse).",
+    ),
+    Group(
+        "Effective rank",
+        {"eff_rank": "effective rank"},
+        "dimensions",
+        tip="How many directions of the embedding the images really use; higher is a richer representation.",
+    ),
+    Group(
+        "Alignment / uniformity",
+        {"alignment": "alignment", "uniformity": "uniformity"},
+        "value",
+        tip="Alignment: two views of one image land close (lower is better). Uniformity: images spread over "
+        "the sphere (more negative is better).",
+    ),
+    Group(
+        "k-NN accuracy",
+        {"knn_acc": "k-NN accuracy", "knn_accuracy": "k-NN accuracy"},
+        "share correct",
+        per_epoch=True,
+        tip="Accuracy of labelling each labelled image like its nearest labelled neighbours, "
+        "measured once per epoch: higher is better.",
+    ),
     Group("GPU memory", {"gpu_mem_gb": "peak memory"}, "GB", tip="Peak GPU memory of the run."),
-    Group("Waiting for data (share of time)", {"data_wait": "waiting"}, "share of time",
-          tip="Share of the time the GPU/CPU waited for images; high means image decoding is the bottleneck."),
-    Group("Time left", {"eta_s": "estimated time left"}, "minutes", scale=1 / 60,
-          tip="Estimated time until the run ends."),
+    Group(
+        "Waiting for data (share of time)",
+        {"data_wait": "waiting"},
+        "share of time",
+        tip="Share of the time the GPU/CPU waited for images; high means image decoding is the bottleneck.",
+    ),
+    Group(
+        "Time left", {"eta_s": "estimated time left"}, "minutes", scale=1 / 60, tip="Estimated time until the run ends."
+    ),
 )
 COLUMNS = 2
 
@@ -91,9 +126,7 @@ class TrainingPlots(QScrollArea):
         if plot is None:
             g = self._groups.get(title)
             x_label = "epoch" if g is not None and g.per_epoch else "training step"
-            plot = MetricPlot(
-                title, x_label=x_label, y_label=g.y_label if g else "value", log_y=g.log_y if g else None
-            )
+            plot = MetricPlot(title, x_label=x_label, y_label=g.y_label if g else "value", log_y=g.log_y if g else None)
             plot.setToolTip(g.tip if g and g.tip else title)
             plot.setMinimumHeight(8 * self.fontMetrics().height())
             n = len(self.plots)
