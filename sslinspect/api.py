@@ -25,7 +25,7 @@ from sslinspect.project import GOOD, Project
 from sslinspect.staleness import Staleness, export_staleness, fit_failed_after, fit_staleness, label_stamp
 from sslinspect.staleness import record_export as _record_export
 from sslinspect.staleness import record_fit as _record_fit
-from sslinspect.verdict import Shortfall, Verdict, auroc, fit_shortfalls, fit_verdict
+from sslinspect.verdict import Shortfall, Verdict, auroc, fit_shortfalls, fit_verdict, labelled_auroc
 
 if TYPE_CHECKING:
     from sslinspect.evaluate.compare import RunSummary
@@ -62,6 +62,7 @@ __all__ = [
     "fit_verdict",
     "import_labels",
     "label_stamp",
+    "labelled_auroc",
     "load_analysis",
     "load_heatmaps",
     "open_demo_project",

@@ -15,7 +15,7 @@ Numbers only come from the cross-validated (out-of-fold) figures of ``metrics.js
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +54,13 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float | None:
     avg = first + (counts - 1) / 2.0 + 1.0
     ranks[order] = np.repeat(avg, counts)
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def labelled_auroc(scores: np.ndarray, labels: Sequence[str | None]) -> float | None:
+    """:func:`auroc` of ``scores`` on the labelled rows (``good`` against every defect class): what every page shows."""
+    lab = np.array([x if x is not None else "" for x in labels], dtype=object)
+    sel = lab != ""
+    return auroc(np.asarray(scores, np.float64)[sel], lab[sel] != GOOD)
 
 
 @dataclass(frozen=True, slots=True)

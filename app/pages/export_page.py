@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.controller import AppController
+from app.glossary import tip
 from app.jobs import Job
 from app.pages.base import Page
 from app.widgets.config_form import ConfigForm
@@ -40,6 +41,15 @@ from sslinspect.gallery import latest_export_thresholds
 from sslinspect.infer.output import heatmap_name
 
 PASS, FAIL = "#2e7d32", "#c62828"
+
+
+def _provider_words(provider: str) -> str:
+    """ONNX Runtime's execution provider in plain words."""
+    return {
+        "CPUExecutionProvider": "run on the processor",
+        "CUDAExecutionProvider": "run on the NVIDIA GPU",
+        "TensorrtExecutionProvider": "run on the NVIDIA GPU with TensorRT",
+    }.get(provider, f"run with {provider or 'ONNX Runtime'}")
 
 
 def read_predictions(path: Path) -> list[dict[str, str]]:
@@ -76,6 +86,10 @@ class ExportPage(Page):
         self.progress.setVisible(False)
         self.status_label = QLabel("Not exported yet.")
         self.status_label.setWordWrap(True)
+        self.verdict = QLabel("—")
+        self.verdict.setObjectName("verdict")
+        self.verdict.setWordWrap(True)
+        tip(self.verdict, "verdict")
         self.blocked = QLabel()
         self.blocked.setObjectName("warning")
         self.blocked.setWordWrap(True)
@@ -92,6 +106,7 @@ class ExportPage(Page):
         bl.addRow("Save as:", out_row)
         bl.addRow(self.form)
         bl.addRow("Thresholds:", self.bake)
+        bl.addRow("Verdict:", self.verdict)
         bl.addRow(self.blocked)
         bl.addRow(self.refit_button)
         bl.addRow(self.export_button)
@@ -147,6 +162,10 @@ class ExportPage(Page):
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview.setAccessibleName("Heatmap of the selected image")
         self.preview.setVisible(False)
+        self.preview_caption = QLabel()
+        self.preview_caption.setObjectName("previewCaption")
+        self.preview_caption.setWordWrap(True)
+        self.preview_caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self._heatmaps: Path | None = None
         self._sidecar: dict[str, Any] = {}
         test = QGroupBox("Test on a folder (ONNX Runtime)")
@@ -162,6 +181,7 @@ class ExportPage(Page):
         tl.addWidget(self.test_summary)
         tl.addWidget(self.predictions, 2)
         tl.addWidget(self.preview, 1)
+        tl.addWidget(self.preview_caption)
         self.add_columns(left, test, (1, 2))
         self._failed: list[str] = []
         self._progress_view: Coalescer[Progress] = Coalescer(self._show_progress, parent=self)
@@ -246,7 +266,22 @@ class ExportPage(Page):
             self.threshold_choice.addItem(f"moved on the Fit page, not stored ({t:.4f})", t)
             self.threshold_choice.setCurrentIndex(1)
         self.show_sidecar()
+        self._show_verdict()
         self._update_buttons()
+
+    def _show_verdict(self) -> None:
+        """The fit's verdict in words, with the AUROC every page shows (the current labels, one function)."""
+        p = self.controller.project
+        try:
+            a = api.load_analysis(p) if p is not None else None
+        except SSLInspectError:
+            a = None
+        if p is None or a is None:
+            self.verdict.setText("—")
+            return
+        labels = p.store.labels()
+        value = api.labelled_auroc(a.anomaly, [labels.get(int(i)) for i in a.ids])
+        self.verdict.setText(f"<b>{api.fit_verdict(a.metrics, value).describe()}</b>")
 
     def show_sidecar(self) -> bool:
         """Show what the sidecar JSON next to the model says (parity result included)."""
@@ -271,12 +306,14 @@ class ExportPage(Page):
             f"{meta.get('provenance', {}).get('method', '?')}/{meta.get('provenance', {}).get('backbone', '?')}"
         )
         ok = bool(par.get("passed"))
+        where = _provider_words(str(par.get("provider", "")))
         v["parity"].setText(
-            f"<span style='color:{PASS if ok else FAIL}'><b>{'passed' if ok else 'FAILED'}</b></span> on "
-            f"{par.get('images')} real images ({par.get('provider')}): "
-            f"max |Δp| {par.get('max_abs_diff_probabilities', 0):.1e}, "
-            f"max |Δscore| {par.get('max_abs_diff_anomaly_score', 0):.1e} ≤ {par.get('atol')}, decisions "
-            f"{'agree' if par.get('decisions_agree') else 'DIFFER'}"
+            f"<span style='color:{PASS if ok else FAIL}'><b>{'passed' if ok else 'FAILED'}</b></span>: on "
+            f"{par.get('images')} real images the exported model ({where}) "
+            f"{'answers like' if ok else 'differs from'} the training framework — largest difference "
+            f"{par.get('max_abs_diff_probabilities', 0):.1e} in class probabilities and "
+            f"{par.get('max_abs_diff_anomaly_score', 0):.1e} in anomaly score (allowed {par.get('atol')}); "
+            f"OK/NG decisions {'agree' if par.get('decisions_agree') else 'DIFFER'}"
         )
         v["threshold"].setText(f"{meta.get('threshold', float('nan')):.4f} (a model input: the line can override it)")
         return True
@@ -346,15 +383,22 @@ class ExportPage(Page):
         self.predictions.refresh()
         self._on_predictions_current_key_changed(self.predictions.current_key())
 
+    def describe_image(self, key: object) -> str:
+        """The enlarged view's caption: file name, decision with the score against the threshold, and the type."""
+        r = self._rows.get(str(key))
+        if r is None:
+            return ""
+        return f"{Path(str(r.get('path', key))).name} — {self._caption(key)}"
+
     def _on_predictions_current_key_changed(self, key: object) -> None:
+        self.preview_caption.setText(self.describe_image(key) if key is not None else "")
         heat = self.heatmap_of(key) if key is not None and self.show_heatmaps.isChecked() else None
         pix = QPixmap(str(heat)) if heat is not None else QPixmap()
         self.preview.setVisible(not pix.isNull())
         if not pix.isNull():
             side = 16 * self.fontMetrics().height()  # about 256 px at 100 % scaling, grows with the font
             self.preview.setPixmap(pix.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio))
-            r = self._rows.get(str(key), {})
-            self.preview.setToolTip(f"{key}\nanomaly score {r.get('anomaly_score', '?')}")
+            self.preview.setToolTip(self.describe_image(key))
 
     def _caption(self, key: object) -> str:
         """The decision, the score against the threshold, and the type only for NG (one truth per tile)."""

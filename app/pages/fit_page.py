@@ -261,7 +261,8 @@ class FitPage(Page):
         p = self.controller.project
         if p is not None:
             self.uncertain_view.labels_changed(p.store.labels(), ids)
-        self._show_staleness()
+        if self.isVisible():  # hidden: on_enter() reloads and measures it then
+            self._show_staleness()
 
     def _on_controller_job_started(self, job: Job) -> None:
         self._update_buttons()

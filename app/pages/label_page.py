@@ -88,6 +88,10 @@ class LabelPage(Page):
         self.suggest_button.clicked.connect(self.compute_suggestions)
         self.count_label = QLabel()
         self.count_label.setObjectName("hint")
+        self.stale = QLabel()
+        self.stale.setObjectName("warning")
+        self.stale.setWordWrap(True)
+        self.stale.setVisible(False)
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Sort:"))
         bar.addWidget(self.sort)
@@ -135,6 +139,7 @@ class LabelPage(Page):
         cl = QVBoxLayout(center)
         cl.setContentsMargins(0, 0, 0, 0)
         cl.addLayout(bar)
+        cl.addWidget(self.stale)
         cl.addWidget(self.tabs, 1)
         self.add_columns(center, side, (3, 1))
 
@@ -172,6 +177,8 @@ class LabelPage(Page):
             self.analysis = None
             self.controller.message.emit("WARNING", str(exc))
         self._fill_filter()
+        stale = api.fit_staleness(p, self.analysis.run_dir) if self.analysis is not None else None
+        self._show_stale(stale.describe() if stale is not None and stale.stale else "")
         has = self.analysis is not None
         model = self.sort.model()
         assert isinstance(model, QStandardItemModel)  # a QComboBox's default model
@@ -184,6 +191,13 @@ class LabelPage(Page):
         self.map.set_labels(self._labels, p.class_colors())
         self._map_run = None
         self._ensure_map()
+
+    def _show_stale(self, reason: str) -> None:
+        """Say when the orderings come from a fit made before the latest labels ('' hides it)."""
+        if reason:
+            reason = reason.replace("out of date — retrain: ", "")
+            self.stale.setText(f"Suggestions are out of date — {reason}. Update suggestions (fit) to use them.")
+        self.stale.setVisible(bool(reason))
 
     def _fill_filter(self) -> None:
         p = self.controller.project
@@ -350,6 +364,8 @@ class LabelPage(Page):
         self.map.set_labels(self._labels, p.class_colors())
         self._show_preview()  # the grid keeps its order while labelling; filters apply on the next reorder
         self._show_count()  # the counter follows every label at once
+        if self.analysis is not None:  # cheap: no digest per key press; reload() measures it exactly
+            self._show_stale("the labels changed since the fit they come from")
 
     def _on_controller_classes_changed(self) -> None:
         p = self.controller.project

@@ -133,7 +133,7 @@ class ThresholdPanel(QWidget):
         self.roc.clear()
         self.pr.clear()
         positive = lab[labelled] != GOOD
-        self.auroc = api.auroc(scores[labelled], positive)
+        self.auroc = api.labelled_auroc(scores, labels)
         try:
             self._curves = score_curves(scores[labelled], positive)
         except DataError as exc:

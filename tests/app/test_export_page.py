@@ -53,6 +53,9 @@ def test_failed_parity_is_shown_as_failed(export_page: Any) -> None:
     write_stub_model(export_page.model_path(), passed=False)
     assert export_page.show_sidecar()
     assert "FAILED" in export_page.values["parity"].text()
+    assert export_page.verdict.text().startswith("<b>Finds defects: ")
+    assert "ExecutionProvider" not in export_page.values["parity"].text()  # issue 12: plain words, no jargon
+    assert "|Δp|" not in export_page.values["parity"].text()
 
 
 def test_model_is_tested_on_a_folder_with_onnx_runtime(
@@ -81,6 +84,8 @@ def test_model_is_tested_on_a_folder_with_onnx_runtime(
     captions = [export_page._caption(k) for k in keys]
     assert captions[0].startswith("NG 0.863 ≥ 0.400") and "good" not in captions[0]
     assert captions[2] == "OK 0.118 < 0.400"
+    export_page.predictions.setCurrentIndex(export_page.predictions.grid_model.index(0))
+    assert export_page.preview_caption.text() == f"bright.png — {captions[0]}"  # the enlarged view: name, score, verdict
     assert "3 image(s) scored: 2 flagged" in export_page.test_summary.text()
     assert "1 file(s) could not be read" in export_page.test_summary.text()
     box = export_page.window().findChild(QMessageBox, "errorDialog")

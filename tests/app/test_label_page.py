@@ -156,3 +156,10 @@ def test_the_labelled_counter_follows_every_label(label_page: Any, controller: A
     assert label_page.count_label.text().endswith(" 4 labelled")
     controller.set_labels([5], None)
     assert label_page.count_label.text().endswith(" 3 labelled")
+
+
+def test_suggestions_say_when_labels_changed_after_them(label_page: Any, controller: Any) -> None:
+    """Issue 12: suggestions did not know which labels they came from; now the page says they are out of date."""
+    assert label_page.stale.isHidden()
+    controller.set_labels([9], "disc")
+    assert label_page.stale.isVisible() and label_page.stale.text().startswith("Suggestions are out of date")
