@@ -85,7 +85,7 @@ def test_model_is_tested_on_a_folder_with_onnx_runtime(
     assert captions[0].startswith("NG 0.863 ≥ 0.400") and "good" not in captions[0]
     assert captions[2] == "OK 0.118 < 0.400"
     export_page.predictions.setCurrentIndex(export_page.predictions.grid_model.index(0))
-    assert export_page.preview_caption.text() == f"bright.png — {captions[0]}"  # the enlarged view: name, score, verdict
+    assert export_page.preview_caption.text() == f"bright.png — {captions[0]}"  # enlarged: name, score, verdict
     assert "3 image(s) scored: 2 flagged" in export_page.test_summary.text()
     assert "1 file(s) could not be read" in export_page.test_summary.text()
     box = export_page.window().findChild(QMessageBox, "errorDialog")
