@@ -264,9 +264,10 @@ class ImagesPage(Page):
             self.progress.setVisible(False)
             result = getattr(job, "result", None)
             if status == "ok" and result is not None:
+                used = result.ok - result.duplicates  # the number Statistics shows: one truth per figure
+                dup = f", {result.duplicates} duplicate(s) skipped" if result.duplicates else ""
                 self.progress_label.setText(
-                    f"Scan done: {result.ok} readable ({result.new} new), {result.failed} unreadable, "
-                    f"{result.duplicates} duplicates."
+                    f"Scan done: {used} readable images ({result.new} new files{dup}), {result.failed} unreadable."
                 )
             else:
                 self.progress_label.setText(f"Scan {status}.")
