@@ -98,6 +98,9 @@ class PretrainPage(Page):
         self.preset.currentIndexChanged.connect(self._on_preset_changed)
         self.device_label = QLabel("detecting…")
         self.device_label.setWordWrap(True)
+        # two lines reserved from the start: the answer never pushes the buttons down (a click would miss)
+        self.device_label.setMinimumHeight(2 * self.fontMetrics().lineSpacing())
+        self.device_label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.form = ConfigForm(
             PretrainConfig, fields=EXPERT_FIELDS, choices={"method": list(METHODS), "backbone": list(BACKBONES)}
         )
@@ -399,10 +402,8 @@ class PretrainPage(Page):
             self.device_label.setText(info.name)
         else:
             threads = self.controller.settings.worker_threads() or os.cpu_count()
-            self.device_label.setText(
-                f"CPU ({os.cpu_count()} cores, jobs use {threads}). No GPU found: pretraining is slower, so the "
-                "recommended preset is smaller."
-            )
+            self.device_label.setText(f"CPU, {os.cpu_count()} cores (jobs use {threads}). No GPU found.")
+            self.device_label.setToolTip("Without a GPU pretraining is slower, so the recommended preset is smaller.")
         if self.preset.currentIndex() == 0:
             self._fill_presets()
         else:

@@ -211,3 +211,18 @@ def test_pause_is_not_overwritten_by_a_late_progress_event(
     assert page.run_label.text().endswith(": running")
     with qtbot.waitSignal(controller.job_finished, timeout=5000):
         job.cancel()
+
+
+def test_device_detection_does_not_move_the_buttons(window: Any, controller: Any, scanned_project: Path) -> None:
+    """Issue 12: text jumped after device detection, so a first click on Resume missed."""
+    from PySide6.QtWidgets import QApplication
+
+    from app.jobs.device import DeviceInfo
+
+    page = _open_pretrain(window, controller, scanned_project)
+    page.device_label.setText("detecting…")
+    QApplication.processEvents()
+    before = page.resume_button.mapTo(page, page.resume_button.rect().topLeft())
+    page._on_device_detected(DeviceInfo("cpu", False))
+    QApplication.processEvents()
+    assert page.resume_button.mapTo(page, page.resume_button.rect().topLeft()) == before
