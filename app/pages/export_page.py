@@ -4,7 +4,6 @@ with ONNX Runtime, exactly as the line PC will run it."""
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from app.glossary import tip
 from app.jobs import Job
 from app.pages.base import Page
 from app.widgets.config_form import ConfigForm
+from app.widgets.export_result import FAIL, PASS, ExportResultBox
 from app.widgets.image_grid import ImageGrid
 from app.widgets.progress import Coalescer, show_progress
 from app.widgets.thumbnails import ThumbnailProvider
@@ -40,16 +40,14 @@ from sslinspect.events import Log, Progress
 from sslinspect.gallery import latest_export_thresholds
 from sslinspect.infer.output import heatmap_name
 
-PASS, FAIL = "#2e7d32", "#c62828"
 
-
-def _provider_words(provider: str) -> str:
-    """ONNX Runtime's execution provider in plain words."""
-    return {
-        "CPUExecutionProvider": "run on the processor",
-        "CUDAExecutionProvider": "run on the NVIDIA GPU",
-        "TensorrtExecutionProvider": "run on the NVIDIA GPU with TensorRT",
-    }.get(provider, f"run with {provider or 'ONNX Runtime'}")
+def _wrapped(text: str, name: str = "") -> QLabel:
+    """A word-wrapping label (with an object name for the style sheet)."""
+    lab = QLabel(text)
+    lab.setWordWrap(True)
+    if name:
+        lab.setObjectName(name)
+    return lab
 
 
 def read_predictions(path: Path) -> list[dict[str, str]]:
@@ -71,6 +69,31 @@ class ExportPage(Page):
 
     def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
         super().__init__(controller, parent)
+        self._rows: dict[str, dict[str, str]] = {}
+        self._heatmaps: Path | None = None
+        self._sidecar: dict[str, Any] = {}
+        self._failed: list[str] = []
+        self._test_csv: Path | None = None
+        self._out_root: Path | None = None
+        self.result_box = ExportResultBox()
+        self.values = self.result_box.values
+        self.open_folder = self.result_box.open_folder
+        self.open_folder.clicked.connect(self._on_open_folder_clicked)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(self._model_box())
+        ll.addWidget(self.result_box)
+        ll.addStretch(1)
+        self.add_columns(left, self._test_box(), (1, 2))
+        self._progress_view: Coalescer[Progress] = Coalescer(self._show_progress, parent=self)
+        controller.project_changed.connect(lambda _p: self.reload())
+        controller.job_started.connect(lambda _j: self._update_buttons())
+        controller.job_event.connect(self._on_controller_job_event)
+        controller.job_finished.connect(self._on_controller_job_finished)
+
+    def _model_box(self) -> QGroupBox:
+        """Where to write, how, the verdict, why an export is refused, and Export."""
         self.out = QLineEdit()
         self.out.setAccessibleName("Output file")
         self.out.setToolTip("Where the ONNX model (and its .json sidecar) is written")
@@ -84,22 +107,16 @@ class ExportPage(Page):
         self.export_button.clicked.connect(self.export)
         self.progress = QProgressBar()
         self.progress.setVisible(False)
-        self.status_label = QLabel("Not exported yet.")
-        self.status_label.setWordWrap(True)
-        self.verdict = QLabel("—")
-        self.verdict.setObjectName("verdict")
-        self.verdict.setWordWrap(True)
+        self.status_label = _wrapped("Not exported yet.")
+        self.verdict = _wrapped("—", "verdict")
         tip(self.verdict, "verdict")
-        self.blocked = QLabel()
-        self.blocked.setObjectName("warning")
-        self.blocked.setWordWrap(True)
+        self.blocked = _wrapped("", "warning")
         self.blocked.setVisible(False)
         self.refit_button = QPushButton("Fit again now")
         self.refit_button.setToolTip("Fit the model on the current labels (the Fit step's job, default settings)")
         self.refit_button.setVisible(False)
         self.refit_button.clicked.connect(self.refit)
-        self.bake = QLabel("—")
-        self.bake.setWordWrap(True)
+        self.bake = _wrapped("—")
         self.bake.setToolTip("Pick and store another threshold on the Fit page (Anomaly score tab, 'Use for export')")
         box = QGroupBox("Model file")
         bl = QFormLayout(box)
@@ -107,31 +124,12 @@ class ExportPage(Page):
         bl.addRow(self.form)
         bl.addRow("Thresholds:", self.bake)
         bl.addRow("Verdict:", self.verdict)
-        bl.addRow(self.blocked)
-        bl.addRow(self.refit_button)
-        bl.addRow(self.export_button)
-        bl.addRow(self.progress)
-        bl.addRow(self.status_label)
+        for w in (self.blocked, self.refit_button, self.export_button, self.progress, self.status_label):
+            bl.addRow(w)
+        return box
 
-        result = QGroupBox("Exported model")
-        self.result = QFormLayout(result)
-        self.values: dict[str, QLabel] = {}
-        for key, text in (("file", "File"), ("model", "Model"), ("parity", "Parity check"), ("threshold", "Threshold")):
-            lab = QLabel("—")
-            lab.setWordWrap(True)
-            lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            self.values[key] = lab
-            self.result.addRow(f"{text}:", lab)
-        self.open_folder = QPushButton("Open folder")
-        self.open_folder.clicked.connect(self._on_open_folder_clicked)
-        self.result.addRow(self.open_folder)
-        left = QWidget()
-        ll = QVBoxLayout(left)
-        ll.setContentsMargins(0, 0, 0, 0)
-        ll.addWidget(box)
-        ll.addWidget(result)
-        ll.addStretch(1)
-
+    def _test_box(self) -> QGroupBox:
+        """Test the exported model on a folder (the demo's test images on the demo project)."""
         self.test_button = QPushButton("&Test on a folder…")
         self.test_button.clicked.connect(self._on_test_clicked)
         self.demo_test_button = QPushButton("Test with the &demo's test images")
@@ -140,16 +138,12 @@ class ExportPage(Page):
         self.demo_test_button.setVisible(False)
         self.threshold_choice = QComboBox()
         self.threshold_choice.setAccessibleName("Threshold for the test")
-        self.threshold_choice.setToolTip(
-            "Which NG threshold the folder test uses: the one built into the model, or another"
-        )
-        self.test_summary = QLabel("Choose a folder of images the model has not seen.")
-        self.test_summary.setWordWrap(True)
+        self.threshold_choice.setToolTip("Which NG threshold the folder test uses: the model's own, or another")
+        self.test_summary = _wrapped("Choose a folder of images the model has not seen.")
         self.provider = ThumbnailProvider(size=2 * max(96, 6 * self.fontMetrics().height()), parent=self)
         self.provider.set_source(lambda key: Path(str(key)))
         self.predictions = ImageGrid(self.provider)
         self.predictions.setAccessibleName("Test predictions")
-        self._rows: dict[str, dict[str, str]] = {}
         self.predictions.grid_model.caption = self._caption
         self.predictions.grid_model.badge = self._badge
         self.predictions.grid_model.tooltip = self._tooltip
@@ -162,35 +156,25 @@ class ExportPage(Page):
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview.setAccessibleName("Heatmap of the selected image")
         self.preview.setVisible(False)
-        self.preview_caption = QLabel()
-        self.preview_caption.setObjectName("previewCaption")
-        self.preview_caption.setWordWrap(True)
+        self.preview_caption = _wrapped("", "previewCaption")
         self.preview_caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self._heatmaps: Path | None = None
-        self._sidecar: dict[str, Any] = {}
         test = QGroupBox("Test on a folder (ONNX Runtime)")
         tl = QVBoxLayout(test)
-        trow = QHBoxLayout()
-        trow.addWidget(self.test_button)
-        trow.addWidget(self.demo_test_button)
-        trow.addWidget(QLabel("Threshold:"))
-        trow.addWidget(self.threshold_choice)
-        trow.addWidget(self.show_heatmaps)
-        trow.addStretch(1)
-        tl.addLayout(trow)
+        buttons, options = QHBoxLayout(), QHBoxLayout()  # two rows: fits a 1024-wide panel PC
+        buttons.addWidget(self.test_button)
+        buttons.addWidget(self.demo_test_button)
+        buttons.addStretch(1)
+        options.addWidget(QLabel("Threshold:"))
+        options.addWidget(self.threshold_choice)
+        options.addWidget(self.show_heatmaps)
+        options.addStretch(1)
+        tl.addLayout(buttons)
+        tl.addLayout(options)
         tl.addWidget(self.test_summary)
         tl.addWidget(self.predictions, 2)
         tl.addWidget(self.preview, 1)
         tl.addWidget(self.preview_caption)
-        self.add_columns(left, test, (1, 2))
-        self._failed: list[str] = []
-        self._progress_view: Coalescer[Progress] = Coalescer(self._show_progress, parent=self)
-        self._test_csv: Path | None = None
-        self._out_root: Path | None = None
-        controller.project_changed.connect(lambda _p: self.reload())
-        controller.job_started.connect(lambda _j: self._update_buttons())
-        controller.job_event.connect(self._on_controller_job_event)
-        controller.job_finished.connect(self._on_controller_job_finished)
+        return test
 
     def on_enter(self) -> None:
         """Show the latest export and the threshold choices."""
@@ -285,38 +269,9 @@ class ExportPage(Page):
 
     def show_sidecar(self) -> bool:
         """Show what the sidecar JSON next to the model says (parity result included)."""
-        path = self.model_path()
-        side = path.with_suffix(".json")
-        self._sidecar = {}
-        if not path.is_file() or not side.is_file():
-            for lab in self.values.values():
-                lab.setText("—")
-            return False
-        try:
-            meta = json.loads(side.read_text(encoding="utf-8"))
-            par = meta["parity"]
-            self._sidecar = meta
-        except (OSError, ValueError, KeyError) as exc:
-            self.values["file"].setText(f"{side}: unreadable ({exc})")
-            return False
-        v = self.values
-        v["file"].setText(f"{path}\n{path.stat().st_size / 2**20:.1f} MB, sha256 {str(meta.get('sha256', ''))[:16]}…")
-        v["model"].setText(
-            f"{meta.get('precision', '?')}, {meta.get('image_size')} px, classes {', '.join(meta.get('classes', []))}; "
-            f"{meta.get('provenance', {}).get('method', '?')}/{meta.get('provenance', {}).get('backbone', '?')}"
-        )
-        ok = bool(par.get("passed"))
-        where = _provider_words(str(par.get("provider", "")))
-        v["parity"].setText(
-            f"<span style='color:{PASS if ok else FAIL}'><b>{'passed' if ok else 'FAILED'}</b></span>: on "
-            f"{par.get('images')} real images the exported model ({where}) "
-            f"{'answers like' if ok else 'differs from'} the training framework — largest difference "
-            f"{par.get('max_abs_diff_probabilities', 0):.1e} in class probabilities and "
-            f"{par.get('max_abs_diff_anomaly_score', 0):.1e} in anomaly score (allowed {par.get('atol')}); "
-            f"OK/NG decisions {'agree' if par.get('decisions_agree') else 'DIFFER'}"
-        )
-        v["threshold"].setText(f"{meta.get('threshold', float('nan')):.4f} (a model input: the line can override it)")
-        return True
+        ok = self.result_box.show_model(self.model_path())
+        self._sidecar = self.result_box.sidecar
+        return ok
 
     # -- actions --------------------------------------------------------------------------------------------------
     def refit(self) -> Job | None:

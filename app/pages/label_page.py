@@ -80,7 +80,7 @@ class LabelPage(Page):
         self.filter.setToolTip("Show all images, only unlabelled ones, or one class")
         self.sort.currentIndexChanged.connect(lambda _i: self.reorder())
         self.filter.currentIndexChanged.connect(lambda _i: self.reorder())
-        self.suggest_button = QPushButton("Update suggestions (fit)")
+        self.suggest_button = QPushButton("Update suggestions")
         self.suggest_button.setToolTip(
             "Runs the Fit step's fit on the current labels (as long as a fit) so the unusual / uncertain orders "
             "use them; it needs the same label minimums as Fit."
@@ -99,7 +99,6 @@ class LabelPage(Page):
         bar.addWidget(self.filter)
         bar.addWidget(self.suggest_button)
         bar.addStretch(1)
-        bar.addWidget(self.count_label)
 
         self.grid = ImageGrid(self.provider)
         self.grid.setAccessibleName("Images to label")
@@ -139,6 +138,7 @@ class LabelPage(Page):
         cl = QVBoxLayout(center)
         cl.setContentsMargins(0, 0, 0, 0)
         cl.addLayout(bar)
+        cl.addWidget(self.count_label)  # its own row: the bar stays narrow enough for a 1024-px panel PC
         cl.addWidget(self.stale)
         cl.addWidget(self.tabs, 1)
         self.add_columns(center, side, (3, 1))
@@ -196,7 +196,7 @@ class LabelPage(Page):
         """Say when the orderings come from a fit made before the latest labels ('' hides it)."""
         if reason:
             reason = reason.replace("out of date — retrain: ", "")
-            self.stale.setText(f"Suggestions are out of date — {reason}. Update suggestions (fit) to use them.")
+            self.stale.setText(f"Suggestions are out of date — {reason}. Update suggestions refits on them.")
         self.stale.setVisible(bool(reason))
 
     def _fill_filter(self) -> None:
