@@ -66,7 +66,15 @@ class LabelPage(Page):
         self._map_run: object = None
         self._current: Any = None
         self._shown = 0
+        self.add_columns(self._center_column(), self._side_column(), (3, 1))
+        controller.project_changed.connect(lambda _p: self.reload())
+        controller.labels_changed.connect(self._on_controller_labels_changed)
+        controller.classes_changed.connect(self._on_controller_classes_changed)
+        controller.job_finished.connect(self._on_controller_job_finished)
+        controller.job_started.connect(lambda _j: self.suggest_button.setEnabled(False))
 
+    def _toolbar(self) -> QHBoxLayout:
+        """Sort, filter and Update suggestions."""
         self.sort = QComboBox()
         self.sort.setAccessibleName("Sort order")
         self.sort.setToolTip(
@@ -99,14 +107,18 @@ class LabelPage(Page):
         bar.addWidget(self.filter)
         bar.addWidget(self.suggest_button)
         bar.addStretch(1)
+        return bar
 
+    def _center_column(self) -> QWidget:
+        """The toolbar, the counter, the out-of-date line and the Grid / Map tabs."""
+        bar = self._toolbar()
         self.grid = ImageGrid(self.provider)
         self.grid.setAccessibleName("Images to label")
         self.grid.grid_model.caption = self._caption
         self.grid.grid_model.badge = self._badge
         self.grid.current_key_changed.connect(self._on_grid_current_key_changed)
         self.grid.key_activated.connect(lambda _k: self.sort_by_similarity())
-        install_label_keys(self.grid, controller)
+        install_label_keys(self.grid, self.controller)
         self.map = EmbeddingMap(self.provider)
         self.map.label_requested.connect(self.controller.set_labels)
         self.map.image_activated.connect(self._on_map_image_activated)
@@ -114,8 +126,18 @@ class LabelPage(Page):
         self.tabs.addTab(self.grid, "Grid")
         self.tabs.addTab(self.map, "Map")
         self.tabs.currentChanged.connect(lambda _i: self._ensure_map())
+        center = QWidget()
+        cl = QVBoxLayout(center)
+        cl.setContentsMargins(0, 0, 0, 0)
+        cl.addLayout(bar)
+        cl.addWidget(self.count_label)  # its own row: the bar stays narrow enough for a 1024-px panel PC
+        cl.addWidget(self.stale)
+        cl.addWidget(self.tabs, 1)
+        return center
 
-        self.classes = ClassManager(controller)
+    def _side_column(self) -> QWidget:
+        """The class manager and the selected image with its details."""
+        self.classes = ClassManager(self.controller)
         self.preview = QLabel()
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview.setMinimumSize(160, 160)
@@ -134,20 +156,7 @@ class LabelPage(Page):
         sl.addWidget(self.preview)
         sl.addWidget(self.details)
         sl.addWidget(self.similar_button)
-        center = QWidget()
-        cl = QVBoxLayout(center)
-        cl.setContentsMargins(0, 0, 0, 0)
-        cl.addLayout(bar)
-        cl.addWidget(self.count_label)  # its own row: the bar stays narrow enough for a 1024-px panel PC
-        cl.addWidget(self.stale)
-        cl.addWidget(self.tabs, 1)
-        self.add_columns(center, side, (3, 1))
-
-        controller.project_changed.connect(lambda _p: self.reload())
-        controller.labels_changed.connect(self._on_controller_labels_changed)
-        controller.classes_changed.connect(self._on_controller_classes_changed)
-        controller.job_finished.connect(self._on_controller_job_finished)
-        controller.job_started.connect(lambda _j: self.suggest_button.setEnabled(False))
+        return side
 
     def is_complete(self) -> bool:
         """At least one label."""

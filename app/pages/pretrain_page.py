@@ -116,7 +116,19 @@ class PretrainPage(Page):
         self.expert_toggle.toggled.connect(self._on_expert_toggled)
         self.expert = expert_scroll
         self.expert.setVisible(False)
+        self.add_columns(self._control_column(), self._view_column(), (1, 3))
+        self._fill_presets()
+        controller.project_changed.connect(lambda _p: self.replay_latest())
+        controller.job_started.connect(self._on_controller_job_started)
+        controller.job_event.connect(self._on_controller_job_event)
+        controller.job_finished.connect(self._on_controller_job_finished)
+        controller.labels_changed.connect(lambda _ids: self._update_map_labels())
+        controller.classes_changed.connect(self._update_map_labels)
+        controller.status_changed.connect(lambda _s: self._update_buttons())
+        self._update_buttons()
 
+    def _control_column(self) -> QWidget:
+        """Preset, device, expert settings, Start / Pause / Cancel / Resume, progress and warnings."""
         self.start_button = QPushButton("&Start")
         self.pause_button = QPushButton("&Pause")
         self.pause_button.setCheckable(True)
@@ -154,7 +166,10 @@ class PretrainPage(Page):
         ll.addWidget(self.status_label)
         ll.addWidget(self.warning)
         ll.addStretch(0)
+        return left
 
+    def _view_column(self) -> QWidget:
+        """The run's live curves and embedding map."""
         self.plots = TrainingPlots()
         self.provider = ThumbnailProvider(size=160, parent=self)
         self.map = EmbeddingMap(self.provider)
@@ -169,17 +184,7 @@ class PretrainPage(Page):
         rl.setContentsMargins(0, 0, 0, 0)
         rl.addWidget(self.run_label)
         rl.addWidget(self.tabs, 1)
-        self.add_columns(left, right, (1, 3))
-
-        self._fill_presets()
-        controller.project_changed.connect(lambda _p: self.replay_latest())
-        controller.job_started.connect(self._on_controller_job_started)
-        controller.job_event.connect(self._on_controller_job_event)
-        controller.job_finished.connect(self._on_controller_job_finished)
-        controller.labels_changed.connect(lambda _ids: self._update_map_labels())
-        controller.classes_changed.connect(self._update_map_labels)
-        controller.status_changed.connect(lambda _s: self._update_buttons())
-        self._update_buttons()
+        return right
 
     # -- state --------------------------------------------------------------------------------------------------
     def is_complete(self) -> bool:
