@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 
 from app.controller import AppController
 from app.widgets.label_keys import shortcut_of
-from sslinspect.project import GOOD
+from sslinspect.api import GOOD
 
 
 def swatch(color: str, size: int = 14) -> QIcon:

@@ -9,7 +9,7 @@ from PySide6.QtGui import QKeySequence, QShortcut
 
 from app.controller import AppController
 from app.widgets.image_grid import ImageGrid
-from sslinspect.project import GOOD
+from sslinspect.api import GOOD
 
 
 def shortcut_of(classes: list[str]) -> dict[str, str]:
