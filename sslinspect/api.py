@@ -207,7 +207,8 @@ def export_onnx(
 
     fit_run = project.latest("fewshot")
     result = run_export(project, out, cfg or ExportConfig(), force=force, report=report, cancel=cancel)
-    _record_export(project, project.resolve(result.path), fit_run)
+    if result.format == "onnx":  # a Triton repository holds only what Triton reads
+        _record_export(project, project.resolve(result.path), fit_run)
     return result
 
 
