@@ -137,7 +137,11 @@ def render(app: QApplication, window: MainWindow, out: Path, only: set[str], suf
             page.threshold_panel.advanced.setChecked(True)  # type: ignore[attr-defined]
             for k, tab in enumerate(("", "-anomaly", "-uncertain")):
                 page.tabs.setCurrentIndex(k)  # type: ignore[attr-defined]
+                settle(app, window)
+                bar = window.page_area(i).verticalScrollBar()
+                bar.setValue(bar.maximum() if tab == "-anomaly" else 0)  # the curves sit below the histogram
                 shoot(app, window, out, f"{i + 1}-{name}{tab}", suffix)
+                bar.setValue(0)
             heat = page.uncertain_view.heat_check  # type: ignore[attr-defined]
             heat.setChecked(True)
             settle(app, window)

@@ -343,7 +343,9 @@ class ExportPage(Page):
         r = self._rows.get(str(key))
         if r is None:
             return ""
-        return f"{Path(str(r.get('path', key))).name} — {self._caption(key)}"
+        badge = self._badge(key)
+        decision = badge[0] if badge else ""
+        return f"{Path(str(r.get('path', key))).name} — {decision}, anomaly score {self._caption(key)}"
 
     def _on_predictions_current_key_changed(self, key: object) -> None:
         self.preview_caption.setText(self.describe_image(key) if key is not None else "")
@@ -356,16 +358,20 @@ class ExportPage(Page):
             self.preview.setToolTip(self.describe_image(key))
 
     def _caption(self, key: object) -> str:
-        """The decision, the score against the threshold, and the type only for NG (one truth per tile)."""
+        """The anomaly score against the threshold (the badge above says OK / NG and the type)."""
         r = self._rows.get(str(key))
         if not r:
             return ""
         defect = r.get("is_defect") == "1"
-        score = float(r["anomaly_score"])
         t = self._test_threshold()
-        against = f" {'≥' if defect else '<'} {t:.3f}" if t is not None else ""
-        kind = f" {r['label']}" if defect and r.get("label") not in (None, "", api.GOOD) else ""
-        return f"{'NG' if defect else 'OK'} {score:.3f}{against}{kind}"
+        score = float(r["anomaly_score"])
+        return f"{score:.2f} {'≥' if defect else '<'} {t:.2f}" if t is not None else f"{score:.3f}"
+
+    def _kind(self, key: object) -> str:
+        """The defect type of an NG image ('' for OK images and for NG without a defect class)."""
+        r = self._rows.get(str(key)) or {}
+        defect = r.get("is_defect") == "1"
+        return str(r["label"]) if defect and r.get("label") not in (None, "", api.GOOD) else ""
 
     def _test_threshold(self) -> float | None:
         t = self.threshold_choice.currentData()
@@ -377,7 +383,10 @@ class ExportPage(Page):
         r = self._rows.get(str(key))
         if r is None:
             return None
-        return ("NG", FAIL) if r.get("is_defect") == "1" else ("OK", PASS)
+        if r.get("is_defect") != "1":
+            return "OK", PASS
+        kind = self._kind(key)
+        return (f"NG {kind}" if kind else "NG"), FAIL  # one truth per tile: decision, type and colour agree
 
     def _tooltip(self, key: object) -> str:
         r = self._rows.get(str(key))

@@ -55,11 +55,11 @@ class ConfusionView(QWidget):
         ]
         for head in heads:
             head.setWordWrap(True)
-        lay.addWidget(heads[0], 0, 0)
+        lay.addWidget(heads[0], 0, 0)  # stacked: both tables get the tab's full width (no sideways scrolling)
         lay.addWidget(self.confusion, 1, 0)
-        lay.addWidget(heads[1], 0, 1)
-        lay.addWidget(self.per_class, 1, 1)
-        lay.setRowStretch(2, 1)
+        lay.addWidget(heads[1], 2, 0)
+        lay.addWidget(self.per_class, 3, 0)
+        lay.setRowStretch(4, 1)
 
     def clear(self) -> None:
         """Nothing fitted."""

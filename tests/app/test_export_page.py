@@ -79,13 +79,12 @@ def test_model_is_tested_on_a_folder_with_onnx_runtime(
     keys = export_page.predictions.keys()
     assert [Path(k).name for k in keys] == ["bright.png", "mid.png", "dark.png"]  # most anomalous first
     badges = [export_page._badge(k)[0] for k in keys]
-    assert badges == ["NG", "NG", "OK"]  # 220/255 and 120/255 ≥ 0.4 > 30/255
-    # one truth per tile (issue 12: "DEFECT" above "good 0.32"): decision, score against the threshold, type only if NG
+    assert badges == ["NG disc", "NG", "OK"]  # 220/255 and 120/255 ≥ 0.4 > 30/255; mid: NG without a type
+    # one truth per tile (issue 12: "DEFECT" above "good 0.32"): decision and type, the score against the threshold
     captions = [export_page._caption(k) for k in keys]
-    assert captions[0].startswith("NG 0.863 ≥ 0.400") and "good" not in captions[0]
-    assert captions[2] == "OK 0.118 < 0.400"
+    assert captions == ["0.86 ≥ 0.40", "0.47 ≥ 0.40", "0.12 < 0.40"]
     export_page.predictions.setCurrentIndex(export_page.predictions.grid_model.index(0))
-    assert export_page.preview_caption.text() == f"bright.png — {captions[0]}"  # enlarged: name, score, verdict
+    assert export_page.preview_caption.text() == "bright.png — NG disc, anomaly score 0.86 ≥ 0.40"
     assert "3 image(s) scored: 2 flagged" in export_page.test_summary.text()
     assert "1 file(s) could not be read" in export_page.test_summary.text()
     box = export_page.window().findChild(QMessageBox, "errorDialog")
