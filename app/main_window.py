@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from PySide6.QtCore import Qt, QThreadPool
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtCore import QEvent, QObject, Qt, QThreadPool
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QHBoxLayout,
@@ -48,13 +48,42 @@ PAGES: tuple[type[Page], ...] = (ProjectPage, ImagesPage, PretrainPage, LabelPag
 PANEL_PC = (1024, 700)  # the smallest screen the wizard must fit without cutting anything off
 
 
+class _PageScroll(QScrollArea):
+    """A scroll area that gives its page the height its wrapped text needs at the current width.
+
+    QScrollArea ignores height-for-width, so word-wrapped labels in a narrow window were squeezed and cut; here the
+    page's minimum height follows ``heightForWidth`` of the viewport's width on every resize.
+    """
+
+    def __init__(self, page: QWidget) -> None:
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.setWidget(page)
+        page.installEventFilter(self)
+
+    def fit_height(self) -> None:
+        """Give the page the height its wrapped text needs at the viewport's width."""
+        page = self.widget()
+        if page is not None and page.hasHeightForWidth():
+            page.setMinimumHeight(max(0, page.heightForWidth(self.viewport().width())))
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """A page whose content changed (new text, shown widgets) is measured again."""
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.fit_height()
+        return False
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        """Keep the page tall enough for its wrapped text."""
+        super().resizeEvent(event)
+        self.fit_height()
+
+
 def _scrolled(page: Page) -> QScrollArea:
     """``page`` in a frameless scroll area: on a small panel PC it scrolls instead of being cut off."""
-    area = QScrollArea()
+    area = _PageScroll(page)
     area.setObjectName(f"{type(page).__name__}Scroll")
-    area.setWidgetResizable(True)
-    area.setFrameShape(QScrollArea.Shape.NoFrame)
-    area.setWidget(page)
     return area
 
 

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QApplication,
     QComboBox,
+    QLabel,
     QLineEdit,
     QSlider,
     QWidget,
@@ -52,6 +53,15 @@ def clipped(root: QWidget) -> list[str]:
     return out
 
 
+def squeezed(page: QWidget) -> list[str]:
+    """Visible word-wrapped labels shorter than their text needs at their width (the last lines cut off)."""
+    return [
+        repr(lab.text()[:40])
+        for lab in page.findChildren(QLabel)
+        if lab.isVisible() and lab.wordWrap() and lab.text() and lab.height() < lab.heightForWidth(lab.width())
+    ]
+
+
 @pytest.fixture
 def full_project(scanned_project: Path) -> Path:
     write_pretrain_run(scanned_project)
@@ -68,11 +78,13 @@ def test_the_whole_wizard_fits_1024x700(window: Any, controller: Any, full_proje
     assert controller.open_project(full_project)
     for i in range(len(window.pages)):
         assert window.go_to(i), f"step {i} not reachable"
-        QApplication.processEvents()
+        for _ in range(3):  # layouts settle over a few posted events
+            QApplication.processEvents()
         assert (window.width(), window.height()) == (w, h)
         area = window.page_area(i)
         assert area.horizontalScrollBar().maximum() == 0, f"{window.pages[i].title}: needs sideways scrolling"
         assert clipped(window) == [], window.pages[i].title
+        assert squeezed(window.pages[i]) == [], window.pages[i].title
 
 
 def test_help_has_a_glossary(window: Any, qtbot: Any) -> None:
