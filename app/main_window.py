@@ -55,12 +55,13 @@ class _PageScroll(QScrollArea):
     page's minimum height follows ``heightForWidth`` of the viewport's width on every resize.
     """
 
-    def __init__(self, page: QWidget) -> None:
+    def __init__(self, page: Page) -> None:
         super().__init__()
         self.setWidgetResizable(True)
         self.setFrameShape(QScrollArea.Shape.NoFrame)
         self.setWidget(page)
-        page.installEventFilter(self)
+        if page.wrapped_text_height:  # opt-in: measuring a page with live plots on every layout would stall them
+            page.installEventFilter(self)
 
     def fit_height(self) -> None:
         """Give the page the height its wrapped text needs at the viewport's width."""
@@ -101,7 +102,7 @@ class MainWindow(QMainWindow):
         self.steps.setObjectName("stepList")
         self.steps.setAccessibleName("Steps")
         for page in self.pages:
-            self.stack.addWidget(_scrolled(page))
+            self.stack.addWidget(_scrolled(page) if page.scrolls else page)
             self.steps.addItem(QListWidgetItem(page.title))
             page.completeness_changed.connect(self._update_nav)
         self.steps.setFixedWidth(self.steps.sizeHintForColumn(0) + 4 * self.fontMetrics().averageCharWidth() + 24)
@@ -171,11 +172,10 @@ class MainWindow(QMainWindow):
         """The shown page."""
         return self.pages[self.current_index()]
 
-    def page_area(self, index: int) -> QScrollArea:
-        """The scroll area that holds page ``index``."""
+    def page_area(self, index: int) -> QScrollArea | None:
+        """The scroll area that holds page ``index`` (None for a page that fits without one)."""
         area = self.stack.widget(index)
-        assert isinstance(area, QScrollArea)
-        return area
+        return area if isinstance(area, QScrollArea) else None
 
     def reachable(self, index: int) -> bool:
         """A step can be shown when every step before it is complete."""

@@ -138,7 +138,9 @@ def render(app: QApplication, window: MainWindow, out: Path, only: set[str], suf
             for k, tab in enumerate(("", "-anomaly", "-uncertain")):
                 page.tabs.setCurrentIndex(k)  # type: ignore[attr-defined]
                 settle(app, window)
-                bar = window.page_area(i).verticalScrollBar()
+                area = window.page_area(i)
+                assert area is not None
+                bar = area.verticalScrollBar()
                 bar.setValue(bar.maximum() if tab == "-anomaly" else 0)  # the curves sit below the histogram
                 shoot(app, window, out, f"{i + 1}-{name}{tab}", suffix)
                 bar.setValue(0)

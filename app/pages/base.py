@@ -42,6 +42,11 @@ class Page(QWidget):
     completeness_changed = Signal()
     title = ""
     explanation = ""
+    #: the page's scroll area re-measures its wrapped text whenever its layout changes (pages without live plots)
+    wrapped_text_height = False
+    #: the page sits in a scroll area (small screens); a page with live plots that fits 1024×700 by itself opts out:
+    #: a scroll area re-measures its page at every layout change, which stalls a stream of plot updates
+    scrolls = True
 
     def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -77,7 +82,7 @@ class Page(QWidget):
 
     def add_columns(self, left: QWidget, right: QWidget, stretch: tuple[int, int] = (1, 3)) -> QSplitter:
         """Put ``left`` and ``right`` side by side (a splitter the user can drag) as the page's body."""
-        split = _Columns(Qt.Orientation.Horizontal)
+        split = (_Columns if self.wrapped_text_height else QSplitter)(Qt.Orientation.Horizontal)
         split.addWidget(left)
         split.addWidget(right)
         split.setStretchFactor(0, stretch[0])

@@ -60,6 +60,8 @@ def read_predictions(path: Path) -> list[dict[str, str]]:
 class ExportPage(Page):
     """Export with a parity check; test the exported model on a folder."""
 
+    wrapped_text_height = True
+
     title = "6  Export"
     explanation = (
         "Writes one ONNX file with the preprocessing, class names and threshold inside, plus a .json sidecar. It is "

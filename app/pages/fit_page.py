@@ -51,6 +51,8 @@ RESULT_ROWS = (
 class FitPage(Page):
     """Fit, then inspect the verdict, metrics, curves, the threshold and the most uncertain images."""
 
+    wrapped_text_height = True
+
     title = "5  Fit"
     explanation = (
         "Fits a defect classifier on your labels and an anomaly score that flags defects nobody labelled. The "

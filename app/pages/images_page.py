@@ -58,6 +58,8 @@ def image_source(project: api.Project, provider: ThumbnailProvider, thumb_px: in
 class ImagesPage(Page):
     """Folders, scan, statistics, thumbnails, unreadable files."""
 
+    wrapped_text_height = True
+
     title = "2  Images"
     explanation = (
         "Add the folders your cameras write to (subfolders are included). The scan reads every file once, skips "

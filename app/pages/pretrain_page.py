@@ -76,6 +76,8 @@ def presets(cuda: bool) -> dict[str, PretrainConfig]:
 class PretrainPage(Page):
     """Configure, start, pause, resume and cancel pretraining; watch its curves and embedding map."""
 
+    scrolls = False  # fits 1024×700 on its own (the plots scroll inside); see Page.scrolls
+
     title = "3  Pretrain"
     explanation = (
         "The network learns what your parts look like from the unlabeled images alone (self-supervised). Press "

@@ -79,6 +79,8 @@ class NewProjectDialog(QDialog):
 class ProjectPage(Page):
     """Create, open, recent and demo projects; shows what the open project holds."""
 
+    wrapped_text_height = True
+
     title = "1  Project"
     explanation = (
         "A project is a folder that keeps the image index, your labels, the training runs and the exported models. "

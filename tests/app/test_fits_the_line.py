@@ -82,7 +82,8 @@ def test_the_whole_wizard_fits_1024x700(window: Any, controller: Any, full_proje
             QApplication.processEvents()
         assert (window.width(), window.height()) == (w, h)
         area = window.page_area(i)
-        assert area.horizontalScrollBar().maximum() == 0, f"{window.pages[i].title}: needs sideways scrolling"
+        if area is not None:
+            assert area.horizontalScrollBar().maximum() == 0, f"{window.pages[i].title}: needs sideways scrolling"
         assert clipped(window) == [], window.pages[i].title
         assert squeezed(window.pages[i]) == [], window.pages[i].title
 

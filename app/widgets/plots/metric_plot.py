@@ -98,7 +98,8 @@ class MetricPlot(QWidget):
         self._note = ""
         self._header = QLabel(title)
         self._header.setObjectName("plotTitle")
-        self._header.setWordWrap(True)
+        # one line that never widens the page (a wrapping label would relayout the plot grid at every redraw)
+        self._header.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self._log = QToolButton()
         self._log.setText("log")
         self._log.setCheckable(True)
