@@ -60,7 +60,7 @@ class AppController(QObject):
         self.project: Project | None = None
         self.status: api.ProjectStatus | None = None
         self.job: Job | None = None
-        self.threshold: float | None = None  # anomaly threshold chosen on the Train page (None: the calibrated one)
+        self.threshold: float | None = None  # anomaly threshold chosen on the Fit page (None: the calibrated one)
         self.demo_dir = default_demo_dir()
         self.job_factory: JobFactory = self._process_job
 
@@ -271,8 +271,8 @@ class AppController(QObject):
         except SSLInspectError as exc:
             self.error_occurred.emit(str(exc), "")
             return
+        self.refresh_status()  # first: pages that answer labels_changed read the new counts from the status
         self.labels_changed.emit(ids)
-        self.refresh_status()
 
     def add_class(self, name: str) -> bool:
         """Add a defect class."""

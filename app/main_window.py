@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from PySide6.QtCore import Qt, QThreadPool
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtCore import QEvent, QObject, Qt, QThreadPool
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QHBoxLayout,
@@ -21,27 +21,71 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from app.controller import AppController
+from app.glossary import GlossaryDialog
 from app.jobs import Job
 from app.pages.base import Page
 from app.pages.export_page import ExportPage
+from app.pages.fit_page import FitPage
 from app.pages.images_page import ImagesPage
 from app.pages.label_page import LabelPage
 from app.pages.pretrain_page import PretrainPage
 from app.pages.project_page import ProjectPage
-from app.pages.train_page import TrainPage
 from app.widgets.error_dialog import show_error
 from app.widgets.log_view import LogView
 from app.widgets.progress import Coalescer
 from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect.events import Progress
 
-PAGES: tuple[type[Page], ...] = (ProjectPage, ImagesPage, PretrainPage, LabelPage, TrainPage, ExportPage)
+PAGES: tuple[type[Page], ...] = (ProjectPage, ImagesPage, PretrainPage, LabelPage, FitPage, ExportPage)
+PANEL_PC = (1024, 700)  # the smallest screen the wizard must fit without cutting anything off
+
+
+class _PageScroll(QScrollArea):
+    """A scroll area that gives its page the height its wrapped text needs at the current width.
+
+    QScrollArea ignores height-for-width, so word-wrapped labels in a narrow window were squeezed and cut; here the
+    page's minimum height follows ``heightForWidth`` of the viewport's width on every resize.
+    """
+
+    def __init__(self, page: Page) -> None:
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.setWidget(page)
+        if page.wrapped_text_height:  # opt-in: measuring a page with live plots on every layout would stall them
+            page.installEventFilter(self)
+
+    def fit_height(self) -> None:
+        """Give the page the height its wrapped text needs at the viewport's width."""
+        page = self.widget()
+        if page is not None and page.hasHeightForWidth():
+            page.setMinimumHeight(max(0, page.heightForWidth(self.viewport().width())))
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """A page whose content changed (new text, shown widgets) is measured again."""
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.fit_height()
+        return False
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        """Keep the page tall enough for its wrapped text."""
+        super().resizeEvent(event)
+        self.fit_height()
+
+
+def _scrolled(page: Page) -> QScrollArea:
+    """``page`` in a frameless scroll area: on a small panel PC it scrolls instead of being cut off."""
+    area = _PageScroll(page)
+    area.setObjectName(f"{type(page).__name__}Scroll")
+    return area
 
 
 class MainWindow(QMainWindow):
@@ -58,7 +102,7 @@ class MainWindow(QMainWindow):
         self.steps.setObjectName("stepList")
         self.steps.setAccessibleName("Steps")
         for page in self.pages:
-            self.stack.addWidget(page)
+            self.stack.addWidget(_scrolled(page) if page.scrolls else page)
             self.steps.addItem(QListWidgetItem(page.title))
             page.completeness_changed.connect(self._update_nav)
         self.steps.setFixedWidth(self.steps.sizeHintForColumn(0) + 4 * self.fontMetrics().averageCharWidth() + 24)
@@ -94,6 +138,7 @@ class MainWindow(QMainWindow):
         self.log_dock.hide()
 
         self.project_label = QLabel("No project")
+        self.project_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # long paths
         self.job_label = QLabel()
         self.job_progress = QProgressBar()
         self.job_progress.setMaximumWidth(16 * self.fontMetrics().averageCharWidth() * 2)
@@ -126,6 +171,11 @@ class MainWindow(QMainWindow):
     def current_page(self) -> Page:
         """The shown page."""
         return self.pages[self.current_index()]
+
+    def page_area(self, index: int) -> QScrollArea | None:
+        """The scroll area that holds page ``index`` (None for a page that fits without one)."""
+        area = self.stack.widget(index)
+        return area if isinstance(area, QScrollArea) else None
 
     def reachable(self, index: int) -> bool:
         """A step can be shown when every step before it is complete."""
@@ -167,11 +217,20 @@ class MainWindow(QMainWindow):
             flags = item.flags()
             enabled = self.reachable(k)
             item.setFlags(flags | Qt.ItemFlag.ItemIsEnabled if enabled else flags & ~Qt.ItemFlag.ItemIsEnabled)
+            item.setToolTip("" if enabled else self._locked_reason(k))
         last = i == len(self.pages) - 1
         self.back_button.setEnabled(i > 0)
         self.next_button.setVisible(not last)
         self.next_button.setEnabled(not last and page.is_complete())
         self.next_hint.setText("" if last or page.is_complete() else self._hint(page))
+
+    def _locked_reason(self, index: int) -> str:
+        """Why step ``index`` is locked: the first earlier step that is not done, and what it needs."""
+        first = next((p for p in self.pages[:index] if not p.is_complete()), None)
+        if first is None:
+            return ""
+        name = first.title.split(maxsplit=1)[-1]
+        return f"Locked: finish step {name} first. {self._hint(first)}".strip()
 
     @staticmethod
     def _hint(page: Page) -> str:
@@ -180,7 +239,7 @@ class MainWindow(QMainWindow):
             "ImagesPage": "Add a folder with at least 8 readable images and scan it.",
             "PretrainPage": "Pretrain (or let a run finish) to continue.",
             "LabelPage": "Label at least one image to continue.",
-            "TrainPage": "Train to continue.",
+            "FitPage": "Fit to continue.",
         }.get(type(page).__name__, "")
 
     # -- jobs and messages ----------------------------------------------------------------------------------------
@@ -242,6 +301,7 @@ class MainWindow(QMainWindow):
         toggle.setShortcut(QKeySequence("Ctrl+L"))
         view.addAction(toggle)
         helpm = self.menuBar().addMenu("&Help")
+        self._action(helpm, "&Glossary", QKeySequence.StandardKey.HelpContents, self.show_glossary)
         self._action(helpm, "&About SSL Inspect", None, self._on_about_triggered)
 
     def _action(
@@ -262,6 +322,15 @@ class MainWindow(QMainWindow):
         if self.recent_menu.isEmpty():
             self.recent_menu.addAction("(none)").setEnabled(False)
 
+    def show_glossary(self) -> GlossaryDialog:
+        """Help → Glossary: every term the app shows, in plain words (non-modal)."""
+        dialog = self.findChild(GlossaryDialog)
+        if dialog is None:
+            dialog = GlossaryDialog(self)
+        dialog.show()
+        dialog.raise_()
+        return dialog
+
     def _on_about_triggered(self) -> None:
         import sslinspect
 
@@ -277,7 +346,7 @@ class MainWindow(QMainWindow):
         geometry = self.controller.settings.window_geometry()
         if geometry is None or not self.restoreGeometry(geometry):
             fm = self.fontMetrics()
-            self.resize(110 * fm.averageCharWidth(), 45 * fm.height())
+            self.resize(min(110 * fm.averageCharWidth(), PANEL_PC[0]), min(45 * fm.height(), PANEL_PC[1]))
         state = self.controller.settings.window_state()
         if state is not None:
             self.restoreState(state)

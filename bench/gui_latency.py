@@ -166,7 +166,7 @@ def stream_events(app: QApplication, window: MainWindow, ctl: AppController, roo
     page.plots.reset()
     ctl.start_job(job)
     res = Heartbeat().run(lambda: not job.is_running(), seconds + 60)
-    loss_points = len(page.plots.plot_for("loss").series_data("loss")[0])
+    loss_points = len(page.plots.plot_for("loss").series_data(page.plots.series_for("loss"))[0])
     return {
         **res,
         "events": len(received),
@@ -195,7 +195,7 @@ def real_pretrain(app: QApplication, window: MainWindow, ctl: AppController, sec
         **res,
         "events": len(received),
         "events_per_s": round(len(received) / max(res["seconds"], 1e-9)),
-        "loss_points_plotted": len(page.plots.plot_for("loss").series_data("loss")[0]),
+        "loss_points_plotted": len(page.plots.plot_for("loss").series_data(page.plots.series_for("loss"))[0]),
         "status": job.status,
         "error": job.error_message,
     }
@@ -225,18 +225,18 @@ def big_map(app: QApplication, n: int) -> dict:
     out["recolour_by_label_ms"] = timed(lambda: m.set_labels(labels, classes))
     view = m.view
     vb = view._vb
-    out["full_redraw_ms"] = timed(view.plot.viewport().repaint, repeat=5)
+    out["full_redraw_ms"] = timed(view.repaint_now, repeat=5)
 
     def zoom_and_draw() -> None:
         vb.scaleBy((0.8, 0.8))
-        view.plot.viewport().repaint()
+        view.repaint_now()
 
     out["zoom_redraw_ms"] = timed(zoom_and_draw, repeat=5)
     vb.autoRange()
     pts = rng.uniform(-3, 5, (1000, 2))
     out["hover_pick_ms"] = timed(lambda: [view.pick(float(x), float(y)) for x, y in pts], repeat=1) / len(pts)
     out["hover_pick_ms"] = round(out["hover_pick_ms"], 3)
-    scene_pos = view.plot.mapToScene(view.plot.viewport().rect().center())
+    scene_pos = view._pw.mapToScene(view._pw.viewport().rect().center())  # a benchmark may look inside
     out["hover_event_ms"] = timed(lambda: (view._on_scene_mouse_moved(QPointF(scene_pos)), view._do_hover()), 50)
     poly = np.array([[-1, -1], [1.5, -1], [1.5, 1.5], [-1, 1.5]], float)
     out["lasso_select_ms"] = timed(lambda: view.select_polygon(poly))

@@ -1,7 +1,7 @@
 """Render every wizard page of the desktop app with the demo project to ``docs/screenshots/*.png`` (offscreen).
 
 The demo project is built and trained through the app itself, exactly as a user would click through it: "Open demo
-project", Start pretraining (the quick preset; ``--tiny`` for a seconds-long run), Train, Export, and "Test on a
+project", Start pretraining (the quick preset; ``--tiny`` for a seconds-long run), Fit, Export, and "Test on a
 folder" with the demo's held-out test images. Work files stay in ``--work`` so a second run only re-renders.
 
     python scripts/screenshots.py                      # light theme, 100 %
@@ -30,7 +30,8 @@ from app.settings import Settings  # noqa: E402
 from app.theme import app_icon, apply_theme  # noqa: E402
 from app.widgets.thumbnails import ThumbnailProvider  # noqa: E402
 
-PAGES = ("project", "images", "pretrain", "label", "train", "export")
+PAGES = ("project", "images", "pretrain", "label", "fit", "export")
+PANEL = (1024, 700)  # the panel-PC size: one extra shot per page family proves the wizard fits it
 
 
 def pump(app: QApplication, seconds: float) -> None:
@@ -83,8 +84,8 @@ def train_demo(app: QApplication, window: MainWindow, controller: AppController,
         wait_job(app, controller, "pretraining")
     if controller.refresh_status() and controller.status and controller.status.fewshot_run is None:
         window.go_to(4)
-        window.pages[4].train()  # type: ignore[attr-defined]
-        wait_job(app, controller, "training")
+        window.pages[4].fit()  # type: ignore[attr-defined]
+        wait_job(app, controller, "fitting")
     export = window.pages[5]
     if controller.status and controller.status.export is None:
         window.go_to(5)
@@ -132,14 +133,23 @@ def render(app: QApplication, window: MainWindow, out: Path, only: set[str], suf
             shoot(app, window, out, f"{i + 1}-{name}-map", suffix)
             page.tabs.setCurrentIndex(0)  # type: ignore[attr-defined]
             continue
-        if name == "train":
+        if name == "fit":
+            page.threshold_panel.advanced.setChecked(True)  # type: ignore[attr-defined]
             for k, tab in enumerate(("", "-anomaly", "-uncertain")):
                 page.tabs.setCurrentIndex(k)  # type: ignore[attr-defined]
+                settle(app, window)
+                area = window.page_area(i)
+                assert area is not None
+                bar = area.verticalScrollBar()
+                bar.setValue(bar.maximum() if tab == "-anomaly" else 0)  # the curves sit below the histogram
                 shoot(app, window, out, f"{i + 1}-{name}{tab}", suffix)
-            page.heat_check.setChecked(True)  # type: ignore[attr-defined]
+                bar.setValue(0)
+            heat = page.uncertain_view.heat_check  # type: ignore[attr-defined]
+            heat.setChecked(True)
             settle(app, window)
             shoot(app, window, out, f"{i + 1}-{name}-heatmaps", suffix)
-            page.heat_check.setChecked(False)  # type: ignore[attr-defined]
+            heat.setChecked(False)
+            page.threshold_panel.advanced.setChecked(False)  # type: ignore[attr-defined]
             page.tabs.setCurrentIndex(0)  # type: ignore[attr-defined]
             continue
         shoot(app, window, out, f"{i + 1}-{name}", suffix)
@@ -177,6 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     train_demo(app, window, controller, args.tiny)
     suffix = "" if args.theme == "light" else "-dark"
     render(app, window, args.out, set(args.only), suffix)
+    if not args.only:
+        size = window.size()
+        window.resize(*PANEL)
+        for i in (4, 5):  # the busiest pages, on a 1024×700 panel PC
+            window.go_to(i)
+            shoot(app, window, args.out, f"{i + 1}-{PAGES[i]}-{PANEL[0]}x{PANEL[1]}", suffix)
+        window.resize(size)
     window.shutdown()
     window.close()
     return 0

@@ -26,7 +26,11 @@ from sslinspect.review import Analysis, ProjectStatus, RunHeatmaps
 from sslinspect.review import load_analysis as _load_analysis
 from sslinspect.review import project_status as _project_status
 from sslinspect.review import set_class_color as _set_class_color
+from sslinspect.staleness import Staleness, export_staleness, fit_failed_after, fit_staleness, label_stamp
+from sslinspect.staleness import record_export as _record_export
+from sslinspect.staleness import record_fit as _record_fit
 from sslinspect.store import ImageRecord
+from sslinspect.verdict import Shortfall, Verdict, auroc, fit_shortfalls, fit_verdict, labelled_auroc
 
 if TYPE_CHECKING:
     from sslinspect.evaluate.compare import RunSummary
@@ -50,14 +54,26 @@ __all__ = [
     "ProjectStatus",
     "RunHeatmaps",
     "ScanResult",
+    "Shortfall",
+    "Staleness",
+    "Verdict",
+    "auroc",
     "compare",
     "create_project",
+    "demo_test_folder",
     "device_info",
     "evaluate",
     "export_onnx",
+    "export_staleness",
+    "fit_failed_after",
     "fit_fewshot",
+    "fit_shortfalls",
+    "fit_staleness",
+    "fit_verdict",
     "from_dict",
     "import_labels",
+    "label_stamp",
+    "labelled_auroc",
     "load_analysis",
     "load_heatmaps",
     "open_demo_project",
@@ -209,7 +225,10 @@ def fit_fewshot(
     """
     from sslinspect.fewshot.fit import run_fit
 
-    return run_fit(project, cfg or FewShotConfig(), report=report, cancel=cancel, allow_running=allow_running)
+    stamp = label_stamp(project)  # the labels the fit reads (taken before it, in case they change meanwhile)
+    result = run_fit(project, cfg or FewShotConfig(), report=report, cancel=cancel, allow_running=allow_running)
+    _record_fit(project, project.resolve(result.run_dir), stamp)
+    return result
 
 
 def export_onnx(
@@ -232,7 +251,11 @@ def export_onnx(
     """
     from sslinspect.export.run import run_export
 
-    return run_export(project, out, cfg or ExportConfig(), force=force, report=report, cancel=cancel)
+    fit_run = project.latest("fewshot")
+    result = run_export(project, out, cfg or ExportConfig(), force=force, report=report, cancel=cancel)
+    if result.format == "onnx":  # a Triton repository holds only what Triton reads
+        _record_export(project, project.resolve(result.path), fit_run)
+    return result
 
 
 def predict(
@@ -412,6 +435,17 @@ def open_demo_project(
     from sslinspect.demo.project import open_demo_project as _open
 
     return _open(Path(out_dir), product=product, report=report, cancel=cancel)
+
+
+def demo_test_folder(project: Project) -> Path | None:
+    """The demo's held-out test images (``data/<product>/test`` beside its training images); None elsewhere."""
+    if not project.data.get("demo"):
+        return None
+    for source in project.sources:
+        folder = project.source_dir(source).parent / "test"
+        if folder.is_dir():
+            return folder
+    return None
 
 
 def project_status(project: Project) -> ProjectStatus:

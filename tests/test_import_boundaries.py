@@ -207,3 +207,39 @@ def test_architecture_diagram_matches_the_layers_contract() -> None:
         modules = re.split(r"\s{2,}", row.strip())[0]
         drawn += [{m.strip() for m in layer.split("|")} for layer in modules.split("→")]
     assert drawn == expected
+
+
+def _imports(path: object) -> set[str]:
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(str(path)).read_text(encoding="utf-8"))
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+    return out
+
+
+def test_only_the_plots_package_imports_pyqtgraph() -> None:
+    """Pages use the plots' small API; pyqtgraph stays inside app/widgets/plots/."""
+    plots = REPO / "app" / "widgets" / "plots"
+    bad = [
+        str(f.relative_to(REPO))
+        for f in (REPO / "app").rglob("*.py")
+        if plots not in f.parents and any(m.split(".")[0] == "pyqtgraph" for m in _imports(f))
+    ]
+    assert bad == []
+
+
+def test_new_gui_code_imports_only_the_facades() -> None:
+    """The Fit page and its widgets import only sslinspect.api, the review facade, config, events and errors."""
+    allowed = {"sslinspect", "sslinspect.api", "sslinspect.review", "sslinspect.config", "sslinspect.events"}
+    allowed.add("sslinspect.errors")
+    files = ["app/pages/fit_page.py", "app/widgets/fit_threshold.py", "app/widgets/fit_confusion.py"]
+    files += ["app/widgets/fit_uncertain.py", "app/widgets/export_result.py", "app/glossary.py"]
+    for name in files:
+        core = {m for m in _imports(REPO / name) if m.split(".")[0] == "sslinspect"}
+        assert core <= allowed, (name, core - allowed)

@@ -31,6 +31,11 @@ def test_pipeline_writes_every_artifact(trained_project: Path, demo_data) -> Non
     assert set(sidecar["classes"]) == {"good", "scratch", "spot", "crack", "contamination"}
     meta = {p.key: p.value for p in onnx.load(str(model)).metadata_props}
     assert json.loads(meta["sslinspect"])["image_size"] == sidecar["image_size"] == 32
+    # the fit and the export know which labels and which pretraining run they came from, and are up to date
+    prov = json.loads((fs / "provenance.json").read_text())
+    assert prov["pretrain_run"] == pre.name and prov["labels"]["count"] == len(project.store.labels())
+    assert not api.fit_staleness(project, fs).stale and not api.export_staleness(project, model).stale
+    assert json.loads(model.with_name("model.provenance.json").read_text())["fit_run"] == project.relative(fs)
     project.close()
 
 

@@ -1,1 +1,1 @@
-"""The six wizard steps, one module each: Project, Images, Pretrain, Label, Train, Export."""
+"""The six wizard steps, one module each: Project, Images, Pretrain, Label, Fit, Export."""

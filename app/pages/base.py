@@ -12,6 +12,26 @@ from sslinspect.api import to_dict
 from sslinspect.errors import SSLInspectError
 
 
+class _Columns(QSplitter):
+    """A horizontal splitter that reports the height its columns' wrapped text needs (QSplitter does not), so a page
+    in a scroll area on a narrow screen grows instead of cutting the last lines of a label."""
+
+    def hasHeightForWidth(self) -> bool:
+        """Columns with word-wrapped text need more height when narrower."""
+        return True
+
+    def heightForWidth(self, width: int) -> int:
+        """The tallest column at its current width."""
+        heights = [0]
+        for i in range(self.count()):
+            w = self.widget(i)
+            if w is None or w.isHidden():
+                continue
+            h = w.heightForWidth(w.width()) if w.hasHeightForWidth() and w.width() > 0 else -1
+            heights.append(max(h, w.minimumSizeHint().height()))
+        return max(heights)
+
+
 class Page(QWidget):
     """One wizard step. Subclasses put their widgets in ``self.body`` and override :meth:`is_complete`.
 
@@ -22,6 +42,11 @@ class Page(QWidget):
     completeness_changed = Signal()
     title = ""
     explanation = ""
+    #: the page's scroll area re-measures its wrapped text whenever its layout changes (pages without live plots)
+    wrapped_text_height = False
+    #: the page sits in a scroll area (small screens); a page with live plots that fits 1024×700 by itself opts out:
+    #: a scroll area re-measures its page at every layout change, which stalls a stream of plot updates
+    scrolls = True
 
     def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -57,7 +82,7 @@ class Page(QWidget):
 
     def add_columns(self, left: QWidget, right: QWidget, stretch: tuple[int, int] = (1, 3)) -> QSplitter:
         """Put ``left`` and ``right`` side by side (a splitter the user can drag) as the page's body."""
-        split = QSplitter(Qt.Orientation.Horizontal)
+        split = (_Columns if self.wrapped_text_height else QSplitter)(Qt.Orientation.Horizontal)
         split.addWidget(left)
         split.addWidget(right)
         split.setStretchFactor(0, stretch[0])

@@ -58,6 +58,8 @@ def image_source(project: api.Project, provider: ThumbnailProvider, thumb_px: in
 class ImagesPage(Page):
     """Folders, scan, statistics, thumbnails, unreadable files."""
 
+    wrapped_text_height = True
+
     title = "2  Images"
     explanation = (
         "Add the folders your cameras write to (subfolders are included). The scan reads every file once, skips "
@@ -264,9 +266,10 @@ class ImagesPage(Page):
             self.progress.setVisible(False)
             result = getattr(job, "result", None)
             if status == "ok" and result is not None:
+                used = result.ok - result.duplicates  # the number Statistics shows: one truth per figure
+                dup = f", {result.duplicates} duplicate(s) skipped" if result.duplicates else ""
                 self.progress_label.setText(
-                    f"Scan done: {result.ok} readable ({result.new} new), {result.failed} unreadable, "
-                    f"{result.duplicates} duplicates."
+                    f"Scan done: {used} readable images ({result.new} new files{dup}), {result.failed} unreadable."
                 )
             else:
                 self.progress_label.setText(f"Scan {status}.")

@@ -33,6 +33,7 @@ from app.widgets.image_grid import ImageGrid
 from app.widgets.label_keys import install_label_keys, shortcut_of
 from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect import api
+from sslinspect.config import FewShotConfig
 from sslinspect.errors import SSLInspectError
 from sslinspect.review import SortKey, order_ids, project_2d
 
@@ -64,20 +65,41 @@ class LabelPage(Page):
         self._order_token = 0
         self._map_run: object = None
         self._current: Any = None
+        self._shown = 0
+        self.add_columns(self._center_column(), self._side_column(), (3, 1))
+        controller.project_changed.connect(lambda _p: self.reload())
+        controller.labels_changed.connect(self._on_controller_labels_changed)
+        controller.classes_changed.connect(self._on_controller_classes_changed)
+        controller.job_finished.connect(self._on_controller_job_finished)
+        controller.job_started.connect(lambda _j: self.suggest_button.setEnabled(False))
 
+    def _toolbar(self) -> QHBoxLayout:
+        """Sort, filter and Update suggestions."""
         self.sort = QComboBox()
         self.sort.setAccessibleName("Sort order")
+        self.sort.setToolTip(
+            "Which images come first: most unusual (anomaly score), most uncertain, by cluster, similar to the "
+            "selection, or file order"
+        )
         for text, _key in SORTS:
             self.sort.addItem(text)
         self.filter = QComboBox()
         self.filter.setAccessibleName("Show")
+        self.filter.setToolTip("Show all images, only unlabelled ones, or one class")
         self.sort.currentIndexChanged.connect(lambda _i: self.reorder())
         self.filter.currentIndexChanged.connect(lambda _i: self.reorder())
         self.suggest_button = QPushButton("Update suggestions")
-        self.suggest_button.setToolTip("Fits the classifier and anomaly score on the current labels (Train step).")
+        self.suggest_button.setToolTip(
+            "Runs the Fit step's fit on the current labels (as long as a fit) so the unusual / uncertain orders "
+            "use them; it needs the same label minimums as Fit."
+        )
         self.suggest_button.clicked.connect(self.compute_suggestions)
         self.count_label = QLabel()
         self.count_label.setObjectName("hint")
+        self.stale = QLabel()
+        self.stale.setObjectName("warning")
+        self.stale.setWordWrap(True)
+        self.stale.setVisible(False)
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Sort:"))
         bar.addWidget(self.sort)
@@ -85,15 +107,18 @@ class LabelPage(Page):
         bar.addWidget(self.filter)
         bar.addWidget(self.suggest_button)
         bar.addStretch(1)
-        bar.addWidget(self.count_label)
+        return bar
 
+    def _center_column(self) -> QWidget:
+        """The toolbar, the counter, the out-of-date line and the Grid / Map tabs."""
+        bar = self._toolbar()
         self.grid = ImageGrid(self.provider)
         self.grid.setAccessibleName("Images to label")
         self.grid.grid_model.caption = self._caption
         self.grid.grid_model.badge = self._badge
         self.grid.current_key_changed.connect(self._on_grid_current_key_changed)
         self.grid.key_activated.connect(lambda _k: self.sort_by_similarity())
-        install_label_keys(self.grid, controller)
+        install_label_keys(self.grid, self.controller)
         self.map = EmbeddingMap(self.provider)
         self.map.label_requested.connect(self.controller.set_labels)
         self.map.image_activated.connect(self._on_map_image_activated)
@@ -101,8 +126,18 @@ class LabelPage(Page):
         self.tabs.addTab(self.grid, "Grid")
         self.tabs.addTab(self.map, "Map")
         self.tabs.currentChanged.connect(lambda _i: self._ensure_map())
+        center = QWidget()
+        cl = QVBoxLayout(center)
+        cl.setContentsMargins(0, 0, 0, 0)
+        cl.addLayout(bar)
+        cl.addWidget(self.count_label)  # its own row: the bar stays narrow enough for a 1024-px panel PC
+        cl.addWidget(self.stale)
+        cl.addWidget(self.tabs, 1)
+        return center
 
-        self.classes = ClassManager(controller)
+    def _side_column(self) -> QWidget:
+        """The class manager and the selected image with its details."""
+        self.classes = ClassManager(self.controller)
         self.preview = QLabel()
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview.setMinimumSize(160, 160)
@@ -121,18 +156,7 @@ class LabelPage(Page):
         sl.addWidget(self.preview)
         sl.addWidget(self.details)
         sl.addWidget(self.similar_button)
-        center = QWidget()
-        cl = QVBoxLayout(center)
-        cl.setContentsMargins(0, 0, 0, 0)
-        cl.addLayout(bar)
-        cl.addWidget(self.tabs, 1)
-        self.add_columns(center, side, (3, 1))
-
-        controller.project_changed.connect(lambda _p: self.reload())
-        controller.labels_changed.connect(self._on_controller_labels_changed)
-        controller.classes_changed.connect(self._on_controller_classes_changed)
-        controller.job_finished.connect(self._on_controller_job_finished)
-        controller.job_started.connect(lambda _j: self.suggest_button.setEnabled(False))
+        return side
 
     def is_complete(self) -> bool:
         """At least one label."""
@@ -162,6 +186,8 @@ class LabelPage(Page):
             self.analysis = None
             self.controller.message.emit("WARNING", str(exc))
         self._fill_filter()
+        stale = api.fit_staleness(p, self.analysis.run_dir) if self.analysis is not None else None
+        self._show_stale(stale.describe() if stale is not None and stale.stale else "")
         has = self.analysis is not None
         model = self.sort.model()
         assert isinstance(model, QStandardItemModel)  # a QComboBox's default model
@@ -174,6 +200,13 @@ class LabelPage(Page):
         self.map.set_labels(self._labels, p.class_colors())
         self._map_run = None
         self._ensure_map()
+
+    def _show_stale(self, reason: str) -> None:
+        """Say when the orderings come from a fit made before the latest labels ('' hides it)."""
+        if reason:
+            reason = reason.replace("out of date — retrain: ", "")
+            self.stale.setText(f"Suggestions are out of date — {reason}. Update suggestions refits on them.")
+        self.stale.setVisible(bool(reason))
 
     def _fill_filter(self) -> None:
         p = self.controller.project
@@ -223,12 +256,16 @@ class LabelPage(Page):
             cls = self.filter.currentText()
             keys = [k for k in keys if self._labels.get(k) == cls]
         self.grid.set_keys(keys)
+        self._shown = len(keys)
         if ref_id is not None and ref_id in self._records:
             self.grid.select_keys([ref_id])
         elif keys:
             self.grid.setCurrentIndex(self.grid.grid_model.index(0))
+        self._show_count()
+
+    def _show_count(self) -> None:
         st = self.controller.status
-        self.count_label.setText(f"{len(keys)} shown · {st.labelled if st else 0} labelled")
+        self.count_label.setText(f"{self._shown} shown · {st.labelled if st else 0} labelled")
 
     def sort_by_similarity(self) -> None:
         """Order the grid by similarity to the focused image."""
@@ -242,11 +279,17 @@ class LabelPage(Page):
         self.reorder(ref_id=int(cur))  # type: ignore[call-overload]
 
     def compute_suggestions(self) -> Job | None:
-        """Fit the classifier and anomaly score on the current labels (the Train step's job)."""
-        p = self.controller.project
+        """Fit the classifier and anomaly score on the current labels (the Fit step's job), once labels suffice."""
+        p, st = self.controller.project, self.controller.status
         if p is None:
             return None
-        return self.controller.run_worker(["train", str(p.root)], stage="train", title="Training")
+        short = api.fit_shortfalls(st.labels if st is not None else {}, FewShotConfig().min_shots)
+        if short:
+            text = "Suggestions need a fit, and a fit needs more labels: " + "; ".join(x.describe() for x in short)
+            self.count_label.setText(text)
+            self.controller.message.emit("WARNING", text)
+            return None
+        return self.controller.run_worker(["train", str(p.root)], stage="train", title="Fitting (suggestions)")
 
     def _ensure_map(self) -> None:
         if self.tabs.currentWidget() is not self.map or self.analysis is None:
@@ -329,6 +372,9 @@ class LabelPage(Page):
         self.grid.refresh(ids or None)
         self.map.set_labels(self._labels, p.class_colors())
         self._show_preview()  # the grid keeps its order while labelling; filters apply on the next reorder
+        self._show_count()  # the counter follows every label at once
+        if self.analysis is not None:  # cheap: no digest per key press; reload() measures it exactly
+            self._show_stale("the labels changed since the fit they come from")
 
     def _on_controller_classes_changed(self) -> None:
         p = self.controller.project

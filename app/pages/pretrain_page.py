@@ -8,6 +8,7 @@ the latest run's plots from its ``events.jsonl``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -34,11 +35,11 @@ from app.jobs.device import DeviceInfo, DeviceProbe
 from app.pages.base import Page
 from app.widgets.config_form import ConfigForm
 from app.widgets.embedding_map import EmbeddingMap
+from app.widgets.plots import TrainingPlots
 from app.widgets.progress import Coalescer, show_progress
 from app.widgets.thumbnails import ThumbnailProvider
-from app.widgets.training_plots import TrainingPlots
 from sslinspect import api
-from sslinspect.api import BACKBONES, METHODS, to_dict
+from sslinspect.api import BACKBONES, METHODS, from_dict, to_dict
 from sslinspect.config import PretrainConfig
 from sslinspect.errors import SSLInspectError
 from sslinspect.events import Artifact, Finished, Metric, Progress, Started
@@ -73,6 +74,8 @@ def presets(cuda: bool) -> dict[str, PretrainConfig]:
 class PretrainPage(Page):
     """Configure, start, pause, resume and cancel pretraining; watch its curves and embedding map."""
 
+    scrolls = False  # fits 1024×700 on its own (the plots scroll inside); see Page.scrolls
+
     title = "3  Pretrain"
     explanation = (
         "The network learns what your parts look like from the unlabeled images alone (self-supervised). Press "
@@ -88,9 +91,16 @@ class PretrainPage(Page):
         self._progress_view: Coalescer[Progress] = Coalescer(self._show_progress, parent=self)
         self.preset = QComboBox()
         self.preset.setAccessibleName("Preset")
+        self.preset.setToolTip(
+            "Quick check: a short run to see that everything works. Recommended: sized for the device shown. "
+            "Custom: your own settings (Expert settings)"
+        )
         self.preset.currentIndexChanged.connect(self._on_preset_changed)
         self.device_label = QLabel("detecting…")
         self.device_label.setWordWrap(True)
+        # two lines reserved from the start: the answer never pushes the buttons down (a click would miss)
+        self.device_label.setMinimumHeight(2 * self.fontMetrics().lineSpacing())
+        self.device_label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.form = ConfigForm(
             PretrainConfig, fields=EXPERT_FIELDS, choices={"method": list(METHODS), "backbone": list(BACKBONES)}
         )
@@ -106,7 +116,19 @@ class PretrainPage(Page):
         self.expert_toggle.toggled.connect(self._on_expert_toggled)
         self.expert = expert_scroll
         self.expert.setVisible(False)
+        self.add_columns(self._control_column(), self._view_column(), (1, 3))
+        self._fill_presets()
+        controller.project_changed.connect(lambda _p: self.replay_latest())
+        controller.job_started.connect(self._on_controller_job_started)
+        controller.job_event.connect(self._on_controller_job_event)
+        controller.job_finished.connect(self._on_controller_job_finished)
+        controller.labels_changed.connect(lambda _ids: self._update_map_labels())
+        controller.classes_changed.connect(self._update_map_labels)
+        controller.status_changed.connect(lambda _s: self._update_buttons())
+        self._update_buttons()
 
+    def _control_column(self) -> QWidget:
+        """Preset, device, expert settings, Start / Pause / Cancel / Resume, progress and warnings."""
         self.start_button = QPushButton("&Start")
         self.pause_button = QPushButton("&Pause")
         self.pause_button.setCheckable(True)
@@ -144,7 +166,10 @@ class PretrainPage(Page):
         ll.addWidget(self.status_label)
         ll.addWidget(self.warning)
         ll.addStretch(0)
+        return left
 
+    def _view_column(self) -> QWidget:
+        """The run's live curves and embedding map."""
         self.plots = TrainingPlots()
         self.provider = ThumbnailProvider(size=160, parent=self)
         self.map = EmbeddingMap(self.provider)
@@ -159,17 +184,7 @@ class PretrainPage(Page):
         rl.setContentsMargins(0, 0, 0, 0)
         rl.addWidget(self.run_label)
         rl.addWidget(self.tabs, 1)
-        self.add_columns(left, right, (1, 3))
-
-        self._fill_presets()
-        controller.project_changed.connect(lambda _p: self.replay_latest())
-        controller.job_started.connect(self._on_controller_job_started)
-        controller.job_event.connect(self._on_controller_job_event)
-        controller.job_finished.connect(self._on_controller_job_finished)
-        controller.labels_changed.connect(lambda _ids: self._update_map_labels())
-        controller.classes_changed.connect(self._update_map_labels)
-        controller.status_changed.connect(lambda _s: self._update_buttons())
-        self._update_buttons()
+        return right
 
     # -- state --------------------------------------------------------------------------------------------------
     def is_complete(self) -> bool:
@@ -220,7 +235,8 @@ class PretrainPage(Page):
         if p is None:
             return None
         try:
-            cfg = self.config()
+            cfg = self._resumed_config() if resume else None
+            cfg = cfg or self.config()
         except SSLInspectError as exc:
             self.controller.error_occurred.emit(str(exc), "")
             return None
@@ -231,6 +247,23 @@ class PretrainPage(Page):
             self.plots.reset()
             self.warning.setVisible(False)
         return self.controller.run_worker(cmd, stage="pretrain", title="Pretraining", config={"pretrain": to_dict(cfg)})
+
+    def _resumed_config(self) -> PretrainConfig | None:
+        """A resumed run keeps its own settings (epochs included), shown in the form; None if they are unreadable."""
+        st = self.controller.status
+        run = st.pretrain_run if st is not None else None
+        try:
+            stored = json.loads((run / "config.json").read_text(encoding="utf-8"))["pretrain"] if run else None
+            cfg = from_dict(PretrainConfig, stored, section="pretrain") if stored else None
+        except (OSError, ValueError, KeyError, SSLInspectError):
+            return None
+        if cfg is None:
+            return None
+        cfg = dataclasses.replace(cfg, threads=self.controller.settings.worker_threads())
+        self.form.set_value(cfg)  # the form shows what runs (the preset switches to Custom)
+        self._on_form_changed()
+        self.status_label.setText(f"Resuming with the run's own settings ({cfg.epochs} epochs).")
+        return cfg
 
     def replay_latest(self) -> None:
         """Draw the latest run's curves and embedding map from its files (after opening a project)."""
@@ -323,7 +356,8 @@ class PretrainPage(Page):
             self.run_label.setText(self.run_label.text().replace("running", event.status))
 
     def _show_progress(self, event: Progress) -> None:
-        if not self._running():
+        job = self.controller.job
+        if not self._running() or (job is not None and job.is_paused()):  # a late event never hides "Paused"
             return
         show_progress(self.progress, event)
         what = "Decoding images" if event.stage == "cache" else f"Step {event.step}/{event.total}"
@@ -346,6 +380,8 @@ class PretrainPage(Page):
     def _on_pause_toggled(self, paused: bool) -> None:
         self.controller.pause_job(paused)
         self.pause_button.setText("&Resume" if paused else "&Pause")
+        run = self.run_label.text()
+        self.run_label.setText(run.replace(": running", ": paused") if paused else run.replace(": paused", ": running"))
         if paused:
             self.status_label.setText("Paused (at the next step boundary).")
 
@@ -371,10 +407,8 @@ class PretrainPage(Page):
             self.device_label.setText(info.name)
         else:
             threads = self.controller.settings.worker_threads() or os.cpu_count()
-            self.device_label.setText(
-                f"CPU ({os.cpu_count()} cores, jobs use {threads}). No GPU found: pretraining is slower, so the "
-                "recommended preset is smaller."
-            )
+            self.device_label.setText(f"CPU, {os.cpu_count()} cores (jobs use {threads}). No GPU found.")
+            self.device_label.setToolTip("Without a GPU pretraining is slower, so the recommended preset is smaller.")
         if self.preset.currentIndex() == 0:
             self._fill_presets()
         else:

@@ -46,7 +46,9 @@ class NewProjectDialog(QDialog):
         self.preview.setObjectName("hint")
         form = QFormLayout(self)
         form.addRow("&Name:", self.name)
-        form.addRow("&Location:", row)
+        location_label = QLabel("&Location:")
+        location_label.setBuddy(self.location)  # a layout row has no buddy of its own: "&" would show literally
+        form.addRow(location_label, row)
         form.addRow("", self.preview)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self.accept)
@@ -76,6 +78,8 @@ class NewProjectDialog(QDialog):
 
 class ProjectPage(Page):
     """Create, open, recent and demo projects; shows what the open project holds."""
+
+    wrapped_text_height = True
 
     title = "1  Project"
     explanation = (
@@ -107,6 +111,8 @@ class ProjectPage(Page):
         self.recent = QListWidget()
         self.recent.setAccessibleName("Recent projects")
         self.recent.itemActivated.connect(self._on_recent_activated)
+        self.recent.itemClicked.connect(self._on_recent_activated)  # a single click opens it, as on a start page
+        self.recent.setToolTip("Click a project to open it")
         self.forget_button = QPushButton("Remove from list")
         self.forget_button.clicked.connect(self._on_forget_clicked)
         rl = QVBoxLayout(recent_box)

@@ -22,6 +22,10 @@ class SeriesBuffer:
         self._y[self.n] = y
         self.n += 1
 
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` points."""
+        self.n = max(0, min(n, self.n))
+
     @property
     def x(self) -> np.ndarray:
         """The x values so far (a view)."""

@@ -9,7 +9,7 @@ import numpy as np
 from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from app.widgets.metric_plot import ScatterView
+from app.widgets.plots import ScatterView
 from app.widgets.thumbnails import ThumbnailProvider
 
 UNLABELLED = "#9e9e9e"

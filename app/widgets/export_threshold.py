@@ -1,4 +1,4 @@
-"""The Train page's "use this threshold for export": stores the picked NG (and review) threshold in the trained head.
+"""The Fit page's "use this threshold for export": stores the picked NG (and review) threshold in the trained head.
 
 The head on disk is the source of truth (``sslinspect.api.set_threshold`` writes it and records the choice in
 ``metrics.json``), so the choice survives closing the app, and the next export, from the GUI or the CLI, bakes it

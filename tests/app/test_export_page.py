@@ -53,6 +53,9 @@ def test_failed_parity_is_shown_as_failed(export_page: Any) -> None:
     write_stub_model(export_page.model_path(), passed=False)
     assert export_page.show_sidecar()
     assert "FAILED" in export_page.values["parity"].text()
+    assert export_page.verdict.text().startswith("<b>Finds defects: ")
+    assert "ExecutionProvider" not in export_page.values["parity"].text()  # issue 12: plain words, no jargon
+    assert "|Δp|" not in export_page.values["parity"].text()
 
 
 def test_model_is_tested_on_a_folder_with_onnx_runtime(
@@ -76,10 +79,57 @@ def test_model_is_tested_on_a_folder_with_onnx_runtime(
     keys = export_page.predictions.keys()
     assert [Path(k).name for k in keys] == ["bright.png", "mid.png", "dark.png"]  # most anomalous first
     badges = [export_page._badge(k)[0] for k in keys]
-    assert badges == ["DEFECT", "DEFECT", "ok"]  # 220/255 and 120/255 ≥ 0.4 > 30/255
+    assert badges == ["NG disc", "NG", "OK"]  # 220/255 and 120/255 ≥ 0.4 > 30/255; mid: NG without a type
+    # one truth per tile (issue 12: "DEFECT" above "good 0.32"): decision and type, the score against the threshold
+    captions = [export_page._caption(k) for k in keys]
+    assert captions == ["0.86 ≥ 0.40", "0.47 ≥ 0.40", "0.12 < 0.40"]
+    export_page.predictions.setCurrentIndex(export_page.predictions.grid_model.index(0))
+    assert export_page.preview_caption.text() == "bright.png — NG disc, anomaly score 0.86 ≥ 0.40"
     assert "3 image(s) scored: 2 flagged" in export_page.test_summary.text()
     assert "1 file(s) could not be read" in export_page.test_summary.text()
     box = export_page.window().findChild(QMessageBox, "errorDialog")
     assert box is not None and box.text().startswith("Testing the model failed: ") and "broken.png" in box.text()
     assert box.detailedText()  # the worker's stderr, behind "Show Details..."
     box.close()
+
+
+def test_export_refuses_an_out_of_date_model_with_a_one_click_fix(
+    export_page: Any, controller: Any, fake_workers: Any, qtbot: Any
+) -> None:
+    """Issue 12: Export wrote a model with class 'good' only, ignoring three labels given after the fit."""
+    from sslinspect import api
+    from sslinspect.staleness import record_fit
+
+    p = controller.project
+    record_fit(p, controller.status.fewshot_run, api.label_stamp(p))
+    controller.set_labels([7, 8, 9], "scratch")
+    controller.set_labels([10], "good")
+    controller.set_labels([11], "disc")
+    export_page.reload()
+    assert not export_page.export_button.isEnabled() and export_page.export() is None
+    text = export_page.blocked.text()
+    assert text.startswith("Export refused: the labels changed") and "'scratch'" in text
+    assert export_page.refit_button.isVisible(), (export_page.blockers(), controller.status.labels)
+    fake_workers.script("train", [])
+    with qtbot.waitSignal(controller.job_finished, timeout=5000):
+        export_page.refit_button.click()
+    assert fake_workers.jobs[0].command[0] == "train"
+
+
+def test_the_demo_offers_its_own_test_images(
+    export_page: Any, controller: Any, fake_workers: Any, scanned_project: Path, qtbot: Any
+) -> None:
+    """Issue 12: the folder picker started in the home folder while the demo's test images sit in a hidden folder."""
+    assert not export_page.demo_test_button.isVisible()  # not a demo project
+    assert export_page.test_start_folder() == str(controller.project.root)
+    p = controller.project
+    test_dir = p.source_dir(p.sources[0]).parent / "test"
+    test_dir.mkdir()
+    p.update(lambda d: d.__setitem__("demo", True))
+    write_stub_model(export_page.model_path())
+    export_page.reload()
+    assert export_page.demo_test_button.isVisible() and export_page.test_start_folder() == str(test_dir)
+    fake_workers.script("predict", [])
+    with qtbot.waitSignal(controller.job_finished, timeout=5000):
+        export_page.demo_test_button.click()
+    assert fake_workers.jobs[0].command[:3] == ["predict", str(export_page.model_path()), str(test_dir)]

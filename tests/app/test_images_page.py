@@ -20,6 +20,8 @@ def test_scan_lists_thumbnails_statistics_and_unreadable_files(
 ) -> None:
     (tiny_image_folder / "truncated.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
     (tiny_image_folder / "notes.txt").write_text("not an image")  # not an image extension: ignored, not an error
+    first_png = sorted(p for p in tiny_image_folder.rglob("*.png") if p.name != "truncated.png")[0]
+    (tiny_image_folder / "zz-copy.png").write_bytes(first_png.read_bytes())  # a content duplicate
     assert window.pages[0].create_project_at(tmp_path / "p.sslproj")
     assert window.go_next()
     page = window.pages[1]
@@ -27,7 +29,9 @@ def test_scan_lists_thumbnails_statistics_and_unreadable_files(
         assert page.add_folder(tiny_image_folder)
         assert not page.scan_button.isEnabled()
     assert done.args[1] == "ok"
-    assert page.scan_button.isEnabled() and page.progress_label.text().startswith("Scan done: 36 readable")
+    # issue 12: the scan line said "61 readable … 1 duplicates" while Statistics said 60: both say the same now
+    assert page.scan_button.isEnabled() and page.progress_label.text().startswith("Scan done: 36 readable images")
+    assert "1 duplicate(s) skipped" in page.progress_label.text()
     assert page.stat_labels["readable"].text() == "36" and page.stat_labels["unreadable"].text() == "1"
     assert page.stat_labels["sizes"].text() == "32×32" and page.stat_labels["formats"].text() == "png 36"
     assert page.errors.rowCount() == 1 and page.tabs.tabText(1) == "Unreadable files (1)"

@@ -133,6 +133,11 @@ def test_without_a_trained_model_only_file_order_is_offered(
     assert page.analysis is None and page.sort.currentText() == "File order"
     assert not page.sort.model().item(0).isEnabled()
     qtbot.waitUntil(lambda: len(page.grid.keys()) == 36, timeout=10_000)
+    # issue 12: "Update suggestions" ran a full fit (and unlocked Export) on too few labels; now it says why not
+    assert page.compute_suggestions() is None and fake_workers.jobs == []
+    assert "label 1 more 'good'" in page.count_label.text()
+    controller.set_labels([30], "good")
+    controller.set_labels([31], "disc")
     write_fewshot_run_later = []
     fake_workers.script(
         "train", [], before_finish=lambda: write_fewshot_run_later.append(write_fewshot_run(scanned_project))
@@ -141,3 +146,20 @@ def test_without_a_trained_model_only_file_order_is_offered(
         page.suggest_button.click()
     assert fake_workers.jobs[0].command == ["train", str(scanned_project.resolve())]
     assert page.analysis is not None and page.sort.model().item(0).isEnabled()
+
+
+def test_the_labelled_counter_follows_every_label(label_page: Any, controller: Any, qtbot: Any) -> None:
+    """Issue 12: the Label page's "N labelled" counter never updated."""
+    qtbot.waitUntil(lambda: "labelled" in label_page.count_label.text(), timeout=10_000)
+    assert label_page.count_label.text().endswith(" 2 labelled")
+    controller.set_labels([5, 6], "disc")
+    assert label_page.count_label.text().endswith(" 4 labelled")
+    controller.set_labels([5], None)
+    assert label_page.count_label.text().endswith(" 3 labelled")
+
+
+def test_suggestions_say_when_labels_changed_after_them(label_page: Any, controller: Any) -> None:
+    """Issue 12: suggestions did not know which labels they came from; now the page says they are out of date."""
+    assert label_page.stale.isHidden()
+    controller.set_labels([9], "disc")
+    assert label_page.stale.isVisible() and label_page.stale.text().startswith("Suggestions are out of date")

@@ -85,7 +85,7 @@ def test_log_dock_shows_job_messages(window: Any, controller: Any) -> None:
 
 def test_dark_theme_reaches_the_plots(qapp: Any, monkeypatch: Any, qtbot: Any) -> None:
     from app.theme import apply_theme
-    from app.widgets.metric_plot import MetricPlot
+    from app.widgets.plots import MetricPlot
 
     plot = MetricPlot("Loss")
     qtbot.addWidget(plot)
@@ -95,12 +95,12 @@ def test_dark_theme_reaches_the_plots(qapp: Any, monkeypatch: Any, qtbot: Any) -
         qapp.processEvents()  # palette changes reach widgets through posted events
         assert qapp.palette().color(QPalette.ColorRole.Base).lightness() < 60
         assert "#pageTitle" in qapp.styleSheet()
-        assert plot.plot.backgroundBrush().color().lightness() < 60
+        assert plot._pw.backgroundBrush().color().lightness() < 60
     finally:
         monkeypatch.setenv("SSLINSPECT_THEME", "light")
         apply_theme(qapp)
         qapp.processEvents()
-    assert plot.plot.backgroundBrush().color().lightness() > 200
+    assert plot._pw.backgroundBrush().color().lightness() > 200
 
 
 def test_app_start_opens_the_project_given(scanned_project: Path, tmp_path: Path, monkeypatch: Any) -> None:

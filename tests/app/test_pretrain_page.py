@@ -34,7 +34,7 @@ def _run_events(root: Path, n: int, *, collapse_at: int | None = None) -> list[E
             Metric(stage="pretrain", name="lr", value=0.05, step=s, epoch=1),
             Metric(stage="pretrain", name="images_per_s", value=120.0, step=s, epoch=1),
             Metric(stage="pretrain", name="emb_std", value=spread, step=s, epoch=1),
-            Metric(stage="pretrain", name="knn_acc", value=0.5, step=s, epoch=1),
+            Metric(stage="pretrain", name="knn_acc", value=0.5, epoch=s),  # per epoch, step 0 (as the worker sends)
             Progress(stage="pretrain", step=s, total=n, message=f"epoch 1/1 loss {4.0 - 0.01 * s:.4f} ETA 00:0{n - s}"),
         ]
     rel = f"runs/pretrain/{run.name}"
@@ -70,9 +70,11 @@ def test_live_run_fills_plots_progress_and_map(
     assert cmd[:4] == ["pretrain", str(scanned_project.resolve()), "--threads", "1"] and cmd[-2] == "--config"
     sent = json.loads(Path(cmd[-1]).read_text(encoding="utf-8"))["pretrain"]
     assert sent["image_size"] == 96 and sent["epochs"] == 20 and sent["threads"] == 1  # the CPU preset
-    loss_x, loss_y = page.plots.plot_for("loss").series_data("loss")
+    loss_x, loss_y = page.plots.plot_for("loss").series_data(page.plots.series_for("loss"))
     assert len(loss_x) == 30 and loss_y[-1] == pytest.approx(3.7)
-    assert len(page.plots.plot_for("knn_acc").series_data("knn_acc")[0]) == 30  # a plot appears for new metrics
+    knn = page.plots.plot_for("knn_acc")  # a plot appears for new metrics
+    knn_x, _ = knn.series_data(page.plots.series_for("knn_acc"))
+    assert list(knn_x) == list(range(1, 31)) and knn.axis_labels()[0] == "epoch"  # not a vertical line at x = 0
     assert page.map.view.count == 36 and "epoch 1" in page.map.info.text()
     assert page.status_label.text() == "Finished. Go on to Label."
     assert not page.warning.isVisible()
@@ -115,14 +117,29 @@ def test_resume_is_offered_for_a_stopped_run(
     with qtbot.waitSignal(controller.job_finished, timeout=5000):
         page.resume_button.click()
     assert "--resume" in fake_workers.jobs[0].command
-    assert len(page.plots.plot_for("loss").series_data("loss")[0]) == 20  # the replayed curve is kept on resume
+    assert (
+        len(page.plots.plot_for("loss").series_data(page.plots.series_for("loss"))[0]) == 20
+    )  # the replayed curve is kept on resume
+
+
+def test_plots_speak_in_words_and_units(window: Any, controller: Any, scanned_project: Path) -> None:
+    """Issue 12: raw names (eta_s, epoch_loss) reached the screen; every plot names its series and axes in words."""
+    page = _open_pretrain(window, controller, scanned_project)
+    for name, value in (("epoch_loss", 3.0), ("eta_s", 120.0), ("gpu_mem_gb", 1.5)):
+        page.plots.add(Metric(stage="pretrain", name=name, value=value, step=5, epoch=1))
+    page.plots.flush()
+    texts = " ".join(p.header_text() + " ".join(p.axis_labels()) for p in page.plots.plots.values())
+    assert "eta_s" not in texts and "epoch_loss" not in texts and "_" not in texts
+    eta = page.plots.plot_for("eta_s")
+    assert eta.axis_labels() == ("training step", "minutes")
+    assert eta.series_data(page.plots.series_for("eta_s"))[1][-1] == pytest.approx(2.0)  # 120 s shown as 2 min
 
 
 def test_opening_a_project_replays_the_latest_run(window: Any, controller: Any, scanned_project: Path) -> None:
     run = write_pretrain_run(scanned_project, steps=25)
     page = _open_pretrain(window, controller, scanned_project)
-    assert len(page.plots.plot_for("loss").series_data("loss")[0]) == 25
-    assert len(page.plots.plot_for("lr").series_data("lr")[0]) == 25
+    assert len(page.plots.plot_for("loss").series_data(page.plots.series_for("loss"))[0]) == 25
+    assert len(page.plots.plot_for("lr").series_data(page.plots.series_for("lr"))[0]) == 25
     assert page.map.view.count == 36
     assert page.run_label.text() == f"Run {run.name}: ok"
 
@@ -155,3 +172,57 @@ def test_map_colours_by_anomaly_score_once_a_model_is_trained(
     page.map.color_by.setCurrentText("Anomaly score")
     assert "anomaly score" in page.map.legend.text()
     assert len(page.map.view._groups) > 1  # points spread over score bins
+
+
+def test_a_resumed_run_keeps_its_own_settings(
+    window: Any, controller: Any, fake_workers: Any, scanned_project: Path, qtbot: Any
+) -> None:
+    """Issue 12: Resume after Cancel + reopen continued an 8-epoch "Quick check" as a 20-epoch run."""
+    from sslinspect.config import PretrainConfig
+    from sslinspect.configio import to_dict
+
+    run = write_pretrain_run(scanned_project, state="cancelled")
+    quick = PretrainConfig(epochs=8, image_size=64)
+    (run / "config.json").write_text(json.dumps({"pretrain": to_dict(quick)}), encoding="utf-8")
+    page = _open_pretrain(window, controller, scanned_project)
+    assert page.form.value().epochs != 8  # the page opened on its preset
+    fake_workers.script("pretrain", [Finished(stage="pretrain", status="ok")])
+    with qtbot.waitSignal(controller.job_finished, timeout=5000):
+        page.resume_button.click()
+    cmd = fake_workers.jobs[0].command
+    sent = json.loads(Path(cmd[-1]).read_text(encoding="utf-8"))["pretrain"]
+    assert "--resume" in cmd and sent["epochs"] == 8 and sent["image_size"] == 64
+    assert page.form.value().epochs == 8 and page.preset.currentText() == "Custom"
+
+
+def test_pause_is_not_overwritten_by_a_late_progress_event(
+    window: Any, controller: Any, fake_workers: Any, scanned_project: Path, qtbot: Any
+) -> None:
+    """Issue 12: after Pause the status went back to "Step 5/20 … ETA" and the header still said "running"."""
+    page = _open_pretrain(window, controller, scanned_project)
+    fake_workers.script("pretrain", _run_events(scanned_project, 400), interval_ms=5)
+    job = page.start()
+    qtbot.waitUntil(lambda: "running" in page.run_label.text() and page.progress.value() > 2, timeout=5000)
+    page.pause_button.click()
+    controller.job_event.emit(Progress(stage="pretrain", step=5, total=20, message="epoch 1/1 ETA 00:09"))
+    qtbot.wait(300)  # longer than the progress coalescer's interval
+    assert page.status_label.text().startswith("Paused") and page.run_label.text().endswith(": paused")
+    page.pause_button.click()
+    assert page.run_label.text().endswith(": running")
+    with qtbot.waitSignal(controller.job_finished, timeout=5000):
+        job.cancel()
+
+
+def test_device_detection_does_not_move_the_buttons(window: Any, controller: Any, scanned_project: Path) -> None:
+    """Issue 12: text jumped after device detection, so a first click on Resume missed."""
+    from PySide6.QtWidgets import QApplication
+
+    from app.jobs.device import DeviceInfo
+
+    page = _open_pretrain(window, controller, scanned_project)
+    page.device_label.setText("detecting…")
+    QApplication.processEvents()
+    before = page.resume_button.mapTo(page, page.resume_button.rect().topLeft())
+    page._on_device_detected(DeviceInfo("cpu", False))
+    QApplication.processEvents()
+    assert page.resume_button.mapTo(page, page.resume_button.rect().topLeft()) == before

@@ -1,5 +1,5 @@
-"""The threshold picked on the Train page reaches the exported model: stored in the real trained head, shown on the
-Train and Export pages after reopening, baked into a real ONNX export as the default of its threshold inputs."""
+"""The threshold picked on the Fit page reaches the exported model: stored in the real trained head, shown on the
+Fit and Export pages after reopening, baked into a real ONNX export as the default of its threshold inputs."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_threshold_used_for_export_is_stored_shown_and_baked_in(
     assert controller.open_project(root)
     assert window.go_to(4)
     page = window.pages[4]
-    box = page.export_box
+    box = page.threshold_panel.export_box
     assert "(calibrated)" in box.stored.text()
     calibrated = page.analysis.threshold
     scores = page.analysis.anomaly
@@ -37,20 +37,24 @@ def test_threshold_used_for_export_is_stored_shown_and_baked_in(
     assert abs(chosen - calibrated) > 1e-3
 
     # a review threshold above the NG threshold is refused and nothing is stored
-    page.spin.setValue(chosen)
+    page.threshold_panel.spin.setValue(chosen)
     box.review.setValue(chosen + 0.05)
     assert box.apply() is None and "must not exceed" in box.stored.text()
     assert "threshold_override" not in json.loads((root / page.analysis.run_dir / "metrics.json").read_text())
 
     box.review.setValue(review)
     box.apply_button.click()
-    assert "(chosen)" in box.stored.text() and f"{page.spin.value():.4f}" in box.stored.text()
-    chosen, review = page.spin.value(), box.review.value()
+    assert "(chosen)" in box.stored.text() and f"{page.threshold_panel.spin.value():.4f}" in box.stored.text()
+    chosen, review = page.threshold_panel.spin.value(), box.review.value()
+    # issue 12: right after "Use for export" the Export page said "moved on the Fit page, not stored"
+    assert window.go_to(5)
+    assert window.pages[5].threshold_choice.count() == 1, window.pages[5].threshold_choice.itemText(1)
+    assert window.go_to(4)
 
     # reopening the project (a new session) shows the stored choice, not the calibrated default
     controller.threshold = None
     assert controller.open_project(root)
-    assert page.spin.value() == pytest.approx(chosen, abs=1e-4)
+    assert page.threshold_panel.spin.value() == pytest.approx(chosen, abs=1e-4)
     assert box.review.value() == pytest.approx(review, abs=1e-4)
     assert window.go_to(5)
     export_page = window.pages[5]
@@ -100,17 +104,17 @@ def test_testing_a_folder_shows_heatmap_overlays(
     assert page.provider._path_of(keys[0]) == Path(str(keys[0])) and not page.preview.isVisibleTo(page)
 
 
-def test_train_page_shows_the_stored_heatmaps(window: Any, controller: Any, trained_project: Path) -> None:
+def test_fit_page_shows_the_stored_heatmaps(window: Any, controller: Any, trained_project: Path) -> None:
     assert controller.open_project(trained_project)  # read-only use
     assert window.go_to(4)
     page = window.pages[4]
-    assert page.heat_check.isEnabled() and not page.heat_check.isChecked()
+    assert page.uncertain_view.heat_check.isEnabled() and not page.uncertain_view.heat_check.isChecked()
     a = page.analysis
     hottest = int(a.ids[int(np.argmax(a.anomaly))])
     plain = page.provider.load_now(hottest)
-    page.heat_check.setChecked(True)
+    page.uncertain_view.heat_check.setChecked(True)
     painted = page.provider.load_now(hottest)
     assert plain is not None and painted is not None and plain.size() == painted.size()
     assert plain != painted  # the most anomalous image is painted
-    page.heat_check.setChecked(False)
+    page.uncertain_view.heat_check.setChecked(False)
     assert page.provider.load_now(hottest) == plain

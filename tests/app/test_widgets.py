@@ -12,7 +12,7 @@ from app.widgets.arrays import SeriesBuffer, points_in_polygon
 from app.widgets.config_form import ConfigForm
 from app.widgets.error_dialog import error_box
 from app.widgets.log_view import LogView
-from app.widgets.metric_plot import MetricPlot, ScatterView
+from app.widgets.plots import MetricPlot, ScatterView
 from sslinspect.config import AugmentConfig, PretrainConfig
 from sslinspect.errors import ConfigError
 
@@ -31,7 +31,7 @@ def test_metric_plot_takes_10k_points(qtbot: Any) -> None:
     assert len(x) == len(y) == 10_000 and y[-1] == pytest.approx(1e-4)
     assert "1 non-finite" in plot._header.text() and "0.0001" in plot._header.text()
     plot._log.setChecked(True)
-    assert plot.plot.getPlotItem().ctrl.logYCheck.isChecked()
+    assert plot._pw.getPlotItem().ctrl.logYCheck.isChecked()
     plot.grab()  # renders with downsampling, no exception
 
 
@@ -132,5 +132,64 @@ def test_legend_lists_each_series_once_after_clearing(qtbot: Any) -> None:
         plot.clear()
         plot.set_histogram("good", np.linspace(0, 1, 5), np.ones(4))
         plot.set_histogram("defects", np.linspace(0, 1, 5), np.ones(4))
-    names = [label.text for _sample, label in plot.plot.getPlotItem().legend.items]
-    assert names == ["good", "defects"]
+    header = plot.header_text()
+    assert header.count("good") == 1 and header.count("defects") == 1
+    assert plot._pw.getPlotItem().legend is None  # no legend box over the curves
+
+
+def test_legend_swatch_stays_with_its_name(qtbot: Any) -> None:
+    """Issue 12: legend swatches wrapped away from their names; the header keeps swatch + name in one nowrap run."""
+    plot = MetricPlot("Alignment / uniformity")
+    qtbot.addWidget(plot)
+    plot.append("alignment", 1, 0.5)
+    plot.append("uniformity", 1, -2.0)
+    plot.flush()
+    h = plot.header_text()
+    assert "<span style='white-space:nowrap'><span style='color:#1f77b4'>&#9632;</span>&nbsp;alignment" in h
+
+
+def test_axes_never_show_an_si_scale_factor(qtbot: Any) -> None:
+    """Issue 12: axes read "score (x0.001)"; the axis names its unit and shows the values as they are."""
+    plot = MetricPlot("Anomaly scores", x_label="anomaly score", y_label="images")
+    qtbot.addWidget(plot)
+    plot.set_histogram("good", np.linspace(0, 0.004, 5), np.ones(4))
+    plot.show()
+    qtbot.waitExposed(plot)
+    axis = plot._pw.getPlotItem().getAxis("bottom")
+    assert not axis.autoSIPrefix and "x0.001" not in axis.labelString()
+
+
+def test_a_resumed_run_redraws_from_its_checkpoint_not_backwards(qtbot: Any) -> None:
+    """Issue 12: a resumed run restarts at an earlier step; the line went backwards. Points from there are replaced."""
+    plot = MetricPlot("Loss")
+    qtbot.addWidget(plot)
+    for s in range(1, 11):
+        plot.append("loss", s, 10 - s)
+    for s in range(6, 9):  # resumed from the step-5 checkpoint
+        plot.append("loss", s, 1.0)
+    plot.flush()
+    x, y = plot.series_data("loss")
+    assert list(x) == [1, 2, 3, 4, 5, 6, 7, 8] and np.all(np.diff(x) > 0)
+    assert list(y[-3:]) == [1.0, 1.0, 1.0]
+
+
+def test_hover_preview_goes_when_the_mouse_leaves_the_map(qtbot: Any) -> None:
+    """Issue 12: hover thumbnails stayed after the mouse left the embedding map."""
+    from PySide6.QtCore import QEvent, QPoint
+    from PySide6.QtWidgets import QApplication
+
+    from app.widgets.embedding_map import EmbeddingMap
+    from app.widgets.thumbnails import ThumbnailProvider
+
+    provider = ThumbnailProvider(size=32)
+    emap = EmbeddingMap(provider)
+    qtbot.addWidget(emap)
+    emap.show()
+    emap.set_map(np.arange(5, dtype=np.int64), np.random.default_rng(0).normal(size=(5, 2)))
+    emap.view._last_hover = 2
+    emap.view.hovered.emit(2, QPoint(10, 10))
+    assert emap._popup.isVisible()
+    QApplication.sendEvent(emap.view, QEvent(QEvent.Type.Leave))
+    assert not emap._popup.isVisible()
+    emap._popup.close()
+    provider.shutdown(0)

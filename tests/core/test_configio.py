@@ -98,7 +98,7 @@ def test_bad_overrides(override: str, message: str) -> None:
     ("argv", "line"),
     [
         (["pretrain", "P", "--epochs", "0"], "error: pretrain.epochs must be ≥ 1, got 0"),
-        (["pretrain", "P", "--image-size", "8"], "error: pretrain.image_size must be ≥ 32, got 8"),
+        (["pretrain", "P", "--image-size", "8"], "error: pretrain.image_size must be 0 (native) or ≥ 32, got 8"),
         (["pretrain", "P", "--batch-size", "-4"], "error: pretrain.batch_size must be ≥ 2, got -4"),
         (["pretrain", "P", "--max-minutes", "nan"], "error: pretrain.max_minutes must be a finite number, got nan"),
         (["pretrain", "P", "--threads", "100000"], "error: pretrain.threads must be ≤ 512, got 100000"),
