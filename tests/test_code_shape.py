@@ -11,12 +11,6 @@ MAX_LINES = 80
 
 #: (file, qualified name) → why it is still long. Remove an entry once the function is split.
 KNOWN_LONG = {
-    # the GUI engineer is splitting TrainPage into threshold, confusion and uncertain-images widgets (issue 15, item 6)
-    ("app/pages/train_page.py", "TrainPage.__init__"): "being split by the GUI work",
-    # app/pages are being reworked in parallel with this change; their constructors are split there
-    ("app/pages/export_page.py", "ExportPage.__init__"): "app/pages rework",
-    ("app/pages/pretrain_page.py", "PretrainPage.__init__"): "app/pages rework",
-    # the lead is rewriting the head: anomaly, calibration, classifier and measurement steps (issue 15, item 4)
     # the export graph and its orchestration are owned by the export work; not split in the layering change
     ("sslinspect/export/onnx.py", "export_model"): "export work",
 }

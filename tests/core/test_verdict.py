@@ -18,7 +18,7 @@ def test_auroc_matches_scikit_learn_with_ties() -> None:
 
 
 def test_auroc_equals_the_area_of_the_drawn_roc_curve() -> None:
-    from sslinspect.gallery import score_curves
+    from sslinspect.review import score_curves
 
     rng = np.random.default_rng(1)
     s = np.round(rng.random(300), 3)
