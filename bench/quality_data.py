@@ -277,7 +277,7 @@ def read_mask(ss: SurfaceSet, row: dict[str, str]) -> Mask:
 
 
 def contact_sheet(out_png: Path, surfaces: tuple[str, ...] = DEFAULT_SURFACES, frame: int = 256, seed: int = 0) -> None:
-    """One row per surface: a good frame, then one frame per family with its mask outlined in red."""
+    """Per surface: a good frame, then one frame per family; below each, the same with its mask outlined in red."""
     rows = []
     for si, surface in enumerate(surfaces):
         tiles = []
@@ -291,4 +291,4 @@ def contact_sheet(out_png: Path, surfaces: tuple[str, ...] = DEFAULT_SURFACES, f
             tiles.append(np.vstack([bgr, outlined]))
         rows.append(np.hstack(tiles))
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out_png), np.vstack(rows))
+    cv2.imwrite(str(out_png), np.vstack(rows), [cv2.IMWRITE_JPEG_QUALITY, 80])
