@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             if not keep:
                 shutil.rmtree(work, ignore_errors=True)
     summary = summarise(results)
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    settings = dict(vars(args))
     out = {
         "benchmark": "quality",
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         "table_md": table(summary),
         "runs": results,
     }
-    text = json.dumps(out, indent=1, default=float)
+    text = json.dumps(out, indent=1, default=lambda o: str(o) if isinstance(o, Path) else float(o))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
