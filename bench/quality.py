@@ -253,7 +253,7 @@ def run_one(surface: str, seed: int, args: argparse.Namespace, work: Path) -> di
     model["model_input_size"] = size
     run["seconds"]["maps"] = time.monotonic() - t1
     run["seconds"]["generate"] = generate_s
-    result = {"surface": surface, "seed": seed, **run, "model": model, "floors": floors}
+    result = {"surface": surface, "seed": seed, **run, "model": model, "floors": floors, "machine": _machine()}
     (work / "results").mkdir(exist_ok=True)
     (work / "results" / f"{surface}-s{seed}.json").write_text(json.dumps(result, indent=1, default=float))
     return result
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {
         "benchmark": "quality",
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": _machine(),
+        "machine": results[0].get("machine", _machine()) if args.collect and results else _machine(),
         "settings": settings,
         "work": str(work) if keep else None,
         "seconds": time.monotonic() - t0,
