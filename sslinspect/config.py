@@ -153,17 +153,19 @@ AUGMENT_PRESETS: dict[str, dict[str, Any]] = {
 class PretrainConfig:
     """Self-supervised pretraining of a backbone."""
 
-    method: str = _f("simclr", "Method", "Self-supervised method (see docs/methods.md).", choices=METHOD_NAMES)
+    # Defaults follow bench/quality.py (bench/RESULTS.md): the defect-aware method at the frames' native size wins
+    # on every surface; the global methods (SimCLR & co.) stay a choice for other uses (docs/methods.md).
+    method: str = _f("synthdefect", "Method", "Self-supervised method (see docs/methods.md).", choices=METHOD_NAMES)
     backbone: str = _f("resnet18", "Backbone", "Network trained from scratch (weights=None).", choices=BACKBONE_NAMES)
     image_size: int = _f(
-        224,
+        0,
         "Image size (px)",
         "Images are resized to a square of this size; 0 = native: the project's frame size (no shrinking).",
         min=0,
         max=1024,
     )
     epochs: int = _f(50, "Epochs", "Passes over the images.", min=1, max=10_000)
-    batch_size: int = _f(64, "Batch size", "Images per step (each gives two views).", min=2, max=8192)
+    batch_size: int = _f(16, "Batch size", "Images per step (contrastive methods want 64 or more).", min=2, max=8192)
     lr: float = _f(0.0, "Learning rate", "0 picks the method's default for this batch size.", min=0.0, max=10.0)
     weight_decay: float = _f(1e-6, "Weight decay", "L2 penalty on weights.", min=0.0, max=1.0)
     warmup_epochs: int = _f(1, "Warm-up epochs", "Linear learning-rate warm-up.", min=0, max=1000)
