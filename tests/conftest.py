@@ -103,6 +103,7 @@ def tiny_pretrain():  # type: ignore[no-untyped-def]
     from sslinspect.config import PretrainConfig
 
     return PretrainConfig(
+        method="simclr",  # the patch-bank path; the defect-aware default has its own tests
         backbone="tiny_cnn",
         image_size=32,
         epochs=1,
@@ -141,7 +142,14 @@ def trained_project(tmp_path_factory: pytest.TempPathFactory, demo_data) -> Iter
     api.pretrain(
         project,
         PretrainConfig(
-            backbone="tiny_cnn", image_size=32, epochs=2, batch_size=32, hidden_dim=64, proj_dim=32, device="cpu"
+            method="simclr",
+            backbone="tiny_cnn",
+            image_size=32,
+            epochs=2,
+            batch_size=32,
+            hidden_dim=64,
+            proj_dim=32,
+            device="cpu",
         ),
     )
     api.fit_fewshot(project, FewShotConfig(device="cpu"))

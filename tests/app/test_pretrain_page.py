@@ -69,7 +69,8 @@ def test_live_run_fills_plots_progress_and_map(
     cmd = fake_workers.jobs[0].command
     assert cmd[:4] == ["pretrain", str(scanned_project.resolve()), "--threads", "1"] and cmd[-2] == "--config"
     sent = json.loads(Path(cmd[-1]).read_text(encoding="utf-8"))["pretrain"]
-    assert sent["image_size"] == 96 and sent["epochs"] == 20 and sent["threads"] == 1  # the CPU preset
+    assert sent["method"] == "synthdefect" and sent["image_size"] == 0  # the CPU preset: defect-aware, native size
+    assert sent["max_minutes"] == 15.0 and sent["threads"] == 1
     loss_x, loss_y = page.plots.plot_for("loss").series_data(page.plots.series_for("loss"))
     assert len(loss_x) == 30 and loss_y[-1] == pytest.approx(3.7)
     knn = page.plots.plot_for("knn_acc")  # a plot appears for new metrics
@@ -182,7 +183,7 @@ def test_a_resumed_run_keeps_its_own_settings(
     from sslinspect.configio import to_dict
 
     run = write_pretrain_run(scanned_project, state="cancelled")
-    quick = PretrainConfig(epochs=8, image_size=64)
+    quick = PretrainConfig(method="simclr", epochs=8, image_size=64, batch_size=64)
     (run / "config.json").write_text(json.dumps({"pretrain": to_dict(quick)}), encoding="utf-8")
     page = _open_pretrain(window, controller, scanned_project)
     assert page.form.value().epochs != 8  # the page opened on its preset

@@ -39,7 +39,9 @@ from tests.test_cli import TINY as TINY_CLI
 WORLD, GLOBAL_BATCH = 2, 8
 # re-clustering; a queue; a momentum encoder with rank-local BatchNorm (sync_batchnorm off)
 REPLICAS = {"deepcluster": True, "mocov2": True, "byol": False}
-CFG = PretrainConfig(backbone="tiny_cnn", image_size=32, batch_size=GLOBAL_BATCH, hidden_dim=64, proj_dim=32)
+CFG = PretrainConfig(
+    method="simclr", backbone="tiny_cnn", image_size=32, batch_size=GLOBAL_BATCH, hidden_dim=64, proj_dim=32
+)
 
 
 def _model() -> nn.Module:

@@ -17,7 +17,14 @@ from tests.conftest import CLASS_SHAPES, make_class_image
 from tests.core.train.conftest import label_images
 
 TINY = PretrainConfig(
-    backbone="tiny_cnn", image_size=32, epochs=1, batch_size=8, hidden_dim=64, proj_dim=32, device="cpu"
+    method="simclr",
+    backbone="tiny_cnn",
+    image_size=32,
+    epochs=1,
+    batch_size=8,
+    hidden_dim=64,
+    proj_dim=32,
+    device="cpu",
 )
 
 
