@@ -216,6 +216,86 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
+def _fp32_graph(
+    module: InferenceModule, fp32: Path, out: Path, head: InspectionHead, cfg: ExportConfig, metadata: dict[str, Any]
+) -> None:
+    """Step 1: torch → ONNX (FP32), metadata and ``onnx.checker``; any exporter failure becomes one line."""
+    try:
+        _export_graph(module, fp32, head.input_size, cfg.opset)
+        finalise(fp32, {**metadata, "precision": "fp32"})
+    except (Cancelled, ExportError):
+        raise
+    except Exception as exc:
+        raise ExportError(f"{out}: ONNX export failed ({type(exc).__name__}: {_first_line(exc)})") from exc
+
+
+def _parity_step(
+    module: InferenceModule,
+    fp32: Path,
+    out: Path,
+    inputs: ExportInputs,
+    head: InspectionHead,
+    cfg: ExportConfig,
+    report: Reporter,
+) -> ParityReport:
+    """Step 2: ONNX Runtime against PyTorch on real images; refuses the export beyond the tolerance."""
+    parity = check_parity(module, fp32, inputs.parity, head, cfg.parity_atol)
+    report(
+        Log(
+            level="INFO" if parity.passed else "ERROR",
+            message=(
+                f"parity on {parity.images} images: max |Δp| {parity.max_abs_diff_probabilities:.2e}, "
+                f"max |Δscore| {parity.max_abs_diff_anomaly_score:.2e}, max |Δmap| "
+                f"{parity.max_abs_diff_anomaly_map:.2e} (tolerance {parity.atol:g}), "
+                f"decisions {'agree' if parity.decisions_agree else 'DIFFER'}"
+            ),
+        )
+    )
+    if not parity.passed:
+        raise ExportError(
+            f"{out}: ONNX Runtime output differs from PyTorch beyond {cfg.parity_atol:g} "
+            f"(probabilities {parity.max_abs_diff_probabilities:.2e}, scores "
+            f"{parity.max_abs_diff_anomaly_score:.2e}, maps {parity.max_abs_diff_anomaly_map:.2e})"
+        )
+    return parity
+
+
+def _precision_step(
+    fp32: Path,
+    tmpdir: Path,
+    out: Path,
+    inputs: ExportInputs,
+    head: InspectionHead,
+    cfg: ExportConfig,
+    metadata: dict[str, Any],
+    *,
+    force: bool,
+    report: Reporter,
+) -> tuple[Path, PrecisionReport]:
+    """Step 3 (FP16/INT8): convert, then check against FP32 on labelled images; refuses beyond the tolerance."""
+    final = tmpdir / f"model_{cfg.precision}.onnx"
+    convert_precision(fp32, final, cfg.precision, inputs.calibration)
+    finalise(final, metadata)
+    check = check_precision(fp32, final, inputs.check, inputs.check_labels, head, cfg, force=force)
+    report(Log(level="INFO" if check.passed else "WARNING", message=check.message()))
+    if not check.passed and not force:
+        raise ExportError(f"{out}: {check.message()}; export refused (use --force to write it anyway)")
+    return final, check
+
+
+def _write_outputs(
+    final: Path, out: Path, head: InspectionHead, cfg: ExportConfig, sidecar_obj: dict[str, Any], project: str
+) -> tuple[Path, Path, str | None]:
+    """Step 4: the checked model and its sidecar into place (a Triton repository, or an atomic rename)."""
+    if cfg.format == "triton":
+        model_path, sidecar = write_triton_repository(final, out, head, sidecar_obj, project)
+        return model_path, sidecar, str(out)
+    sidecar = out.with_suffix(".json")
+    atomic_write_json(sidecar, sidecar_obj)
+    final.replace(out)  # same folder: an atomic rename
+    return out, sidecar, None
+
+
 def export_model(
     backbone: torch.nn.Module,
     head: InspectionHead,
@@ -245,68 +325,31 @@ def export_model(
     module.eval()
     metadata = model_metadata(head, cfg, provenance)
     steps = 4 if cfg.precision == "fp32" else 5
+
+    def step(k: int, message: str) -> None:
+        if cancel.is_cancelled():
+            raise Cancelled("export cancelled")
+        report(Progress(stage="export", step=k, total=steps, message=message))
+
     tmpdir = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
     try:
         fp32 = tmpdir / "model_fp32.onnx"
-        report(Progress(stage="export", step=0, total=steps, message="exporting graph"))
-        try:
-            _export_graph(module, fp32, head.input_size, cfg.opset)
-            if cancel.is_cancelled():
-                raise Cancelled("export cancelled")
-            report(Progress(stage="export", step=1, total=steps, message="checking model"))
-            finalise(fp32, {**metadata, "precision": "fp32"})
-        except (Cancelled, ExportError):
-            raise
-        except Exception as exc:
-            raise ExportError(f"{out}: ONNX export failed ({type(exc).__name__}: {_first_line(exc)})") from exc
-        if cancel.is_cancelled():
-            raise Cancelled("export cancelled")
-        report(Progress(stage="export", step=2, total=steps, message="parity check on real images"))
-        parity = check_parity(module, fp32, inputs.parity, head, cfg.parity_atol)
-        report(
-            Log(
-                level="INFO" if parity.passed else "ERROR",
-                message=(
-                    f"parity on {parity.images} images: max |Δp| {parity.max_abs_diff_probabilities:.2e}, "
-                    f"max |Δscore| {parity.max_abs_diff_anomaly_score:.2e}, max |Δmap| "
-                    f"{parity.max_abs_diff_anomaly_map:.2e} (tolerance {parity.atol:g}), "
-                    f"decisions {'agree' if parity.decisions_agree else 'DIFFER'}"
-                ),
-            )
-        )
-        if not parity.passed:
-            raise ExportError(
-                f"{out}: ONNX Runtime output differs from PyTorch beyond {cfg.parity_atol:g} "
-                f"(probabilities {parity.max_abs_diff_probabilities:.2e}, scores "
-                f"{parity.max_abs_diff_anomaly_score:.2e}, maps {parity.max_abs_diff_anomaly_map:.2e})"
-            )
+        step(0, "exporting graph")
+        _fp32_graph(module, fp32, out, head, cfg, metadata)
+        step(2, "parity check on real images")
+        parity = _parity_step(module, fp32, out, inputs, head, cfg, report)
         final, check = fp32, None
         if cfg.precision != "fp32":
-            report(Progress(stage="export", step=3, total=steps, message=f"converting to {cfg.precision}"))
-            final = tmpdir / f"model_{cfg.precision}.onnx"
-            convert_precision(fp32, final, cfg.precision, inputs.calibration)
-            finalise(final, metadata)
-            if cancel.is_cancelled():
-                raise Cancelled("export cancelled")
-            check = check_precision(fp32, final, inputs.check, inputs.check_labels, head, cfg, force=force)
-            report(Log(level="INFO" if check.passed else "WARNING", message=check.message()))
-            if not check.passed and not force:
-                raise ExportError(f"{out}: {check.message()}; export refused (use --force to write it anyway)")
+            step(3, f"converting to {cfg.precision}")
+            final, check = _precision_step(fp32, tmpdir, out, inputs, head, cfg, metadata, force=force, report=report)
+        step(steps - 1, "writing the model")
         data = final.read_bytes()
         sha = hashlib.sha256(data).hexdigest()
         sidecar_obj = {**metadata, "sha256": sha, "file": out.name, "parity": asdict(parity)}
         if check is not None:
             sidecar_obj["precision_check"] = asdict(check)
-        repository = None
-        if cfg.format == "triton":
-            name = str(provenance.get("project") or "sslinspect")
-            model_path, sidecar = write_triton_repository(final, out, head, sidecar_obj, name)
-            repository = str(out)
-        else:
-            sidecar = out.with_suffix(".json")
-            atomic_write_json(sidecar, sidecar_obj)
-            final.replace(out)  # same folder: an atomic rename
-            model_path = out
+        name = str(provenance.get("project") or "sslinspect")
+        model_path, sidecar, repository = _write_outputs(final, out, head, cfg, sidecar_obj, name)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     report(Progress(stage="export", step=steps, total=steps, message="done"))

@@ -49,7 +49,9 @@ ds = generate_demo(out / "data", product="metal", n_images=60, size=48, n_test_p
 project = api.create_project(out / "p.sslproj", images=[ds.unlabeled_dir])
 api.scan_images(project)
 api.import_labels(project, ds.labels_csv)
-tiny = PretrainConfig(method="simclr", backbone="tiny_cnn", image_size=32, epochs=1, batch_size=32, hidden_dim=64, proj_dim=32)
+tiny = PretrainConfig(
+    method="simclr", backbone="tiny_cnn", image_size=32, epochs=1, batch_size=32, hidden_dim=64, proj_dim=32
+)
 api.pretrain(project, tiny)
 api.fit_fewshot(project, FewShotConfig())
 exported = api.export_onnx(project, out / "model.onnx")
