@@ -69,6 +69,20 @@ class _Scored:
     maps: np.ndarray | None
 
 
+def _keep(out: _Scored, rows: np.ndarray, g: torch.Tensor, raw: torch.Tensor) -> None:
+    """Store one batch's global features, image scores (map maxima), map medians and (when small enough) maps."""
+    n = len(out.scores)
+    if not out.glob.size:
+        out.glob = np.empty((n, g.shape[1]), np.float32)
+        if n * raw.shape[1] * raw.shape[2] <= MAX_KEPT_MAP_CELLS:
+            out.maps = np.empty((n, *raw.shape[1:]), np.float16)
+    out.glob[rows] = g.cpu().numpy()
+    out.scores[rows] = raw.amax((1, 2)).cpu().numpy()
+    out.medians[rows] = raw.flatten(1).median(1).values.cpu().numpy()
+    if out.maps is not None:
+        out.maps[rows] = raw.cpu().numpy().astype(np.float16)
+
+
 def _classes(labels: list[str | None], min_shots: int) -> tuple[tuple[str, ...], dict[str, int], dict[str, int]]:
     counts: dict[str, int] = {}
     for lab in labels:
@@ -100,15 +114,7 @@ def _score_patch(
     ):
         exclude = torch.from_numpy(rows).to(device)
         sm, idx = score_patches(p, bank.bank, kernel, owners=bank.owners, exclude=exclude)
-        if not out.glob.size:
-            out.glob = np.empty((n, g.shape[1]), np.float32)
-            if n * sm.shape[1] * sm.shape[2] <= MAX_KEPT_MAP_CELLS:
-                out.maps = np.empty((n, *sm.shape[1:]), np.float16)
-        out.glob[rows] = g.cpu().numpy()
-        out.scores[rows] = sm.amax((1, 2)).cpu().numpy()
-        out.medians[rows] = sm.flatten(1).median(1).values.cpu().numpy()
-        if out.maps is not None:
-            out.maps[rows] = sm.cpu().numpy().astype(np.float16)
+        _keep(out, rows, g, sm)
         if want_desc:
             d = defect_descriptor(g, p, sm, bank.bank, idx).cpu().numpy()
             if out.desc is None:
@@ -203,15 +209,7 @@ def _score_segment(
     for rows, g, raw in iter_features(
         net, images, np.arange(n), device=device, batch_size=cfg.batch_size, stage="score", report=report, cancel=cancel
     ):
-        if not out.glob.size:
-            out.glob = np.empty((n, g.shape[1]), np.float32)
-            if n * raw.shape[1] * raw.shape[2] <= MAX_KEPT_MAP_CELLS:
-                out.maps = np.empty((n, *raw.shape[1:]), np.float16)
-        out.glob[rows] = g.cpu().numpy()
-        out.scores[rows] = raw.amax((1, 2)).cpu().numpy()
-        out.medians[rows] = raw.flatten(1).median(1).values.cpu().numpy()
-        if out.maps is not None:
-            out.maps[rows] = raw.cpu().numpy().astype(np.float16)
+        _keep(out, rows, g, raw)
     return out
 
 
