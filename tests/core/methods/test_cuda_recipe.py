@@ -12,15 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from sslinspect.cancel import NEVER
 from sslinspect.catalog import BACKBONES
-from sslinspect.data.loader import BatchSource
-from sslinspect.events import Event, Metric
-from sslinspect.methods import METHODS, check_config, load_method
+from sslinspect.methods import METHODS, load_method
 from sslinspect.methods.base import SSLModel
-from sslinspect.model.backbones import build_backbone
-from sslinspect.train.loop import to_channels_last, train_loop
-from tests.core.methods.conftest import tiny_config
+from sslinspect.train.loop import to_channels_last
+from tests.core.methods.conftest import tiny_config, train_method
 
 CPU = torch.device("cpu")
 # one backbone per method: a CNN where the method takes one (channels_last matters for convolutions), else a ViT
@@ -37,38 +33,23 @@ def _train(
     on_step: Callable[[int], None],
 ) -> tuple[SSLModel, list[float]]:
     """One epoch (3 steps, one report at its end) with the CUDA flags on; ``on_step(k)`` after step ``k``."""
-    cfg = tiny_config(method, backbone, channels_last=True, amp=True, log_every=100)
-    check_config(cfg)
-    torch.manual_seed(0)
-    spec = load_method(method)
-    model = spec.make_model(build_backbone(backbone, cfg.image_size), cfg)
-    after_step, steps = model.after_step, [0]
+    steps = [0]
 
-    def hooked(progress: float) -> None:
-        after_step(progress)
-        steps[0] += 1
-        on_step(steps[0])
+    def counted(k: int) -> None:
+        steps[0] = k
+        on_step(k)
 
-    model.after_step = hooked  # type: ignore[method-assign]
-    losses: list[float] = []
-
-    def report(e: Event) -> None:
-        if isinstance(e, Metric) and e.name == "loss":
-            losses.append(e.value)
-
-    train_loop(
-        model,
-        spec.make_views(cfg),
-        BatchSource(images, cfg.batch_size, device, seed=0),
-        spec,
-        cfg,
+    model, losses = train_method(
+        method,
+        backbone,
+        images,
+        tmp,
         device=device,
-        checkpoint_path=tmp / "last.pt",
-        checkpoint_meta={"method": method, "backbone": backbone, "image_size": cfg.image_size},
-        resume=None,
-        report=report,
-        cancel=NEVER,
+        on_step=counted,
         cuda_flags=True,
+        channels_last=True,
+        amp=True,
+        log_every=100,
     )
     assert steps[0] == 3 and len(losses) == 1 and all(np.isfinite(losses))
     return model, losses

@@ -10,17 +10,14 @@ import pytest
 import torch
 
 from sslinspect import api
-from sslinspect.cancel import NEVER
 from sslinspect.catalog import BACKBONES, METHODS
 from sslinspect.data.loader import BatchSource
 from sslinspect.errors import ConfigError
-from sslinspect.events import Event, Metric
 from sslinspect.methods import check_config, load_method
 from sslinspect.methods.base import LOCAL, SSLModel
 from sslinspect.model.backbones import build_backbone
 from sslinspect.model.checkpoint import load_checkpoint
-from sslinspect.train.loop import train_loop
-from tests.core.methods.conftest import tiny_config
+from tests.core.methods.conftest import tiny_config, train_method
 
 CPU = torch.device("cpu")
 PAIRS = [(m, b) for m in METHODS for b in ("tiny_cnn", "vit_tiny") if BACKBONES[b].family in METHODS[m].backbones]
@@ -28,31 +25,7 @@ PAIRS = [(m, b) for m in METHODS for b in ("tiny_cnn", "vit_tiny") if BACKBONES[
 
 def train(method: str, backbone: str, images: np.ndarray, tmp: Path, **over: object) -> tuple[SSLModel, list[float]]:
     """Run the real training loop for one epoch; return the model and the reported losses."""
-    cfg = tiny_config(method, backbone, **over)
-    check_config(cfg)
-    torch.manual_seed(0)
-    spec = load_method(method)
-    model = spec.make_model(build_backbone(backbone, cfg.image_size), cfg)
-    losses: list[float] = []
-
-    def report(e: Event) -> None:
-        if isinstance(e, Metric) and e.name == "loss":
-            losses.append(e.value)
-
-    train_loop(
-        model,
-        spec.make_views(cfg),
-        BatchSource(images, cfg.batch_size, CPU, seed=0),
-        spec,
-        cfg,
-        device=CPU,
-        checkpoint_path=tmp / "last.pt",
-        checkpoint_meta={"method": method, "backbone": backbone, "image_size": cfg.image_size},
-        resume=None,
-        report=report,
-        cancel=NEVER,
-    )
-    return model, losses
+    return train_method(method, backbone, images, tmp, **over)
 
 
 @pytest.mark.parametrize(("method", "backbone"), PAIRS, ids=[f"{m}-{b}" for m, b in PAIRS])
