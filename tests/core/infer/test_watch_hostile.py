@@ -23,7 +23,7 @@ from sslinspect.errors import ConfigError
 from sslinspect.infer.onnx_predictor import Predictor
 from sslinspect.infer.watch import Watcher, state_path
 from sslinspect.infer.watch_state import Identity
-from tests.conftest import REPO, subprocess_env
+from tests.conftest import REPO, run_cli, subprocess_env
 from tests.reliability import tiny_onnx
 
 
@@ -37,15 +37,7 @@ def _rows(out: Path) -> list[dict[str, str]]:
 
 
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sslinspect", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=subprocess_env(),
-        cwd=REPO,
-        check=False,
-    )
+    return run_cli(*args, timeout=timeout)
 
 
 def _camera_write(path: Path, value: int, width: int = tiny_onnx.SIZE) -> None:
