@@ -15,6 +15,8 @@ the smallest distance / radius ratio, is above 1). The head is a dict of arrays 
 
 from __future__ import annotations
 
+import base64
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,6 +163,27 @@ def load_head(path: Path) -> TypingHead:
     """Read a head written by :func:`save_head` (no pickle: loading never runs code from the file)."""
     with np.load(path, allow_pickle=False) as data:
         return TypingHead.from_arrays({k: data[k] for k in data.files})
+
+
+def encode_head(head: TypingHead) -> str:
+    """``head`` as base64 text of its ``.npz`` (for the exported model's JSON metadata)."""
+    buf = io.BytesIO()
+    np.savez(buf, **head.to_arrays())  # type: ignore[arg-type]
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def decode_head(text: str) -> TypingHead:
+    """Inverse of :func:`encode_head` (no pickle).
+
+    Raises:
+        ValueError: if ``text`` is not an encoded typing head.
+    """
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+        with np.load(io.BytesIO(raw), allow_pickle=False) as data:
+            return TypingHead.from_arrays({k: data[k] for k in data.files})
+    except (ValueError, KeyError, OSError) as exc:
+        raise ValueError(f"not a typing head: {exc}") from exc
 
 
 def tree_proba(trees: dict[str, np.ndarray], z: np.ndarray, n_classes: int) -> np.ndarray:

@@ -29,6 +29,8 @@ import torch
 
 from sslinspect.cancel import NEVER, CancelToken
 from sslinspect.config import ExportConfig
+from sslinspect.defects.naming import PEAK_SHARE, TYPING_LEVEL
+from sslinspect.defects.typing_head import UNKNOWN, TypingHead, encode_head
 from sslinspect.errors import Cancelled, ExportError
 from sslinspect.events import Artifact, Log, Progress, Reporter, null_reporter
 from sslinspect.export.module import INPUT_NAMES, OUTPUT_NAMES, InferenceModule
@@ -96,8 +98,30 @@ class ExportResult:
     repository: str | None = None
 
 
-def model_metadata(head: InspectionHead, cfg: ExportConfig, provenance: dict[str, Any]) -> dict[str, Any]:
+def typing_metadata(typing: TypingHead) -> dict[str, Any]:
+    """The ``typing`` entry of the metadata: the region typing head the predictor runs after the graph."""
+    return {
+        "classes": list(typing.classes),
+        "unknown": UNKNOWN,
+        "classifier": typing.kind,
+        "level": TYPING_LEVEL,
+        "peak_share": PEAK_SHARE,
+        "runs_in": "the predictor (sslinspect.defects.naming, numpy + OpenCV), on the anomaly_map output",
+        "head": encode_head(typing),
+    }
+
+
+def model_metadata(
+    head: InspectionHead, cfg: ExportConfig, provenance: dict[str, Any], typing: TypingHead | None = None
+) -> dict[str, Any]:
     """The model's self-description: stored in the ONNX metadata and (with a checksum) in the sidecar JSON."""
+    meta = _base_metadata(head, cfg, provenance)
+    if typing is not None and head.anomaly.kind != "knn":
+        meta["typing"] = typing_metadata(typing)
+    return meta
+
+
+def _base_metadata(head: InspectionHead, cfg: ExportConfig, provenance: dict[str, Any]) -> dict[str, Any]:
     s = head.input_size
     a = head.anomaly
     return {
@@ -308,10 +332,12 @@ def export_model(
     report: Reporter = null_reporter,
     cancel: CancelToken = NEVER,
     decoder: SegDecoder | None = None,
+    typing: TypingHead | None = None,
 ) -> ExportResult:
     """Export, check and write ``out`` (plus the sidecar; or a Triton repository at ``out``) atomically.
 
-    ``decoder`` is the trained segmentation decoder a ``segment`` head needs (None for the other kinds).
+    ``decoder`` is the trained segmentation decoder a ``segment`` head needs (None for the other kinds); ``typing``
+    the region typing head of the fewshot run (written into the metadata; the predictor runs it).
 
     Raises:
         ExportError: if the exporter, the checker, the parity check or (unless ``force``) the FP16/INT8 accuracy
@@ -323,7 +349,7 @@ def export_model(
     out.parent.mkdir(parents=True, exist_ok=True)
     module = InferenceModule(backbone.cpu().eval(), head, decoder.cpu().eval() if decoder is not None else None)
     module.eval()
-    metadata = model_metadata(head, cfg, provenance)
+    metadata = model_metadata(head, cfg, provenance, typing)
     steps = 4 if cfg.precision == "fp32" else 5
 
     def step(k: int, message: str) -> None:

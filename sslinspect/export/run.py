@@ -13,6 +13,7 @@ from sslinspect.events import Reporter, null_reporter
 from sslinspect.export.onnx import ExportInputs, ExportResult, export_model
 from sslinspect.fewshot.fit import load_head
 from sslinspect.fewshot.segmap import decoder_from_checkpoint
+from sslinspect.fewshot.typing_step import load_typing
 from sslinspect.model.checkpoint import build_backbone_from_checkpoint, load_checkpoint
 from sslinspect.project import Project
 
@@ -104,6 +105,7 @@ def run_export(
         report=report,
         cancel=cancel,
         decoder=decoder_from_checkpoint(ckpt, backbone) if head.anomaly.kind == "segment" else None,
+        typing=load_typing(fewshot) if fewshot else None,
     )
     project.set_latest("export", Path(result.path))
     return result

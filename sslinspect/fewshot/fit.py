@@ -21,6 +21,7 @@ from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.patchcore import FeatureNet
 from sslinspect.fewshot.segmap import SegmentationNet, decoder_from_checkpoint, has_decoder
 from sslinspect.fewshot.stored import load_head as load_head  # re-exported: callers import it from here
+from sslinspect.fewshot.typing_step import TypingStep, fit_defect_types, save_typing
 from sslinspect.fsutil import atomic_path, atomic_write_json
 from sslinspect.model.checkpoint import build_backbone_from_checkpoint, load_checkpoint
 from sslinspect.model.runtime import pick_device, seed_everything, versions
@@ -50,6 +51,8 @@ class FewShotResult:
     descriptor: str = "global"
     memory_estimate_mb: float | None = None
     suspected_defects: int = 0
+    typing_classifier: str | None = None
+    typing_cv_balanced_accuracy: float | None = None
 
 
 def run_fit(
@@ -90,13 +93,8 @@ def run_fit(
                 )
             )
         head = fitted.head
-        head.save(run_dir / "head.npz")
-        _save_npy(run_dir / "embeddings.npy", fitted.embeddings)
-        _save_npy(run_dir / "embedding_ids.npy", ids)
-        if fitted.maps is not None:
-            _save_npy(run_dir / "maps.npy", fitted.maps)
-        _write_scores(run_dir / "scores.csv", project, ids, head, fitted, labels)
-        atomic_write_json(run_dir / "metrics.json", _metrics(fitted, labels, cfg))
+        naming = _typing_step(fitted, cache.images, labels, cfg, run.report)
+        _write_run(run_dir, project, ids, fitted, naming, labels, cfg)
         run.report(Artifact(kind="head", path=project.relative(run_dir / "head.npz")))
         if fitted.cv:
             run.report(
@@ -129,7 +127,60 @@ def run_fit(
         descriptor=head.descriptor,
         memory_estimate_mb=fitted.estimate.peak_mb if fitted.estimate else None,
         suspected_defects=len(fitted.suspected),
+        typing_classifier=naming.fit.head.kind if naming else None,
+        typing_cv_balanced_accuracy=naming.metrics()["cv_balanced_accuracy"] if naming else None,
     )
+
+
+def _typing_step(
+    fitted: HeadFit, images: np.ndarray, labels: list[str | None], cfg: FewShotConfig, report: Reporter
+) -> TypingStep | None:
+    """Name the defects: the typing head fitted on the labelled defects' regions (None without two types)."""
+    defect_types = [c for c in fitted.head.classes if c != GOOD]
+    if len(defect_types) < 2:
+        return None
+    if fitted.maps is None:
+        report(Log(level="WARNING", message="too many images to keep their anomaly maps: defect types not fitted"))
+        return None
+    a = fitted.head.anomaly
+    step = fit_defect_types(
+        images, fitted.maps, labels, fitted.head.classes, map_low=a.map_low, map_high=a.map_high, seed=cfg.seed
+    )
+    if step is not None:
+        cv = step.metrics()["cv_balanced_accuracy"]
+        missed = int((~step.located).sum())
+        report(
+            Log(
+                level="INFO",
+                message=f"defect types from their regions: {step.fit.head.kind}, cross-validated balanced accuracy "
+                + (f"{cv:.3f}" if cv is not None else "n/a")
+                + (f"; {missed} labelled defect(s) scored low by the anomaly map" if missed else ""),
+            )
+        )
+    return step
+
+
+def _write_run(
+    run_dir: Path,
+    project: Project,
+    ids: np.ndarray,
+    fitted: HeadFit,
+    naming: TypingStep | None,
+    labels: list[str | None],
+    cfg: FewShotConfig,
+) -> None:
+    """The run folder: head, typing head, features, maps, per-image scores and metrics."""
+    fitted.head.save(run_dir / "head.npz")
+    _save_npy(run_dir / "embeddings.npy", fitted.embeddings)
+    _save_npy(run_dir / "embedding_ids.npy", ids)
+    if fitted.maps is not None:
+        _save_npy(run_dir / "maps.npy", fitted.maps)
+    _write_scores(run_dir / "scores.csv", project, ids, fitted.head, fitted, labels)
+    metrics = _metrics(fitted, labels, cfg)
+    if naming is not None:
+        save_typing(run_dir, naming, ids)
+        metrics["typing"] = naming.metrics()
+    atomic_write_json(run_dir / "metrics.json", metrics)
 
 
 def _feature_net(

@@ -29,10 +29,19 @@ LOGISTIC_C = 1.0
 
 @dataclass(frozen=True, slots=True)
 class TypingFit:
-    """A fitted head with the evidence for it: cross-validated balanced accuracy per kind tried (NaN: not run)."""
+    """A fitted head with the evidence for it.
+
+    Attributes:
+        head: The head, fitted on every labelled row.
+        cv: Cross-validated balanced accuracy per kind tried (NaN: not run).
+        y: Class index (into ``head.classes``) of every labelled row.
+        oof: Out-of-fold class index of every row under the chosen kind (None: too few rows to cross-validate).
+    """
 
     head: TypingHead
     cv: dict[str, float]
+    y: np.ndarray | None = None
+    oof: np.ndarray | None = None
 
 
 def balanced_accuracy(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
@@ -149,15 +158,16 @@ def _fit_kind(
     return TypingHead(kind, classes, names, mean, scale, cents, metric, radius, weight, bias, trees)
 
 
-def cross_validate(
+def oof_predictions(
     kind: str, x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], folds: int = 5, seed: int = 0
-) -> float:
-    """Out-of-fold balanced accuracy of ``kind`` (stratified folds, at most the smallest class's size)."""
+) -> np.ndarray | None:
+    """Out-of-fold class index of every row under ``kind`` (stratified folds, at most the smallest class's size);
+    None when a class has fewer than two rows."""
     from sklearn.model_selection import StratifiedKFold
 
     k = int(min(folds, np.bincount(y, minlength=len(classes)).min()))
     if k < 2:
-        return float("nan")
+        return None
     pred = np.full(len(y), -1)
     names = tuple(f"f{i}" for i in range(x.shape[1]))
     for tr, te in StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y):
@@ -165,7 +175,15 @@ def cross_validate(
         remap = np.searchsorted(present, y[tr])
         head = _fit_kind(kind, x[tr], remap, tuple(classes[i] for i in present), names, seed)
         pred[te] = present[head.predict_proba(x[te]).argmax(1)]
-    return balanced_accuracy(y, pred, len(classes))
+    return pred
+
+
+def cross_validate(
+    kind: str, x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], folds: int = 5, seed: int = 0
+) -> float:
+    """Out-of-fold balanced accuracy of ``kind`` (NaN when a class has fewer than two rows)."""
+    pred = oof_predictions(kind, x, y, classes, folds, seed)
+    return float("nan") if pred is None else balanced_accuracy(y, pred, len(classes))
 
 
 def fit_typing(
@@ -196,6 +214,7 @@ def fit_typing(
         raise ValueError("typing needs at least two labelled types")
     y = np.array([classes.index(lab) for lab in labels])
     names_t = tuple(names) if names is not None else tuple(f"f{i}" for i in range(x.shape[1]))
-    cv = {k: cross_validate(k, x, y, classes, folds, seed) if len(kinds) > 1 else float("nan") for k in kinds}
+    oof = {k: oof_predictions(k, x, y, classes, folds, seed) for k in kinds}
+    cv = {k: float("nan") if p is None else balanced_accuracy(y, p, len(classes)) for k, p in oof.items()}
     best = max(kinds, key=lambda k: (np.nan_to_num(cv[k], nan=-1.0), -list(kinds).index(k)))
-    return TypingFit(_fit_kind(best, x, y, classes, names_t, seed, margin), cv)
+    return TypingFit(_fit_kind(best, x, y, classes, names_t, seed, margin), cv, y, oof[best])

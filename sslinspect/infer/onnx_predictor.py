@@ -13,13 +13,15 @@ import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
+from sslinspect.defects.naming import NamedDefect, name_defect
+from sslinspect.defects.typing_head import TypingHead, decode_head
 from sslinspect.errors import DataError, ImageReadError, ModelError
 from sslinspect.imageio import IMAGE_EXTENSIONS, read_image, resize_square
 from sslinspect.infer.feeds import threshold_feeds
@@ -74,7 +76,10 @@ class Prediction:
     """One image's result; ``error`` is set (and the rest empty) when it could not be read.
 
     ``anomaly_map`` (normalised, model input size) and ``image`` (the decoded original) are only kept when asked
-    for, to draw heatmaps.
+    for, to draw heatmaps. ``region`` is the named defect's box ``(x0, y0, x1, y1)`` in the original image's pixels
+    (end-exclusive) and ``novelty`` its distance to the nearest labelled type over that type's radius (above 1:
+    ``unknown``), for parts the model does not pass as OK when it carries a typing head; ``region_mask`` (model
+    input size) is kept with the maps.
     """
 
     path: str
@@ -87,6 +92,9 @@ class Prediction:
     decision: str = ""
     anomaly_map: np.ndarray | None = field(default=None, repr=False, compare=False)
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
+    region: tuple[int, int, int, int] | None = None
+    novelty: float = float("nan")
+    region_mask: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 class Predictor:
@@ -129,8 +137,11 @@ class Predictor:
         self._per_image = shapes.get(self._threshold_input, [1])[0] != 1
         self.outputs: list[str] = list(self.meta["outputs"])
         self.has_maps = "anomaly_map" in self.outputs
+        #: The region typing head (locate, describe, name), run on the anomaly map after the graph; None: types
+        #: come from the graph's whole-image classifier.
+        self.typing = _typing_head(self.meta, self.path) if self.has_maps else None
         #: The outputs :meth:`predict_paths` fetches.
-        self.fetch = [o for o in self.outputs if keep_maps or o != "anomaly_map"]
+        self.fetch = [o for o in self.outputs if keep_maps or self.typing is not None or o != "anomaly_map"]
 
     def provider_note(self) -> str:
         """The provider, and why not CUDA where CUDA was wanted (for logs and the results' metadata)."""
@@ -153,12 +164,12 @@ class Predictor:
         out = self.run_all(images, [o for o in self.outputs if o != "anomaly_map"])
         return out["probabilities"], out["anomaly_score"], out["is_defect"]
 
-    def _load(self, path: Path, keep_image: bool) -> tuple[np.ndarray, np.ndarray | None] | str:
+    def _load(self, path: Path, keep_image: bool) -> _Decoded | str:
         try:
             rgb, _ = read_image(path)
         except ImageReadError as exc:
             return exc.reason
-        return resize_square(rgb, self.image_size), (rgb if keep_image else None)
+        return _Decoded(resize_square(rgb, self.image_size), rgb if keep_image else None, rgb.shape[:2])
 
     def predict_paths(
         self, paths: Sequence[Path], *, batch_size: int = 16, workers: int = 0, keep_maps: bool = False
@@ -171,7 +182,7 @@ class Predictor:
         chunks = [list(paths[i : i + batch_size]) for i in range(0, len(paths), batch_size)]
         n_workers = workers or min(4, os.cpu_count() or 1)
         with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="decode") as pool:
-            queue: deque[list[Future[tuple[np.ndarray, np.ndarray | None] | str]]] = deque()
+            queue: deque[list[Future[_Decoded | str]]] = deque()
             for k in range(min(PREFETCH_BATCHES + 1, len(chunks))):
                 queue.append([pool.submit(self._load, p, keep_maps) for p in chunks[k]])
             for k, chunk in enumerate(chunks):
@@ -181,24 +192,22 @@ class Predictor:
                 yield from self._predict_decoded(chunk, decoded, keep_maps)
 
     def _predict_decoded(
-        self,
-        chunk: list[Path],
-        decoded: list[tuple[np.ndarray, np.ndarray | None] | str],
-        keep_maps: bool,
+        self, chunk: list[Path], decoded: list[_Decoded | str], keep_maps: bool
     ) -> Iterator[Prediction]:
         ok = {k: d for k, d in enumerate(decoded) if not isinstance(d, str)}
         results: dict[int, Prediction] = {}
         if ok:
-            names = self.fetch if keep_maps else [o for o in self.fetch if o != "anomaly_map"]
-            out = self.run_all(np.stack([d[0] for d in ok.values()]), names)
+            want_maps = keep_maps or self.typing is not None
+            names = [o for o in self.fetch if want_maps or o != "anomaly_map"]
+            out = self.run_all(np.stack([d.model_input for d in ok.values()]), names)
             prob, score, defect = out["probabilities"], out["anomaly_score"], out["is_defect"]
             decision = out.get("decision")
             maps = out.get("anomaly_map")
             check_probabilities(prob.shape[1], self.classes, self.path)
-            for j, (k, (_, original)) in enumerate(ok.items()):
+            for j, (k, d) in enumerate(ok.items()):
                 c = int(prob[j].argmax())
                 code = int(decision[j]) if decision is not None else (2 if defect[j] else 0)
-                results[k] = Prediction(
+                pred = Prediction(
                     str(chunk[k]),
                     self.classes[c],
                     float(prob[j, c]),
@@ -207,10 +216,60 @@ class Predictor:
                     tuple(float(v) for v in prob[j]),
                     decision=decision_of(code, bool(defect[j]), self.path),
                     anomaly_map=maps[j] if keep_maps and maps is not None else None,
-                    image=original,
+                    image=d.original,
                 )
+                if self.typing is not None and maps is not None and code != 0:
+                    pred = self._named(pred, name_defect(self.typing, d.model_input, maps[j]), d.shape, keep_maps)
+                results[k] = pred
         for k, p in enumerate(chunk):
             yield results.get(k) or Prediction(str(p), error=str(decoded[k]))
+
+    def _named(self, pred: Prediction, named: NamedDefect, shape: tuple[int, int], keep_maps: bool) -> Prediction:
+        """``pred`` with its label, confidence and probabilities from the region typing of its main defect (the
+        probabilities of ``good`` and of classes the typing head does not know are 0)."""
+        assert self.typing is not None
+        by_name = dict(zip(self.typing.classes, named.proba.tolist(), strict=True))
+        box = None
+        if named.region is not None:
+            x0, y0, x1, y1 = named.region.bbox
+            sy, sx = shape[0] / self.image_size, shape[1] / self.image_size
+            box = (int(x0 * sx), int(y0 * sy), min(round(x1 * sx), shape[1]), min(round(y1 * sy), shape[0]))
+        return replace(
+            pred,
+            label=named.label,
+            confidence=named.confidence,
+            probabilities=tuple(float(by_name.get(c, 0.0)) for c in self.classes),
+            region=box,
+            novelty=named.novelty,
+            region_mask=named.region.mask if keep_maps and named.region is not None else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    """A decoded image: the model input, the original (only to draw heatmaps) and the original's ``(H, W)``."""
+
+    model_input: np.ndarray
+    original: np.ndarray | None
+    shape: tuple[int, int]
+
+
+def _typing_head(meta: dict[str, Any], path: Path) -> TypingHead | None:
+    """The typing head in a model's metadata, or None (an older model, or fewer than two labelled types).
+
+    Raises:
+        ModelError: if the entry is there but unusable.
+    """
+    entry = meta.get("typing")
+    if entry is None:
+        return None
+    try:
+        head = decode_head(str(entry["head"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{path}: the model's defect-typing metadata is unusable ({exc})") from exc
+    if len(head.classes) < 2 or not all(isinstance(c, str) and c for c in head.classes):
+        raise ModelError(f"{path}: the model's defect-typing metadata has no valid type list")
+    return head
 
 
 def expand_inputs(inputs: Sequence[str | Path], *, include_hidden: bool = False) -> list[Path]:

@@ -1,7 +1,8 @@
 """Writing predictions: CSV rows (a stable contract), JSON lines, and heatmap overlay PNGs. numpy + OpenCV only.
 
-CSV columns: ``path,label,confidence,anomaly_score,is_defect,p_<class>...`` then ``decision`` (OK/review/NG) and
-``error``; new columns are only ever appended after the ``p_`` columns. CSV and JSON lines hold the same rows: an
+CSV columns: ``path,label,confidence,anomaly_score,is_defect,p_<class>...`` then ``decision`` (OK/review/NG),
+``error``, ``region`` (the named defect's box ``x0 y0 x1 y1`` in the image's pixels) and ``novelty``; new columns
+are only ever appended after the ``p_`` columns. CSV and JSON lines hold the same rows: an
 image that could not be read gets a row with its ``error`` (and empty scores) in both.
 """
 
@@ -33,14 +34,20 @@ def csv_header(classes: Sequence[str]) -> list[str]:
         *[f"p_{c}" for c in classes],
         "decision",
         "error",
+        "region",
+        "novelty",
     ]
+
+
+def _region_text(p: Prediction) -> str:
+    return " ".join(str(v) for v in p.region) if p.region is not None else ""
 
 
 def csv_row(p: Prediction, n_classes: int) -> list[str]:
     """One CSV row; for an unreadable image (``p.error``) the scores are empty (``n_classes`` empty ``p_`` cells).
     Text cells are made inert for spreadsheets (``=cmd...``)."""
     if p.error:
-        return [csv_safe(p.path), "", "", "", "", *[""] * n_classes, "", csv_safe(p.error)]
+        return [csv_safe(p.path), "", "", "", "", *[""] * n_classes, "", csv_safe(p.error), "", ""]
     return [
         csv_safe(p.path),
         csv_safe(p.label),
@@ -50,6 +57,8 @@ def csv_row(p: Prediction, n_classes: int) -> list[str]:
         *[f"{v:.5f}" for v in p.probabilities],
         csv_safe(p.decision),
         "",
+        _region_text(p),
+        "" if p.novelty != p.novelty else f"{p.novelty:.4f}",  # NaN: not typed
     ]
 
 
@@ -66,6 +75,10 @@ def json_record(p: Prediction, classes: Sequence[str], heatmap: str | None = Non
         "decision": p.decision,
         "probabilities": {c: round(v, 5) for c, v in zip(classes, p.probabilities, strict=True)},
     }
+    if p.region is not None:
+        rec["region"] = list(p.region)
+    if p.novelty == p.novelty:  # not NaN: the part was typed from its region
+        rec["novelty"] = round(p.novelty, 4) if p.novelty != float("inf") else None
     if heatmap:
         rec["heatmap"] = heatmap
     return json.dumps(rec, ensure_ascii=False)
@@ -82,12 +95,15 @@ def format_for(path: Path, requested: str | None = None) -> str:
 OVERLAY_FLOOR = 0.5
 
 
-def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, *, alpha: float = 0.65) -> np.ndarray:
+def overlay(
+    rgb: np.ndarray, anomaly_map: np.ndarray, *, alpha: float = 0.65, region: np.ndarray | None = None, label: str = ""
+) -> np.ndarray:
     """A BGR image: the part with the normalised anomaly map blended on top.
 
     The colour scale is fixed (0 = typical good patch, 1 = the calibrated threshold; never rescaled per image).
     Colour fades in from :data:`OVERLAY_FLOOR` to full at 1, so a good part shows through untouched and only
-    regions approaching the threshold are painted (yellow to red).
+    regions approaching the threshold are painted (yellow to red). ``region`` (a mask of any size) is outlined in
+    white and ``label`` written beside it: the defect that was named.
     """
     h, w = rgb.shape[:2]
     scale = min(1.0, OVERLAY_MAX_SIDE / max(h, w))
@@ -98,7 +114,27 @@ def overlay(rgb: np.ndarray, anomaly_map: np.ndarray, *, alpha: float = 0.65) ->
     colour = cv2.applyColorMap((m * 255).astype(np.uint8), cv2.COLORMAP_JET).astype(np.float32)
     a = (alpha * np.clip((m - OVERLAY_FLOOR) / (1.0 - OVERLAY_FLOOR), 0.0, 1.0))[:, :, None]
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR).astype(np.float32)
-    return np.clip(bgr * (1 - a) + colour * a, 0, 255).astype(np.uint8)
+    out = np.clip(bgr * (1 - a) + colour * a, 0, 255).astype(np.uint8)
+    if region is not None and region.any():
+        outline(out, region, label)
+    return out
+
+
+def outline(bgr: np.ndarray, region: np.ndarray, label: str = "") -> None:
+    """Draw ``region`` (boolean mask, resized to ``bgr``) as a white outline with a dark edge, and ``label`` above
+    its box, in place."""
+    h, w = bgr.shape[:2]
+    m = cv2.resize(region.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    thick = max(1, round(max(h, w) / 400))
+    cv2.drawContours(bgr, contours, -1, (0, 0, 0), thick + 2)
+    cv2.drawContours(bgr, contours, -1, (255, 255, 255), thick)
+    if label:
+        x, y, _, _ = cv2.boundingRect(m)
+        scale = max(0.4, max(h, w) / 700)
+        org = (x, max(y - 4, int(14 * scale)))
+        cv2.putText(bgr, label, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
+        cv2.putText(bgr, label, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
 
 
 def heatmap_name(path: str) -> str:
@@ -113,7 +149,7 @@ def write_heatmap(p: Prediction, folder: Path) -> str | None:
         return None
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / heatmap_name(p.path)
-    ok, buf = cv2.imencode(".png", overlay(p.image, p.anomaly_map))
+    ok, buf = cv2.imencode(".png", overlay(p.image, p.anomaly_map, region=p.region_mask, label=p.label))
     if not ok:  # pragma: no cover - PNG encoding of a uint8 BGR image does not fail
         return None
     target.write_bytes(buf.tobytes())

@@ -5,36 +5,18 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from sslinspect import api
-from sslinspect.config import FewShotConfig, PretrainConfig
+from sslinspect.config import FewShotConfig
 from sslinspect.fewshot.fit import load_head
 from sslinspect.fewshot.segmap import SegmentationNet, decoder_from_checkpoint, has_decoder, score_window
 from sslinspect.model.backbones import build_backbone
 from sslinspect.model.checkpoint import build_backbone_from_checkpoint, load_checkpoint
 from sslinspect.model.segnet import SegDecoder, feature_pyramid, pyramid_channels
-
-
-@pytest.fixture(scope="module")
-def segment_project(tmp_path_factory: pytest.TempPathFactory, demo_data) -> Iterator[Path]:  # type: ignore[no-untyped-def]
-    root = tmp_path_factory.mktemp("seg") / "seg.sslproj"
-    project = api.create_project(root, images=[demo_data.unlabeled_dir])
-    api.scan_images(project)
-    api.import_labels(project, demo_data.labels_csv)
-    api.pretrain(
-        project,
-        PretrainConfig(method="synthdefect", backbone="tiny_cnn", image_size=64, epochs=1, batch_size=16, device="cpu"),
-    )
-    api.fit_fewshot(project, FewShotConfig(device="cpu"))
-    api.export_onnx(project, root / "exports" / "model" / "model.onnx")
-    project.close()
-    yield root
 
 
 def test_decoder_runs_fully_convolutionally_on_any_frame_size() -> None:
@@ -88,6 +70,8 @@ def test_segment_export_passes_parity_and_predict_keeps_its_columns(
         *[f"p_{c}" for c in classes],
         "decision",
         "error",
+        "region",
+        "novelty",
     ]
     scores = np.array([float(r["anomaly_score"]) for r in rows])
     assert np.isfinite(scores).all() and scores.std() > 0

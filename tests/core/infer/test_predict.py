@@ -52,7 +52,8 @@ def test_csv_keeps_its_contract_and_appends_the_decision(model: Path, demo_data,
     header = out.read_text().splitlines()[0].split(",")
     n = len(r.classes)
     assert header[:5] == ["path", "label", "confidence", "anomaly_score", "is_defect"]
-    assert header[5 : 5 + n] == [f"p_{c}" for c in r.classes] and header[5 + n :] == ["decision", "error"]
+    assert header[5 : 5 + n] == [f"p_{c}" for c in r.classes]
+    assert header[5 + n :] == ["decision", "error", "region", "novelty"]
     rows = list(csv.DictReader(out.read_text().splitlines()))
     assert len(rows) == r.total == len(list(demo_data.test_dir.glob("*.png")))
     assert {row["decision"] for row in rows} <= {"OK", "review", "NG"}

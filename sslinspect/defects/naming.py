@@ -1,0 +1,78 @@
+"""Locate, then describe, then name: the one path from an anomaly map to a defect type.
+
+Fitting (``sslinspect fit``, on each labelled defect's held-out map) and the line-side predictor (on the exported
+graph's ``anomaly_map``) both call :func:`describe_defect`, so the descriptor a type was learned from and the one
+a new part is named by come from the same code (numpy + OpenCV, no torch).
+
+The rule: the map is on the calibrated scale (0 typical good, 1 the image threshold). The defect is the main
+region (highest peak, satellites merged) above :data:`TYPING_LEVEL`, or, when the map never gets there (a labelled
+defect the anomaly model scores low), above the point :data:`PEAK_SHARE` of the way down from its own peak to its
+lowest value, so every part gets its most anomalous spot described (only a flat map has no region). The region
+is described on the image the model saw (the square model input).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from sslinspect.defects.describe import DESCRIPTOR_NAMES, describe
+from sslinspect.defects.regions import Region, locate
+from sslinspect.defects.typing_head import UNKNOWN, TypingHead
+
+#: A pixel belongs to the defect where the normalised map exceeds this (half the calibrated threshold).
+TYPING_LEVEL = 0.5
+#: ...or, for a map that never reaches it, this share of the way down from the map's peak to its lowest value.
+PEAK_SHARE = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class NamedDefect:
+    """The type of one part's main defect.
+
+    Attributes:
+        label: A labelled type, or ``unknown`` (far from every type, or nothing located).
+        confidence: The top type probability (0 when nothing was located).
+        proba: ``(C,)`` probabilities over the head's types.
+        novelty: Distance to the nearest type over that type's radius; above 1 is ``unknown``.
+        region: The located region at the map's input resolution, or None.
+    """
+
+    label: str
+    confidence: float
+    proba: np.ndarray
+    novelty: float
+    region: Region | None
+
+
+def typing_level(amap: np.ndarray) -> float:
+    """The level the defect region is cut at: :data:`TYPING_LEVEL`, lowered for a weak map to the point
+    :data:`PEAK_SHARE` of the way from its peak down to its lowest value."""
+    if not np.size(amap):
+        return TYPING_LEVEL
+    peak, floor = float(np.max(amap)), float(np.min(amap))
+    return min(TYPING_LEVEL, peak - PEAK_SHARE * (peak - floor))
+
+
+def main_region(image: np.ndarray, amap: np.ndarray) -> Region | None:
+    """The main defect region of ``amap`` (resized to ``image``'s size), or None when the map is flat."""
+    found = locate(np.asarray(amap, np.float32), typing_level(amap), np.shape(image)[:2])
+    return found[0] if found else None
+
+
+def describe_defect(image: np.ndarray, amap: np.ndarray) -> tuple[np.ndarray, Region | None]:
+    """``(descriptor, region)`` of the main defect; a zero descriptor when nothing is located."""
+    region = main_region(image, amap)
+    if region is None:
+        return np.zeros(len(DESCRIPTOR_NAMES), np.float32), None
+    return describe(image, region.mask), region
+
+
+def name_defect(head: TypingHead, image: np.ndarray, amap: np.ndarray) -> NamedDefect:
+    """Locate, describe and type the main defect of one part."""
+    x, region = describe_defect(image, amap)
+    if region is None:
+        return NamedDefect(UNKNOWN, 0.0, np.zeros(len(head.classes), np.float32), float("inf"), None)
+    res = head.predict(x[None])
+    return NamedDefect(res.labels[0], float(res.proba[0].max()), res.proba[0], float(res.novelty[0]), region)

@@ -1,0 +1,133 @@
+"""The defect-typing step of ``sslinspect fit``: locate and describe each labelled defect on its held-out anomaly
+map (:mod:`sslinspect.defects.naming`, the code the line-side predictor runs), then fit the typing head
+(:mod:`sslinspect.fewshot.typing_fit`) and keep the evidence (cross-validated confusion, the regions described).
+
+Files it leaves in the fewshot run folder: ``typing.npz`` (the head; exported into the ONNX model's metadata) and
+``typing_regions.npz`` (per described image: id, label, descriptor, region box, whether the map reached the level).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sslinspect.defects.naming import TYPING_LEVEL, describe_defect
+from sslinspect.defects.typing_head import TypingHead, load_head, save_head
+from sslinspect.fewshot.typing_fit import TypingFit, fit_typing
+from sslinspect.fsutil import atomic_path
+from sslinspect.project import GOOD
+
+TYPING_FILE = "typing.npz"
+REGIONS_FILE = "typing_regions.npz"
+#: Classifier kinds the typing head chooses from by cross-validation.
+TYPING_KINDS = ("prototype", "logistic", "trees")
+
+
+@dataclass(frozen=True, slots=True)
+class TypingStep:
+    """A fitted typing head and what it was fitted on.
+
+    Attributes:
+        fit: Head, cross-validated balanced accuracy per kind, out-of-fold predictions.
+        rows: Image rows (into the fit's image array) that were described.
+        labels: Their types.
+        descriptors: ``(N, D)`` region descriptors.
+        boxes: ``(N, 4)`` region boxes ``x0, y0, x1, y1`` in model-input pixels (zeros: nothing located).
+        located: ``(N,)`` True where the map reached :data:`~sslinspect.defects.naming.TYPING_LEVEL` (the anomaly
+            model saw the defect); False where only its weak peak was described.
+    """
+
+    fit: TypingFit
+    rows: np.ndarray
+    labels: list[str]
+    descriptors: np.ndarray
+    boxes: np.ndarray
+    located: np.ndarray
+
+    def metrics(self) -> dict[str, Any]:
+        """The ``typing`` entry of ``metrics.json``: kind, cross-validation, per-type recall, confusion."""
+        head, fit = self.fit.head, self.fit
+        out: dict[str, Any] = {
+            "classifier": head.kind,
+            "classes": list(head.classes),
+            "cv": {k: None if np.isnan(v) else round(float(v), 4) for k, v in fit.cv.items()},
+            "cv_balanced_accuracy": None if np.isnan(fit.cv[head.kind]) else float(fit.cv[head.kind]),
+            "regions": len(self.rows),
+            "located_share": float(self.located.mean()) if len(self.located) else None,
+            "level": TYPING_LEVEL,
+        }
+        if fit.oof is not None and fit.y is not None:
+            n = len(head.classes)
+            confusion = np.zeros((n, n), np.int64)
+            np.add.at(confusion, (fit.y, fit.oof), 1)
+            out["confusion"] = confusion.tolist()
+            out["recall"] = {c: float((fit.oof[fit.y == i] == i).mean()) for i, c in enumerate(head.classes)}
+        return out
+
+
+def norm_map(raw: np.ndarray, low: float, high: float) -> np.ndarray:
+    """A raw held-out map on the calibrated scale (the scale of the exported ``anomaly_map``)."""
+    return (np.asarray(raw, np.float32) - low) / max(high - low, 1e-6)
+
+
+def fit_defect_types(
+    images: np.ndarray,
+    maps: np.ndarray,
+    labels: Sequence[str | None],
+    classes: Sequence[str],
+    *,
+    map_low: float,
+    map_high: float,
+    seed: int = 0,
+) -> TypingStep | None:
+    """Describe the labelled defects of ``classes`` and fit the typing head; None with fewer than two types.
+
+    Args:
+        images: Model-input images ``(N, S, S, 3)`` uint8.
+        maps: Raw held-out anomaly maps ``(N, h, w)`` (any resolution; resized to ``S``).
+        labels: Label per image (None: unlabelled).
+        classes: The head's classes; ``good`` and classes without labels are skipped.
+        map_low: Map normalisation offset (``AnomalyModel.map_low``).
+        map_high: Map normalisation high point (``AnomalyModel.map_high``).
+        seed: Cross-validation and tree randomness.
+    """
+    types = [c for c in classes if c != GOOD]
+    rows = np.array([i for i, lab in enumerate(labels) if lab is not None and lab in types], dtype=np.int64)
+    if len({labels[i] for i in rows}) < 2:
+        return None
+    xs, boxes, located = [], [], []
+    for i in rows.tolist():
+        amap = norm_map(maps[i], map_low, map_high)
+        x, region = describe_defect(np.asarray(images[i]), amap)
+        xs.append(x)
+        boxes.append(region.bbox if region is not None else (0, 0, 0, 0))
+        located.append(bool(amap.max() > TYPING_LEVEL))
+    x_all = np.stack(xs)
+    labs = [str(labels[i]) for i in rows]
+    fit = fit_typing(x_all, labs, kinds=TYPING_KINDS, seed=seed)
+    return TypingStep(fit, rows, labs, x_all, np.asarray(boxes, np.int32), np.asarray(located, bool))
+
+
+def save_typing(run_dir: Path, step: TypingStep, ids: np.ndarray) -> None:
+    """Write ``typing.npz`` and ``typing_regions.npz`` (atomically) into ``run_dir``."""
+    with atomic_path(run_dir / TYPING_FILE) as tmp:
+        save_head(tmp, step.fit.head)
+    with atomic_path(run_dir / REGIONS_FILE) as tmp, tmp.open("wb") as fh:
+        np.savez(
+            fh,
+            ids=np.asarray(ids)[step.rows].astype(np.int64),
+            labels=np.array(step.labels, dtype=str),
+            descriptors=step.descriptors,
+            boxes=step.boxes,
+            located=step.located,
+        )
+
+
+def load_typing(run_dir: Path) -> TypingHead | None:
+    """The typing head of a fewshot run folder, or None (no file: fewer than two types, or an older run)."""
+    path = run_dir / TYPING_FILE
+    return load_head(path) if path.is_file() else None

@@ -1,0 +1,132 @@
+"""Naming defects end to end (locate, then describe, then type): ``fit`` fits the typing head on the labelled
+defects' regions, ``export`` carries it in the model's metadata, and the line-side predictor names every part it
+does not pass as OK with the same code, on the exported graph's map. Real images, real ONNX Runtime sessions."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sslinspect import api
+from sslinspect.data.cache import open_cache
+from sslinspect.defects.naming import describe_defect, main_region
+from sslinspect.defects.typing_head import UNKNOWN
+from sslinspect.fewshot.stored import load_head
+from sslinspect.fewshot.typing_step import REGIONS_FILE, load_typing, norm_map
+from sslinspect.infer.onnx_predictor import Predictor
+from sslinspect.project import GOOD
+
+
+@pytest.fixture(params=["segment", "patch"])
+def fitted(request: pytest.FixtureRequest, segment_project: Path, trained_project: Path) -> Path:
+    """The defect-aware project and the patch-model (SimCLR) project: both maps localise, both get typed."""
+    return segment_project if request.param == "segment" else trained_project
+
+
+def _model(root: Path) -> Path:
+    found = sorted((root / "exports").rglob("model.onnx"))
+    assert found, f"no exported model under {root}"
+    return found[0]
+
+
+def test_fit_types_the_labelled_defects_from_their_regions(fitted: Path) -> None:
+    project = api.open_project(fitted)
+    try:
+        run = project.latest("fewshot")
+        assert run is not None
+        head, _ = load_head(project)
+        typing = load_typing(run)
+        assert typing is not None
+        types = [c for c in head.classes if c != GOOD]
+        assert list(typing.classes) == sorted(types)
+        metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["typing"]
+        assert metrics["classes"] == list(typing.classes)
+        confusion = np.array(metrics["confusion"])
+        counts = project.store.label_counts()
+        assert confusion.shape == (len(types), len(types))
+        assert confusion.sum(1).tolist() == [counts[t] for t in typing.classes]  # every labelled defect, once
+        with np.load(run / REGIONS_FILE) as saved:
+            assert len(saved["ids"]) == sum(counts[t] for t in types)
+            boxes = saved["boxes"]
+        assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()  # a region for every one
+        assert (boxes[:, 2:] <= head.input_size).all()
+    finally:
+        project.close()
+
+
+def test_predict_names_flagged_parts_with_a_labelled_type_or_unknown(fitted: Path, demo_data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    model = _model(fitted)
+    sidecar = json.loads(model.with_suffix(".json").read_text(encoding="utf-8"))
+    types = sidecar["typing"]["classes"]
+    out = tmp_path / "pred.csv"
+    api.predict(model, [demo_data.test_dir], out=out, heatmaps=tmp_path / "heat")
+    with out.open(encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    flagged = [r for r in rows if r["decision"] != "OK"]
+    assert flagged, "the test set has defects; some part must be flagged"
+    for r in flagged:
+        assert r["label"] in [*types, UNKNOWN]
+        assert float(r[f"p_{GOOD}"]) == 0.0
+        assert sum(float(r[f"p_{t}"]) for t in types) == pytest.approx(1.0, abs=1e-3)
+        x0, y0, x1, y1 = (int(v) for v in r["region"].split())
+        assert 0 <= x0 < x1 and 0 <= y0 < y1
+        assert float(r["novelty"]) >= 0
+    assert all(r["region"] == "" and r["novelty"] == "" for r in rows if r["decision"] == "OK")
+    assert len(list((tmp_path / "heat").iterdir())) == len(rows)
+
+
+def test_predictor_describes_a_part_as_fit_did(fitted: Path) -> None:
+    """Descriptor parity: the exported graph's map, located and described by the predictor's code, gives the
+    descriptor the typing head was fitted on (same images, same code; only the map's runtime differs)."""
+    project = api.open_project(fitted)
+    try:
+        run = project.latest("fewshot")
+        assert run is not None
+        head, _ = load_head(project)
+        typing = load_typing(run)
+        assert typing is not None
+        with np.load(run / REGIONS_FILE) as saved:
+            ids, fit_x, labels = saved["ids"], saved["descriptors"], saved["labels"]
+        cache = open_cache(project, head.input_size)
+        assert cache is not None
+        index = cache.index_of()
+        images = np.stack([np.asarray(cache.images[index[int(i)]]) for i in ids])
+    finally:
+        project.close()
+    predictor = Predictor(_model(fitted), device="cpu")
+    maps = predictor.run_all(images, ["anomaly_map"])["anomaly_map"]
+    line = [describe_defect(img, m) for img, m in zip(images, maps, strict=True)]
+    line_x = np.stack([x for x, _ in line])
+    # the maps agree to ~1e-3, so a region can gain or lose a pixel where the level cuts a flat stretch of the map;
+    # the regions must overlap almost entirely, and where they are the same pixels the descriptor is the same
+    fit_masks = [main_region(img, norm) for img, norm in zip(images, _fit_maps(fitted, ids), strict=True)]
+    ious = []
+    for (x, region), fit_region, fx in zip(line, fit_masks, fit_x, strict=True):
+        assert region is not None and fit_region is not None
+        inter = np.count_nonzero(region.mask & fit_region.mask)
+        ious.append(inter / np.count_nonzero(region.mask | fit_region.mask))
+        if np.array_equal(region.mask, fit_region.mask):
+            np.testing.assert_allclose(x, fx, rtol=1e-4, atol=1e-5)
+    assert np.mean(ious) >= 0.95 and min(ious) >= 0.8, ious
+    agree = np.array(typing.predict(fit_x).labels) == np.array(typing.predict(line_x).labels)
+    assert agree.mean() >= 0.8
+    assert set(labels.tolist()) <= set(typing.classes)
+
+
+def _fit_maps(root: Path, ids: np.ndarray) -> list[np.ndarray]:
+    """The held-out maps ``fit`` described, on the calibrated scale, for the image ids ``ids``."""
+    project = api.open_project(root)
+    try:
+        run = project.latest("fewshot")
+        assert run is not None
+        head, _ = load_head(project)
+    finally:
+        project.close()
+    maps = np.load(run / "maps.npy")
+    row = {int(i): k for k, i in enumerate(np.load(run / "embedding_ids.npy"))}
+    a = head.anomaly
+    return [norm_map(maps[row[int(i)]], a.map_low, a.map_high) for i in ids]
