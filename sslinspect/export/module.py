@@ -42,7 +42,7 @@ class InferenceModule(nn.Module):
         if self.segment and decoder is None:
             raise ValueError("a segment head needs the trained decoder of its pretraining run")
         self.net: nn.Module = (
-            SegmentationNet(backbone, decoder, head.input_size)
+            SegmentationNet(backbone, decoder, head.input_size, spread=bool(a.spread))
             if self.segment and decoder is not None
             else FeatureNet(backbone, head.image_size, head.tiles)
         )

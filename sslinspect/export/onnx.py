@@ -156,6 +156,7 @@ def _base_metadata(head: InspectionHead, cfg: ExportConfig, provenance: dict[str
             "map": {
                 "low": a.map_low,
                 "high": a.map_high,
+                "spread": a.spread,
                 "meaning": "anomaly_map = (patch score - low) / (high - low): 0 typical good patch, 1 calibrated "
                 "threshold; normalised against good images, never per image",
             },

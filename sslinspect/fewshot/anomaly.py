@@ -34,6 +34,7 @@ class AnomalyModel:
     review_threshold: float  # score above this (and ≤ threshold) → review; equal to ``threshold`` when off
     map_low: float  # raw patch score of a typical good patch (→ 0 on the normalised map)
     map_high: float  # raw score normalised to 1 (the calibrated threshold at fit time)
+    spread: int = 0  # segment map: 1 spread over the defect's neighbourhood (fewshot.segmap), 0 as fitted before
 
     def normalise(self, raw: np.ndarray) -> np.ndarray:
         """Raw distance map or score → the normalised scale (0 typical good, 1 calibrated threshold)."""

@@ -193,6 +193,7 @@ class _AnomalyFit:
     bank: np.ndarray
     suspected: np.ndarray
     estimate: MemoryEstimate | None = None
+    spread: int = 0
 
 
 def _score_segment(
@@ -257,7 +258,8 @@ def _fit_anomaly(
     if isinstance(net, SegmentationNet):
         scored = _score_segment(net, images, cfg, device, report, cancel)
         suspected = _suspect_by_score(scored.scores, pool, unlabelled, cfg.contamination)
-        return _AnomalyFit(kind, scored, np.zeros((0, scored.glob.shape[1]), np.float32), suspected)
+        empty = np.zeros((0, scored.glob.shape[1]), np.float32)
+        return _AnomalyFit(kind, scored, empty, suspected, spread=int(net.spread))
     if kind == "patch":
         with torch.no_grad():
             _, probe = net(torch.zeros((1, net.input_size, net.input_size, 3), dtype=torch.uint8, device=device))
@@ -286,6 +288,7 @@ def _calibrate(fit: _AnomalyFit, pool: np.ndarray, cfg: FewShotConfig) -> tuple[
         review_threshold=min(review, threshold),
         map_low=low,
         map_high=max(threshold, low + 1e-6),
+        spread=fit.spread,
     )
     return anomaly, calibration
 

@@ -94,6 +94,7 @@ class InspectionHead:
                 review_threshold=np.array(a.review_threshold),
                 map_low=np.array(a.map_low),
                 map_high=np.array(a.map_high),
+                map_spread=np.array(a.spread),
                 image_size=np.array(self.image_size),
                 tiles=np.array(self.tiles),
                 descriptor=np.array(self.descriptor),
@@ -124,6 +125,7 @@ class InspectionHead:
                     review_threshold=float(opt("review_threshold", threshold)),  # type: ignore[arg-type]
                     map_low=float(opt("map_low", 0.0)),  # type: ignore[arg-type]
                     map_high=float(opt("map_high", threshold)),  # type: ignore[arg-type]
+                    spread=int(opt("map_spread", 0)),  # type: ignore[call-overload]
                 )
                 head = cls(
                     clf,
