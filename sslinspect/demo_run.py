@@ -67,11 +67,18 @@ def _read_csv(path: Path, base: Path) -> list[tuple[Path, str]]:
 
 
 def _metrics(
-    name: str, classes: tuple[str, ...], truth: list[str], proba: np.ndarray, scores: np.ndarray, is_defect: np.ndarray
+    name: str,
+    classes: tuple[str, ...],
+    truth: list[str],
+    proba: np.ndarray,
+    scores: np.ndarray,
+    is_defect: np.ndarray,
+    labels: list[str] | None = None,
 ) -> DemoRow:
+    """One row of the demo's table; ``labels`` (what ``predict`` wrote) override the argmax of ``proba``."""
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-    pred = [classes[i] for i in proba.argmax(1)]
+    pred = labels if labels is not None else [classes[i] for i in proba.argmax(1)]
     is_bad = np.array([t != GOOD for t in truth])
     return DemoRow(
         name,
@@ -172,6 +179,8 @@ def run_demo(
     predictor = Predictor(model_path, device=device)
     test_u8 = np.stack([load_for_model(p, predictor.image_size) for p, _ in test])
     p_onnx, s_onnx, d_onnx = predictor.run(test_u8)
+    with pred_csv.open(newline="", encoding="utf-8") as fh:  # the types predict names (region typing), per image
+        named = {r["path"]: r["label"] for r in csv.DictReader(fh)}
     ssl_row = _metrics(
         f"SSL {cfg.method}/{cfg.backbone} ({pre.epochs_done} ep), ONNX",
         predictor.classes,
@@ -179,6 +188,7 @@ def run_demo(
         p_onnx,
         s_onnx,
         d_onnx,
+        labels=[named[str(p)] for p, _ in test],
     )
 
     report(Progress(stage="demo", step=6, total=7, message="baseline: same head on a random-init backbone"))

@@ -5,10 +5,13 @@ The verdict rule (documented for users in docs/gui.md, section "How the verdict 
 * **Finds defects** is read from the anomaly score's AUROC on the labelled images (held-out scores: no image is
   compared with itself): *good* at ≥ 0.90, *fair* at ≥ 0.75, *poor* below; *unknown* until both good parts and
   defects are labelled.
-* **Defect types** are *reliable* when the classifier's cross-validated balanced accuracy is ≥ 0.80 and every
+* **Defect types** are *reliable* when the type classifier's cross-validated balanced accuracy is ≥ 0.80 and every
   defect class has a cross-validated recall ≥ 0.60; otherwise *not yet*, naming the defect class with the lowest
-  recall and how many more labels it needs to reach ``TARGET_LABELS`` (at least ``MIN_MORE``). With fewer than two
-  classes kept there is nothing to type: *not yet*, naming the class that needs labels.
+  recall, how many more labels it needs to reach ``TARGET_LABELS`` (at least ``MIN_MORE``) and, when the
+  out-of-fold confusion shows it, the type it is most often taken for ("label 5 more 'crack' to separate it from
+  'scratch'"). The type classifier is the region typing head (``metrics.json``'s ``typing``: what ``predict``
+  names parts with) when the fit made one, else the whole-image classifier (``cv``). With fewer than two classes
+  kept there is nothing to type: *not yet*, naming the class that needs labels.
 
 Numbers only come from the cross-validated (out-of-fold) figures of ``metrics.json``; nothing is re-measured.
 """
@@ -123,7 +126,7 @@ def fit_verdict(metrics: Mapping[str, Any], anomaly_auroc: float | None = None) 
     """
     value = anomaly_auroc if anomaly_auroc is not None else metrics.get("anomaly_auroc_labelled")
     finds = _finds(None if value is None else float(value))
-    cv = metrics.get("cv") or {}
+    cv = metrics.get("typing") or metrics.get("cv") or {}
     classes = [str(c) for c in metrics.get("classes") or []]
     defects = [c for c in classes if c != GOOD]
     dropped = {str(c): int(n) for c, n in (metrics.get("dropped_classes") or {}).items()}
@@ -145,4 +148,17 @@ def fit_verdict(metrics: Mapping[str, Any], anomaly_auroc: float | None = None) 
     if dropped:
         worst = sorted(dropped)[0]
     have = int(per.get(worst, {}).get("support", dropped.get(worst, 0)))
-    return Verdict(finds, "not yet", value, f"label {max(MIN_MORE, TARGET_LABELS - have)} more {worst!r}")
+    advice = f"label {max(MIN_MORE, TARGET_LABELS - have)} more {worst!r}"
+    rival = _taken_for(cv, worst)
+    return Verdict(finds, "not yet", value, advice + (f" to separate it from {rival!r}" if rival else ""))
+
+
+def _taken_for(cv: Mapping[str, Any], name: str) -> str | None:
+    """The class ``name``'s labels are most often predicted as, out of fold (None: never confused, or unknown)."""
+    names = [str(c) for c in cv.get("classes") or []] or list(cv.get("per_class") or {})
+    confusion = np.asarray(cv.get("confusion") or [], dtype=float)
+    if name not in names or confusion.ndim != 2 or confusion.shape[0] != len(names):
+        return None
+    row = confusion[names.index(name)].copy()
+    row[names.index(name)] = 0
+    return names[int(row.argmax())] if row.max() > 0 else None

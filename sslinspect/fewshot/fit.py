@@ -93,7 +93,7 @@ def run_fit(
                 )
             )
         head = fitted.head
-        naming = _typing_step(fitted, cache.images, labels, cfg, run.report)
+        naming = _typing_step(fitted, cache.images, ids, labels, cfg, run.report)
         _write_run(run_dir, project, ids, fitted, naming, labels, cfg)
         run.report(Artifact(kind="head", path=project.relative(run_dir / "head.npz")))
         if fitted.cv:
@@ -133,7 +133,12 @@ def run_fit(
 
 
 def _typing_step(
-    fitted: HeadFit, images: np.ndarray, labels: list[str | None], cfg: FewShotConfig, report: Reporter
+    fitted: HeadFit,
+    images: np.ndarray,
+    ids: np.ndarray,
+    labels: list[str | None],
+    cfg: FewShotConfig,
+    report: Reporter,
 ) -> TypingStep | None:
     """Name the defects: the typing head fitted on the labelled defects' regions (None without two types)."""
     defect_types = [c for c in fitted.head.classes if c != GOOD]
@@ -144,7 +149,7 @@ def _typing_step(
         return None
     a = fitted.head.anomaly
     step = fit_defect_types(
-        images, fitted.maps, labels, fitted.head.classes, map_low=a.map_low, map_high=a.map_high, seed=cfg.seed
+        images, ids, fitted.maps, labels, fitted.head.classes, map_low=a.map_low, map_high=a.map_high, seed=cfg.seed
     )
     if step is not None:
         cv = step.metrics()["cv_balanced_accuracy"]
@@ -178,7 +183,7 @@ def _write_run(
     _write_scores(run_dir / "scores.csv", project, ids, fitted.head, fitted, labels)
     metrics = _metrics(fitted, labels, cfg)
     if naming is not None:
-        save_typing(run_dir, naming, ids)
+        save_typing(run_dir, naming)
         metrics["typing"] = naming.metrics()
     atomic_write_json(run_dir / "metrics.json", metrics)
 

@@ -34,6 +34,7 @@ class TypingStep:
     Attributes:
         fit: Head, cross-validated balanced accuracy per kind, out-of-fold predictions.
         rows: Image rows (into the fit's image array) that were described.
+        ids: Their image ids.
         labels: Their types.
         descriptors: ``(N, D)`` region descriptors.
         boxes: ``(N, 4)`` region boxes ``x0, y0, x1, y1`` in model-input pixels (zeros: nothing located).
@@ -43,30 +44,54 @@ class TypingStep:
 
     fit: TypingFit
     rows: np.ndarray
+    ids: np.ndarray
     labels: list[str]
     descriptors: np.ndarray
     boxes: np.ndarray
     located: np.ndarray
 
     def metrics(self) -> dict[str, Any]:
-        """The ``typing`` entry of ``metrics.json``: kind, cross-validation, per-type recall, confusion."""
+        """The ``typing`` entry of ``metrics.json``: kind, level, cross-validation per kind, and (the shape of the
+        classifier's ``cv`` entry) ``balanced_accuracy``, ``accuracy``, ``folds``, the out-of-fold ``confusion``
+        (rows: label, columns: predicted) and ``per_class`` precision / recall / F1 / support."""
         head, fit = self.fit.head, self.fit
         out: dict[str, Any] = {
             "classifier": head.kind,
             "classes": list(head.classes),
-            "cv": {k: None if np.isnan(v) else round(float(v), 4) for k, v in fit.cv.items()},
+            "kinds": {k: None if np.isnan(v) else round(float(v), 4) for k, v in fit.cv.items()},
             "cv_balanced_accuracy": None if np.isnan(fit.cv[head.kind]) else float(fit.cv[head.kind]),
             "regions": len(self.rows),
             "located_share": float(self.located.mean()) if len(self.located) else None,
             "level": TYPING_LEVEL,
+            "region_boxes": {
+                "ids": [int(i) for i in self.ids],
+                "labels": list(self.labels),
+                "boxes": self.boxes.tolist(),
+            },
         }
         if fit.oof is not None and fit.y is not None:
-            n = len(head.classes)
-            confusion = np.zeros((n, n), np.int64)
-            np.add.at(confusion, (fit.y, fit.oof), 1)
-            out["confusion"] = confusion.tolist()
-            out["recall"] = {c: float((fit.oof[fit.y == i] == i).mean()) for i, c in enumerate(head.classes)}
+            out.update(_cv_report(fit.y, fit.oof, head.classes))
         return out
+
+
+def _cv_report(y: np.ndarray, oof: np.ndarray, classes: tuple[str, ...]) -> dict[str, Any]:
+    n = len(classes)
+    confusion = np.zeros((n, n), np.int64)
+    np.add.at(confusion, (y, oof), 1)
+    per: dict[str, dict[str, float]] = {}
+    for i, c in enumerate(classes):
+        tp, support, predicted = confusion[i, i], confusion[i].sum(), confusion[:, i].sum()
+        precision = float(tp / predicted) if predicted else 0.0
+        recall = float(tp / support) if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per[c] = {"precision": precision, "recall": recall, "f1": f1, "support": int(support)}
+    return {
+        "balanced_accuracy": float(np.mean([p["recall"] for p in per.values()])),
+        "accuracy": float(np.trace(confusion) / max(confusion.sum(), 1)),
+        "folds": int(min(5, np.bincount(y, minlength=n).min())),
+        "confusion": confusion.tolist(),
+        "per_class": per,
+    }
 
 
 def norm_map(raw: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -76,6 +101,7 @@ def norm_map(raw: np.ndarray, low: float, high: float) -> np.ndarray:
 
 def fit_defect_types(
     images: np.ndarray,
+    ids: np.ndarray,
     maps: np.ndarray,
     labels: Sequence[str | None],
     classes: Sequence[str],
@@ -88,6 +114,7 @@ def fit_defect_types(
 
     Args:
         images: Model-input images ``(N, S, S, 3)`` uint8.
+        ids: Their image ids.
         maps: Raw held-out anomaly maps ``(N, h, w)`` (any resolution; resized to ``S``).
         labels: Label per image (None: unlabelled).
         classes: The head's classes; ``good`` and classes without labels are skipped.
@@ -109,17 +136,18 @@ def fit_defect_types(
     x_all = np.stack(xs)
     labs = [str(labels[i]) for i in rows]
     fit = fit_typing(x_all, labs, kinds=TYPING_KINDS, seed=seed)
-    return TypingStep(fit, rows, labs, x_all, np.asarray(boxes, np.int32), np.asarray(located, bool))
+    boxes_a, located_a = np.asarray(boxes, np.int32), np.asarray(located, bool)
+    return TypingStep(fit, rows, np.asarray(ids)[rows].astype(np.int64), labs, x_all, boxes_a, located_a)
 
 
-def save_typing(run_dir: Path, step: TypingStep, ids: np.ndarray) -> None:
+def save_typing(run_dir: Path, step: TypingStep) -> None:
     """Write ``typing.npz`` and ``typing_regions.npz`` (atomically) into ``run_dir``."""
     with atomic_path(run_dir / TYPING_FILE) as tmp:
         save_head(tmp, step.fit.head)
     with atomic_path(run_dir / REGIONS_FILE) as tmp, tmp.open("wb") as fh:
         np.savez(
             fh,
-            ids=np.asarray(ids)[step.rows].astype(np.int64),
+            ids=step.ids,
             labels=np.array(step.labels, dtype=str),
             descriptors=step.descriptors,
             boxes=step.boxes,

@@ -55,3 +55,26 @@ def test_verdict_rule() -> None:
     )
     assert api.fit_verdict({"classes": ["good"]}).finds == "unknown"
     assert api.fit_verdict(_metrics(0.8, 0.9, {"scratch": 0.9}), anomaly_auroc=0.95).finds == "good"
+
+
+def test_verdict_reads_the_region_typing_and_names_the_rival_type() -> None:
+    """With a region typing head (what predict names parts with), its figures decide, and the advice names the
+    type the weakest one is taken for."""
+    m = _metrics(0.95, 0.95, {"crack": 0.9, "scratch": 0.9})  # the whole-image classifier looks fine...
+    m["typing"] = {  # ...but the types predict writes come from the regions
+        "classes": ["crack", "scratch"],
+        "balanced_accuracy": 0.6,
+        "confusion": [[1, 4], [0, 5]],
+        "per_class": {
+            "crack": {"precision": 1.0, "recall": 0.2, "f1": 0.33, "support": 5},
+            "scratch": {"precision": 0.56, "recall": 1.0, "f1": 0.71, "support": 5},
+        },
+    }
+    v = api.fit_verdict(m)
+    assert v.describe() == (
+        "Finds defects: good; defect types: not yet — label 5 more 'crack' to separate it from 'scratch'"
+    )
+    m["typing"]["confusion"] = [[5, 0], [0, 5]]
+    m["typing"]["balanced_accuracy"] = 1.0
+    m["typing"]["per_class"]["crack"]["recall"] = 1.0
+    assert api.fit_verdict(m).types == "reliable"
