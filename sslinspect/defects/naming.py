@@ -5,7 +5,8 @@ graph's ``anomaly_map``) both call :func:`describe_defect`, so the descriptor a 
 a new part is named by come from the same code (numpy + OpenCV, no torch).
 
 The rule: the map is on the calibrated scale (0 typical good, 1 the image threshold). The defect is the main
-region (highest peak, satellites merged) above :data:`TYPING_LEVEL`, or, when the map never gets there (a labelled
+region (highest peak, satellites merged) above a level (:data:`TYPING_LEVEL` unless the fit chose another of
+:data:`LEVELS`, stored with the typing head), or, when the map never gets there (a labelled
 defect the anomaly model scores low), above the point :data:`PEAK_SHARE` of the way down from its own peak to its
 lowest value, so every part gets its most anomalous spot described (only a flat map has no region). The region
 is described on the image the model saw (the square model input).
@@ -21,8 +22,10 @@ from sslinspect.defects.describe import DESCRIPTOR_NAMES, describe
 from sslinspect.defects.regions import Region, locate
 from sslinspect.defects.typing_head import UNKNOWN, TypingHead
 
-#: A pixel belongs to the defect where the normalised map exceeds this (half the calibrated threshold).
+#: A pixel belongs to the defect where the normalised map exceeds this (half the calibrated threshold)...
 TYPING_LEVEL = 0.5
+#: ...or another of these levels, chosen at fit time by the typing head's cross-validated accuracy.
+LEVELS = (0.5, 1.0, 2.0)
 #: ...or, for a map that never reaches it, this share of the way down from the map's peak to its lowest value.
 PEAK_SHARE = 0.5
 
@@ -46,32 +49,34 @@ class NamedDefect:
     region: Region | None
 
 
-def typing_level(amap: np.ndarray) -> float:
-    """The level the defect region is cut at: :data:`TYPING_LEVEL`, lowered for a weak map to the point
-    :data:`PEAK_SHARE` of the way from its peak down to its lowest value."""
+def typing_level(amap: np.ndarray, level: float = TYPING_LEVEL) -> float:
+    """The level the defect region is cut at: ``level``, lowered for a weak map to the point :data:`PEAK_SHARE` of
+    the way from its peak down to its lowest value."""
     if not np.size(amap):
-        return TYPING_LEVEL
+        return level
     peak, floor = float(np.max(amap)), float(np.min(amap))
-    return min(TYPING_LEVEL, peak - PEAK_SHARE * (peak - floor))
+    return min(level, peak - PEAK_SHARE * (peak - floor))
 
 
-def main_region(image: np.ndarray, amap: np.ndarray) -> Region | None:
+def main_region(image: np.ndarray, amap: np.ndarray, level: float = TYPING_LEVEL) -> Region | None:
     """The main defect region of ``amap`` (resized to ``image``'s size), or None when the map is flat."""
-    found = locate(np.asarray(amap, np.float32), typing_level(amap), np.shape(image)[:2])
+    found = locate(np.asarray(amap, np.float32), typing_level(amap, level), np.shape(image)[:2])
     return found[0] if found else None
 
 
-def describe_defect(image: np.ndarray, amap: np.ndarray) -> tuple[np.ndarray, Region | None]:
+def describe_defect(
+    image: np.ndarray, amap: np.ndarray, level: float = TYPING_LEVEL
+) -> tuple[np.ndarray, Region | None]:
     """``(descriptor, region)`` of the main defect; a zero descriptor when nothing is located."""
-    region = main_region(image, amap)
+    region = main_region(image, amap, level)
     if region is None:
         return np.zeros(len(DESCRIPTOR_NAMES), np.float32), None
     return describe(image, region.mask), region
 
 
 def name_defect(head: TypingHead, image: np.ndarray, amap: np.ndarray) -> NamedDefect:
-    """Locate, describe and type the main defect of one part."""
-    x, region = describe_defect(image, amap)
+    """Locate (at the head's level), describe and type the main defect of one part."""
+    x, region = describe_defect(image, amap, head.level)
     if region is None:
         return NamedDefect(UNKNOWN, 0.0, np.zeros(len(head.classes), np.float32), float("inf"), None)
     res = head.predict(x[None])

@@ -62,6 +62,8 @@ class TypingHead:
         weight: ``(C, D)`` logistic weights (zeros for the other kinds).
         bias: ``(C,)`` logistic bias; for ``prototype`` ``bias[0]`` is the temperature τ.
         trees: Flat node arrays of the ensemble (``trees`` only; empty otherwise).
+        level: The anomaly-map level the described regions were cut at (``sslinspect.defects.naming``): a part
+            must be described the same way to be typed.
     """
 
     kind: str
@@ -75,6 +77,7 @@ class TypingHead:
     weight: np.ndarray
     bias: np.ndarray
     trees: dict[str, np.ndarray] = field(default_factory=dict)
+    level: float = 0.5
 
     def standardise(self, x: np.ndarray) -> np.ndarray:
         """``(x - mean) / scale`` as float64 ``(N, D)``."""
@@ -126,6 +129,7 @@ class TypingHead:
             "radius": self.radius,
             "weight": self.weight,
             "bias": self.bias,
+            "level": np.array(self.level),
         }
         out.update({f"tree_{k}": v for k, v in self.trees.items()})
         return out
@@ -150,6 +154,7 @@ class TypingHead:
             weight=np.asarray(arrays["weight"], np.float64),
             bias=np.asarray(arrays["bias"], np.float64),
             trees=trees,
+            level=float(arrays["level"]) if "level" in arrays else 0.5,
         )
 
 

@@ -29,7 +29,7 @@ import torch
 
 from sslinspect.cancel import NEVER, CancelToken
 from sslinspect.config import ExportConfig
-from sslinspect.defects.naming import PEAK_SHARE, TYPING_LEVEL
+from sslinspect.defects.naming import PEAK_SHARE
 from sslinspect.defects.typing_head import UNKNOWN, TypingHead, encode_head
 from sslinspect.errors import Cancelled, ExportError
 from sslinspect.events import Artifact, Log, Progress, Reporter, null_reporter
@@ -104,7 +104,7 @@ def typing_metadata(typing: TypingHead) -> dict[str, Any]:
         "classes": list(typing.classes),
         "unknown": UNKNOWN,
         "classifier": typing.kind,
-        "level": TYPING_LEVEL,
+        "level": typing.level,
         "peak_share": PEAK_SHARE,
         "runs_in": "the predictor (sslinspect.defects.naming, numpy + OpenCV), on the anomaly_map output",
         "head": encode_head(typing),

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import replace as _replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sslinspect.defects.naming import TYPING_LEVEL, describe_defect
+from sslinspect.defects.naming import LEVELS, describe_defect
 from sslinspect.defects.typing_head import TypingHead, load_head, save_head
 from sslinspect.fewshot.typing_fit import TypingFit, fit_typing
 from sslinspect.fsutil import atomic_path
@@ -38,8 +39,9 @@ class TypingStep:
         labels: Their types.
         descriptors: ``(N, D)`` region descriptors.
         boxes: ``(N, 4)`` region boxes ``x0, y0, x1, y1`` in model-input pixels (zeros: nothing located).
-        located: ``(N,)`` True where the map reached :data:`~sslinspect.defects.naming.TYPING_LEVEL` (the anomaly
-            model saw the defect); False where only its weak peak was described.
+        located: ``(N,)`` True where the map reached the level (the anomaly model saw the defect); False where
+            only its weak peak was described.
+        level_cv: Cross-validated balanced accuracy of the best kind at each level tried.
     """
 
     fit: TypingFit
@@ -49,6 +51,7 @@ class TypingStep:
     descriptors: np.ndarray
     boxes: np.ndarray
     located: np.ndarray
+    level_cv: dict[float, float]
 
     def metrics(self) -> dict[str, Any]:
         """The ``typing`` entry of ``metrics.json``: kind, level, cross-validation per kind, and (the shape of the
@@ -62,7 +65,8 @@ class TypingStep:
             "cv_balanced_accuracy": None if np.isnan(fit.cv[head.kind]) else float(fit.cv[head.kind]),
             "regions": len(self.rows),
             "located_share": float(self.located.mean()) if len(self.located) else None,
-            "level": TYPING_LEVEL,
+            "level": head.level,
+            "levels": {str(k): None if np.isnan(v) else round(float(v), 4) for k, v in self.level_cv.items()},
             "region_boxes": {
                 "ids": [int(i) for i in self.ids],
                 "labels": list(self.labels),
@@ -112,6 +116,9 @@ def fit_defect_types(
 ) -> TypingStep | None:
     """Describe the labelled defects of ``classes`` and fit the typing head; None with fewer than two types.
 
+    The regions are cut at each of :data:`~sslinspect.defects.naming.LEVELS`; the level whose typing head
+    cross-validates best (ties: the lower) is kept with the head.
+
     Args:
         images: Model-input images ``(N, S, S, 3)`` uint8.
         ids: Their image ids.
@@ -126,18 +133,24 @@ def fit_defect_types(
     rows = np.array([i for i, lab in enumerate(labels) if lab is not None and lab in types], dtype=np.int64)
     if len({labels[i] for i in rows}) < 2:
         return None
-    xs, boxes, located = [], [], []
-    for i in rows.tolist():
-        amap = norm_map(maps[i], map_low, map_high)
-        x, region = describe_defect(np.asarray(images[i]), amap)
-        xs.append(x)
-        boxes.append(region.bbox if region is not None else (0, 0, 0, 0))
-        located.append(bool(amap.max() > TYPING_LEVEL))
-    x_all = np.stack(xs)
     labs = [str(labels[i]) for i in rows]
-    fit = fit_typing(x_all, labs, kinds=TYPING_KINDS, seed=seed)
-    boxes_a, located_a = np.asarray(boxes, np.int32), np.asarray(located, bool)
-    return TypingStep(fit, rows, np.asarray(ids)[rows].astype(np.int64), labs, x_all, boxes_a, located_a)
+    amaps = [norm_map(maps[i], map_low, map_high) for i in rows.tolist()]
+    tried: dict[float, tuple[TypingFit, np.ndarray, np.ndarray, np.ndarray]] = {}
+    for level in LEVELS:
+        xs, boxes = [], []
+        for i, amap in zip(rows.tolist(), amaps, strict=True):
+            x, region = describe_defect(np.asarray(images[i]), amap, level)
+            xs.append(x)
+            boxes.append(region.bbox if region is not None else (0, 0, 0, 0))
+        x_all = np.stack(xs)
+        located = np.array([bool(a.max() > level) for a in amaps])
+        tried[level] = (fit_typing(x_all, labs, kinds=TYPING_KINDS, seed=seed), x_all, np.asarray(boxes), located)
+    level_cv = {lv: float(t[0].cv[t[0].head.kind]) for lv, t in tried.items()}
+    best = max(LEVELS, key=lambda lv: (np.nan_to_num(level_cv[lv], nan=-1.0), -lv))  # ties: the lower level
+    fit, x_all, boxes_a, located_a = tried[best]
+    fit = _replace(fit, head=_replace(fit.head, level=best))
+    ids_a = np.asarray(ids)[rows].astype(np.int64)
+    return TypingStep(fit, rows, ids_a, labs, x_all, boxes_a.astype(np.int32), located_a, level_cv)
 
 
 def save_typing(run_dir: Path, step: TypingStep) -> None:

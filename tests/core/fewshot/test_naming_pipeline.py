@@ -13,7 +13,7 @@ import pytest
 
 from sslinspect import api
 from sslinspect.data.cache import open_cache
-from sslinspect.defects.naming import describe_defect, main_region
+from sslinspect.defects.naming import LEVELS, describe_defect, main_region
 from sslinspect.defects.typing_head import UNKNOWN
 from sslinspect.fewshot.stored import load_head
 from sslinspect.fewshot.typing_step import REGIONS_FILE, load_typing, norm_map
@@ -45,6 +45,7 @@ def test_fit_types_the_labelled_defects_from_their_regions(fitted: Path) -> None
         assert list(typing.classes) == sorted(types)
         metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["typing"]
         assert metrics["classes"] == list(typing.classes)
+        assert typing.level in LEVELS and metrics["level"] == typing.level
         confusion = np.array(metrics["confusion"])
         counts = project.store.label_counts()
         assert confusion.shape == (len(types), len(types))
@@ -99,11 +100,12 @@ def test_predictor_describes_a_part_as_fit_did(fitted: Path) -> None:
         project.close()
     predictor = Predictor(_model(fitted), device="cpu")
     maps = predictor.run_all(images, ["anomaly_map"])["anomaly_map"]
-    line = [describe_defect(img, m) for img, m in zip(images, maps, strict=True)]
+    line = [describe_defect(img, m, typing.level) for img, m in zip(images, maps, strict=True)]
     line_x = np.stack([x for x, _ in line])
     # the maps agree to ~1e-3, so a region can gain or lose a pixel where the level cuts a flat stretch of the map;
     # the regions must overlap almost entirely, and where they are the same pixels the descriptor is the same
-    fit_masks = [main_region(img, norm) for img, norm in zip(images, _fit_maps(fitted, ids), strict=True)]
+    fit_maps = _fit_maps(fitted, ids)
+    fit_masks = [main_region(img, norm, typing.level) for img, norm in zip(images, fit_maps, strict=True)]
     ious = []
     for (x, region), fit_region, fx in zip(line, fit_masks, fit_x, strict=True):
         assert region is not None and fit_region is not None
