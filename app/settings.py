@@ -69,6 +69,14 @@ class Settings:
         except (TypeError, ValueError):
             return 1
 
+    def advanced_plots(self) -> bool:
+        """Whether the Pretrain page shows its diagnostic plots (the Advanced toggle; closed by default)."""
+        return str(self._s.value("pretrain/advanced_plots", "false")).lower() == "true"
+
+    def set_advanced_plots(self, on: bool) -> None:
+        """Remember the Pretrain page's Advanced toggle."""
+        self._s.setValue("pretrain/advanced_plots", "true" if on else "false")
+
     def sync(self) -> None:
         """Write pending changes to disk."""
         self._s.sync()

@@ -67,7 +67,24 @@ def settle(app: QApplication, window: MainWindow) -> None:
     pump(app, 0.3)
 
 
-def train_demo(app: QApplication, window: MainWindow, controller: AppController, tiny: bool) -> None:
+def shoot_running(app: QApplication, window: MainWindow, controller: AppController, out: Path, suffix: str) -> None:
+    """While pretraining runs: the status line with its time left and the progress bar, at the panel-PC size."""
+    page = window.pages[2]
+    t0 = time.monotonic()
+    while controller.is_busy() and "ETA" not in page.status_label.text() and time.monotonic() - t0 < 600:  # type: ignore[attr-defined]
+        pump(app, 0.2)
+    if not controller.is_busy():
+        return
+    pump(app, 3.0)  # a few reports more: the speed, and so the time left, has settled
+    size = window.size()
+    window.resize(*PANEL)
+    shoot(app, window, out, f"3-pretrain-running-{PANEL[0]}x{PANEL[1]}", suffix)
+    window.resize(size)
+
+
+def train_demo(
+    app: QApplication, window: MainWindow, controller: AppController, tiny: bool, out: Path, suffix: str
+) -> None:
     """Open the demo project and bring it to an exported, tested model through the app's own pages."""
     if window.pages[0].open_demo() is not None:  # type: ignore[attr-defined]
         wait_job(app, controller, "demo project")
@@ -81,6 +98,7 @@ def train_demo(app: QApplication, window: MainWindow, controller: AppController,
             page.form.editor("backbone").setCurrentText("tiny_cnn")
             page.form.editor("epochs").setValue(6)
         page.start()  # type: ignore[attr-defined]
+        shoot_running(app, window, controller, out, suffix)
         wait_job(app, controller, "pretraining")
     if controller.refresh_status() and controller.status and controller.status.fewshot_run is None:
         window.go_to(4)
@@ -118,6 +136,9 @@ def render(app: QApplication, window: MainWindow, out: Path, only: set[str], suf
         if name == "pretrain":
             page.tabs.setCurrentIndex(0)  # type: ignore[attr-defined]
             shoot(app, window, out, f"{i + 1}-{name}", suffix)
+            page.plots.set_advanced(True)  # type: ignore[attr-defined]
+            shoot(app, window, out, f"{i + 1}-{name}-advanced", suffix)
+            page.plots.set_advanced(False)  # type: ignore[attr-defined]
             page.tabs.setCurrentIndex(1)  # type: ignore[attr-defined]
             shoot(app, window, out, f"{i + 1}-{name}-map", suffix)
             continue
@@ -184,14 +205,16 @@ def main(argv: list[str] | None = None) -> int:
     window.resize(w, h)
     window.show()
     pump(app, 0.5)
-    train_demo(app, window, controller, args.tiny)
     suffix = "" if args.theme == "light" else "-dark"
+    train_demo(app, window, controller, args.tiny, args.out, suffix)
     render(app, window, args.out, set(args.only), suffix)
     if not args.only:
         size = window.size()
         window.resize(*PANEL)
-        for i in (4, 5):  # the busiest pages, on a 1024×700 panel PC
+        for i in (2, 4, 5):  # the busiest pages, on a 1024×700 panel PC
             window.go_to(i)
+            if i == 2:
+                window.pages[2].tabs.setCurrentIndex(0)  # type: ignore[attr-defined]  # the training curves
             shoot(app, window, args.out, f"{i + 1}-{PAGES[i]}-{PANEL[0]}x{PANEL[1]}", suffix)
         window.resize(size)
     window.shutdown()

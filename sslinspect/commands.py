@@ -106,8 +106,8 @@ def _scan_and_summarise(project: Any, cfg: Any, args: argparse.Namespace, report
     result = api.scan_images(project, cfg, report=report, cancel=_token(args))
     _say(
         args,
-        f"{project.root}: {result.ok} readable images ({result.new} new, {result.unchanged} unchanged, "
-        f"{result.missing} missing, {result.duplicates} duplicates), {result.failed} unreadable"
+        f"{project.root}: {result.unique} readable images ({result.new} new, {result.unchanged} unchanged, "
+        f"{result.missing} missing files, {result.duplicates} duplicates skipped), {result.failed} unreadable"
         + (f"; frames mostly {result.frame_size[0]}×{result.frame_size[1]} px" if result.frame_size else ""),
     )
     return EXIT_OK

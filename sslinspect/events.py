@@ -29,7 +29,11 @@ class Started:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Progress:
-    """``step`` of ``total`` units of work are done in ``stage``."""
+    """``step`` of ``total`` units of work are done in ``stage``.
+
+    For pretraining with a time budget that ends the run before its epochs, ``total`` is the step the budget is
+    expected to reach (re-estimated at every report), so a bar and a time left follow the budget.
+    """
 
     stage: str
     step: int

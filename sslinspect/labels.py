@@ -134,7 +134,7 @@ class _PathIndex:
     def __init__(self, project: Project, csv_dir: Path) -> None:
         self._csv_dir = csv_dir
         self._sources = [project.source_dir(s) for s in project.sources]
-        # normalised full path -> (image id, status, first copy id)
+        # normalised full path -> (image id, status, original's id when a duplicate)
         self._by_path: dict[str, tuple[int, str, int | None]] = {}
         for rec in project.store.images(status=None, unique=False):
             key = self._key(project.image_path(rec.source, rec.relpath))
@@ -159,7 +159,7 @@ class _PathIndex:
 def import_labels(project: Project, csv_path: Path) -> LabelImportResult:
     """Import ``csv_path`` into ``project``: valid rows are labelled, the rest listed in ``problems``.
 
-    A row naming a content duplicate labels the first copy (an image is labelled once). A path listed twice with
+    A row naming a content duplicate labels its original (an image is labelled once). A path listed twice with
     different labels is a problem; the first label wins.
 
     Raises:

@@ -3,18 +3,19 @@
 A label is committed the moment it is given (``synchronous=FULL``: it also survives a power cut); the GUI and a
 worker process may both have the database open, and threads of one process share a connection under a lock.
 Labels follow their image's content (SHA-256): a moved or renamed file keeps its label, and a content duplicate
-is labelled once, on its first copy.
+is labelled once, on its original (the oldest copy, see :meth:`ImageStore.refresh_duplicates`).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sslinspect.errors import ProjectError
@@ -179,24 +180,37 @@ class ImageStore:
         return n
 
     def refresh_duplicates(self) -> int:
-        """Point every readable image whose content equals an earlier one at that first copy. Returns the count."""
-        with self._tx():
+        """Group readable images by content and point every copy but the original at it. Returns the count.
+
+        The original (the copy that is kept, used and labelled) is, among images with the same SHA-256, the one
+        with the oldest modification time (``cp`` gives a copy a new one); on a tie (Windows Explorer keeps the
+        time) the one whose path does not look like a copy (:func:`looks_like_copy`: ``x - Copy.png``,
+        ``x (1).png``, ``copy of x.png``, a ``backup`` folder), then the shortest path, then path order. Scan
+        order plays no part: ``x (1).png`` sorts, and is scanned, before ``x.png``.
+        """
+        with self._tx():  # read and write in one transaction: a worker process may be scanning too
+            rows = self._con.execute(
+                "SELECT id, source, relpath, mtime_ns, sha256 FROM images WHERE status='ok' AND sha256 IN (SELECT "
+                "sha256 FROM images WHERE status='ok' AND sha256 IS NOT NULL GROUP BY sha256 HAVING COUNT(*) > 1)"
+            ).fetchall()
+            groups: dict[str, list[tuple[int, int, str, int]]] = {}
+            for image_id, source, relpath, mtime_ns, sha in rows:
+                groups.setdefault(str(sha), []).append((int(image_id), int(source), str(relpath), int(mtime_ns)))
+            pairs: list[tuple[int, int]] = []  # (original id, duplicate id)
+            for copies in groups.values():
+                copies.sort(key=lambda c: (c[3], looks_like_copy(c[2]), len(c[2]), c[2], c[1], c[0]))
+                pairs += [(copies[0][0], dup[0]) for dup in copies[1:]]
             self._con.execute("UPDATE images SET duplicate_of=NULL WHERE duplicate_of IS NOT NULL")
-            self._con.execute(
-                """UPDATE images SET duplicate_of = (
-                       SELECT MIN(o.id) FROM images o WHERE o.sha256 = images.sha256 AND o.status='ok')
-                   WHERE status='ok' AND sha256 IS NOT NULL AND id > (
-                       SELECT MIN(o.id) FROM images o WHERE o.sha256 = images.sha256 AND o.status='ok')"""
-            )
-        return self._count("SELECT COUNT(*) FROM images WHERE duplicate_of IS NOT NULL")
+            self._con.executemany("UPDATE images SET duplicate_of=? WHERE id=?", pairs)
+        return len(pairs)
 
     def duplicate_pairs(self) -> list[tuple[int, int]]:
-        """``(duplicate id, first copy id)`` for every content duplicate."""
+        """``(duplicate id, original id)`` for every content duplicate (see :meth:`refresh_duplicates`)."""
         rows = self._rows("SELECT id, duplicate_of FROM images WHERE duplicate_of IS NOT NULL ORDER BY id")
         return [(int(a), int(b)) for a, b in rows]
 
     def images(self, *, status: str | None = "ok", unique: bool = True, source: int | None = None) -> list[ImageRecord]:
-        """Image rows ordered by id; ``unique`` drops content duplicates (keeps the first copy)."""
+        """Image rows ordered by id; ``unique`` drops content duplicates (keeps the original)."""
         where: list[str] = ["1=1"]
         args: list[object] = []
         if status is not None:
@@ -221,11 +235,16 @@ class ImageStore:
         return ImageRecord(*rows[0]) if rows else None
 
     def counts(self) -> dict[str, int]:
-        """Number of images per status, plus ``duplicates`` and ``labelled``."""
+        """Number of images per status, plus ``duplicates``, ``unique`` and ``labelled``.
+
+        ``unique`` (readable images less their content duplicates) is the one count of usable images: the scan
+        line, the Images page's Statistics and the pretraining minimum all read it from here.
+        """
         out = {"ok": 0, "error": 0, "missing": 0}
         for status, n in self._rows("SELECT status, COUNT(*) FROM images GROUP BY status"):
             out[str(status)] = int(n)
         out["duplicates"] = self._count("SELECT COUNT(*) FROM images WHERE duplicate_of IS NOT NULL")
+        out["unique"] = self._count("SELECT COUNT(*) FROM images WHERE status='ok' AND duplicate_of IS NULL")
         out["labelled"] = self._count("SELECT COUNT(*) FROM labels")
         return out
 
@@ -246,7 +265,7 @@ class ImageStore:
     def set_labels(self, items: Iterable[tuple[int, str]], *, origin: str = "user") -> int:
         """Label several images in one transaction (all or none). Returns how many were written.
 
-        A content duplicate is labelled on its first copy, so each image content carries one label.
+        A content duplicate is labelled on its original, so each image content carries one label.
 
         Raises:
             ProjectError: for an unknown image id, or when the database cannot be written (disk full, read-only).
@@ -269,7 +288,7 @@ class ImageStore:
         return n
 
     def clear_label(self, image_id: int) -> None:
-        """Remove the label of one image (of its first copy when it is a content duplicate)."""
+        """Remove the label of one image (of its original when it is a content duplicate)."""
         with self._tx():
             self._con.execute(
                 "DELETE FROM labels WHERE image_id IN (SELECT COALESCE(duplicate_of, id) FROM images WHERE id=?)",
@@ -295,9 +314,9 @@ class ImageStore:
 
         - ``moved``: the labelled file disappeared and an unlabelled readable file has the labelled content (the
           file was moved or renamed): the label moves to it.
-        - ``merged``: the labelled image became a content duplicate: the label moves to the first copy (or is
-          dropped when the first copy already has the same label).
-        - ``conflict``: as ``merged``, but the first copy has another label; both are kept, the first copy's counts.
+        - ``merged``: the labelled image became a content duplicate: the label moves to the original (or is
+          dropped when the original already has the same label).
+        - ``conflict``: as ``merged``, but the original has another label; both are kept, the original's counts.
         - ``content_changed``: the labelled file now has different content; the label is kept.
         """
         changes: list[LabelChange] = []
@@ -358,6 +377,24 @@ class LabelChange:
     image_id: int  # where the label is now
     other_id: int | None  # where it was (moved/merged), or the duplicate's own id (conflict)
     label: str
+
+
+# What file managers, browsers and people append to a copied file or folder: "x - Copy", "x - Copy (2)",
+# "Copy of x", "Copy (2) of x" (Windows), "x copy", "x copy 2" (macOS), "x (1)" (browsers), "x_copy2", "x.bak", "x~".
+_COPY_NAME = re.compile(
+    r"(^copy( \(\d+\))? of )|( - copy( \(\d+\))?$)|( copy( \d+)?$)|( ?\(\d+\)$)|([ _.-](copy|bak|backup)\d*$)|(~$)",
+    re.IGNORECASE,
+)
+_COPY_FOLDERS = frozenset({"copy", "copies", "backup", "backups", "bak", "duplicates"})
+
+
+def looks_like_copy(relpath: str) -> bool:
+    """True when the file name or one of its folders reads like a copy (``x - Copy.png``, ``backup/x.png``)."""
+    parts = PurePosixPath(relpath.replace("\\", "/")).parts
+    if not parts:
+        return False
+    folders, stem = parts[:-1], PurePosixPath(parts[-1]).stem
+    return any(f.casefold() in _COPY_FOLDERS for f in folders) or any(_COPY_NAME.search(n) for n in (*folders, stem))
 
 
 def _why(exc: sqlite3.Error, path: Path) -> str:

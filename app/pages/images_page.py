@@ -266,10 +266,11 @@ class ImagesPage(Page):
             self.progress.setVisible(False)
             result = getattr(job, "result", None)
             if status == "ok" and result is not None:
-                used = result.ok - result.duplicates  # the number Statistics shows: one truth per figure
+                # result.unique is the number Statistics shows (ImageStore.counts): one truth per figure
                 dup = f", {result.duplicates} duplicate(s) skipped" if result.duplicates else ""
                 self.progress_label.setText(
-                    f"Scan done: {used} readable images ({result.new} new files{dup}), {result.failed} unreadable."
+                    f"Scan done: {result.unique} readable images ({result.new} new files{dup}), "
+                    f"{result.failed} unreadable."
                 )
             else:
                 self.progress_label.setText(f"Scan {status}.")

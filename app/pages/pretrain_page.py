@@ -80,8 +80,9 @@ class PretrainPage(Page):
     title = "3  Pretrain"
     explanation = (
         "The network learns what your parts look like from the unlabeled images alone (self-supervised). Press "
-        "Start with the recommended settings; watch the loss fall and the embedding spread stay up. Pausing and "
-        "cancelling keep the last checkpoint, and a stopped run can be resumed."
+        "Start with the recommended settings and watch the loss fall; a warning appears if training goes wrong "
+        "(the diagnostic plots are under Advanced). Pausing and cancelling keep the last checkpoint, and a stopped "
+        "run can be resumed."
     )
 
     def __init__(self, controller: AppController, parent: QWidget | None = None) -> None:
@@ -172,6 +173,8 @@ class PretrainPage(Page):
     def _view_column(self) -> QWidget:
         """The run's live curves and embedding map."""
         self.plots = TrainingPlots()
+        self.plots.set_advanced(self.controller.settings.advanced_plots())  # remembered between sessions
+        self.plots.advanced_toggled.connect(self.controller.settings.set_advanced_plots)
         self.provider = ThumbnailProvider(size=160, parent=self)
         self.map = EmbeddingMap(self.provider)
         self.map.label_requested.connect(self.controller.set_labels)

@@ -34,7 +34,8 @@ class ScanResult:
     """Outcome of a scan over all sources."""
 
     total: int = 0
-    ok: int = 0
+    ok: int = 0  # readable files, content duplicates included
+    unique: int = 0  # readable images less their duplicates: the images used (ImageStore.counts()["unique"])
     new: int = 0
     unchanged: int = 0
     missing: int = 0
@@ -255,6 +256,7 @@ def scan_project(
     result.notes += _describe(project, store.duplicate_pairs(), changes)
     counts = store.counts()
     result.ok = counts["ok"]
+    result.unique = counts["unique"]
     result.total = counts["ok"] + counts["error"]
     bad_files = [
         (str(project.image_path(r.source, r.relpath)), r.error or "unreadable")
@@ -291,7 +293,7 @@ def _describe(project: Project, duplicates: list[tuple[int, int]], changes: list
         elif c.kind == "merged":
             notes.append((path(c.image_id), f"label {c.label!r} moved here from its duplicate {path(c.other_id)}"))
         elif c.kind == "conflict":
-            notes.append((path(c.other_id), f"labelled {c.label!r} but its identical first copy has another label"))
+            notes.append((path(c.other_id), f"labelled {c.label!r} but its identical original has another label"))
         else:
             notes.append((path(c.image_id), f"file changed since it was labelled {c.label!r}; check the label"))
     return notes

@@ -57,7 +57,7 @@ def project_status(project: Project) -> ProjectStatus:
     fewshot = project.latest("fewshot")
     export = project.latest("export")
     return ProjectStatus(
-        images=counts["ok"] - counts["duplicates"],
+        images=counts["unique"],
         unreadable=counts["error"],
         labels=project.store.label_counts(),
         checkpoint=checkpoint,

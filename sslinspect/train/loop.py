@@ -29,6 +29,7 @@ from sslinspect.events import Log, Metric, Progress, Reporter, null_reporter
 from sslinspect.methods.base import MethodSpec, SSLModel, StepOutput, ViewFn
 from sslinspect.model.checkpoint import load_checkpoint, save_checkpoint
 from sslinspect.train.distributed import SINGLE, DistInfo, agree, average_batchnorm_stats, mean_over_ranks, wrap_model
+from sslinspect.train.eta import describe, time_left
 from sslinspect.train.health import COLLAPSE_STD, collapse_message, health_metrics
 
 StopReason = Literal["completed", "cancelled", "time_budget"]
@@ -325,13 +326,14 @@ class _Loop:
         now = time.monotonic()
         dt = max(now - self.t_interval, 1e-9)
         self.epoch_loss += self.last_loss * n
-        eta = (self.total_steps - self.step) * dt / n
+        budget_left = self.budget_s - (now - self.t_start - self.paused_s)
+        left = time_left(self.step, self.total_steps, dt / n, budget_left)  # epochs or budget, whichever ends first
         metrics = {
             "loss": self.last_loss,
             "lr": lr,
             "images_per_s": n * self.source.global_batch_size / dt,
             "data_wait": min(1.0, self.source.wait_s / dt),
-            "eta_s": eta,
+            "eta_s": left.seconds,
         }
         if self.dist.is_main and out.features is not None and out.features.shape[0] > 1:
             metrics.update(health_metrics(out.features, out.features2))
@@ -345,8 +347,9 @@ class _Loop:
             Progress(
                 stage="pretrain",
                 step=self.step,
-                total=self.total_steps,
-                message=f"epoch {epoch + 1}/{self.cfg.epochs} loss {self.last_loss:.4f} ETA {_mmss(eta)}",
+                total=left.end_step,
+                message=f"epoch {epoch + 1}/{self.cfg.epochs} loss {self.last_loss:.4f} "
+                + describe(left, epochs=self.cfg.epochs, max_minutes=self.cfg.max_minutes),
             )
         )
         emb_std = metrics.get("emb_std", 1.0)
@@ -438,9 +441,3 @@ class _Loop:
 
 def _nan_message(loss: float, epoch: int) -> str:
     return f"loss became {loss} in epoch {epoch + 1}; lower the learning rate"
-
-
-def _mmss(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    h, rem = divmod(seconds, 3600)
-    return f"{h}:{rem // 60:02d}:{rem % 60:02d}" if h else f"{rem // 60:02d}:{rem % 60:02d}"

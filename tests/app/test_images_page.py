@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +81,24 @@ def test_thumbnails_come_from_the_decoded_cache_when_it_is_large_enough(qtbot: A
     assert provider.get(5) is None
     qtbot.waitUntil(lambda: provider.failed(5), timeout=5000)
     provider.shutdown()
+
+
+def test_scan_keeps_the_original_and_the_scan_line_agrees_with_statistics(
+    window: Any, controller: Any, tiny_image_folder: Path, tmp_path: Path, qtbot: Any
+) -> None:
+    # issue 12: "61 readable … 1 duplicates" while Statistics said 60, and the copy was kept, the original dropped
+    original = tiny_image_folder / "disc" / "disc_00.png"
+    copy = tiny_image_folder / "disc" / "disc_00 - Copy.png"  # sorts, and is scanned, before disc_00.png
+    copy.write_bytes(original.read_bytes())
+    os.utime(copy, ns=(original.stat().st_mtime_ns + 60 * 10**9,) * 2)  # copied a minute later
+    assert window.pages[0].create_project_at(tmp_path / "p.sslproj")
+    assert window.go_next()
+    page = window.pages[1]
+    with qtbot.waitSignal(controller.job_finished, timeout=30_000):
+        assert page.add_folder(tiny_image_folder)
+    keys = page.grid.keys()  # the grid's image ids (a method, not a dict)
+    shown = [page.grid.grid_model.caption(k) for k in keys]
+    assert "disc_00.png" in shown and "disc_00 - Copy.png" not in shown
+    line = page.progress_label.text()
+    assert line.startswith(f"Scan done: {page.stat_labels['readable'].text()} readable images"), line
+    assert page.stat_labels["readable"].text() == "36" and page.stat_labels["duplicates"].text() == "1"

@@ -227,3 +227,58 @@ def test_device_detection_does_not_move_the_buttons(window: Any, controller: Any
     page._on_device_detected(DeviceInfo("cpu", False))
     QApplication.processEvents()
     assert page.resume_button.mapTo(page, page.resume_button.rect().topLeft()) == before
+
+
+def test_diagnostic_plots_sit_behind_an_advanced_toggle_that_is_remembered(
+    window: Any, controller: Any, fake_workers: Any, scanned_project: Path, qtbot: Any
+) -> None:
+    """Issue 12: "the diagnostic plots behind an 'Advanced' toggle"; the loss curve stays in view."""
+    from app.pages.pretrain_page import PretrainPage
+
+    page = _open_pretrain(window, controller, scanned_project)
+    fake_workers.script("pretrain", _run_events(scanned_project, 12))
+    with qtbot.waitSignal(controller.job_finished, timeout=10_000):
+        page.start()
+    plots = page.plots
+    diagnostics = ("emb_std", "knn_acc", "lr", "images_per_s")
+    assert not plots.advanced_toggle.isChecked() and plots.advanced_toggle.isVisible()
+    assert plots.plot_for("loss").isVisible()
+    assert not any(plots.plot_for(m).isVisible() for m in diagnostics)
+    assert len(plots.plot_for("emb_std").series_data(plots.series_for("emb_std"))[0]) == 12  # data kept while hidden
+    plots.advanced_toggle.click()
+    assert all(plots.plot_for(m).isVisible() for m in diagnostics) and plots.plot_for("loss").isVisible()
+    assert controller.settings.advanced_plots()
+    again = PretrainPage(controller)  # the next session opens it as it was left
+    qtbot.addWidget(again)
+    assert again.plots.advanced_shown()
+    plots.advanced_toggle.click()
+    assert not plots.plot_for("emb_std").isVisible() and not controller.settings.advanced_plots()
+
+
+def test_time_left_follows_the_time_budget(
+    window: Any, controller: Any, fake_workers: Any, scanned_project: Path, qtbot: Any, tiny_pretrain: Any
+) -> None:
+    """Issue 12: the Quick-check preset (3-minute budget) showed "24 min left": time left followed the epochs."""
+    from dataclasses import replace
+
+    from sslinspect.events import CollectingReporter
+
+    budget_s = 0.6
+    reporter = CollectingReporter()  # a real (in-process) run: its events are what the worker sends the page
+    with api.open_project(scanned_project) as p:
+        api.pretrain(p, replace(tiny_pretrain, epochs=1000, max_minutes=budget_s / 60, log_every=1), report=reporter)
+    page = _open_pretrain(window, controller, scanned_project)
+    events = [e for e in reporter.events if not isinstance(e, Finished)]
+    filler = [Log(level="DEBUG", message="still running")] * 3000  # keeps the job running while the test looks
+    fake_workers.script("pretrain", events + filler, interval_ms=1)
+    job = page.start()
+    last = [e for e in events if isinstance(e, Progress) and e.stage == "pretrain"][-1]
+    qtbot.waitUntil(lambda: page.progress.value() == last.step, timeout=10_000)
+    assert "time limit; 1000 epochs would take" in page.status_label.text()
+    assert page.progress.maximum() == last.total < 1000 * 36 // 8  # the bar ends where the budget does
+    page.plots.set_advanced(True)
+    page.plots.flush()
+    _, minutes = page.plots.plot_for("eta_s").series_data(page.plots.series_for("eta_s"))
+    assert len(minutes) and max(minutes) <= budget_s / 60
+    with qtbot.waitSignal(controller.job_finished, timeout=5000):
+        job.cancel()

@@ -214,3 +214,19 @@ def test_cancelled_scan_keeps_what_it_did_and_a_rescan_completes(tmp_path: Path)
     assert project.store.counts()["ok"] == 64
     result = scan_project(project, workers=1)
     assert (result.ok, result.unchanged, result.new) == (150, 64, 86)
+
+
+def test_scan_keeps_the_original_when_its_copy_sorts_first(tmp_path: Path) -> None:
+    # issue 12: "x - Copy.png" sorts before "x.png", so it was scanned first and kept; the original was dropped
+    root = tmp_path / "imgs"
+    data = encode(".png", bgr_image())
+    write(root / "x.png", data)
+    write(root / "x - Copy.png", data)
+    write(root / "y.png", encode(".png", bgr_image(seed=1)))
+    os.utime(root / "x.png", ns=(1_600_000_000 * 10**9,) * 2)
+    os.utime(root / "x - Copy.png", ns=(1_700_000_000 * 10**9,) * 2)  # copied later
+    project = _project(tmp_path, root)
+    result = scan_project(project, workers=1)
+    assert (result.ok, result.duplicates, result.unique) == (3, 1, 2)
+    assert [r.relpath for r in project.store.images()] == ["x.png", "y.png"]
+    assert (str(root / "x - Copy.png"), f"same content as {root / 'x.png'} (used and labelled once)") in result.notes

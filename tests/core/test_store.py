@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sslinspect.errors import ProjectError
-from sslinspect.store import ImageStore
+from sslinspect.store import ImageStore, looks_like_copy
 
 
 def _store_with_images(path: Path, n: int, *, same_content: tuple[int, ...] = ()) -> ImageStore:
@@ -95,7 +95,7 @@ def test_threads_sharing_one_store_do_not_interleave_transactions(tmp_path: Path
 
 _WRITER = """
 import sys
-from sslinspect.store import ImageStore
+from sslinspect.store import ImageStore, looks_like_copy
 store = ImageStore(sys.argv[1])
 start = int(sys.argv[2])
 for i in range(start, 301, 2):
@@ -133,3 +133,80 @@ def test_labels_on_duplicates_move_to_the_first_copy_or_are_reported(tmp_path: P
         ("content_changed", 3, None, "scratch"),
     ]
     assert store.labels() == {1: "good", 3: "scratch"}  # the conflicting label is kept, not silently dropped
+
+
+def test_the_original_is_kept_not_the_first_scanned_copy(tmp_path: Path) -> None:
+    # issue 12: ids follow scan order, and "x - Copy.png" sorts (and is scanned) before "x.png": the copy was kept
+    store = ImageStore(tmp_path / "p.sqlite")
+    rows = [
+        ("a - Copy.png", 200, "a"),  # a `cp`-style copy: newer than its original
+        ("a.png", 100, "a"),
+        ("b (1).png", 100, "b"),  # an Explorer-style copy keeps the time: the name decides
+        ("b.png", 100, "b"),
+        ("backup/c.png", 100, "c"),  # same name and time, in a backup folder
+        ("c.png", 100, "c"),
+        ("line2/deep/d.png", 100, "d"),  # nothing copy-like: the shorter path, then path order
+        ("line1/d.png", 100, "d"),
+        ("line0/d.png", 100, "d"),
+    ]
+    store.upsert_images(
+        {"source": 1, "relpath": rel, "size": 1, "mtime_ns": t, "status": "ok", "sha256": sha} for rel, t, sha in rows
+    )
+    assert store.refresh_duplicates() == 5
+    kept = sorted(r.relpath for r in store.images())
+    assert kept == ["a.png", "b.png", "c.png", "line0/d.png"]
+    ids = {r.relpath: r.id for r in store.images(unique=False)}
+    assert store.duplicate_pairs() == sorted(
+        (ids[dup], ids[orig])
+        for dup, orig in [
+            ("a - Copy.png", "a.png"),
+            ("b (1).png", "b.png"),
+            ("backup/c.png", "c.png"),
+            ("line2/deep/d.png", "line0/d.png"),
+            ("line1/d.png", "line0/d.png"),
+        ]
+    )
+    counts = store.counts()
+    assert (counts["ok"], counts["duplicates"], counts["unique"]) == (9, 5, 4)
+
+
+def test_a_label_on_the_copy_moves_to_the_original_when_it_appears(tmp_path: Path) -> None:
+    store = _store_with_images(tmp_path / "p.sqlite", 0)
+    row = {"source": 1, "size": 1, "status": "ok", "sha256": "x"}
+    store.upsert_images([{**row, "relpath": "x - Copy.png", "mtime_ns": 200}])
+    store.refresh_duplicates()
+    copy_id = store.images()[0].id
+    store.set_label(copy_id, "scratch")  # labelled while the copy was the only one
+    store.upsert_images([{**row, "relpath": "x.png", "mtime_ns": 100}])
+    assert store.refresh_duplicates() == 1
+    changes = store.reconcile_labels()
+    original = store.find(1, "x.png")
+    assert original is not None and [r.id for r in store.images()] == [original.id]
+    assert [(c.kind, c.image_id, c.other_id, c.label) for c in changes] == [("merged", original.id, copy_id, "scratch")]
+    assert store.labels() == {original.id: "scratch"}  # the label followed the content, none lost
+    store.set_label(copy_id, "dent")  # labelling the copy labels the original
+    assert store.labels() == {original.id: "dent"}
+
+
+@pytest.mark.parametrize(
+    ("name", "copy"),
+    [
+        ("a - Copy.png", True),
+        ("a - Copy (2).png", True),
+        ("Copy of a.png", True),
+        ("Copy (2) of a.png", True),
+        ("a copy 2.png", True),
+        ("a (1).png", True),
+        ("a_copy2.png", True),
+        ("a.bak.png", True),
+        ("a~.png", True),
+        ("Backups/a.png", True),
+        ("line 3 - Copy/a.png", True),
+        ("a.png", False),
+        ("photocopy.png", False),
+        ("2024-01-01 12.00.png", False),
+        ("line3/cam2/a.png", False),
+    ],
+)
+def test_copy_like_names(name: str, copy: bool) -> None:
+    assert looks_like_copy(name) is copy

@@ -1,14 +1,17 @@
 """The live plots of a pretraining run: one small plot per group of metrics, created when the first value arrives.
 
 Every plot names its axes in human units (training step, epoch, minutes, GB) and its series in words; the raw
-metric names of the event stream (``epoch_loss``, ``eta_s``) never reach the screen.
+metric names of the event stream (``epoch_loss``, ``eta_s``) never reach the screen. The loss is always shown; the
+training-health diagnostics (embedding spread, effective rank, k-NN accuracy, …) sit behind an *Advanced* toggle,
+collapsed unless the page opens it (hidden plots keep their data and are not redrawn).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtWidgets import QGridLayout, QScrollArea, QWidget
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QScrollArea, QToolButton, QVBoxLayout, QWidget
 
 from app.widgets.plots.metric_plot import MetricPlot
 from sslinspect.events import Metric
@@ -26,6 +29,7 @@ class Group:
     per_epoch: bool = False  # x is the epoch (the metric is measured once per epoch)
     scale: float = 1.0
     tip: str = ""
+    advanced: bool = True  # a diagnostic, behind the Advanced toggle
 
 
 GROUPS: tuple[Group, ...] = (
@@ -36,6 +40,7 @@ GROUPS: tuple[Group, ...] = (
         False,
         True,
         tip="The training objective; it should fall and then level off.",
+        advanced=False,
     ),
     Group(
         "Learning rate",
@@ -88,21 +93,61 @@ GROUPS: tuple[Group, ...] = (
     ),
 )
 COLUMNS = 2
+ADVANCED_TIP = (
+    "Diagnostic plots for checking how training goes: learning rate, speed, embedding spread, effective rank, "
+    "alignment/uniformity, k-NN accuracy, GPU memory, waiting for data, time left. A warning appears above "
+    "without them if the embedding spread collapses."
+)
 
 
 class TrainingPlots(QScrollArea):
-    """A grid of :class:`MetricPlot` s fed with ``Metric`` events (O(1) per event; plots redraw on their own timer)."""
+    """The loss plot, then the diagnostic plots in a grid behind an *Advanced* toggle, fed with ``Metric`` events.
+
+    O(1) per event; plots redraw on their own timer. ``advanced_toggled`` tells the page to remember the choice.
+    """
+
+    advanced_toggled = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWidgetResizable(True)
         self._inner = QWidget()
-        self._grid = QGridLayout(self._inner)
+        self._basic = QWidget()
+        self._row = QHBoxLayout(self._basic)
+        self._row.setContentsMargins(0, 0, 0, 0)
+        self.advanced_toggle = QToolButton()
+        self.advanced_toggle.setText("Advanced: training-health plots")
+        self.advanced_toggle.setCheckable(True)
+        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
+        self.advanced_toggle.setToolTip(ADVANCED_TIP)
+        self.advanced_toggle.toggled.connect(self._on_advanced_toggled)
+        self._advanced = QWidget()
+        self._grid = QGridLayout(self._advanced)
+        self._grid.setContentsMargins(0, 0, 0, 0)
+        lay = QVBoxLayout(self._inner)
+        lay.addWidget(self._basic, 1)
+        lay.addWidget(self.advanced_toggle, 0, Qt.AlignmentFlag.AlignLeft)
+        lay.addWidget(self._advanced, 2)
+        self._advanced.setVisible(False)
         self.setWidget(self._inner)
         self.plots: dict[str, MetricPlot] = {}
         self._group_of = {name: g for g in GROUPS for name in g.series}
         self._groups = {g.title: g for g in GROUPS}
         self.reset()
+
+    def advanced_shown(self) -> bool:
+        """Whether the diagnostic plots are open."""
+        return self.advanced_toggle.isChecked()
+
+    def set_advanced(self, on: bool) -> None:
+        """Open or close the diagnostic plots (as a click on the toggle does)."""
+        self.advanced_toggle.setChecked(on)
+
+    def _on_advanced_toggled(self, on: bool) -> None:
+        self._advanced.setVisible(on)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
+        self.advanced_toggled.emit(on)
 
     def reset(self) -> None:
         """Remove all data, and the plots that only appear with data."""
@@ -113,6 +158,7 @@ class TrainingPlots(QScrollArea):
                 plot.clear()
                 continue
             self._grid.removeWidget(plot)
+            self._row.removeWidget(plot)
             plot.hide()  # deleteLater waits for the event loop; never show a stale plot meanwhile
             plot.setParent(None)
             plot.deleteLater()
@@ -129,8 +175,11 @@ class TrainingPlots(QScrollArea):
             plot = MetricPlot(title, x_label=x_label, y_label=g.y_label if g else "value", log_y=g.log_y if g else None)
             plot.setToolTip(g.tip if g and g.tip else title)
             plot.setMinimumHeight(8 * self.fontMetrics().height())
-            n = len(self.plots)
-            self._grid.addWidget(plot, n // COLUMNS, n % COLUMNS)
+            if g is not None and not g.advanced:
+                self._row.addWidget(plot)
+            else:  # diagnostics and metrics without a group
+                n = self._grid.count()
+                self._grid.addWidget(plot, n // COLUMNS, n % COLUMNS)
             self.plots[title] = plot
         return plot
 

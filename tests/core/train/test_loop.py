@@ -160,3 +160,17 @@ def test_a_cuda_error_while_resuming_keeps_its_own_message(
     with pytest.raises(RuntimeError, match=r"^CUDA error: an illegal memory access") as err:
         api.pretrain(tiny_project, replace(tiny_pretrain, epochs=2), resume=True)
     assert not isinstance(err.value, CheckpointError)  # not "cannot resume": the checkpoint was fine
+
+
+def test_time_left_follows_the_time_budget_not_the_epochs(tiny_project: Project, tiny_pretrain: PretrainConfig) -> None:
+    """Issue 12: the Quick-check preset (a 3-minute budget) showed "24 min left" from its 200 epochs."""
+    budget_s = 0.6
+    cfg = replace(tiny_pretrain, epochs=1000, max_minutes=budget_s / 60, log_every=1)
+    reporter = CollectingReporter()
+    result = api.pretrain(tiny_project, cfg, report=reporter)
+    assert result.status == "time_budget"
+    etas = [e.value for e in reporter.events if isinstance(e, Metric) and e.name == "eta_s"]
+    progress = [e for e in reporter.events if isinstance(e, Progress) and e.stage == "pretrain"]
+    assert etas and max(etas) <= budget_s  # 1000 epochs would take far longer
+    assert all("time limit; 1000 epochs would take" in e.message for e in progress)
+    assert all(e.total < 1000 * STEPS_PER_EPOCH for e in progress)  # the bar ends where the budget does
