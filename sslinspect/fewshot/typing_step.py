@@ -67,10 +67,13 @@ class TypingStep:
             "located_share": float(self.located.mean()) if len(self.located) else None,
             "level": head.level,
             "levels": {str(k): None if np.isnan(v) else round(float(v), 4) for k, v in self.level_cv.items()},
-            "region_boxes": {
+            "region_boxes": {  # per labelled defect: for example regions in each confusion cell
                 "ids": [int(i) for i in self.ids],
                 "labels": list(self.labels),
                 "boxes": self.boxes.tolist(),
+                "predicted": [head.classes[int(k)] if k >= 0 else None for k in fit.oof]
+                if fit.oof is not None
+                else None,
             },
         }
         if fit.oof is not None and fit.y is not None:
