@@ -90,3 +90,48 @@ def test_config_can_force_the_patch_model_on_a_synthdefect_run(segment_project: 
         assert head.anomaly.kind == "patch"
     finally:
         project.close()
+
+
+def test_the_spread_map_covers_a_defect_neighbourhood_and_old_heads_keep_their_map(tmp_path: Path) -> None:
+    """Heads fitted since the spreading existed get the spread map; a head saved before (no ``map_spread``) keeps
+    the plain map its thresholds were calibrated on, in fitting and in the exported graph."""
+    from dataclasses import replace
+
+    from sslinspect.export.module import InferenceModule
+    from sslinspect.fewshot.model import InspectionHead
+
+    torch.manual_seed(0)
+    bb = build_backbone("tiny_cnn", 64).eval()
+    dec = SegDecoder(pyramid_channels(bb)).eval()
+    images = torch.randint(0, 255, (2, 64, 64, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        _, plain = SegmentationNet(bb, dec, 64, spread=False)(images)
+        _, spread = SegmentationNet(bb, dec, 64)(images)
+    assert plain.shape == spread.shape == (2, 64, 64)
+    assert float(spread.std()) < float(plain.std())  # smoother
+    assert float(spread.amax()) <= float(plain.amax()) + 1e-6  # never above the map it spreads
+    # one bright pixel spreads over its neighbourhood: its neighbours rank above pixels far from it
+    spot = torch.zeros(1, 1, 64, 64)
+    spot[0, 0, 32, 32] = 1.0
+    spread_spot = SegmentationNet(bb, dec, 64)._spread(spot)[0, 0]
+    assert float(spread_spot[32, 36]) > float(spread_spot[32, 50]) and float(spread_spot[32, 36]) > 0
+
+    old = _segment_head(0)
+    saved = tmp_path / "old.npz"
+    old.save(saved)
+    with np.load(saved) as z:  # a head of the earlier format has no map_spread entry
+        arrays = {k: z[k] for k in z.files if k != "map_spread"}
+    np.savez(saved, **arrays)
+    assert InspectionHead.load(saved).anomaly.spread == 0
+    assert InferenceModule(bb, InspectionHead.load(saved), dec).net.spread is False
+    assert InferenceModule(bb, replace(old, anomaly=replace(old.anomaly, spread=1)), dec).net.spread is True
+
+
+def _segment_head(spread: int):  # type: ignore[no-untyped-def]
+    from sslinspect.fewshot.anomaly import AnomalyModel
+    from sslinspect.fewshot.classifier import LinearHead
+    from sslinspect.fewshot.model import InspectionHead
+
+    clf = LinearHead("constant", ("good",), np.zeros((1, 8), np.float32), np.zeros(1, np.float32))
+    anomaly = AnomalyModel("segment", np.zeros((0, 8), np.float32), 1, 0.5, 0.5, 0.01, 0.5, spread=spread)
+    return InspectionHead(clf, anomaly, 64)
