@@ -140,6 +140,7 @@ class Predictor:
         #: The region typing head (locate, describe, name), run on the anomaly map after the graph; None: types
         #: come from the graph's whole-image classifier.
         self.typing = _typing_head(self.meta, self.path) if self.has_maps else None
+        self._naming_pool: ThreadPoolExecutor | None = None
         #: The outputs :meth:`predict_paths` fetches.
         self.fetch = [o for o in self.outputs if keep_maps or self.typing is not None or o != "anomaly_map"]
 
@@ -218,11 +219,26 @@ class Predictor:
                     anomaly_map=maps[j] if keep_maps and maps is not None else None,
                     image=d.original,
                 )
-                if self.typing is not None and maps is not None and code != 0:
-                    pred = self._named(pred, name_defect(self.typing, d.model_input, maps[j]), d.shape, keep_maps)
                 results[k] = pred
+            if self.typing is not None and maps is not None:
+                self._name_flagged(results, ok, maps, keep_maps)
         for k, p in enumerate(chunk):
             yield results.get(k) or Prediction(str(p), error=str(decoded[k]))
+
+    def _name_flagged(
+        self, results: dict[int, Prediction], ok: dict[int, _Decoded], maps: np.ndarray, keep_maps: bool
+    ) -> None:
+        """Name the main defect of every part of a batch that is not OK, in threads (OpenCV releases the GIL)."""
+        head = self.typing
+        assert head is not None
+        flagged = [(k, j) for j, k in enumerate(ok) if results[k].decision != "OK"]
+        if not flagged:
+            return
+        if self._naming_pool is None:
+            self._naming_pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="name")
+        named = self._naming_pool.map(lambda kj: name_defect(head, ok[kj[0]].model_input, maps[kj[1]]), flagged)
+        for (k, _), n in zip(flagged, named, strict=True):
+            results[k] = self._named(results[k], n, ok[k].shape, keep_maps)
 
     def _named(self, pred: Prediction, named: NamedDefect, shape: tuple[int, int], keep_maps: bool) -> Prediction:
         """``pred`` with its label, confidence and probabilities from the region typing of its main defect (the
