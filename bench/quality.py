@@ -280,8 +280,28 @@ def _mean(values: list[float | None]) -> float | None:
     return float(np.mean(v)) if v else None
 
 
+def _sd(values: list[float | None]) -> float | None:
+    v = [x for x in values if x is not None and x == x]
+    return float(np.std(v, ddof=1)) if len(v) >= 2 else None
+
+
+def _held_out_named(r: dict[str, Any]) -> dict[str, float | None]:
+    """How the held-out family's test images were named: share ``unknown``, share flagged at all."""
+    labelled_as = r["model"]["held_out"].get("labelled_as") or {}
+    n = sum(labelled_as.values())
+    return {
+        "unknown": labelled_as.get("unknown", 0) / n if n else None,
+        "flagged": r["model"]["held_out"].get("flagged_rate"),
+    }
+
+
+def _value(r: dict[str, Any], key: str) -> float | None:
+    return r["model"]["held_out"]["auroc"] if key == "held_out_auroc" else r["model"][key]
+
+
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Means over seeds per surface, and over surfaces."""
+    """Means (and, with several seeds, sample standard deviations ``<key>_sd``) over seeds per surface; over surfaces
+    the mean, and the spread over seeds of the per-seed means over surfaces."""
     keys = (
         "image_auroc",
         "pixel_auroc",
@@ -293,7 +313,11 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     for surface in dict.fromkeys(r["surface"] for r in results):
         rs = [r for r in results if r["surface"] == surface]
         row: dict[str, Any] = {k: _mean([r["model"][k] for r in rs]) for k in keys}
+        row.update({f"{k}_sd": _sd([r["model"][k] for r in rs]) for k in keys})
         row["held_out_auroc"] = _mean([r["model"]["held_out"]["auroc"] for r in rs])
+        row["held_out_auroc_sd"] = _sd([r["model"]["held_out"]["auroc"] for r in rs])
+        row["held_out_unknown"] = _mean([_held_out_named(r)["unknown"] for r in rs])
+        row["seeds"] = sorted(r["seed"] for r in rs)
         row["per_family_auroc"] = {f: _mean([r["model"]["per_family_auroc"][f] for r in rs]) for f in FAMILIES}
         if all(r["floors"] for r in rs):
             names = [k for k in rs[0]["floors"] if k != "seconds"]
@@ -301,13 +325,27 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
             row["floor_patch_knn_pixel_auroc"] = _mean([r["floors"]["patch_knn"]["pixel_auroc"] for r in rs])
         row["seconds"] = {s: _mean([r["seconds"][s] for r in rs]) for s in rs[0]["seconds"]}
         per[surface] = row
-    overall = {k: _mean([v[k] for v in per.values()]) for k in (*keys, "held_out_auroc")}
+    overall: dict[str, Any] = {k: _mean([v[k] for v in per.values()]) for k in (*keys, "held_out_auroc")}
+    seeds = sorted({r["seed"] for r in results})
+    for k in (*keys, "held_out_auroc"):
+        per_seed = []
+        for seed in seeds:
+            rs = [r for r in results if r["seed"] == seed]
+            if len(rs) == len(per):  # a seed that ran on every surface
+                per_seed.append(_mean([_value(r, k) for r in rs]))
+        overall[f"{k}_sd"] = _sd(per_seed)
     return {"per_surface": per, "mean": overall}
 
 
 def table(summary: dict[str, Any]) -> str:
     """A markdown table of the summary."""
-    f = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+
+    def f(v: float | None, sd: float | None = None) -> str:
+        return "–" if v is None else f"{v:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
+
+    def g(r: dict[str, Any], key: str) -> str:
+        return f(r[key], r.get(f"{key}_sd"))
+
     head = (
         "| surface | image AUROC | pixel AUROC | OK/NG bal.acc | type bal.acc | held-out AUROC | best floor (image) |"
     )
@@ -317,13 +355,13 @@ def table(summary: dict[str, Any]) -> str:
         best = max(fl.items(), key=lambda kv: kv[1] or 0.0) if fl else None
         best_txt = f"{f(best[1])} ({best[0]})" if best else "–"
         lines.append(
-            f"| {s} | {f(r['image_auroc'])} | {f(r['pixel_auroc'])} | {f(r['ok_ng_balanced_accuracy'])} | "
-            f"{f(r['defect_type_balanced_accuracy'])} | {f(r['held_out_auroc'])} | {best_txt} |"
+            f"| {s} | {g(r, 'image_auroc')} | {g(r, 'pixel_auroc')} | {g(r, 'ok_ng_balanced_accuracy')} | "
+            f"{g(r, 'defect_type_balanced_accuracy')} | {g(r, 'held_out_auroc')} | {best_txt} |"
         )
     m = summary["mean"]
     lines.append(
-        f"| **mean** | {f(m['image_auroc'])} | {f(m['pixel_auroc'])} | {f(m['ok_ng_balanced_accuracy'])} | "
-        f"{f(m['defect_type_balanced_accuracy'])} | {f(m['held_out_auroc'])} | |"
+        f"| **mean** | {g(m, 'image_auroc')} | {g(m, 'pixel_auroc')} | {g(m, 'ok_ng_balanced_accuracy')} | "
+        f"{g(m, 'defect_type_balanced_accuracy')} | {g(m, 'held_out_auroc')} | |"
     )
     return "\n".join(lines)
 
