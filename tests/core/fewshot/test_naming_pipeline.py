@@ -132,3 +132,49 @@ def _fit_maps(root: Path, ids: np.ndarray) -> list[np.ndarray]:
     row = {int(i): k for k, i in enumerate(np.load(run / "embedding_ids.npy"))}
     a = head.anomaly
     return [norm_map(maps[row[int(i)]], a.map_low, a.map_high) for i in ids]
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"head": "not base64!"}, "the model's defect-typing metadata is unusable"),
+        ({"classes": ["a"]}, "the model's defect-typing metadata is unusable"),
+    ],
+)
+def test_a_model_with_a_broken_typing_head_is_refused_in_one_line(
+    segment_project: Path, tmp_path: Path, entry: dict[str, object], message: str
+) -> None:
+    import onnx
+
+    from sslinspect.errors import ModelError
+    from sslinspect.infer.onnx_predictor import METADATA_KEY
+
+    model = onnx.load(str(_model(segment_project)))
+    props = {p.key: p.value for p in model.metadata_props}
+    meta = json.loads(props[METADATA_KEY])
+    meta["typing"] = entry
+    onnx.helper.set_model_props(model, {**props, METADATA_KEY: json.dumps(meta)})
+    path = tmp_path / "edited.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(ModelError) as err:
+        Predictor(path, device="cpu")
+    assert str(err.value).startswith(f"{path}: {message}") and "\n" not in str(err.value)
+
+
+def test_typing_head_survives_the_metadata_round_trip(segment_project: Path) -> None:
+    from sslinspect.defects.typing_head import decode_head, encode_head
+
+    project = api.open_project(segment_project)
+    try:
+        run = project.latest("fewshot")
+        assert run is not None
+        head = load_typing(run)
+    finally:
+        project.close()
+    assert head is not None
+    back = decode_head(encode_head(head))
+    x = np.random.default_rng(0).normal(size=(5, len(head.mean)))
+    assert back.level == head.level and back.classes == head.classes
+    np.testing.assert_allclose(back.predict_proba(x), head.predict_proba(x))
+    with pytest.raises(ValueError):
+        decode_head("bm90IGFuIG5weg==")  # base64 of "not an npz"
