@@ -47,14 +47,25 @@ def _rows(csv_path: Path, root: Path) -> list[tuple[Path, str]]:
         return [(root / r["path"], r["label"]) for r in csv.DictReader(fh)]
 
 
-def _model(args: argparse.Namespace, data: Any, device: torch.device) -> tuple[torch.nn.Module, InspectionHead]:
+def _model(args: argparse.Namespace, data: Any, device: torch.device) -> tuple[torch.nn.Module, InspectionHead, Any]:
+    """Backbone, head and the extras a project's model exports with: ``{"decoder", "typing"}`` (empty otherwise)."""
     if args.project:
         from sslinspect.fewshot.fit import load_head
+        from sslinspect.fewshot.segmap import decoder_from_checkpoint
+        from sslinspect.fewshot.typing_step import load_typing
         from sslinspect.model.checkpoint import build_backbone_from_checkpoint, load_checkpoint
         from sslinspect.project import Project
 
-        head, ckpt = load_head(Project.open(Path(args.project)))
-        return build_backbone_from_checkpoint(load_checkpoint(ckpt)), head
+        project = Project.open(Path(args.project))
+        head, ckpt_path = load_head(project)
+        ckpt = load_checkpoint(ckpt_path)
+        backbone = build_backbone_from_checkpoint(ckpt)
+        run = project.latest("fewshot")
+        extras = {
+            "decoder": decoder_from_checkpoint(ckpt, backbone) if head.anomaly.kind == "segment" else None,
+            "typing": load_typing(run) if run else None,
+        }
+        return backbone, head, extras
     torch.manual_seed(0)
     backbone = build_backbone(args.backbone, args.size)
     labels = {p.name: lab for p, lab in _rows(data.labels_csv, data.root)}
@@ -62,7 +73,7 @@ def _model(args: argparse.Namespace, data: Any, device: torch.device) -> tuple[t
     images = np.stack([load_for_model(p, args.size) for p in files])
     cfg = FewShotConfig(device=device.type, patch_bank_size=args.bank, batch_size=32)
     head = fit_head(FeatureNet(backbone, args.size), images, [labels.get(p.name) for p in files], cfg, device=device)
-    return backbone.cpu(), head.head
+    return backbone.cpu(), head.head, {}
 
 
 def _throughput_e2e(pred: Predictor, paths: list[Path], batch: int) -> float:
@@ -120,7 +131,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp_name:
         tmp = Path(tmp_name)
         data = generate_demo(tmp / "data", n_images=max(args.images, 120), size=args.source_px, n_test_per_class=8)
-        backbone, head = _model(args, data, device)
+        backbone, head, extras = _model(args, data, device)
         size = head.input_size
         files = sorted(data.unlabeled_dir.iterdir())
         u8 = np.stack([load_for_model(p, size) for p in files])
@@ -138,6 +149,7 @@ def main() -> None:
                 ExportConfig(precision=precision),
                 provenance={"bench": True},
                 force=True,
+                **extras,
             )
             models[precision] = Path(r.path)
             if r.precision_check is not None:
