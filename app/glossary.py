@@ -72,6 +72,8 @@ GLOSSARY: dict[str, str] = {
     "without it. The diagonal is named correctly; click a cell to see those defects with their region.",
     "example regions": "The labelled images of the clicked cell, with the region the type was read from drawn as a "
     "white box. A box away from the defect means the anomaly map missed it: label more of that type.",
+    "novelty": "How far a flagged defect's region is from the labelled regions of its nearest type (predict's "
+    "novelty column); above the typing head's limit the defect is named 'unknown'.",
     "whole-image classifier": "A classifier over whole-image embeddings (good and defect classes). Kept for "
     "reference: the OK / NG decision comes from the anomaly score and the type from the defect's region.",
     "heatmap": "Where in the image the anomaly is: unpainted = like good parts, red = at the threshold.",
