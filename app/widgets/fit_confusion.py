@@ -56,12 +56,12 @@ class ConfusionView(QWidget):
         for table in (self.confusion, self.per_class):
             table.setSizeAdjustPolicy(QAbstractItemView.SizeAdjustPolicy.AdjustToContents)
         lay = QGridLayout(self)
-        self.heads = heads = [QLabel(text) for text in heads]
-        for head in heads:
+        self.heads = [QLabel(text) for text in heads]
+        for head in self.heads:
             head.setWordWrap(True)
-        lay.addWidget(heads[0], 0, 0)  # stacked: both tables get the tab's full width (no sideways scrolling)
+        lay.addWidget(self.heads[0], 0, 0)  # stacked: both tables get the tab's full width (no sideways scrolling)
         lay.addWidget(self.confusion, 1, 0)
-        lay.addWidget(heads[1], 2, 0)
+        lay.addWidget(self.heads[1], 2, 0)
         lay.addWidget(self.per_class, 3, 0)
         lay.setRowStretch(4, 1)
 
