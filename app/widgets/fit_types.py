@@ -66,8 +66,7 @@ class TypingView(QWidget):
         lay = QVBoxLayout(self)
         for w in (self.title, self.summary, self.table, self.examples_head, self.examples):
             lay.addWidget(w)
-        lay.setStretch(2, 3)
-        lay.setStretch(4, 2)
+        lay.setStretch(4, 1)  # the tables take their size, the examples the rest
         self.table.confusion.cellClicked.connect(self.show_cell)
 
     def clear(self) -> None:
