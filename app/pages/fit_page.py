@@ -254,14 +254,12 @@ class FitPage(Page):
         typing = m.get("typing") or {}
         if typing.get("balanced_accuracy") is not None:  # what names the defects: the region typing
             v["classifier"].setText(
-                f"defect types from their regions: {typing.get('classifier', '?')} over "
-                f"{', '.join(typing.get('classes') or [])} (whole image: {m.get('classifier', '?')})"
+                f"{typing.get('classifier', '?')} on defect regions over {', '.join(typing.get('classes') or [])}"
+                f"; whole image: {m.get('classifier', '?')}"
             )
             v["cv"].setText(
                 f"{typing['balanced_accuracy']:.3f} naming defect types (accuracy {typing['accuracy']:.3f}, "
-                f"{typing['folds']} folds); whole-image classifier {cv['balanced_accuracy']:.3f}"
-                if cv
-                else f"{typing['balanced_accuracy']:.3f} naming defect types"
+                f"{typing['folds']} folds)" + (f"; whole image {cv['balanced_accuracy']:.3f}" if cv else "")
             )
         v["auroc"].setText(f"{auroc:.3f}" if auroc is not None else "n/a: label good and defect images")
         v["threshold"].setText(f"{a.threshold:.4f} ({m.get('threshold_percentile', '?')}th percentile of good scores)")

@@ -61,7 +61,7 @@ class TypingView(QWidget):
         self.examples.setMovement(QListView.Movement.Static)
         side = max(96, 6 * self.fontMetrics().height())
         self.examples.setIconSize(QSize(side, side))
-        self.examples.setMinimumHeight(side + 3 * self.fontMetrics().height())
+        self.examples.setMinimumHeight(side + 4 * self.fontMetrics().height())  # a row of thumbnails, captions
         tip(self.examples, "example regions")
         lay = QVBoxLayout(self)
         for w in (self.title, self.summary, self.table, self.examples_head, self.examples):
