@@ -63,6 +63,19 @@ GLOSSARY: dict[str, str] = {
     "check images; tiny values mean the export is faithful.",
     "parity": "The exported model gives the same answers as the training framework on check images.",
     "ONNX": "A standard model file that the line PC runs without the training software.",
+    "defect types": "How a flagged part's defect is named: the region where its anomaly map is high is described "
+    "and compared with the regions of your labelled defects. Good parts are not typed; the anomaly score decides "
+    "OK / NG, then the region gives the type (or 'unknown' when it resembles none of them).",
+    "type accuracy": "Balanced accuracy of naming labelled defects from their regions, each typed by a head fitted "
+    "without it (cross-validated): the average share of each type named correctly. 1 is perfect.",
+    "type confusion": "Rows: the defect type you labelled; columns: the type its region was given by a head fitted "
+    "without it. The diagonal is named correctly; click a cell to see those defects with their region.",
+    "example regions": "The labelled images of the clicked cell, with the region the type was read from drawn as a "
+    "white box. A box away from the defect means the anomaly map missed it: label more of that type.",
+    "novelty": "How far a flagged defect's region is from the labelled regions of its nearest type (predict's "
+    "novelty column); above the typing head's limit the defect is named 'unknown'.",
+    "whole-image classifier": "A classifier over whole-image embeddings (good and defect classes). Kept for "
+    "reference: the OK / NG decision comes from the anomaly score and the type from the defect's region.",
     "heatmap": "Where in the image the anomaly is: unpainted = like good parts, red = at the threshold.",
 }
 

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -28,6 +30,7 @@ from app.controller import AppController  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.theme import app_icon, apply_theme  # noqa: E402
+from app.widgets.fit_types import TypingView  # noqa: E402
 from app.widgets.thumbnails import ThumbnailProvider  # noqa: E402
 
 PAGES = ("project", "images", "pretrain", "label", "fit", "export")
@@ -80,6 +83,17 @@ def shoot_running(app: QApplication, window: MainWindow, controller: AppControll
     window.resize(*PANEL)
     shoot(app, window, out, f"3-pretrain-running-{PANEL[0]}x{PANEL[1]}", suffix)
     window.resize(size)
+
+
+def show_worst_type_cell(view: TypingView) -> None:
+    """Click the defect-type confusion's fullest off-diagonal cell (the commonest mix-up; else the fullest cell)."""
+    conf = np.array(view.typing.get("confusion") or [[0]], dtype=float)
+    if not conf.any():
+        return
+    off = conf * (1 - np.eye(len(conf)))
+    row, col = np.unravel_index(int(np.argmax(off if off.any() else conf)), conf.shape)
+    view.table.confusion.setCurrentCell(int(row), int(col))
+    view.show_cell(int(row), int(col))
 
 
 def train_demo(
@@ -156,6 +170,7 @@ def render(app: QApplication, window: MainWindow, out: Path, only: set[str], suf
             continue
         if name == "fit":
             page.threshold_panel.advanced.setChecked(True)  # type: ignore[attr-defined]
+            show_worst_type_cell(page.typing_view)  # type: ignore[attr-defined]
             for k, tab in enumerate(("", "-anomaly", "-uncertain")):
                 page.tabs.setCurrentIndex(k)  # type: ignore[attr-defined]
                 settle(app, window)

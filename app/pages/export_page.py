@@ -346,7 +346,8 @@ class ExportPage(Page):
             return ""
         badge = self._badge(key)
         decision = badge[0] if badge else ""
-        return f"{Path(str(r.get('path', key))).name} — {decision}, anomaly score {self._caption(key)}"
+        named = " (type named from the outlined region)" if self._type_words(key) else ""
+        return f"{Path(str(r.get('path', key))).name} — {decision}{named}, anomaly score {self._caption(key)}"
 
     def _on_predictions_current_key_changed(self, key: object) -> None:
         self.preview_caption.setText(self.describe_image(key) if key is not None else "")
@@ -394,7 +395,19 @@ class ExportPage(Page):
         if r is None:
             return ""
         probs = ", ".join(f"{k[2:]} {float(v):.2f}" for k, v in r.items() if k.startswith("p_"))
-        return f"{r['path']}\nanomaly score {float(r['anomaly_score']):.4f}\n{probs}"
+        return f"{r['path']}\nanomaly score {float(r['anomaly_score']):.4f}\n{probs}{self._type_words(key)}"
+
+    def _type_words(self, key: object) -> str:
+        """How a flagged part's type was named: from its outlined region (``unknown``: like no labelled type)."""
+        r = self._rows.get(str(key)) or {}
+        kind, region = self._kind(key), str(r.get("region") or "").split()
+        if not kind or len(region) != 4:
+            return ""
+        novelty = str(r.get("novelty") or "")
+        words = "like no labelled defect type" if kind == "unknown" else f"type {kind!r}"
+        extra = f", novelty {float(novelty):.2f}" if novelty else ""
+        x0, y0, x1, y1 = region
+        return f"\n{words}, named from the outlined region ({x0}, {y0})–({x1}, {y1}) px{extra}"
 
     def _on_browse_clicked(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save model as", self.out.text(), "ONNX model (*.onnx)")

@@ -1,11 +1,15 @@
 """Step 5, Fit: fit the few-shot classifier and the anomaly score (worker process), then review them.
 
 The page itself is thin: a verdict in words with the cross-validated figures behind it, an "out of date" line when
-the labels or the pretraining changed after the fit, and three tabs: :class:`ConfusionView`,
-:class:`ThresholdPanel` and :class:`UncertainView`. Label minimums are checked before a worker starts.
+the labels or the pretraining changed after the fit, and four tabs: :class:`TypingView` (how flagged defects are named
+from their regions; hidden without a typing head), :class:`ThresholdPanel`, :class:`UncertainView` and the whole-image
+classifier's :class:`ConfusionView`. Label minimums are checked before a worker starts.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -28,6 +32,7 @@ from app.pages.images_page import image_source
 from app.widgets.config_form import ConfigForm
 from app.widgets.fit_confusion import ConfusionView
 from app.widgets.fit_threshold import ThresholdPanel
+from app.widgets.fit_types import TypingView
 from app.widgets.fit_uncertain import UncertainView
 from app.widgets.progress import Coalescer, show_progress
 from app.widgets.thumbnails import ThumbnailProvider
@@ -91,9 +96,13 @@ class FitPage(Page):
         self.uncertain_view = UncertainView(controller, self.provider)
         self.uncertain_view.refit_requested.connect(self.fit)
         self.tabs = QTabWidget()
-        self.tabs.addTab(self.confusion_view, "Classifier")
+        self.typing_view = TypingView()
+        self.tabs.addTab(self.typing_view, "Defect types")  # hidden without a typing head
         self.tabs.addTab(self.threshold_panel, "Anomaly score")
         self.tabs.addTab(self.uncertain_view, "Most uncertain")
+        self.tabs.addTab(self.confusion_view, "Whole-image classifier")
+        self.tabs.setTabToolTip(0, tip(None, "defect types"))
+        self.tabs.setTabToolTip(3, tip(None, "whole-image classifier"))
         self.add_columns(self._left_column(), self._right_column(), (1, 3))
         self._progress_view: Coalescer[Progress] = Coalescer(self._show_progress, parent=self)
         controller.project_changed.connect(lambda _p: self.reload())
@@ -198,9 +207,10 @@ class FitPage(Page):
             self.stale.setVisible(False)
             self.threshold_panel.clear()
             self.confusion_view.clear()
+            self.typing_view.clear()
             self.uncertain_view.clear()
             return
-        image_source(p, self.provider, self.provider.size)
+        records = image_source(p, self.provider, self.provider.size)
         a = self.analysis
         try:
             heat = api.load_heatmaps(p, a.run_dir)
@@ -211,10 +221,23 @@ class FitPage(Page):
         labels = label_list(a.ids, label_map)
         self.threshold_panel.show_analysis(a, a.anomaly.astype("float64"), labels)
         self.confusion_view.show_cv(a.metrics.get("cv") or {}, list(a.classes))
+        self._show_typing(a, lambda i: p.image_path(r.source, r.relpath) if (r := records.get(i)) else None)
         self.uncertain_view.show_analysis(a, labels, label_map, heat)
         self._show_summary(a)
         self._show_staleness()
         self.status_label.setText(f"Showing fit {a.run_dir.name}.")
+
+    def _show_typing(self, a: api.Analysis, path_of: Callable[[int], Path | None]) -> None:
+        """The "Defect types" tab from ``metrics["typing"]`` (hidden, with the whole-image classifier shown instead,
+        for a fit without a typing head)."""
+        typing = a.metrics.get("typing")
+        if typing:
+            self.typing_view.show_typing(typing, int(a.metrics.get("input_size") or 0), path_of)
+        else:
+            self.typing_view.clear()
+            if self.tabs.currentIndex() == 0:
+                self.tabs.setCurrentWidget(self.confusion_view)
+        self.tabs.setTabVisible(0, bool(typing))
 
     def _show_summary(self, a: api.Analysis) -> None:
         m = a.metrics
@@ -228,6 +251,16 @@ class FitPage(Page):
             if cv
             else "n/a: label at least 2 images of 2 classes"
         )
+        typing = m.get("typing") or {}
+        if typing.get("balanced_accuracy") is not None:  # what names the defects: the region typing
+            v["classifier"].setText(
+                f"{typing.get('classifier', '?')} on defect regions over {', '.join(typing.get('classes') or [])}"
+                f"; whole image: {m.get('classifier', '?')}"
+            )
+            v["cv"].setText(
+                f"{typing['balanced_accuracy']:.3f} naming defect types (accuracy {typing['accuracy']:.3f}, "
+                f"{typing['folds']} folds)" + (f"; whole image {cv['balanced_accuracy']:.3f}" if cv else "")
+            )
         v["auroc"].setText(f"{auroc:.3f}" if auroc is not None else "n/a: label good and defect images")
         v["threshold"].setText(f"{a.threshold:.4f} ({m.get('threshold_percentile', '?')}th percentile of good scores)")
         v["data"].setText(

@@ -32,7 +32,14 @@ def _item(text: str, color: QColor | None = None) -> QTableWidgetItem:
 class ConfusionView(QWidget):
     """Confusion matrix (rows: your label, columns: predicted) and a per-class table, both cross-validated."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        heads: tuple[str, str] = (
+            "Confusion matrix (rows: your label, columns: predicted; out-of-fold):",
+            "Per class (cross-validated):",
+        ),
+    ) -> None:
         super().__init__(parent)
         self.confusion = QTableWidget()
         self.confusion.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -49,15 +56,12 @@ class ConfusionView(QWidget):
         for table in (self.confusion, self.per_class):
             table.setSizeAdjustPolicy(QAbstractItemView.SizeAdjustPolicy.AdjustToContents)
         lay = QGridLayout(self)
-        heads = [
-            QLabel("Confusion matrix (rows: your label, columns: predicted; out-of-fold):"),
-            QLabel("Per class (cross-validated):"),
-        ]
-        for head in heads:
+        self.heads = [QLabel(text) for text in heads]
+        for head in self.heads:
             head.setWordWrap(True)
-        lay.addWidget(heads[0], 0, 0)  # stacked: both tables get the tab's full width (no sideways scrolling)
+        lay.addWidget(self.heads[0], 0, 0)  # stacked: both tables get the tab's full width (no sideways scrolling)
         lay.addWidget(self.confusion, 1, 0)
-        lay.addWidget(heads[1], 2, 0)
+        lay.addWidget(self.heads[1], 2, 0)
         lay.addWidget(self.per_class, 3, 0)
         lay.setRowStretch(4, 1)
 

@@ -8,7 +8,8 @@ core but ``config``, ``events`` and ``errors`` (an import-linter contract says s
 - :mod:`~sslinspect.review.orderings`: grid orderings (unusual, uncertain, cluster, similar) and a 2-D map;
 - :mod:`~sslinspect.review.curves`: ROC/PR of the anomaly score and what a threshold does;
 - :mod:`~sslinspect.review.colours`: class colours;
-- :mod:`~sslinspect.review.heatmaps`: the stored held-out anomaly maps as overlays.
+- :mod:`~sslinspect.review.heatmaps`: the stored held-out anomaly maps as overlays;
+- :mod:`~sslinspect.review.regions`: the example regions of each cell of the defect-type confusion.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sslinspect.review.colours import set_class_color
 from sslinspect.review.curves import Curves, ThresholdEffect, label_list, score_curves, threshold_effect
 from sslinspect.review.heatmaps import RunHeatmaps
 from sslinspect.review.orderings import SORT_KEYS, SortKey, cluster_order, kmeans, nearest, order_ids, project_2d
+from sslinspect.review.regions import RegionExample, draw_box, region_examples, region_thumbnail
 from sslinspect.review.status import MIN_IMAGES, ProjectStatus, existing_cache, project_status
 from sslinspect.runs import read_events
 
@@ -36,10 +38,12 @@ __all__ = [
     "Curves",
     "ExportThresholds",
     "ProjectStatus",
+    "RegionExample",
     "RunHeatmaps",
     "SortKey",
     "ThresholdEffect",
     "cluster_order",
+    "draw_box",
     "existing_cache",
     "export_thresholds",
     "heatmap_name",
@@ -53,6 +57,8 @@ __all__ = [
     "project_status",
     "read_events",
     "read_image",
+    "region_examples",
+    "region_thumbnail",
     "score_curves",
     "set_class_color",
     "threshold_effect",

@@ -13,6 +13,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from app.widgets.export_result import FAIL
 from sslinspect import api
 from sslinspect.export.onnx import METADATA_KEY
 from sslinspect.infer.onnx_predictor import Predictor
@@ -98,6 +99,15 @@ def test_testing_a_folder_shows_heatmap_overlays(
     assert overlay is not None and overlay.shape[:2] == cv2.imread(str(keys[0])).shape[:2]
     assert page.show_heatmaps.isEnabled() and page.show_heatmaps.isChecked()
     assert page.provider._path_of(keys[0]) == heat  # the grid shows the overlays
+    run = sorted((root / "runs" / "fewshot").iterdir())[-1]
+    types = json.loads((run / "metrics.json").read_text())["typing"]["classes"]
+    flagged = [k for k in keys if page._rows[k].get("is_defect") == "1" and page._rows[k].get("region")]
+    assert flagged  # the demo's defects are flagged and typed from their region
+    for k in flagged:  # the tile names the type (or 'unknown') and says it was read from the outlined region
+        kind = page._rows[k]["label"]
+        assert page._badge(k) == (f"NG {kind}", FAIL) and "outlined region" in page._tooltip(k)
+        assert "outlined region" in page.describe_image(k)
+        assert kind == "unknown" or kind in types
     page.predictions.select_keys([keys[0]], current=keys[0])
     assert page.preview.isVisibleTo(page) and not page.preview.pixmap().isNull()
     page.show_heatmaps.setChecked(False)  # back to the plain images
