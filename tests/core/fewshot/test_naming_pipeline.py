@@ -14,7 +14,8 @@ import pytest
 from sslinspect import api
 from sslinspect.data.cache import open_cache
 from sslinspect.defects.naming import LEVELS, describe_defect, main_region
-from sslinspect.defects.typing_head import UNKNOWN
+from sslinspect.defects.typing_head import UNKNOWN, TypingHead
+from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.stored import load_head
 from sslinspect.fewshot.typing_step import REGIONS_FILE, load_typing, norm_map
 from sslinspect.infer.onnx_predictor import Predictor
@@ -27,6 +28,20 @@ def fitted(request: pytest.FixtureRequest, segment_project: Path, trained_projec
     return segment_project if request.param == "segment" else trained_project
 
 
+def _fitted_run(root: Path) -> tuple[Path, InspectionHead, TypingHead]:
+    """The latest fewshot run folder of ``root``, its head and its typing head."""
+    project = api.open_project(root)
+    try:
+        run = project.latest("fewshot")
+        assert run is not None
+        head, _ = load_head(project)
+    finally:
+        project.close()
+    typing = load_typing(run)
+    assert typing is not None
+    return run, head, typing
+
+
 def _model(root: Path) -> Path:
     found = sorted((root / "exports").rglob("model.onnx"))
     assert found, f"no exported model under {root}"
@@ -34,13 +49,9 @@ def _model(root: Path) -> Path:
 
 
 def test_fit_types_the_labelled_defects_from_their_regions(fitted: Path) -> None:
+    run, head, typing = _fitted_run(fitted)
     project = api.open_project(fitted)
     try:
-        run = project.latest("fewshot")
-        assert run is not None
-        head, _ = load_head(project)
-        typing = load_typing(run)
-        assert typing is not None
         types = [c for c in head.classes if c != GOOD]
         assert list(typing.classes) == sorted(types)
         metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["typing"]
@@ -83,13 +94,9 @@ def test_predict_names_flagged_parts_with_a_labelled_type_or_unknown(fitted: Pat
 def test_predictor_describes_a_part_as_fit_did(fitted: Path) -> None:
     """Descriptor parity: the exported graph's map, located and described by the predictor's code, gives the
     descriptor the typing head was fitted on (same images, same code; only the map's runtime differs)."""
+    run, head, typing = _fitted_run(fitted)
     project = api.open_project(fitted)
     try:
-        run = project.latest("fewshot")
-        assert run is not None
-        head, _ = load_head(project)
-        typing = load_typing(run)
-        assert typing is not None
         with np.load(run / REGIONS_FILE) as saved:
             ids, fit_x, labels = saved["ids"], saved["descriptors"], saved["labels"]
         cache = open_cache(project, head.input_size)
@@ -121,13 +128,7 @@ def test_predictor_describes_a_part_as_fit_did(fitted: Path) -> None:
 
 def _fit_maps(root: Path, ids: np.ndarray) -> list[np.ndarray]:
     """The held-out maps ``fit`` described, on the calibrated scale, for the image ids ``ids``."""
-    project = api.open_project(root)
-    try:
-        run = project.latest("fewshot")
-        assert run is not None
-        head, _ = load_head(project)
-    finally:
-        project.close()
+    run, head, _ = _fitted_run(root)
     maps = np.load(run / "maps.npy")
     row = {int(i): k for k, i in enumerate(np.load(run / "embedding_ids.npy"))}
     a = head.anomaly
@@ -164,14 +165,7 @@ def test_a_model_with_a_broken_typing_head_is_refused_in_one_line(
 def test_typing_head_survives_the_metadata_round_trip(segment_project: Path) -> None:
     from sslinspect.defects.typing_head import decode_head, encode_head
 
-    project = api.open_project(segment_project)
-    try:
-        run = project.latest("fewshot")
-        assert run is not None
-        head = load_typing(run)
-    finally:
-        project.close()
-    assert head is not None
+    _, _, head = _fitted_run(segment_project)
     back = decode_head(encode_head(head))
     x = np.random.default_rng(0).normal(size=(5, len(head.mean)))
     assert back.level == head.level and back.classes == head.classes
