@@ -317,7 +317,7 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         row["held_out_auroc"] = _mean([r["model"]["held_out"]["auroc"] for r in rs])
         row["held_out_auroc_sd"] = _sd([r["model"]["held_out"]["auroc"] for r in rs])
         row["held_out_unknown"] = _mean([_held_out_named(r)["unknown"] for r in rs])
-        row["seeds"] = sorted(r["seed"] for r in rs)
+        row["seeds"] = sorted(r.get("seed", 0) for r in rs)
         row["per_family_auroc"] = {f: _mean([r["model"]["per_family_auroc"][f] for r in rs]) for f in FAMILIES}
         if all(r["floors"] for r in rs):
             names = [k for k in rs[0]["floors"] if k != "seconds"]
@@ -326,11 +326,11 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         row["seconds"] = {s: _mean([r["seconds"][s] for r in rs]) for s in rs[0]["seconds"]}
         per[surface] = row
     overall: dict[str, Any] = {k: _mean([v[k] for v in per.values()]) for k in (*keys, "held_out_auroc")}
-    seeds = sorted({r["seed"] for r in results})
+    seeds = sorted({r.get("seed", 0) for r in results})
     for k in (*keys, "held_out_auroc"):
         per_seed = []
         for seed in seeds:
-            rs = [r for r in results if r["seed"] == seed]
+            rs = [r for r in results if r.get("seed", 0) == seed]
             if len(rs) == len(per):  # a seed that ran on every surface
                 per_seed.append(_mean([_value(r, k) for r in rs]))
         overall[f"{k}_sd"] = _sd(per_seed)

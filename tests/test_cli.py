@@ -4,6 +4,7 @@ errors naming the file, and the JSON-lines event stream the GUI's worker protoco
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import shutil
@@ -154,7 +155,8 @@ def test_predict_lists_failures_and_exits_1(
     assert f"error: {inputs / 'zero.png'}: empty file (0 bytes)" in err
     assert "20 image(s) scored on CPUExecutionProvider" in stdout
     assert len(out.read_text().splitlines()) == 22  # header, 20 scored, the unreadable one with its error
-    assert out.read_text().splitlines()[-1].endswith(",empty file (0 bytes)")
+    last = list(csv.DictReader(out.read_text().splitlines()))[-1]
+    assert last["error"] == "empty file (0 bytes)" and last["region"] == last["novelty"] == ""
     not_a_model = tmp_path / "x.onnx"
     not_a_model.write_bytes(b"garbage")
     assert main(["predict", str(not_a_model), str(inputs)]) == 1
