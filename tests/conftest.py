@@ -132,27 +132,32 @@ def trained_project(tmp_path_factory: pytest.TempPathFactory, demo_data) -> Iter
 
     Tests must treat it as read-only (copy it if they need to change it).
     """
-    from sslinspect import api
-    from sslinspect.config import FewShotConfig, PretrainConfig
+    from sslinspect.config import PretrainConfig
 
     root = tmp_path_factory.mktemp("trained") / "demo.sslproj"
+    cfg = PretrainConfig(
+        method="simclr",
+        backbone="tiny_cnn",
+        image_size=32,
+        epochs=2,
+        batch_size=32,
+        hidden_dim=64,
+        proj_dim=32,
+        device="cpu",
+    )
+    yield build_project(root, demo_data, cfg)
+
+
+def build_project(root: Path, demo_data, pretrain) -> Path:  # type: ignore[no-untyped-def]
+    """Create, scan, label (the demo's labels), pretrain with ``pretrain``, fit and export a project at ``root``."""
+    from sslinspect import api
+    from sslinspect.config import FewShotConfig
+
     project = api.create_project(root, images=[demo_data.unlabeled_dir])
     api.scan_images(project)
     api.import_labels(project, demo_data.labels_csv)
-    api.pretrain(
-        project,
-        PretrainConfig(
-            method="simclr",
-            backbone="tiny_cnn",
-            image_size=32,
-            epochs=2,
-            batch_size=32,
-            hidden_dim=64,
-            proj_dim=32,
-            device="cpu",
-        ),
-    )
+    api.pretrain(project, pretrain)
     api.fit_fewshot(project, FewShotConfig(device="cpu"))
     api.export_onnx(project, root / "exports" / "model" / "model.onnx")
     project.close()
-    yield root
+    return root

@@ -81,7 +81,6 @@ def cross_validate(
     kind: str, x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], folds: int, seed: int = 0
 ) -> CVReport:
     """Stratified k-fold CV (k capped by the smallest class) with pooled out-of-fold predictions."""
-    from sklearn.metrics import balanced_accuracy_score, confusion_matrix, precision_recall_fscore_support
     from sklearn.model_selection import StratifiedKFold
 
     k = int(min(folds, np.bincount(y, minlength=len(classes)).min()))
@@ -90,7 +89,15 @@ def cross_validate(
     oof = np.zeros((len(y), len(classes)), np.float32)
     for tr, te in StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y):
         oof[te] = fit(kind, x[tr], y[tr], classes, seed).predict_proba(x[te])
-    pred = oof.argmax(1)
+    return cv_report(kind, k, y, oof.argmax(1), classes, oof)
+
+
+def cv_report(
+    kind: str, folds: int, y: np.ndarray, pred: np.ndarray, classes: tuple[str, ...], proba: np.ndarray | None = None
+) -> CVReport:
+    """The report of out-of-fold class indices ``pred`` (and probabilities ``proba``) against the labels ``y``."""
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix, precision_recall_fscore_support
+
     labels = list(range(len(classes)))
     prec, rec, f1, sup = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
     per_class = {
@@ -99,13 +106,13 @@ def cross_validate(
     }
     return CVReport(
         kind=kind,
-        folds=k,
+        folds=folds,
         balanced_accuracy=float(balanced_accuracy_score(y, pred)),
         accuracy=float((pred == y).mean()),
         confusion=confusion_matrix(y, pred, labels=labels).tolist(),
         per_class=per_class,
         oof_pred=pred.tolist(),
-        oof_proba=oof.round(5).tolist(),
+        oof_proba=[] if proba is None else proba.round(5).tolist(),
     )
 
 

@@ -128,7 +128,7 @@ def run_fit(
         memory_estimate_mb=fitted.estimate.peak_mb if fitted.estimate else None,
         suspected_defects=len(fitted.suspected),
         typing_classifier=naming.fit.head.kind if naming else None,
-        typing_cv_balanced_accuracy=naming.metrics()["cv_balanced_accuracy"] if naming else None,
+        typing_cv_balanced_accuracy=naming.cv_balanced_accuracy if naming else None,
     )
 
 
@@ -152,7 +152,7 @@ def _typing_step(
         images, ids, fitted.maps, labels, fitted.head.classes, map_low=a.map_low, map_high=a.map_high, seed=cfg.seed
     )
     if step is not None:
-        cv = step.metrics()["cv_balanced_accuracy"]
+        cv = step.cv_balanced_accuracy
         missed = int((~step.located).sum())
         report(
             Log(

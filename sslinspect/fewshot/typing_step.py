@@ -18,6 +18,7 @@ import numpy as np
 
 from sslinspect.defects.naming import LEVELS, describe_defect
 from sslinspect.defects.typing_head import TypingHead, load_head, save_head
+from sslinspect.fewshot.classifier import cv_report
 from sslinspect.fewshot.typing_fit import TypingFit, fit_typing
 from sslinspect.fsutil import atomic_path
 from sslinspect.project import GOOD
@@ -53,6 +54,12 @@ class TypingStep:
     located: np.ndarray
     level_cv: dict[float, float]
 
+    @property
+    def cv_balanced_accuracy(self) -> float | None:
+        """Cross-validated balanced accuracy of the chosen classifier (None: too few labels to cross-validate)."""
+        value = self.fit.cv[self.fit.head.kind]
+        return None if np.isnan(value) else float(value)
+
     def metrics(self) -> dict[str, Any]:
         """The ``typing`` entry of ``metrics.json``: kind, level, cross-validation per kind, and (the shape of the
         classifier's ``cv`` entry) ``balanced_accuracy``, ``accuracy``, ``folds``, the out-of-fold ``confusion``
@@ -62,7 +69,7 @@ class TypingStep:
             "classifier": head.kind,
             "classes": list(head.classes),
             "kinds": {k: None if np.isnan(v) else round(float(v), 4) for k, v in fit.cv.items()},
-            "cv_balanced_accuracy": None if np.isnan(fit.cv[head.kind]) else float(fit.cv[head.kind]),
+            "cv_balanced_accuracy": self.cv_balanced_accuracy,
             "regions": len(self.rows),
             "located_share": float(self.located.mean()) if len(self.located) else None,
             "level": head.level,
@@ -77,28 +84,12 @@ class TypingStep:
             },
         }
         if fit.oof is not None and fit.y is not None:
-            out.update(_cv_report(fit.y, fit.oof, head.classes))
+            folds = int(min(5, np.bincount(fit.y, minlength=len(head.classes)).min()))
+            rep = cv_report(head.kind, folds, fit.y, fit.oof, head.classes)
+            out.update(
+                {k: getattr(rep, k) for k in ("balanced_accuracy", "accuracy", "folds", "confusion", "per_class")}
+            )
         return out
-
-
-def _cv_report(y: np.ndarray, oof: np.ndarray, classes: tuple[str, ...]) -> dict[str, Any]:
-    n = len(classes)
-    confusion = np.zeros((n, n), np.int64)
-    np.add.at(confusion, (y, oof), 1)
-    per: dict[str, dict[str, float]] = {}
-    for i, c in enumerate(classes):
-        tp, support, predicted = confusion[i, i], confusion[i].sum(), confusion[:, i].sum()
-        precision = float(tp / predicted) if predicted else 0.0
-        recall = float(tp / support) if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per[c] = {"precision": precision, "recall": recall, "f1": f1, "support": int(support)}
-    return {
-        "balanced_accuracy": float(np.mean([p["recall"] for p in per.values()])),
-        "accuracy": float(np.trace(confusion) / max(confusion.sum(), 1)),
-        "folds": int(min(5, np.bincount(y, minlength=n).min())),
-        "confusion": confusion.tolist(),
-        "per_class": per,
-    }
 
 
 def norm_map(raw: np.ndarray, low: float, high: float) -> np.ndarray:

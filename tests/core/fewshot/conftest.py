@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sslinspect import api
-from sslinspect.config import FewShotConfig, PretrainConfig
+from sslinspect.config import PretrainConfig
+from tests.conftest import build_project
 
 
 @pytest.fixture(scope="session")
@@ -18,14 +18,7 @@ def segment_project(tmp_path_factory: pytest.TempPathFactory, demo_data) -> Iter
     Read-only: copy it to change it.
     """
     root = tmp_path_factory.mktemp("seg") / "seg.sslproj"
-    project = api.create_project(root, images=[demo_data.unlabeled_dir])
-    api.scan_images(project)
-    api.import_labels(project, demo_data.labels_csv)
-    api.pretrain(
-        project,
-        PretrainConfig(method="synthdefect", backbone="tiny_cnn", image_size=64, epochs=1, batch_size=16, device="cpu"),
+    cfg = PretrainConfig(
+        method="synthdefect", backbone="tiny_cnn", image_size=64, epochs=1, batch_size=16, device="cpu"
     )
-    api.fit_fewshot(project, FewShotConfig(device="cpu"))
-    api.export_onnx(project, root / "exports" / "model" / "model.onnx")
-    project.close()
-    yield root
+    yield build_project(root, demo_data, cfg)
