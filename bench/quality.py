@@ -285,14 +285,11 @@ def _sd(values: list[float | None]) -> float | None:
     return float(np.std(v, ddof=1)) if len(v) >= 2 else None
 
 
-def _held_out_named(r: dict[str, Any]) -> dict[str, float | None]:
-    """How the held-out family's test images were named: share ``unknown``, share flagged at all."""
+def _held_out_unknown(r: dict[str, Any]) -> float | None:
+    """The share of the held-out family's test images named ``unknown``."""
     labelled_as = r["model"]["held_out"].get("labelled_as") or {}
     n = sum(labelled_as.values())
-    return {
-        "unknown": labelled_as.get("unknown", 0) / n if n else None,
-        "flagged": r["model"]["held_out"].get("flagged_rate"),
-    }
+    return labelled_as.get("unknown", 0) / n if n else None
 
 
 def _value(r: dict[str, Any], key: str) -> float | None:
@@ -316,7 +313,7 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         row.update({f"{k}_sd": _sd([r["model"][k] for r in rs]) for k in keys})
         row["held_out_auroc"] = _mean([r["model"]["held_out"]["auroc"] for r in rs])
         row["held_out_auroc_sd"] = _sd([r["model"]["held_out"]["auroc"] for r in rs])
-        row["held_out_unknown"] = _mean([_held_out_named(r)["unknown"] for r in rs])
+        row["held_out_unknown"] = _mean([_held_out_unknown(r) for r in rs])
         row["seeds"] = sorted(r.get("seed", 0) for r in rs)
         row["per_family_auroc"] = {f: _mean([r["model"]["per_family_auroc"][f] for r in rs]) for f in FAMILIES}
         if all(r["floors"] for r in rs):
