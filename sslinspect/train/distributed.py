@@ -278,11 +278,16 @@ def waiting_for_main(timeout: _dt.timedelta = _dt.timedelta(hours=24)) -> Iterat
 
 def agree(flags: Sequence[bool], device: torch.device) -> list[bool]:
     """Each flag true on any rank becomes true on all (stop decisions must be taken together)."""
+    return [v > 0 for v in max_over_ranks([float(f) for f in flags], device)]
+
+
+def max_over_ranks(values: Sequence[float], device: torch.device) -> list[float]:
+    """Each value's maximum over ranks, in one collective (the values themselves for a single process)."""
     if _world()[1] == 1:
-        return list(flags)
-    t = torch.tensor([int(f) for f in flags], dtype=torch.int32, device=device)
+        return list(values)
+    t = torch.tensor(list(values), dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return [bool(v) for v in t.tolist()]
+    return [float(v) for v in t.tolist()]
 
 
 def mean_over_ranks(x: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,15 @@ from sslinspect.errors import CheckpointError, ResourceError
 from sslinspect.events import Log, Metric, Progress, Reporter, null_reporter
 from sslinspect.methods.base import MethodSpec, SSLModel, StepOutput, ViewFn
 from sslinspect.model.checkpoint import load_checkpoint, save_checkpoint
-from sslinspect.train.distributed import SINGLE, DistInfo, agree, average_batchnorm_stats, mean_over_ranks, wrap_model
+from sslinspect.train.distributed import (
+    SINGLE,
+    DistInfo,
+    agree,
+    average_batchnorm_stats,
+    max_over_ranks,
+    mean_over_ranks,
+    wrap_model,
+)
 from sslinspect.train.eta import describe, time_left
 from sslinspect.train.health import COLLAPSE_STD, collapse_message, health_metrics
 
@@ -48,11 +56,24 @@ class LoopResult:
     batch_size: int = 0
 
 
-def lr_at(step: int, total: int, warmup: int, base: float) -> float:
-    """Linear warm-up for ``warmup`` steps, then cosine decay to 0 at ``total``."""
+def lr_at(step: int, total: int, warmup: int, base: float, time_progress: float = 0.0) -> float:
+    """Linear warm-up for ``warmup`` steps, then cosine decay to 0 at ``total`` or at the end of the time budget.
+
+    ``time_progress`` is the share of the time budget used (0 without a budget): the decay follows whichever of the
+    steps and the budget is further along, so a run that the budget ends still anneals to a low learning rate
+    instead of stopping at its peak (a 5-minute budget on a 50-epoch schedule would otherwise never decay).
+
+    Examples:
+        >>> lr_at(50, 100, 0, 1.0)
+        0.5
+        >>> round(lr_at(10, 100, 0, 1.0, time_progress=0.5), 3)
+        0.5
+        >>> lr_at(10, 100, 0, 1.0, time_progress=1.0)
+        0.0
+    """
     if step < warmup:
         return base * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
+    progress = max((step - warmup) / max(1, total - warmup), time_progress)
     return base * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
@@ -222,6 +243,9 @@ class _Loop:
         self.scaler = grad_scaler_for(device, cfg.amp)
         self.budget_s = cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
         self.t_start, self.paused_s = time.monotonic(), 0.0
+        # share of the schedule a time budget has used; a resumed run anneals the rest within its own budget
+        self.progress0 = float(resume.get("time_progress", 0.0)) if resume is not None else 0.0
+        self.time_progress = self.progress0 if math.isfinite(self.budget_s) else 0.0
         self.last_loss, self.warned_collapse = math.nan, False
         self._set_schedule(cfg)
         self.step = self.start_epoch * self.steps_per_epoch
@@ -287,13 +311,13 @@ class _Loop:
         self.t_interval = time.monotonic()
         self.source.wait_s = 0.0
         for rows, batch in self.source.epoch(epoch):
-            lr = lr_at(self.step, self.total_steps, self.warmup, self.base_lr)
+            lr = lr_at(self.step, self.total_steps, self.warmup, self.base_lr, self.time_progress)
             for g in self.optimizer.param_groups:
                 g["lr"] = lr
             views = self.make_views(batch)
             if self.channels_last:
                 views = [to_channels_last(v) for v in views]
-            progress = (self.step + 1) / max(1, self.total_steps)
+            progress = max((self.step + 1) / max(1, self.total_steps), self.time_progress)
             out = train_step(
                 self.forward,
                 self.model,
@@ -361,10 +385,14 @@ class _Loop:
         self.t_interval = time.monotonic()
 
     def _check_stop(self) -> StopReason:
-        over_budget = time.monotonic() - self.t_start - self.paused_s > self.budget_s
-        paused, cancelled, over_budget = agree(
-            [self.cancel.is_paused(), self.cancel.is_cancelled(), over_budget], self.device
+        elapsed = time.monotonic() - self.t_start - self.paused_s
+        # one collective: the flags, and the slowest rank's clock, so every rank steps with the same learning rate
+        paused_f, cancelled_f, elapsed = max_over_ranks(
+            [float(self.cancel.is_paused()), float(self.cancel.is_cancelled()), elapsed], self.device
         )
+        paused, cancelled, over_budget = paused_f > 0, cancelled_f > 0, elapsed > self.budget_s
+        if math.isfinite(self.budget_s):
+            self.time_progress = min(1.0, self.progress0 + (1 - self.progress0) * elapsed / self.budget_s)
         if paused and not cancelled:
             t_pause = time.monotonic()
             self.report(Log(level="INFO", message="paused"))
@@ -388,6 +416,7 @@ class _Loop:
             "step": epochs_done * self.steps_per_epoch,
             "rng_state": torch.get_rng_state(),
             "last_loss": self.last_loss,
+            "time_progress": self.time_progress,
         }
         if self.cuda:
             state["cuda_rng_state"] = torch.cuda.get_rng_state(self.device)

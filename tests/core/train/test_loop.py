@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -174,3 +175,18 @@ def test_time_left_follows_the_time_budget_not_the_epochs(tiny_project: Project,
     assert etas and max(etas) <= budget_s  # 1000 epochs would take far longer
     assert all("time limit; 1000 epochs would take" in e.message for e in progress)
     assert all(e.total < 1000 * STEPS_PER_EPOCH for e in progress)  # the bar ends where the budget does
+
+
+def test_learning_rate_anneals_within_the_time_budget(tiny_project: Project, tiny_pretrain: PretrainConfig) -> None:
+    """A budget that ends the run long before its epochs still decays the learning rate (cosine over the budget),
+    instead of stopping at the peak of a 1000-epoch schedule; the checkpoint records how far the schedule got."""
+    cfg = replace(tiny_pretrain, epochs=1000, warmup_epochs=0, max_minutes=2.0 / 60, log_every=1)
+    reporter = CollectingReporter()
+    result = api.pretrain(tiny_project, cfg, report=reporter)
+    assert result.status == "time_budget"
+    lrs = [e.value for e in reporter.events if isinstance(e, Metric) and e.name == "lr"]
+    assert len(lrs) >= 3
+    assert all(b <= a for a, b in itertools.pairwise(lrs))  # never rises again
+    assert lrs[-1] < 0.5 * lrs[0]  # the 1000-epoch cosine alone would still be at ~100 %
+    ckpt = load_checkpoint(tiny_project.root / result.checkpoint)
+    assert ckpt["time_progress"] == pytest.approx(1.0)
