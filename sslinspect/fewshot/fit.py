@@ -20,8 +20,8 @@ from sslinspect.fewshot.head import HeadFit, fit_head
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.patchcore import FeatureNet
 from sslinspect.fewshot.segmap import SegmentationNet, decoder_from_checkpoint, has_decoder
-from sslinspect.fewshot.suggest_step import SUGGESTIONS_FILE, candidate_rows, suggest_types, write_suggestions
 from sslinspect.fewshot.stored import load_head as load_head  # re-exported: callers import it from here
+from sslinspect.fewshot.suggest_step import SUGGESTIONS_FILE, candidate_rows, suggest_types, write_suggestions
 from sslinspect.fewshot.typing_step import TypingStep, fit_defect_types, save_typing
 from sslinspect.fsutil import atomic_path, atomic_write_json
 from sslinspect.model.checkpoint import build_backbone_from_checkpoint, load_checkpoint
@@ -148,7 +148,12 @@ def _typing_step(
     if len(defect_types) < 2:
         return None
     if fitted.maps is None:
-        report(Log(level="WARNING", message="too many images to keep their anomaly maps: defect types not fitted, no suggestions"))
+        report(
+            Log(
+                level="WARNING",
+                message="too many images to keep their anomaly maps: defect types not fitted, no suggestions",
+            )
+        )
         return None
     a = fitted.head.anomaly
     step = fit_defect_types(

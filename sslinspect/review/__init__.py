@@ -29,8 +29,8 @@ from sslinspect.review.curves import Curves, ThresholdEffect, label_list, score_
 from sslinspect.review.heatmaps import RunHeatmaps
 from sslinspect.review.orderings import SORT_KEYS, SortKey, cluster_order, kmeans, nearest, order_ids, project_2d
 from sslinspect.review.regions import RegionExample, draw_box, region_examples, region_thumbnail
-from sslinspect.review.suggestions import Suggestion, load_suggestions
 from sslinspect.review.status import MIN_IMAGES, ProjectStatus, existing_cache, project_status
+from sslinspect.review.suggestions import Suggestion, load_suggestions
 from sslinspect.runs import read_events
 
 __all__ = [
