@@ -2,7 +2,8 @@
 
 The grid sorts by "most unusual first" (anomaly score), "most uncertain", cluster or similarity to an image, and
 filters by label. Number keys label the selection (saved at once). The map tab shows every image's embedding; click
-or lasso points to label them.
+or lasso points to label them. The "Suggested types" tab lists, per defect type, the unlabelled images the latest
+fit named nearest to it (:mod:`app.widgets.label_suggestions`); clicking one selects it in the grid.
 """
 
 from __future__ import annotations
