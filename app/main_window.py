@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
-    QSizePolicy,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -38,6 +37,7 @@ from app.pages.images_page import ImagesPage
 from app.pages.label_page import LabelPage
 from app.pages.pretrain_page import PretrainPage
 from app.pages.project_page import ProjectPage
+from app.widgets.elided_label import ElidedLabel
 from app.widgets.error_dialog import show_error
 from app.widgets.log_view import LogView
 from app.widgets.progress import Coalescer
@@ -137,16 +137,15 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.log_dock)
         self.log_dock.hide()
 
-        self.project_label = QLabel("No project")
-        self.project_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)  # long paths
-        self.job_label = QLabel()
+        self.project_label = ElidedLabel("No project")  # long paths: elided with "…", whole in the tooltip
+        self.job_label = ElidedLabel()  # long job messages likewise: the two share the bar's width
         self.job_progress = QProgressBar()
         self.job_progress.setMaximumWidth(16 * self.fontMetrics().averageCharWidth() * 2)
         self.job_cancel = QPushButton("Cancel")
         self.job_cancel.clicked.connect(controller.cancel_job)
         sb = self.statusBar()
         sb.addWidget(self.project_label, 1)
-        sb.addPermanentWidget(self.job_label)
+        sb.addPermanentWidget(self.job_label, 1)
         sb.addPermanentWidget(self.job_progress)
         sb.addPermanentWidget(self.job_cancel)
         self._progress_view: Coalescer[Progress] = Coalescer(self._show_progress, parent=self)
@@ -261,7 +260,7 @@ class MainWindow(QMainWindow):
         self.job_progress.setRange(0, event.total)
         self.job_progress.setValue(event.step)
         job = self.controller.job
-        self.job_label.setText(f"{job.title if job else event.stage}: {event.message}"[:80])
+        self.job_label.setText(f"{job.title if job else event.stage}: {event.message}")
 
     def _on_controller_job_finished(self, job: Job, status: str) -> None:
         self._show_job(None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
@@ -76,6 +77,26 @@ class Settings:
     def set_advanced_plots(self, on: bool) -> None:
         """Remember the Pretrain page's Advanced toggle."""
         self._s.setValue("pretrain/advanced_plots", "true" if on else "false")
+
+    def pretrain_preset(self, project: Path) -> str | None:
+        """The Pretrain preset last chosen for ``project`` (None: never chosen)."""
+        raw = self._s.value("pretrain/presets", "{}")
+        try:
+            chosen = json.loads(str(raw))
+        except ValueError:
+            return None
+        value = chosen.get(str(Path(project).resolve())) if isinstance(chosen, dict) else None
+        return value if isinstance(value, str) else None
+
+    def set_pretrain_preset(self, project: Path, name: str) -> None:
+        """Remember the Pretrain preset chosen for ``project`` (the page reopens on it)."""
+        try:
+            chosen = json.loads(str(self._s.value("pretrain/presets", "{}")))
+        except ValueError:
+            chosen = {}
+        chosen = chosen if isinstance(chosen, dict) else {}
+        chosen[str(Path(project).resolve())] = name
+        self._s.setValue("pretrain/presets", json.dumps(chosen))
 
     def sync(self) -> None:
         """Write pending changes to disk."""

@@ -166,6 +166,9 @@ def render(app: QApplication, window: MainWindow, out: Path, only: set[str], suf
             page.tabs.setCurrentIndex(1)  # type: ignore[attr-defined]
             settle(app, window)
             shoot(app, window, out, f"{i + 1}-{name}-map", suffix)
+            page.tabs.setCurrentIndex(2)  # type: ignore[attr-defined]
+            settle(app, window)
+            shoot(app, window, out, f"{i + 1}-{name}-suggested", suffix)
             page.tabs.setCurrentIndex(0)  # type: ignore[attr-defined]
             continue
         if name == "fit":

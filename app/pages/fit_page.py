@@ -60,8 +60,9 @@ class FitPage(Page):
 
     title = "5  Fit"
     explanation = (
-        "Fits a defect classifier on your labels and an anomaly score that flags defects nobody labelled. The "
-        "numbers are cross-validated on your labels. Move the threshold to trade missed defects against false "
+        "Fits, from your labels, an anomaly score that flags defects nobody labelled, a whole-image classifier, "
+        "and (with two or more defect types) a typing step that locates each defect's region and names its type. "
+        "The numbers are cross-validated on your labels. Move the threshold to trade missed defects against false "
         "alarms, label the most uncertain images and fit again."
     )
 

@@ -2,11 +2,13 @@
 
 The grid sorts by "most unusual first" (anomaly score), "most uncertain", cluster or similarity to an image, and
 filters by label. Number keys label the selection (saved at once). The map tab shows every image's embedding; click
-or lasso points to label them.
+or lasso points to label them. The "Suggested types" tab lists, per defect type, the unlabelled images the latest
+fit named nearest to it (:mod:`app.widgets.label_suggestions`); clicking one selects it in the grid.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,11 +33,12 @@ from app.widgets.class_manager import ClassManager
 from app.widgets.embedding_map import EmbeddingMap
 from app.widgets.image_grid import ImageGrid
 from app.widgets.label_keys import install_label_keys, shortcut_of
+from app.widgets.label_suggestions import SuggestionsView
 from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect import api
 from sslinspect.config import FewShotConfig
 from sslinspect.errors import SSLInspectError
-from sslinspect.review import SortKey, order_ids, project_2d
+from sslinspect.review import SortKey, Suggestion, load_suggestions, order_ids, project_2d
 
 SORTS: tuple[tuple[str, SortKey], ...] = (
     ("Most unusual first", "unusual"),
@@ -125,7 +128,11 @@ class LabelPage(Page):
         self.tabs = QTabWidget()
         self.tabs.addTab(self.grid, "Grid")
         self.tabs.addTab(self.map, "Map")
+        self.suggested = SuggestionsView()
+        self.suggested.image_chosen.connect(self.focus_image)
+        self.tabs.addTab(self.suggested, "Suggested types")
         self.tabs.currentChanged.connect(lambda _i: self._ensure_map())
+        self.tabs.currentChanged.connect(lambda _i: self._refresh_suggestions())
         center = QWidget()
         cl = QVBoxLayout(center)
         cl.setContentsMargins(0, 0, 0, 0)
@@ -200,6 +207,42 @@ class LabelPage(Page):
         self.map.set_labels(self._labels, p.class_colors())
         self._map_run = None
         self._ensure_map()
+        self._show_suggestions()
+
+    def _show_suggestions(self) -> None:
+        """The latest fit's per-type suggestions, without the images labelled since."""
+        p, a = self.controller.project, self.analysis
+        found: dict[str, list[Suggestion]] = {}
+        if p is not None and a is not None:
+            try:
+                found = load_suggestions(a.run_dir, labelled=set(self._labels))
+            except SSLInspectError as exc:
+                self.controller.message.emit("WARNING", str(exc))
+        records = self._records
+        project = p
+
+        def path_of(image_id: int) -> Path | None:
+            rec = records.get(image_id)
+            return project.image_path(rec.source, rec.relpath) if rec and project else None
+
+        self.suggested.set_suggestions(found, int(a.metrics.get("input_size") or 0) if a else 0, path_of)
+
+    def _refresh_suggestions(self) -> None:
+        """Re-read the suggestions when their tab is shown (labels given since drop out)."""
+        if self.tabs.currentWidget() is self.suggested:
+            self._show_suggestions()
+
+    def focus_image(self, image_id: int) -> None:
+        """Show ``image_id`` selected in the grid (showing all images when the filter hides it)."""
+        self.tabs.setCurrentWidget(self.grid)
+        if self.grid.grid_model.row_of(image_id) >= 0:
+            self.grid.select_keys([image_id])
+            self.grid.setFocus()
+            return
+        self.filter.blockSignals(True)
+        self.filter.setCurrentIndex(0)
+        self.filter.blockSignals(False)
+        self.reorder(ref_id=image_id)
 
     def _show_stale(self, reason: str) -> None:
         """Say when the orderings come from a fit made before the latest labels ('' hides it)."""
@@ -373,6 +416,7 @@ class LabelPage(Page):
         self.map.set_labels(self._labels, p.class_colors())
         self._show_preview()  # the grid keeps its order while labelling; filters apply on the next reorder
         self._show_count()  # the counter follows every label at once
+        self._refresh_suggestions()
         if self.analysis is not None:  # cheap: no digest per key press; reload() measures it exactly
             self._show_stale("the labels changed since the fit they come from")
 

@@ -121,6 +121,7 @@ class PretrainPage(Page):
         self.add_columns(self._control_column(), self._view_column(), (1, 3))
         self._fill_presets()
         controller.project_changed.connect(lambda _p: self.replay_latest())
+        controller.project_changed.connect(lambda _p: self._restore_preset())
         controller.job_started.connect(self._on_controller_job_started)
         controller.job_event.connect(self._on_controller_job_event)
         controller.job_finished.connect(self._on_controller_job_finished)
@@ -252,8 +253,8 @@ class PretrainPage(Page):
             self.warning.setVisible(False)
         return self.controller.run_worker(cmd, stage="pretrain", title="Pretraining", config={"pretrain": to_dict(cfg)})
 
-    def _resumed_config(self) -> PretrainConfig | None:
-        """A resumed run keeps its own settings (epochs included), shown in the form; None if they are unreadable."""
+    def _latest_run_config(self) -> PretrainConfig | None:
+        """The settings of the project's latest pretraining run; None without one or if they are unreadable."""
         st = self.controller.status
         run = st.pretrain_run if st is not None else None
         try:
@@ -261,9 +262,13 @@ class PretrainPage(Page):
             cfg = from_dict(PretrainConfig, stored, section="pretrain") if stored else None
         except (OSError, ValueError, KeyError, SSLInspectError):
             return None
+        return dataclasses.replace(cfg, threads=self.controller.settings.worker_threads()) if cfg else None
+
+    def _resumed_config(self) -> PretrainConfig | None:
+        """A resumed run keeps its own settings (epochs included), shown in the form; None if they are unreadable."""
+        cfg = self._latest_run_config()
         if cfg is None:
             return None
-        cfg = dataclasses.replace(cfg, threads=self.controller.settings.worker_threads())
         self.form.set_value(cfg)  # the form shows what runs (the preset switches to Custom)
         self._on_form_changed()
         self.status_label.setText(f"Resuming with the run's own settings ({cfg.epochs} epochs).")
@@ -393,6 +398,7 @@ class PretrainPage(Page):
         names = list(self._presets)
         if 0 <= index < len(names):
             self.form.set_value(self._presets[names[index]])
+        self._remember_preset()
 
     def _on_form_changed(self) -> None:
         custom = self.preset.count() - 1
@@ -400,6 +406,34 @@ class PretrainPage(Page):
             self.preset.blockSignals(True)
             self.preset.setCurrentIndex(custom)
             self.preset.blockSignals(False)
+            self._remember_preset()
+
+    def _remember_preset(self) -> None:
+        """Keep the preset chosen for the open project (the page reopens on it)."""
+        p = self.controller.project
+        if p is not None and self.preset.currentText():
+            self.controller.settings.set_pretrain_preset(p.root, self.preset.currentText())
+
+    def _restore_preset(self) -> None:
+        """Reopen on the preset last chosen for this project; Custom shows the latest run's settings."""
+        p = self.controller.project
+        if p is None:
+            return
+        name = self.controller.settings.pretrain_preset(p.root)
+        index = max(0, self.preset.findText(name)) if name else 0  # never chosen: the first preset
+        if index == self.preset.currentIndex():
+            return
+        if index == self.preset.count() - 1:  # Custom: the settings of the latest run, when readable
+            cfg = self._latest_run_config()
+            self.preset.blockSignals(True)
+            self.preset.setCurrentIndex(index)
+            self.preset.blockSignals(False)
+            if cfg is not None:
+                self.form.blockSignals(True)
+                self.form.set_value(cfg)
+                self.form.blockSignals(False)
+            return
+        self.preset.setCurrentIndex(index)
 
     def _on_expert_toggled(self, on: bool) -> None:
         self.expert.setVisible(on)

@@ -21,6 +21,7 @@ from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.patchcore import FeatureNet
 from sslinspect.fewshot.segmap import SegmentationNet, decoder_from_checkpoint, has_decoder
 from sslinspect.fewshot.stored import load_head as load_head  # re-exported: callers import it from here
+from sslinspect.fewshot.suggest_step import SUGGESTIONS_FILE, candidate_rows, suggest_types, write_suggestions
 from sslinspect.fewshot.typing_step import TypingStep, fit_defect_types, save_typing
 from sslinspect.fsutil import atomic_path, atomic_write_json
 from sslinspect.model.checkpoint import build_backbone_from_checkpoint, load_checkpoint
@@ -95,6 +96,8 @@ def run_fit(
         head = fitted.head
         naming = _typing_step(fitted, cache.images, ids, labels, cfg, run.report)
         _write_run(run_dir, project, ids, fitted, naming, labels, cfg)
+        if naming is not None:
+            _write_suggestions(run_dir, fitted, naming, cache.images, ids, labels, run.report)
         run.report(Artifact(kind="head", path=project.relative(run_dir / "head.npz")))
         if fitted.cv:
             run.report(
@@ -145,7 +148,12 @@ def _typing_step(
     if len(defect_types) < 2:
         return None
     if fitted.maps is None:
-        report(Log(level="WARNING", message="too many images to keep their anomaly maps: defect types not fitted"))
+        report(
+            Log(
+                level="WARNING",
+                message="too many images to keep their anomaly maps: defect types not fitted, no suggestions",
+            )
+        )
         return None
     a = fitted.head.anomaly
     step = fit_defect_types(
@@ -163,6 +171,25 @@ def _typing_step(
             )
         )
     return step
+
+
+def _write_suggestions(
+    run_dir: Path,
+    fitted: HeadFit,
+    naming: TypingStep,
+    images: np.ndarray,
+    ids: np.ndarray,
+    labels: list[str | None],
+    report: Reporter,
+) -> None:
+    """``typing_suggestions.csv``: the flagged and highest-scoring unlabelled images, their main region named."""
+    if fitted.maps is None:  # _typing_step fits no types without maps; kept for the type checker
+        return
+    a = fitted.head.anomaly
+    rows = candidate_rows(fitted.scores, labels, a.threshold)
+    named = suggest_types(naming.fit.head, images, fitted.maps, rows, map_low=a.map_low, map_high=a.map_high)
+    write_suggestions(run_dir / SUGGESTIONS_FILE, naming.fit.head, ids[rows], named)
+    report(Log(level="INFO", message=f"defect types suggested for {len(rows)} unlabelled image(s)"))
 
 
 def _write_run(

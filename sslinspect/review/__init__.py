@@ -9,7 +9,8 @@ core but ``config``, ``events`` and ``errors`` (an import-linter contract says s
 - :mod:`~sslinspect.review.curves`: ROC/PR of the anomaly score and what a threshold does;
 - :mod:`~sslinspect.review.colours`: class colours;
 - :mod:`~sslinspect.review.heatmaps`: the stored held-out anomaly maps as overlays;
-- :mod:`~sslinspect.review.regions`: the example regions of each cell of the defect-type confusion.
+- :mod:`~sslinspect.review.regions`: the example regions of each cell of the defect-type confusion;
+- :mod:`~sslinspect.review.suggestions`: per defect type, the unlabelled images named nearest to it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sslinspect.review.heatmaps import RunHeatmaps
 from sslinspect.review.orderings import SORT_KEYS, SortKey, cluster_order, kmeans, nearest, order_ids, project_2d
 from sslinspect.review.regions import RegionExample, draw_box, region_examples, region_thumbnail
 from sslinspect.review.status import MIN_IMAGES, ProjectStatus, existing_cache, project_status
+from sslinspect.review.suggestions import Suggestion, load_suggestions
 from sslinspect.runs import read_events
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "RegionExample",
     "RunHeatmaps",
     "SortKey",
+    "Suggestion",
     "ThresholdEffect",
     "cluster_order",
     "draw_box",
@@ -51,6 +54,7 @@ __all__ = [
     "label_list",
     "latest_export_thresholds",
     "load_analysis",
+    "load_suggestions",
     "nearest",
     "order_ids",
     "project_2d",

@@ -130,3 +130,27 @@ def test_python_m_app_help() -> None:
         check=False,
     )
     assert r.returncode == 0 and "--demo" in r.stdout and "PROJECT" in r.stdout.upper()
+
+
+def test_status_bar_elides_long_text_at_1024_px(
+    window: Any, controller: Any, fake_workers: Any, scanned_project: Path, qtbot: Any
+) -> None:
+    """Issue 11: at 1024 px the status bar's text was cut off mid-word; now it is elided with "…" (whole in the
+    tooltip) and the project and the job message both stay visible."""
+    assert controller.open_project(scanned_project)
+    message = "embedding " + "very long message about the images being embedded " * 4
+    fake_workers.script("train", [Progress(stage="embed", step=3, total=10, message=message)] * 50, interval_ms=5)
+    window.resize(1024, 700)
+    window.show()
+    controller.run_worker(["train", str(scanned_project)], stage="train", title="Training")
+    qtbot.waitUntil(lambda: window.job_progress.value() == 3, timeout=5000)
+    full = f"Training: {message}"
+    assert window.job_label.text() == full and window.job_label.toolTip() == full
+    qtbot.waitUntil(lambda: window.job_label.width() > 0)
+    for label in (window.job_label, window.project_label):
+        shown = label.shown_text()
+        assert shown and label.fontMetrics().horizontalAdvance(shown) <= label.contentsRect().width()
+    assert window.job_label.shown_text().endswith("…")
+    assert window.statusBar().width() <= 1024
+    with qtbot.waitSignal(controller.job_finished, timeout=5000):
+        window.job_cancel.click()

@@ -282,3 +282,24 @@ def test_time_left_follows_the_time_budget(
     assert len(minutes) and max(minutes) <= budget_s / 60
     with qtbot.waitSignal(controller.job_finished, timeout=5000):
         job.cancel()
+
+
+def test_the_page_reopens_on_the_preset_chosen_for_the_project(
+    window: Any, controller: Any, scanned_project: Path, tmp_path: Path
+) -> None:
+    """Issue 11: the Pretrain page reopened on "Recommended" although the user had chosen another preset."""
+    import shutil
+
+    other = tmp_path / "other.sslproj"
+    shutil.copytree(scanned_project, other)
+    page = _open_pretrain(window, controller, scanned_project)
+    quick = page.preset.findText("Quick check (a few minutes)")
+    page.preset.setCurrentIndex(quick)
+    assert page.form.value().max_minutes == 3.0
+    page = _open_pretrain(window, controller, other)  # never chosen there: the first preset
+    assert page.preset.currentIndex() == 0
+    page = _open_pretrain(window, controller, scanned_project)
+    assert page.preset.currentIndex() == quick and page.form.value().max_minutes == 3.0
+    controller.close_project()
+    page = _open_pretrain(window, controller, scanned_project)
+    assert page.preset.currentText() == "Quick check (a few minutes)"
