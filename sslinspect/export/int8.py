@@ -42,7 +42,10 @@ def stem_nodes(model: onnx.ModelProto) -> list[str]:
     return [
         n.name
         for n in model.graph.node
-        if n.op_type == "Conv" and len(n.input) > 1 and len(shapes.get(n.input[1], ())) == 4 and shapes[n.input[1]][1] == 3
+        if n.op_type == "Conv"
+        and len(n.input) > 1
+        and len(shapes.get(n.input[1], ())) == 4
+        and shapes[n.input[1]][1] == 3
     ]
 
 

@@ -158,8 +158,8 @@ def _to_int8(src: Path, dst: Path, calibration: np.ndarray, *, reduce_range: boo
     """Static QDQ quantisation of the backbone, calibrated on ``calibration`` (uint8 NHWC images).
 
     Weights are 8-bit per channel; ``reduce_range`` makes them 7-bit, for x86 CPUs without VNNI, where ONNX Runtime's
-    u8×s8 multiply-add (``vpmaddubsw``) can saturate. On the benchmark's segment models 7-bit weights doubled the
-    score change against FP32 (bench/RESULTS.md), so they are opt-in.
+    u8×s8 multiply-add (``vpmaddubsw``) can saturate. They cost accuracy (bench/RESULTS.md: on the benchmark's fabric
+    model 3 of 250 OK/NG decisions changed instead of none), so they are opt-in.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process

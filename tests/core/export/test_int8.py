@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-
 from onnx import numpy_helper
 
 from sslinspect.export.int8 import backbone_nodes, calibration_rows, stem_nodes
@@ -45,7 +44,9 @@ def _weight_levels(path: Path) -> int:
     ints = [
         numpy_helper.to_array(inits[n.input[0]])
         for n in model.graph.node
-        if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].data_type == onnx.TensorProto.INT8
+        if n.op_type == "DequantizeLinear"
+        and n.input[0] in inits
+        and inits[n.input[0]].data_type == onnx.TensorProto.INT8
     ]
     assert ints
     return max(int(np.abs(w.astype(np.int32)).max()) for w in ints)
