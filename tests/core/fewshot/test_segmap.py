@@ -135,3 +135,16 @@ def _segment_head(spread: int):  # type: ignore[no-untyped-def]
     clf = LinearHead("constant", ("good",), np.zeros((1, 8), np.float32), np.zeros(1, np.float32))
     anomaly = AnomalyModel("segment", np.zeros((0, 8), np.float32), 1, 0.5, 0.5, 0.01, 0.5, spread=spread)
     return InspectionHead(clf, anomaly, 64)
+
+
+def test_the_separable_max_filter_is_the_square_one() -> None:
+    bb = build_backbone("tiny_cnn", 64).eval()
+    net = SegmentationNet(bb, SegDecoder(pyramid_channels(bb)).eval(), 256)
+    m = torch.rand(2, 1, 80, 96)
+    k, r = net.spread_k, net.gauss.numel() // 2
+    square = torch.nn.functional.max_pool2d(m, k, stride=1, padding=k // 2)
+    g = net.gauss
+    pad = torch.nn.functional.pad
+    want = torch.nn.functional.conv2d(pad(square, (r, r, 0, 0), mode="replicate"), g.view(1, 1, 1, -1))
+    want = torch.nn.functional.conv2d(pad(want, (0, 0, r, r), mode="replicate"), g.view(1, 1, -1, 1))
+    assert k > 3 and torch.equal(net._spread(m), want)
