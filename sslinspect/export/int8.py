@@ -3,10 +3,11 @@
 Only the backbone is quantised (its convolutions and, for a ViT, its matrix products), and not its stem, the
 convolution that reads the image: everything after the backbone decides scores near the threshold and stays FP32
 (the distance to the memory bank, the segmentation decoder, the Gaussian smoothing, spreading and normalisation of
-the anomaly map, the classifier). The stem stays FP32 because a 3-channel integer convolution is *slower* in ONNX
-Runtime than its FP32 one (no vectorised kernel for so few input channels) and its stride-2 output feeds the
-segmentation decoder's finest term directly. Activation ranges are calibrated on presumed-good images *and* on the
-images whose held-out score is closest to the threshold, so the ranges cover what decides OK against NG.
+the anomaly map, the classifier). The stem stays FP32 because, quantised, it was *slower* in ONNX Runtime (its
+large stride-2 output then has to be dequantised and reordered for the max-pool and the decoder) and less accurate
+(that output feeds the segmentation decoder's finest term directly; bench/RESULTS.md). Activation ranges are
+calibrated on presumed-good images *and* on the images whose held-out score is closest to the threshold, so the
+ranges cover what decides OK against NG.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def quantisable_nodes(src: Path, pre: Path) -> list[str]:
     Pre-processing folds BatchNorm into the convolutions and keeps their names, but drops the metadata, hence the
     lookup in the original graph.
     """
-    model = onnx.load(str(src))
+    model = onnx.load(str(src), load_external_data=False)  # initialisers keep their shapes
     wanted = set(backbone_nodes(model)) - set(stem_nodes(model))
     kept = onnx.load(str(pre), load_external_data=False)
     return [n.name for n in kept.graph.node if n.name in wanted]
