@@ -9,6 +9,7 @@ them alike. Prints one JSON object.
 
     python bench/predict.py                       # CPU: about two minutes
     python bench/predict.py --device cuda --size 224 --batch 32
+    python bench/predict.py --project P.sslproj --threads 1   # a shared machine: one thread contends less
 """
 
 from __future__ import annotations
@@ -126,6 +127,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     ap.add_argument("--project", help="use this trained project's latest head and checkpoint")
     ap.add_argument("--skip-int8", action="store_true")
+    ap.add_argument(
+        "--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: its default, one per core)"
+    )
     args = ap.parse_args()
     device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp_name:
@@ -160,7 +164,7 @@ def main() -> None:
                     "mean_abs_score_change_vs_margin": r.precision_check.score_change_vs_threshold,
                 }
         ort_device = "cuda" if device.type == "cuda" else "cpu"
-        preds = {k: Predictor(p, device=ort_device) for k, p in models.items()}
+        preds = {k: Predictor(p, device=ort_device, threads=args.threads) for k, p in models.items()}
         paths = files[: args.images]
         tensors = np.stack([load_for_model(p, size) for p in paths])
         for pred in preds.values():  # warm-up: graph optimisation, arena allocation
@@ -181,6 +185,7 @@ def main() -> None:
                 "load_1min": os.getloadavg()[0],
                 "onnxruntime": ort.__version__,
                 "provider": fp32.provider,
+                "threads": args.threads,
             },
             "model": {
                 "backbone": args.backbone if not args.project else "project",

@@ -342,7 +342,13 @@ class ExportConfig:
         max=1.0,
     )
     calibration_images: int = _f(
-        64, "Calibration images", "Project images that calibrate INT8 activation ranges.", min=1, max=10_000
+        128, "Calibration images", "Project images that calibrate INT8 activation ranges.", min=1, max=10_000
+    )
+    int8_reduce_range: bool = _f(
+        False,
+        "INT8 7-bit weights",
+        "INT8: 7-bit weights, for x86 CPUs without VNNI (AVX2 only), where 8-bit weights can saturate ONNX Runtime's "
+        "integer multiply-add; costs accuracy.",
     )
     check_images: int = _f(
         200,

@@ -1,9 +1,13 @@
 """What INT8 quantises and what it is calibrated on.
 
-Only the backbone is quantised (its convolutions and, for a ViT, its matrix products): everything after it decides
-scores near the threshold and stays FP32: the distance to the memory bank, the Gaussian smoothing and normalisation
-of the anomaly map, the classifier. Activation ranges are calibrated on presumed-good images *and* on the images
-whose held-out score is closest to the threshold, so the ranges cover what decides OK against NG.
+Only the backbone is quantised (its convolutions and, for a ViT, its matrix products), and not its stem, the
+convolution that reads the image: everything after the backbone decides scores near the threshold and stays FP32
+(the distance to the memory bank, the segmentation decoder, the Gaussian smoothing, spreading and normalisation of
+the anomaly map, the classifier). The stem stays FP32 because, quantised, it was *slower* in ONNX Runtime (its
+large stride-2 output then has to be dequantised and reordered for the max-pool and the decoder) and less accurate
+(that output feeds the segmentation decoder's finest term directly; bench/RESULTS.md). Activation ranges are
+calibrated on presumed-good images *and* on the images whose held-out score is closest to the threshold, so the
+ranges cover what decides OK against NG.
 """
 
 from __future__ import annotations
@@ -32,13 +36,28 @@ def backbone_nodes(model: onnx.ModelProto) -> list[str]:
     return names
 
 
+def stem_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the convolutions that read the image: weights with 3 input channels (a CNN's stem, a ViT's patch
+    embedding)."""
+    shapes = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type == "Conv"
+        and len(n.input) > 1
+        and len(shapes.get(n.input[1], ())) == 4
+        and shapes[n.input[1]][1] == 3
+    ]
+
+
 def quantisable_nodes(src: Path, pre: Path) -> list[str]:
-    """The backbone nodes of ``src`` that are still there (by name) after pre-processing into ``pre``.
+    """The backbone nodes of ``src``, less its stem, that are still there (by name) after pre-processing into ``pre``.
 
     Pre-processing folds BatchNorm into the convolutions and keeps their names, but drops the metadata, hence the
     lookup in the original graph.
     """
-    wanted = set(backbone_nodes(onnx.load(str(src), load_external_data=False)))
+    model = onnx.load(str(src), load_external_data=False)  # initialisers keep their shapes
+    wanted = set(backbone_nodes(model)) - set(stem_nodes(model))
     kept = onnx.load(str(pre), load_external_data=False)
     return [n.name for n in kept.graph.node if n.name in wanted]
 

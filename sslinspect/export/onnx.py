@@ -299,7 +299,7 @@ def _precision_step(
 ) -> tuple[Path, PrecisionReport]:
     """Step 3 (FP16/INT8): convert, then check against FP32 on labelled images; refuses beyond the tolerance."""
     final = tmpdir / f"model_{cfg.precision}.onnx"
-    convert_precision(fp32, final, cfg.precision, inputs.calibration)
+    convert_precision(fp32, final, cfg.precision, inputs.calibration, reduce_range=cfg.int8_reduce_range)
     finalise(final, metadata)
     check = check_precision(fp32, final, inputs.check, inputs.check_labels, head, cfg, force=force)
     report(Log(level="INFO" if check.passed else "WARNING", message=check.message()))

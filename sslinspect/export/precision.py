@@ -1,9 +1,10 @@
 """FP16 and INT8 versions of an exported FP32 model, and the check that they still decide like it.
 
-INT8 is static quantisation in ONNX Runtime's QDQ format (per-channel weights), with activation ranges calibrated
-on the project's own good and near-threshold images. Only the backbone is quantised (:mod:`sslinspect.export.int8`):
-the memory-bank distances, the map's smoothing and normalisation, the classifier and the decision stay in FP32,
-where a rounding error would move scores near the threshold.
+INT8 is static quantisation in ONNX Runtime's QDQ format (per-channel 8-bit weights; 7-bit with ``reduce_range``
+for CPUs without VNNI), with activation ranges calibrated on the project's own good and near-threshold images. Only
+the backbone less its stem is quantised (:mod:`sslinspect.export.int8`): the segmentation decoder, the memory-bank
+distances, the map's smoothing and normalisation, the classifier and the decision stay in FP32, where a rounding
+error would move scores near the threshold.
 The check runs both models on every labelled image plus held-out unlabelled ones and reports the change in
 accuracy, in OK/NG decisions and in scores; beyond the tolerance the export is refused unless forced.
 """
@@ -90,8 +91,12 @@ class _Calibration:
         return next(self._it, None)
 
 
-def convert_precision(src: Path, dst: Path, precision: str, calibration: np.ndarray) -> None:
+def convert_precision(
+    src: Path, dst: Path, precision: str, calibration: np.ndarray, *, reduce_range: bool = False
+) -> None:
     """Write the ``precision`` version of the FP32 model ``src`` to ``dst`` (metadata is re-attached later).
+
+    ``reduce_range`` (INT8 only): 7-bit weights, see :func:`_to_int8`.
 
     Raises:
         ExportError: if the conversion fails.
@@ -107,7 +112,7 @@ def convert_precision(src: Path, dst: Path, precision: str, calibration: np.ndar
             if precision == "fp16":
                 _to_fp16(src, dst)
             elif precision == "int8":
-                _to_int8(src, dst, calibration)
+                _to_int8(src, dst, calibration, reduce_range=reduce_range)
             else:
                 raise ExportError(f"unknown precision {precision!r}")
     except ExportError:
@@ -149,8 +154,13 @@ def _toposort(graph: onnx.GraphProto) -> None:
     graph.node.extend(ordered)
 
 
-def _to_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
-    """Static QDQ quantisation of the backbone, calibrated on ``calibration`` (uint8 NHWC images)."""
+def _to_int8(src: Path, dst: Path, calibration: np.ndarray, *, reduce_range: bool = False) -> None:
+    """Static QDQ quantisation of the backbone, calibrated on ``calibration`` (uint8 NHWC images).
+
+    Weights are 8-bit per channel; ``reduce_range`` makes them 7-bit, for x86 CPUs without VNNI, where ONNX Runtime's
+    u8×s8 multiply-add (``vpmaddubsw``) can saturate. They cost accuracy (bench/RESULTS.md: on the benchmark's fabric
+    model 3 of 250 OK/NG decisions changed instead of none), so they are opt-in.
+    """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -171,8 +181,7 @@ def _to_int8(src: Path, dst: Path, calibration: np.ndarray) -> None:
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
-            # AVX2 without VNNI: 7-bit activations avoid saturation in the u8×s8 multiply-add.
-            reduce_range=True,
+            reduce_range=reduce_range,
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
         )
 

@@ -65,9 +65,11 @@ class SegmentationNet(nn.Module):
         self.register_buffer("gauss", _gaussian_1d(spread_sigma(self.input_size)), persistent=False)
 
     def _spread(self, m: torch.Tensor) -> torch.Tensor:
-        """Max filter, then a separable Gaussian (replicate padding: borders are not pulled down)."""
+        """Max filter, then a separable Gaussian (replicate padding: borders are not pulled down). The k×k max is
+        taken as a 1×k then a k×1 max (the same values, 2k comparisons a pixel instead of k²)."""
         k = self.spread_k
-        m = F.max_pool2d(m, k, stride=1, padding=k // 2)
+        m = F.max_pool2d(m, (1, k), stride=1, padding=(0, k // 2))
+        m = F.max_pool2d(m, (k, 1), stride=1, padding=(k // 2, 0))
         r = self.gauss.numel() // 2
         m = F.conv2d(F.pad(m, (r, r, 0, 0), mode="replicate"), self.gauss.view(1, 1, 1, -1))
         return F.conv2d(F.pad(m, (0, 0, r, r), mode="replicate"), self.gauss.view(1, 1, -1, 1))

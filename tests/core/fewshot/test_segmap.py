@@ -135,3 +135,44 @@ def _segment_head(spread: int):  # type: ignore[no-untyped-def]
     clf = LinearHead("constant", ("good",), np.zeros((1, 8), np.float32), np.zeros(1, np.float32))
     anomaly = AnomalyModel("segment", np.zeros((0, 8), np.float32), 1, 0.5, 0.5, 0.01, 0.5, spread=spread)
     return InspectionHead(clf, anomaly, 64)
+
+
+def test_the_separable_max_filter_is_the_square_one() -> None:
+    bb = build_backbone("tiny_cnn", 64).eval()
+    net = SegmentationNet(bb, SegDecoder(pyramid_channels(bb)).eval(), 256)
+    m = torch.rand(2, 1, 80, 96)
+    k, r = net.spread_k, net.gauss.numel() // 2
+    square = torch.nn.functional.max_pool2d(m, k, stride=1, padding=k // 2)
+    g = net.gauss
+    pad = torch.nn.functional.pad
+    want = torch.nn.functional.conv2d(pad(square, (r, r, 0, 0), mode="replicate"), g.view(1, 1, 1, -1))
+    want = torch.nn.functional.conv2d(pad(want, (0, 0, r, r), mode="replicate"), g.view(1, 1, -1, 1))
+    assert k > 3 and torch.equal(net._spread(m), want)
+
+
+def test_int8_quantises_the_backbone_but_keeps_decoder_and_stem_fp32(
+    segment_project: Path, demo_data, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import onnx
+
+    from sslinspect.export.int8 import backbone_nodes, stem_nodes
+    from sslinspect.export.precision import convert_precision
+    from sslinspect.imageio import load_for_model
+
+    model = segment_project / "exports" / "model" / "model.onnx"
+    fp32 = onnx.load(str(model))
+    size = fp32.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    images = np.stack([load_for_model(p, size) for p in sorted(demo_data.test_dir.glob("*.png"))[:24]])
+    convert_precision(model, tmp_path / "int8.onnx", "int8", images)
+    int8 = onnx.load(str(tmp_path / "int8.onnx"))
+    made_by = {o: n.op_type for n in int8.graph.node for o in n.output}
+    # Quantised: a Conv whose weights are INT8 (dequantised). A decoder convolution may read a backbone map that a
+    # quantised backbone convolution reads too, rounded once for both; its own weights and arithmetic stay FP32.
+    quantised = {
+        n.name for n in int8.graph.node if n.op_type == "Conv" and made_by.get(n.input[1]) == "DequantizeLinear"
+    }
+    scope = {n.name: next((p.value for p in n.metadata_props if p.key == "namespace"), "") for n in fp32.graph.node}
+    decoder = {n for n, s in scope.items() if "net.decoder" in s and n in {m.name for m in int8.graph.node}}
+    stem = set(stem_nodes(fp32))
+    assert decoder and stem and quantised
+    assert quantised <= set(backbone_nodes(fp32)) - stem
