@@ -5,8 +5,10 @@ for CPUs without VNNI), with activation ranges calibrated on the project's own g
 the backbone less its stem is quantised (:mod:`sslinspect.export.int8`): the segmentation decoder, the memory-bank
 distances, the map's smoothing and normalisation, the classifier and the decision stay in FP32, where a rounding
 error would move scores near the threshold.
-The check runs both models on every labelled image plus held-out unlabelled ones and reports the change in
-accuracy, in OK/NG decisions and in scores; beyond the tolerance the export is refused unless forced.
+The check runs both models the way ``predict`` runs them (the graph, then the region typing of every part not
+passed as OK) on every labelled image plus held-out unlabelled ones and reports the change in the accuracy of the
+labels ``predict`` writes, in OK/NG decisions and in scores; beyond the tolerance the export is refused unless
+forced.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from sslinspect.errors import ExportError
 from sslinspect.export.int8 import QUANTISED_OPS, quantisable_nodes
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.infer.feeds import threshold_feeds
-from sslinspect.infer.onnx_predictor import open_session
+from sslinspect.infer.onnx_predictor import Predictor
 from sslinspect.project import GOOD
 
 CHECK_BATCH = 32
@@ -186,17 +188,15 @@ def _to_int8(src: Path, dst: Path, calibration: np.ndarray, *, reduce_range: boo
         )
 
 
-def _run(path: Path, images: np.ndarray, head: InspectionHead) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    session, _ = open_session(path, device="cpu")
-    a = head.anomaly
-    outs = [
-        session.run(
-            ["probabilities", "anomaly_score", "is_defect"],
-            threshold_feeds(images[s : s + CHECK_BATCH], a.threshold, a.review_threshold),
-        )
-        for s in range(0, len(images), CHECK_BATCH)
-    ]
-    return tuple(np.concatenate([o[i] for o in outs]) for i in range(3))  # type: ignore[return-value]
+def _run(path: Path, images: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """What ``predict`` would write for ``images``: each image's label (named from its region where the model carries
+    a typing head, as line-side), anomaly score and OK/NG decision."""
+    preds = Predictor(path, device="cpu", keep_maps=False).predict_images(images, batch_size=CHECK_BATCH)
+    return (
+        [p.label for p in preds],
+        np.array([p.anomaly_score for p in preds], np.float64),
+        np.array([p.is_defect for p in preds], bool),
+    )
 
 
 def check_precision(
@@ -212,13 +212,12 @@ def check_precision(
     """Compare ``other`` with ``fp32`` on ``images``; ``labels[i]`` is None for unlabelled images."""
     from sklearn.metrics import roc_auc_score
 
-    p32, s32, d32 = _run(fp32, images, head)
-    p, s, d = _run(other, images, head)
-    classes = head.classes
-    lab = np.array([i for i, v in enumerate(labels) if v in classes], dtype=np.int64)
-    y = np.array([classes.index(str(labels[i])) for i in lab], dtype=np.int64)
-    acc32 = float((p32[lab].argmax(1) == y).mean()) if len(lab) else None
-    acc = float((p[lab].argmax(1) == y).mean()) if len(lab) else None
+    l32, s32, d32 = _run(fp32, images)
+    lbl, s, d = _run(other, images)
+    lab = np.array([i for i, v in enumerate(labels) if v in head.classes], dtype=np.int64)
+    y = [str(labels[i]) for i in lab]
+    acc32 = float(np.mean([l32[i] == t for i, t in zip(lab, y, strict=True)])) if len(lab) else None
+    acc = float(np.mean([lbl[i] == t for i, t in zip(lab, y, strict=True)])) if len(lab) else None
     is_def = np.array([labels[i] != GOOD for i in lab])
     au32 = au = None
     if len(lab) and 0 < is_def.sum() < len(lab):

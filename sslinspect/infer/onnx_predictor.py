@@ -192,6 +192,16 @@ class Predictor:
                     queue.append([pool.submit(self._load, p, keep_maps) for p in chunks[k + PREFETCH_BATCHES + 1]])
                 yield from self._predict_decoded(chunk, decoded, keep_maps)
 
+    def predict_images(self, images: np.ndarray, *, batch_size: int = 16) -> list[Prediction]:
+        """Predictions for ``uint8 (N, S, S, 3)`` RGB images already at the model's input size, decided and named
+        exactly as :meth:`predict_paths` decides and names files (``path`` is the image's index)."""
+        out: list[Prediction] = []
+        for s in range(0, len(images), batch_size):
+            chunk = images[s : s + batch_size]
+            decoded: list[_Decoded | str] = [_Decoded(np.asarray(im), None, im.shape[:2]) for im in chunk]
+            out.extend(self._predict_decoded([Path(str(s + k)) for k in range(len(chunk))], decoded, False))
+        return out
+
     def _predict_decoded(
         self, chunk: list[Path], decoded: list[_Decoded | str], keep_maps: bool
     ) -> Iterator[Prediction]:

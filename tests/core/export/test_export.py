@@ -150,6 +150,16 @@ def test_int8_accuracy_check_reports_and_refuses_beyond_tolerance(
     changed = strict.decision_agreement < 1.0 or (strict.accuracy_change or 0.0) < 0.0
     assert strict.passed is not changed
     assert "decisions agree" in strict.message()
+    # the accuracy checked is that of the labels predict writes for the same images read from files
+    import cv2
+
+    files = []
+    for k, im in enumerate(images):
+        files.append(tmp_path / f"{k:03d}.png")
+        cv2.imwrite(str(files[-1]), cv2.cvtColor(im, cv2.COLOR_RGB2BGR))
+    written = [p.label for p in Predictor(model, device="cpu").predict_paths(files)]
+    truth = [(written[k], t) for k, t in enumerate(check_labels) if t is not None]
+    assert strict.accuracy_fp32 == pytest.approx(np.mean([w == t for w, t in truth]))
     project.close()
 
 

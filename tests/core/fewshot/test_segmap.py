@@ -176,3 +176,38 @@ def test_int8_quantises_the_backbone_but_keeps_decoder_and_stem_fp32(
     stem = set(stem_nodes(fp32))
     assert decoder and stem and quantised
     assert quantised <= set(backbone_nodes(fp32)) - stem
+
+
+def test_precision_check_scores_the_labels_predict_writes(segment_project: Path, tmp_path: Path) -> None:
+    """On a model with region typing, the export's INT8/FP16 check measures the labels ``predict`` writes (flagged
+    parts named from their region), not the graph's whole-image classifier."""
+    import cv2
+
+    from sslinspect.config import ExportConfig
+    from sslinspect.data.cache import build_cache
+    from sslinspect.export.precision import check_precision
+    from sslinspect.infer.onnx_predictor import Predictor
+    from sslinspect.project import Project
+
+    model = segment_project / "exports" / "model" / "model.onnx"
+    assert Predictor(model, device="cpu").typing is not None
+    project = Project.open(segment_project)
+    try:
+        head, _ = load_head(project)
+        cache = build_cache(project, head.input_size)
+        labels = project.store.labels()
+        rows = [k for k, i in enumerate(cache.ids) if i in labels]
+        images = np.asarray(cache.images[rows])
+        truth = [labels[cache.ids[k]] for k in rows]
+    finally:
+        project.close()
+    report = check_precision(model, model, images, list(truth), head, ExportConfig(precision="int8", tolerance=0.0))
+    files = []
+    for k, im in enumerate(images):
+        files.append(tmp_path / f"{k:03d}.png")
+        cv2.imwrite(str(files[-1]), cv2.cvtColor(im, cv2.COLOR_RGB2BGR))
+    written = [p.label for p in Predictor(model, device="cpu").predict_paths(files)]
+    graph_labels = [head.classes[int(i)] for i in Predictor(model, device="cpu").run(images)[0].argmax(1)]
+    assert report.passed and report.decision_agreement == 1.0 and report.labelled == len(rows)
+    assert report.accuracy_fp32 == report.accuracy == np.mean([w == t for w, t in zip(written, truth, strict=True)])
+    assert written != graph_labels  # the region typing named some flagged parts differently from the graph
