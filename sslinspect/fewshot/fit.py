@@ -21,12 +21,13 @@ from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.patchcore import FeatureNet
 from sslinspect.fewshot.segmap import SegmentationNet, decoder_from_checkpoint, has_decoder
 from sslinspect.fewshot.stored import load_head as load_head  # re-exported: callers import it from here
-from sslinspect.fewshot.suggest_step import SUGGESTIONS_FILE, candidate_rows, suggest_types, write_suggestions
+from sslinspect.fewshot.suggest_step import candidate_rows, suggest_types, write_suggestions
 from sslinspect.fewshot.typing_step import TypingStep, fit_defect_types, save_typing
 from sslinspect.fsutil import atomic_path, atomic_write_json
 from sslinspect.model.checkpoint import build_backbone_from_checkpoint, load_checkpoint
 from sslinspect.model.runtime import pick_device, seed_everything, versions
 from sslinspect.project import GOOD, Project
+from sslinspect.review.suggestions import SUGGESTIONS_FILE
 from sslinspect.runs import latest_checkpoint, open_run, refuse_running
 
 

@@ -20,7 +20,6 @@ from sslinspect.defects.typing_head import TypingHead
 from sslinspect.fewshot.typing_step import norm_map
 from sslinspect.fsutil import atomic_path
 
-SUGGESTIONS_FILE = "typing_suggestions.csv"
 #: Besides the flagged ones, at least this many of the highest-scoring unlabelled images are named...
 MIN_CANDIDATES = 20
 #: ...or this share of the unlabelled images, whichever is more.

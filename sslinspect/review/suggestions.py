@@ -14,10 +14,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from sslinspect.defects.typing_head import UNKNOWN
 from sslinspect.errors import DataError
 
-SUGGESTIONS_FILE = "typing_suggestions.csv"  # same name as sslinspect.fewshot.suggest_step (no torch import here)
-UNKNOWN = "unknown"
+#: The file ``sslinspect fit`` writes (:mod:`sslinspect.fewshot.suggest_step`) into its run folder.
+SUGGESTIONS_FILE = "typing_suggestions.csv"
 
 
 @dataclass(frozen=True, slots=True)

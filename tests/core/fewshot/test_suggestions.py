@@ -10,9 +10,10 @@ import numpy as np
 
 from sslinspect import api
 from sslinspect.defects.typing_head import UNKNOWN
-from sslinspect.fewshot.suggest_step import SUGGESTIONS_FILE, candidate_rows
+from sslinspect.fewshot.suggest_step import candidate_rows
 from sslinspect.fewshot.typing_step import load_typing
 from sslinspect.review import load_suggestions
+from sslinspect.review.suggestions import SUGGESTIONS_FILE
 
 
 def _run_and_labels(root: Path) -> tuple[Path, dict[int, str]]:
