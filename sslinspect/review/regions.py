@@ -51,7 +51,8 @@ def region_examples(typing: Mapping[str, Any], label: str, predicted: str) -> li
 
 def draw_box(rgb: np.ndarray, box: tuple[float, float, float, float], input_size: int, side: int) -> np.ndarray:
     """``rgb`` scaled to fit ``side`` px with ``box`` (model-input pixels of a ``input_size`` square input, which is
-    the whole image stretched) drawn as a white rectangle with a dark edge; no rectangle for an all-zero box."""
+    the whole image stretched) drawn as a white rectangle with a dark edge, kept inside the thumbnail so a region at
+    the image's edge is drawn whole; no rectangle for an all-zero box."""
     h, w = rgb.shape[:2]
     scale = side / max(h, w)
     out = np.ascontiguousarray(
@@ -62,9 +63,10 @@ def draw_box(rgb: np.ndarray, box: tuple[float, float, float, float], input_size
     if any(box) and input_size > 0:
         oh, ow = out.shape[:2]
         x0, y0, x1, y1 = box
-        p0 = (int(x0 * ow / input_size), int(y0 * oh / input_size))
-        p1 = (min(ow - 1, round(x1 * ow / input_size)), min(oh - 1, round(y1 * oh / input_size)))
         thick = max(1, round(side / 128))
+        pad = (thick + 3) // 2  # half the dark edge: the whole line stays on the thumbnail
+        p0 = (max(pad, int(x0 * ow / input_size)), max(pad, int(y0 * oh / input_size)))
+        p1 = (min(ow - 1 - pad, round(x1 * ow / input_size)), min(oh - 1 - pad, round(y1 * oh / input_size)))
         cv2.rectangle(out, p0, p1, (0, 0, 0), thick + 2)
         cv2.rectangle(out, p0, p1, (255, 255, 255), thick)
     return out

@@ -42,3 +42,12 @@ def test_the_box_is_drawn_where_the_region_is_on_a_real_file(tmp_path: Path) -> 
     assert abs(x0 - 25) <= 2 and abs(x1 - 75) <= 2 and abs(y0 - 12) <= 2 and abs(y1 - 37) <= 2
     plain = draw_box(rgb, (0.0, 0.0, 0.0, 0.0), 64, 100)  # nothing located: no box
     assert not (plain == 255).any()
+    # a region touching the image's edges is drawn whole: white on every edge's line, dark outside it
+    edge = draw_box(rgb, (0.0, 0.0, 64.0, 64.0), 64, 100)
+    (y0, x0), (y1, x1) = (
+        np.argwhere((edge == 255).all(axis=2)).min(axis=0),
+        np.argwhere((edge == 255).all(axis=2)).max(axis=0),
+    )
+    assert y0 >= 1 and x0 >= 1 and y1 <= edge.shape[0] - 2 and x1 <= edge.shape[1] - 2
+    dark = edge.max(axis=2) < 80  # the dark edge on both sides of the white line
+    assert dark[y0 - 1, 50] and dark[y1 + 1, 50] and dark[25, x0 - 1] and dark[25, x1 + 1]
