@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 MIN_IMAGES = 8  # the fewest readable images pretraining accepts
 CHECKPOINT = "checkpoints/last.pt"  # a pretraining run's checkpoint, relative to its run folder
+TYPING_SUGGESTIONS = "typing_suggestions.csv"  # a fewshot run's Label-page suggestions (written by fit)
 
 
 def find_checkpoint(project: Project) -> Path | None:

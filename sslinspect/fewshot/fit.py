@@ -27,8 +27,7 @@ from sslinspect.fsutil import atomic_path, atomic_write_json
 from sslinspect.model.checkpoint import build_backbone_from_checkpoint, load_checkpoint
 from sslinspect.model.runtime import pick_device, seed_everything, versions
 from sslinspect.project import GOOD, Project
-from sslinspect.review.suggestions import SUGGESTIONS_FILE
-from sslinspect.runs import latest_checkpoint, open_run, refuse_running
+from sslinspect.runs import TYPING_SUGGESTIONS, latest_checkpoint, open_run, refuse_running
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +188,7 @@ def _write_suggestions(
     a = fitted.head.anomaly
     rows = candidate_rows(fitted.scores, labels, a.threshold)
     named = suggest_types(naming.fit.head, images, fitted.maps, rows, map_low=a.map_low, map_high=a.map_high)
-    write_suggestions(run_dir / SUGGESTIONS_FILE, naming.fit.head, ids[rows], named)
+    write_suggestions(run_dir / TYPING_SUGGESTIONS, naming.fit.head, ids[rows], named)
     report(Log(level="INFO", message=f"defect types suggested for {len(rows)} unlabelled image(s)"))
 
 

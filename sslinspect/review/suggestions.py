@@ -16,9 +16,7 @@ from pathlib import Path
 
 from sslinspect.defects.typing_head import UNKNOWN
 from sslinspect.errors import DataError
-
-#: The file ``sslinspect fit`` writes (:mod:`sslinspect.fewshot.suggest_step`) into its run folder.
-SUGGESTIONS_FILE = "typing_suggestions.csv"
+from sslinspect.runs import TYPING_SUGGESTIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +45,7 @@ def load_suggestions(run_dir: Path | None, labelled: Collection[int] = ()) -> di
     Raises:
         DataError: if the file is malformed.
     """
-    path = run_dir / SUGGESTIONS_FILE if run_dir is not None else None
+    path = run_dir / TYPING_SUGGESTIONS if run_dir is not None else None
     if path is None or not path.is_file():
         return {}
     out: dict[str, list[Suggestion]] = {}

@@ -13,7 +13,7 @@ from sslinspect.defects.typing_head import UNKNOWN
 from sslinspect.fewshot.suggest_step import candidate_rows
 from sslinspect.fewshot.typing_step import load_typing
 from sslinspect.review import load_suggestions
-from sslinspect.review.suggestions import SUGGESTIONS_FILE
+from sslinspect.runs import TYPING_SUGGESTIONS
 
 
 def _run_and_labels(root: Path) -> tuple[Path, dict[int, str]]:
@@ -30,7 +30,7 @@ def test_fit_suggests_types_for_unlabelled_images_only(segment_project: Path) ->
     run, labels = _run_and_labels(segment_project)
     typing = load_typing(run)
     assert typing is not None
-    with (run / SUGGESTIONS_FILE).open(newline="", encoding="utf-8") as fh:
+    with (run / TYPING_SUGGESTIONS).open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert rows, "no suggestions written"
     ids = [int(r["image_id"]) for r in rows]
