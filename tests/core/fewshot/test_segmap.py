@@ -98,6 +98,7 @@ def test_type_sure_is_confidence_at_or_above_the_fitted_cut(segment_project: Pat
     cut = predictor.typing.sure_cut
     assert cut == fitted.sure_cut == metrics["sure_cut"] or round(cut, 5) == metrics["sure_cut"]
     assert cut > 0.0  # calibrated (an uncalibrated head would read 0)
+    assert json.loads(model.with_suffix(".json").read_text())["typing"]["sure_cut"] == cut
     preds = list(predictor.predict_paths(sorted(demo_data.test_dir.glob("*.png"))))
     named = [p for p in preds if p.decision != "OK"]
     assert named, "the test set has defects; some part must be named"
