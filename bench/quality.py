@@ -46,6 +46,7 @@ import numpy as np
 from bench.quality_data import DEFAULT_SURFACES, GOOD, SURFACES, SetParams, SurfaceSet, generate_surface, read_mask
 from bench.quality_defects import DEFAULT_HELD_OUT, FAMILIES
 from bench.quality_metrics import auroc, balanced_accuracy, floor_scores, patch_knn, pixel_auroc
+from bench.quality_naming import score_naming
 
 REPO = Path(__file__).resolve().parent.parent
 FULL_SETS = {"n_train": 600, "n_shots": 5, "n_good_labels": 10, "n_test": 30, "n_test_good": 90}
@@ -176,7 +177,8 @@ def raw_maps(model: Path, paths: list[Path], device: str | None) -> tuple[list[n
 def score_model(
     rows: list[dict[str, str]], preds: dict[str, dict[str, str]], labelled: tuple[str, ...], held_out: str
 ) -> dict[str, Any]:
-    """Image-level metrics of predict's CSV rows (keyed by file name) against the test truth."""
+    """Image-level metrics of predict's CSV rows (keyed by file name) against the test truth, and how confident its
+    defect names are (:func:`bench.quality_naming.score_naming`, from its ``type_sure`` column)."""
     truth = [r["label"] for r in rows]
     p = [preds[Path(r["path"]).name] for r in rows]
     score = np.array([float(x["anomaly_score"]) for x in p])
@@ -188,6 +190,7 @@ def score_model(
     typed_flagged = [(t, x["label"]) for t, x in zip(truth, p, strict=True) if t in labelled and x["is_defect"] == "1"]
     held = [x for t, x in zip(truth, p, strict=True) if t == held_out]
     seen = bad & np.array([t != held_out for t in truth])
+    naming = score_naming(truth, p, labelled, held_out)
     return {
         "image_auroc": auroc(bad, score),
         "image_auroc_labelled_families": auroc(seen[seen | good], score[seen | good]),
@@ -204,7 +207,10 @@ def score_model(
             "auroc": per_family[held_out],
             "flagged_rate": float(np.mean([x["is_defect"] == "1" for x in held])) if held else float("nan"),
             "labelled_as": dict(Counter(x["label"] for x in held).most_common()),
+            **naming["held_out"],
         },
+        "type_sure_coverage_flagged": naming["type_sure_coverage_flagged"],
+        "type_sure_accuracy_flagged": naming["type_sure_accuracy_flagged"],
     }
 
 
@@ -292,8 +298,21 @@ def _held_out_unknown(r: dict[str, Any]) -> float | None:
     return labelled_as.get("unknown", 0) / n if n else None
 
 
+#: Summary keys of the held-out family read from ``model.held_out`` (missing in older result files: NaN).
+HELD_OUT_KEYS = {
+    "held_out_auroc": "auroc",
+    "held_out_unknown_or_unsure_flagged": "unknown_or_unsure_flagged",
+    "held_out_unknown_or_unsure": "unknown_or_unsure",
+    "held_out_confidently_mislabelled": "confidently_mislabelled",
+}
+#: Summary keys added after the first results were saved: read with a NaN default, so ``--collect`` still works.
+NAMING_KEYS = ("type_sure_coverage_flagged", "type_sure_accuracy_flagged")
+
+
 def _value(r: dict[str, Any], key: str) -> float | None:
-    return r["model"]["held_out"]["auroc"] if key == "held_out_auroc" else r["model"][key]
+    if key in HELD_OUT_KEYS:
+        return r["model"]["held_out"].get(HELD_OUT_KEYS[key], float("nan"))
+    return r["model"].get(key, float("nan")) if key in NAMING_KEYS else r["model"][key]
 
 
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -311,8 +330,9 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         rs = [r for r in results if r["surface"] == surface]
         row: dict[str, Any] = {k: _mean([r["model"][k] for r in rs]) for k in keys}
         row.update({f"{k}_sd": _sd([r["model"][k] for r in rs]) for k in keys})
-        row["held_out_auroc"] = _mean([r["model"]["held_out"]["auroc"] for r in rs])
-        row["held_out_auroc_sd"] = _sd([r["model"]["held_out"]["auroc"] for r in rs])
+        for k in (*HELD_OUT_KEYS, *NAMING_KEYS):
+            row[k] = _mean([_value(r, k) for r in rs])
+            row[f"{k}_sd"] = _sd([_value(r, k) for r in rs])
         row["held_out_unknown"] = _mean([_held_out_unknown(r) for r in rs])
         row["seeds"] = sorted(r.get("seed", 0) for r in rs)
         row["per_family_auroc"] = {f: _mean([r["model"]["per_family_auroc"][f] for r in rs]) for f in FAMILIES}
@@ -322,9 +342,10 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
             row["floor_patch_knn_pixel_auroc"] = _mean([r["floors"]["patch_knn"]["pixel_auroc"] for r in rs])
         row["seconds"] = {s: _mean([r["seconds"][s] for r in rs]) for s in rs[0]["seconds"]}
         per[surface] = row
-    overall: dict[str, Any] = {k: _mean([v[k] for v in per.values()]) for k in (*keys, "held_out_auroc")}
+    means = (*keys, *HELD_OUT_KEYS, *NAMING_KEYS)
+    overall: dict[str, Any] = {k: _mean([v[k] for v in per.values()]) for k in means}
     seeds = sorted({r.get("seed", 0) for r in results})
-    for k in (*keys, "held_out_auroc"):
+    for k in means:
         per_seed = []
         for seed in seeds:
             rs = [r for r in results if r.get("seed", 0) == seed]
@@ -344,21 +365,32 @@ def table(summary: dict[str, Any]) -> str:
         return f(r[key], r.get(f"{key}_sd"))
 
     head = (
-        "| surface | image AUROC | pixel AUROC | OK/NG bal.acc | type bal.acc | held-out AUROC | best floor (image) |"
+        "| surface | image AUROC | pixel AUROC | OK/NG bal.acc | type bal.acc | held-out AUROC | best floor (image) "
+        "| held-out NG unknown/unsure | held-out confidently mislabelled | sure coverage (NG) | sure accuracy (NG) |"
     )
-    lines = [head, "|---|---|---|---|---|---|---|"]
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|---|"]
+    naming = (
+        "held_out_unknown_or_unsure_flagged",
+        "held_out_confidently_mislabelled",
+        "type_sure_coverage_flagged",
+        "type_sure_accuracy_flagged",
+    )
     for s, r in summary["per_surface"].items():
         fl = r.get("floors_image_auroc") or {}
         best = max(fl.items(), key=lambda kv: kv[1] or 0.0) if fl else None
         best_txt = f"{f(best[1])} ({best[0]})" if best else "–"
         lines.append(
             f"| {s} | {g(r, 'image_auroc')} | {g(r, 'pixel_auroc')} | {g(r, 'ok_ng_balanced_accuracy')} | "
-            f"{g(r, 'defect_type_balanced_accuracy')} | {g(r, 'held_out_auroc')} | {best_txt} |"
+            f"{g(r, 'defect_type_balanced_accuracy')} | {g(r, 'held_out_auroc')} | {best_txt} | "
+            + " | ".join(g(r, k) for k in naming)
+            + " |"
         )
     m = summary["mean"]
     lines.append(
         f"| **mean** | {g(m, 'image_auroc')} | {g(m, 'pixel_auroc')} | {g(m, 'ok_ng_balanced_accuracy')} | "
-        f"{g(m, 'defect_type_balanced_accuracy')} | {g(m, 'held_out_auroc')} | |"
+        f"{g(m, 'defect_type_balanced_accuracy')} | {g(m, 'held_out_auroc')} | | "
+        + " | ".join(g(m, k) for k in naming)
+        + " |"
     )
     return "\n".join(lines)
 

@@ -156,7 +156,7 @@ def test_predict_lists_failures_and_exits_1(
     assert "20 image(s) scored on CPUExecutionProvider" in stdout
     assert len(out.read_text().splitlines()) == 22  # header, 20 scored, the unreadable one with its error
     last = list(csv.DictReader(out.read_text().splitlines()))[-1]
-    assert last["error"] == "empty file (0 bytes)" and last["region"] == last["novelty"] == ""
+    assert last["error"] == "empty file (0 bytes)" and last["region"] == last["novelty"] == last["type_sure"] == ""
     not_a_model = tmp_path / "x.onnx"
     not_a_model.write_bytes(b"garbage")
     assert main(["predict", str(not_a_model), str(inputs)]) == 1

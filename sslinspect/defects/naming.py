@@ -40,6 +40,8 @@ class NamedDefect:
         proba: ``(C,)`` probabilities over the head's types.
         novelty: Distance to the nearest type over that type's radius; above 1 is ``unknown``.
         region: The located region at the map's input resolution, or None.
+        sure: True when ``label`` is a type (not ``unknown``) named with a confidence at or above the head's
+            calibrated cut (``TypingHead.sure_cut``).
     """
 
     label: str
@@ -47,6 +49,7 @@ class NamedDefect:
     proba: np.ndarray
     novelty: float
     region: Region | None
+    sure: bool = False
 
 
 def typing_level(amap: np.ndarray, level: float = TYPING_LEVEL) -> float:
@@ -80,4 +83,6 @@ def name_defect(head: TypingHead, image: np.ndarray, amap: np.ndarray) -> NamedD
     if region is None:
         return NamedDefect(UNKNOWN, 0.0, np.zeros(len(head.classes), np.float32), float("inf"), None)
     res = head.predict(x[None])
-    return NamedDefect(res.labels[0], float(res.proba[0].max()), res.proba[0], float(res.novelty[0]), region)
+    label, confidence = res.labels[0], float(res.proba[0].max())
+    sure = head.is_sure(label, confidence)
+    return NamedDefect(label, confidence, res.proba[0], float(res.novelty[0]), region, sure)

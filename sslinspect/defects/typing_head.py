@@ -11,6 +11,11 @@ Open set: distances to a class mean weigh each standardised entry by its inverse
 over the types). Every class keeps a radius, a margin times the largest leave-one-out distance of its labelled
 regions to the mean of the others. A region farther than its radius from every class mean is ``unknown`` (``novelty``,
 the smallest distance / radius ratio, is above 1). The head is a dict of arrays (``.npz``-friendly, no pickle).
+
+Confidence: the head keeps ``sure_cut``, the top probability from which its named types were right often enough
+out of fold (calibrated at fit time, :func:`sslinspect.fewshot.typing_fit.confidence_cut`); a name below it, or
+``unknown``, is not *sure*. Heads written before the cut existed read as ``sure_cut = 0``: every name that is not
+``unknown`` counts as sure, as those names were reported before (fit again to calibrate).
 """
 
 from __future__ import annotations
@@ -24,7 +29,12 @@ import numpy as np
 
 UNKNOWN = "unknown"
 KINDS = ("prototype", "logistic", "trees")
+# ``sure_cut`` was added without a version bump: it is an optional key (absent: 0), and older programs ignore it.
 FORMAT_VERSION = 1
+#: ``sure_cut`` when no cut reached the wanted precision at fit time: above every probability, so no name is sure.
+NEVER_SURE = 2.0
+#: ``sure_cut`` of a head written before the cut existed (and the default): every name but ``unknown`` is sure.
+UNCALIBRATED_CUT = 0.0
 _TREE_KEYS = ("feature", "threshold", "left", "right", "value", "roots")
 
 
@@ -64,6 +74,8 @@ class TypingHead:
         trees: Flat node arrays of the ensemble (``trees`` only; empty otherwise).
         level: The anomaly-map level the described regions were cut at (``sslinspect.defects.naming``): a part
             must be described the same way to be typed.
+        sure_cut: A named type is *sure* when its top probability is at least this (and it is not ``unknown``);
+            :data:`NEVER_SURE` (above 1) when no cut was precise enough, :data:`UNCALIBRATED_CUT` for old heads.
     """
 
     kind: str
@@ -78,6 +90,12 @@ class TypingHead:
     bias: np.ndarray
     trees: dict[str, np.ndarray] = field(default_factory=dict)
     level: float = 0.5
+    sure_cut: float = UNCALIBRATED_CUT
+
+    def is_sure(self, label: str, confidence: float) -> bool:
+        """Whether a name given with top probability ``confidence`` is sure: a type (not ``unknown``) at or above
+        :attr:`sure_cut`."""
+        return label != UNKNOWN and confidence >= self.sure_cut
 
     def standardise(self, x: np.ndarray) -> np.ndarray:
         """``(x - mean) / scale`` as float64 ``(N, D)``."""
@@ -130,6 +148,7 @@ class TypingHead:
             "weight": self.weight,
             "bias": self.bias,
             "level": np.array(self.level),
+            "sure_cut": np.array(self.sure_cut),
         }
         out.update({f"tree_{k}": v for k, v in self.trees.items()})
         return out
@@ -155,6 +174,7 @@ class TypingHead:
             bias=np.asarray(arrays["bias"], np.float64),
             trees=trees,
             level=float(arrays["level"]) if "level" in arrays else 0.5,
+            sure_cut=float(arrays["sure_cut"]) if "sure_cut" in arrays else UNCALIBRATED_CUT,
         )
 
 

@@ -106,6 +106,7 @@ def typing_metadata(typing: TypingHead) -> dict[str, Any]:
         "classifier": typing.kind,
         "level": typing.level,
         "peak_share": PEAK_SHARE,
+        "sure_cut": float(typing.sure_cut),  # for readers; the predictor takes the one inside ``head``
         "runs_in": "the predictor (sslinspect.defects.naming, numpy + OpenCV), on the anomaly_map output",
         "head": encode_head(typing),
     }

@@ -54,6 +54,11 @@ class FewShotResult:
     suspected_defects: int = 0
     typing_classifier: str | None = None
     typing_cv_balanced_accuracy: float | None = None
+    # the typing head's confidence cut (above 1: no name is sure); out of fold, the share of labelled regions named
+    # sure and the share right among them
+    typing_sure_cut: float | None = None
+    typing_sure_coverage: float | None = None
+    typing_sure_accuracy: float | None = None
 
 
 def run_fit(
@@ -111,6 +116,7 @@ def run_fit(
             )
         run.report(Progress(stage="fewshot", step=1, total=1, message="done"))
     project.set_latest("fewshot", run_dir)
+    sure = _sure_shares(naming)
     return FewShotResult(
         run_dir=project.relative(run_dir),
         head=project.relative(run_dir / "head.npz"),
@@ -132,7 +138,18 @@ def run_fit(
         suspected_defects=len(fitted.suspected),
         typing_classifier=naming.fit.head.kind if naming else None,
         typing_cv_balanced_accuracy=naming.cv_balanced_accuracy if naming else None,
+        typing_sure_cut=float(naming.fit.head.sure_cut) if naming else None,
+        typing_sure_coverage=sure[0],
+        typing_sure_accuracy=sure[1],
     )
+
+
+def _sure_shares(naming: TypingStep | None) -> tuple[float | None, float | None]:
+    """Out-of-fold coverage and accuracy of the sure names (None: no typing head, or not measurable)."""
+    if naming is None:
+        return None, None
+    coverage, accuracy = naming.fit.selective()
+    return (None if np.isnan(coverage) else coverage), (None if np.isnan(accuracy) else accuracy)
 
 
 def _typing_step(
@@ -167,6 +184,7 @@ def _typing_step(
                 level="INFO",
                 message=f"defect types from their regions: {step.fit.head.kind}, cross-validated balanced accuracy "
                 + (f"{cv:.3f}" if cv is not None else "n/a")
+                + f"; {step.sure_summary()}"
                 + (f"; {missed} labelled defect(s) scored low by the anomaly map" if missed else ""),
             )
         )

@@ -1,8 +1,9 @@
 """Fit a :class:`~sslinspect.defects.typing_head.TypingHead` from a few labelled region descriptors.
 
 Standardise (mean and standard deviation of the labelled rows), cross-validate the candidate kinds (stratified
-folds, balanced accuracy; ties go to the simpler kind, in ``KINDS`` order), fit the winner on every label, and
-calibrate the open-set radii on leave-one-out distances. scikit-learn is imported only inside the functions that
+folds, balanced accuracy; ties go to the simpler kind, in ``KINDS`` order), fit the winner on every label,
+calibrate the open-set radii on leave-one-out distances, and the confidence cut (from which a name is *sure*) on the
+winner's out-of-fold predictions. scikit-learn is imported only inside the functions that
 need it, so importing this module stays light; inference never needs it.
 """
 
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import replace as _replace
 from typing import Any
 
 import numpy as np
 
-from sslinspect.defects.typing_head import KINDS, TypingHead
+from sslinspect.defects.typing_head import KINDS, NEVER_SURE, TypingHead
 
 #: A class's open-set radius is this margin times the largest leave-one-out distance of its labelled regions.
 RADIUS_MARGIN = 1.3
@@ -25,6 +27,10 @@ N_TREES = 64
 TREE_DEPTH = 4
 #: Inverse regularisation of the logistic regression.
 LOGISTIC_C = 1.0
+#: A name is *sure* from the confidence (top probability) at which the out-of-fold names were right this often...
+SURE_PRECISION = 0.8
+#: ...over at least this many out-of-fold predictions (fewer say too little about the precision).
+SURE_MIN_SUPPORT = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +42,66 @@ class TypingFit:
         cv: Cross-validated balanced accuracy per kind tried (NaN: not run).
         y: Class index (into ``head.classes``) of every labelled row.
         oof: Out-of-fold class index of every row under the chosen kind (None: too few rows to cross-validate).
+        oof_confidence: Out-of-fold top probability of every row under the chosen kind (None with ``oof``).
     """
 
     head: TypingHead
     cv: dict[str, float]
     y: np.ndarray | None = None
     oof: np.ndarray | None = None
+    oof_confidence: np.ndarray | None = None
+
+    def selective(self) -> tuple[float, float]:
+        """``(coverage, accuracy)`` of the out-of-fold names at the head's cut: the share of labelled regions named
+        sure, and the share of those named right (NaN: no out-of-fold predictions, or none sure)."""
+        if self.oof is None or self.oof_confidence is None or self.y is None:
+            return float("nan"), float("nan")
+        return selective_accuracy(self.oof_confidence, self.oof == self.y, self.head.sure_cut)
+
+
+def confidence_cut(
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    precision: float = SURE_PRECISION,
+    min_support: int = SURE_MIN_SUPPORT,
+) -> float:
+    """The smallest confidence ``c`` such that the predictions with confidence ≥ ``c`` number at least
+    ``min_support`` and are right at least ``precision`` of the time; :data:`NEVER_SURE` (above 1) when none is.
+
+    Only observed confidences are candidates (between two of them the selected set does not change), and equal
+    confidences are kept or dropped together.
+
+    Args:
+        confidence: ``(N,)`` top probability of each (out-of-fold) prediction.
+        correct: ``(N,)`` whether each was right.
+        precision: Wanted share right among the predictions kept.
+        min_support: Fewest predictions a cut may keep.
+
+    Examples:
+        >>> confidence_cut(np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4]), np.array([1, 1, 1, 1, 0, 0]), 0.8, 2)
+        0.5
+    """
+    conf = np.asarray(confidence, np.float64).ravel()
+    ok = np.asarray(correct, bool).ravel()
+    if conf.shape != ok.shape:
+        raise ValueError(f"{conf.size} confidences but {ok.size} outcomes")
+    values = np.unique(conf)  # ascending: the first that qualifies is the smallest
+    for c in values:
+        kept = conf >= c
+        if kept.sum() >= min_support and ok[kept].mean() >= precision:
+            return float(c)
+    return NEVER_SURE
+
+
+def selective_accuracy(confidence: np.ndarray, correct: np.ndarray, cut: float) -> tuple[float, float]:
+    """``(coverage, accuracy)``: the share of predictions with confidence ≥ ``cut``, and the share right among
+    them (NaN when there are no predictions, or none reaches the cut)."""
+    conf = np.asarray(confidence, np.float64).ravel()
+    ok = np.asarray(correct, bool).ravel()
+    if not conf.size:
+        return float("nan"), float("nan")
+    kept = conf >= cut
+    return float(kept.mean()), float(ok[kept].mean()) if kept.any() else float("nan")
 
 
 def balanced_accuracy(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
@@ -158,24 +218,34 @@ def _fit_kind(
     return TypingHead(kind, classes, names, mean, scale, cents, metric, radius, weight, bias, trees)
 
 
-def oof_predictions(
+def oof_proba(
     kind: str, x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], folds: int = 5, seed: int = 0
 ) -> np.ndarray | None:
-    """Out-of-fold class index of every row under ``kind`` (stratified folds, at most the smallest class's size);
-    None when a class has fewer than two rows."""
+    """Out-of-fold class probabilities ``(N, C)`` of every row under ``kind`` (stratified folds, at most the
+    smallest class's size; a class missing from a fold's training rows gets 0); None when a class has fewer than
+    two rows."""
     from sklearn.model_selection import StratifiedKFold
 
     k = int(min(folds, np.bincount(y, minlength=len(classes)).min()))
     if k < 2:
         return None
-    pred = np.full(len(y), -1)
+    proba = np.zeros((len(y), len(classes)))
     names = tuple(f"f{i}" for i in range(x.shape[1]))
     for tr, te in StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y):
         present = np.unique(y[tr])
         remap = np.searchsorted(present, y[tr])
         head = _fit_kind(kind, x[tr], remap, tuple(classes[i] for i in present), names, seed)
-        pred[te] = present[head.predict_proba(x[te]).argmax(1)]
-    return pred
+        proba[np.ix_(te, present)] = head.predict_proba(x[te])
+    return proba
+
+
+def oof_predictions(
+    kind: str, x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], folds: int = 5, seed: int = 0
+) -> np.ndarray | None:
+    """Out-of-fold class index of every row under ``kind`` (see :func:`oof_proba`); None when a class has fewer
+    than two rows."""
+    proba = oof_proba(kind, x, y, classes, folds, seed)
+    return None if proba is None else proba.argmax(1)
 
 
 def cross_validate(
@@ -207,6 +277,9 @@ def fit_typing(
         folds: Most cross-validation folds.
         seed: Fold shuffling and tree randomness.
         margin: Open-set radius margin (see :func:`open_set_radius`).
+
+    The head's ``sure_cut`` is :func:`confidence_cut` of the chosen kind's out-of-fold predictions
+    (:data:`~sslinspect.defects.typing_head.NEVER_SURE` when they cannot be made).
     """
     x = np.asarray(x, np.float64)
     classes = tuple(sorted(set(labels)))
@@ -214,7 +287,12 @@ def fit_typing(
         raise ValueError("typing needs at least two labelled types")
     y = np.array([classes.index(lab) for lab in labels])
     names_t = tuple(names) if names is not None else tuple(f"f{i}" for i in range(x.shape[1]))
-    oof = {k: oof_predictions(k, x, y, classes, folds, seed) for k in kinds}
-    cv = {k: float("nan") if p is None else balanced_accuracy(y, p, len(classes)) for k, p in oof.items()}
+    proba = {k: oof_proba(k, x, y, classes, folds, seed) for k in kinds}
+    cv = {k: float("nan") if p is None else balanced_accuracy(y, p.argmax(1), len(classes)) for k, p in proba.items()}
     best = max(kinds, key=lambda k: (np.nan_to_num(cv[k], nan=-1.0), -list(kinds).index(k)))
-    return TypingFit(_fit_kind(best, x, y, classes, names_t, seed, margin), cv, y, oof[best])
+    head = _fit_kind(best, x, y, classes, names_t, seed, margin)
+    p_best = proba[best]
+    if p_best is None:
+        return TypingFit(_replace(head, sure_cut=NEVER_SURE), cv, y)
+    oof, conf = p_best.argmax(1), p_best.max(1)
+    return TypingFit(_replace(head, sure_cut=confidence_cut(conf, oof == y)), cv, y, oof, conf)

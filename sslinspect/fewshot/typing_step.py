@@ -19,7 +19,7 @@ import numpy as np
 from sslinspect.defects.naming import LEVELS, describe_defect
 from sslinspect.defects.typing_head import TypingHead, load_head, save_head
 from sslinspect.fewshot.classifier import cv_report
-from sslinspect.fewshot.typing_fit import TypingFit, fit_typing
+from sslinspect.fewshot.typing_fit import SURE_PRECISION, TypingFit, fit_typing
 from sslinspect.fsutil import atomic_path
 from sslinspect.project import GOOD
 
@@ -60,11 +60,26 @@ class TypingStep:
         value = self.fit.cv[self.fit.head.kind]
         return None if np.isnan(value) else float(value)
 
+    def sure_summary(self) -> str:
+        """One line on the confidence cut: where it is, and over the out-of-fold names the share named sure
+        (coverage) and the share right among them (selective accuracy)."""
+        cut = self.fit.head.sure_cut
+        coverage, accuracy = self.fit.selective()
+        if self.fit.oof is None:
+            return "no name is sure (too few labels per type to calibrate a confidence cut out of fold)"
+        if cut > 1.0:
+            return f"no name is sure (no confidence cut reached {SURE_PRECISION:.0%} right out of fold)"
+        acc = "n/a" if np.isnan(accuracy) else f"{accuracy:.3f}"
+        return f"names sure from confidence {cut:.3f}: {coverage:.0%} of the labelled regions, {acc} of those right"
+
     def metrics(self) -> dict[str, Any]:
-        """The ``typing`` entry of ``metrics.json``: kind, level, cross-validation per kind, and (the shape of the
-        classifier's ``cv`` entry) ``balanced_accuracy``, ``accuracy``, ``folds``, the out-of-fold ``confusion``
-        (rows: label, columns: predicted) and ``per_class`` precision / recall / F1 / support."""
+        """The ``typing`` entry of ``metrics.json``: kind, level, cross-validation per kind, the confidence cut
+        (``sure_cut``; above 1: no name is sure) with, over the out-of-fold names, ``sure_coverage`` (share named
+        sure) and ``sure_accuracy`` (share right among those), and (the shape of the classifier's ``cv`` entry)
+        ``balanced_accuracy``, ``accuracy``, ``folds``, the out-of-fold ``confusion`` (rows: label, columns:
+        predicted) and ``per_class`` precision / recall / F1 / support."""
         head, fit = self.fit.head, self.fit
+        coverage, accuracy = fit.selective()
         out: dict[str, Any] = {
             "classifier": head.kind,
             "classes": list(head.classes),
@@ -74,6 +89,10 @@ class TypingStep:
             "located_share": float(self.located.mean()) if len(self.located) else None,
             "level": head.level,
             "levels": {str(k): None if np.isnan(v) else round(float(v), 4) for k, v in self.level_cv.items()},
+            "sure_cut": round(float(head.sure_cut), 5),
+            "sure_precision": SURE_PRECISION,
+            "sure_coverage": None if np.isnan(coverage) else round(coverage, 4),
+            "sure_accuracy": None if np.isnan(accuracy) else round(accuracy, 4),
             "region_boxes": {  # per labelled defect: for example regions in each confusion cell
                 "ids": [int(i) for i in self.ids],
                 "labels": list(self.labels),

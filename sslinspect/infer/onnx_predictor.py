@@ -79,7 +79,8 @@ class Prediction:
     for, to draw heatmaps. ``region`` is the named defect's box ``(x0, y0, x1, y1)`` in the original image's pixels
     (end-exclusive) and ``novelty`` its distance to the nearest labelled type over that type's radius (above 1:
     ``unknown``), for parts the model does not pass as OK when it carries a typing head; ``region_mask`` (model
-    input size) is kept with the maps.
+    input size) is kept with the maps. ``type_sure`` says whether that name is sure (a type, not ``unknown``, named
+    with a confidence at or above the typing head's calibrated cut); None for parts that were not named.
     """
 
     path: str
@@ -95,6 +96,7 @@ class Prediction:
     region: tuple[int, int, int, int] | None = None
     novelty: float = float("nan")
     region_mask: np.ndarray | None = field(default=None, repr=False, compare=False)
+    type_sure: bool | None = None
 
 
 class Predictor:
@@ -268,6 +270,7 @@ class Predictor:
             region=box,
             novelty=named.novelty,
             region_mask=named.region.mask if keep_maps and named.region is not None else None,
+            type_sure=named.sure,
         )
 
 

@@ -1,8 +1,9 @@
 """Writing predictions: CSV rows (a stable contract), JSON lines, and heatmap overlay PNGs. numpy + OpenCV only.
 
 CSV columns: ``path,label,confidence,anomaly_score,is_defect,p_<class>...`` then ``decision`` (OK/review/NG),
-``error``, ``region`` (the named defect's box ``x0 y0 x1 y1`` in the image's pixels) and ``novelty``; new columns
-are only ever appended after the ``p_`` columns. CSV and JSON lines hold the same rows: an
+``error``, ``region`` (the named defect's box ``x0 y0 x1 y1`` in the image's pixels), ``novelty`` and ``type_sure``
+(1: the name is sure, 0: ``unknown`` or below the typing head's calibrated confidence cut, empty: not named); new
+columns are only ever appended at the end. CSV and JSON lines hold the same rows: an
 image that could not be read gets a row with its ``error`` (and empty scores) in both.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from sslinspect.defects.typing_head import UNKNOWN
 from sslinspect.infer.onnx_predictor import Prediction
 from sslinspect.names import csv_safe
 
@@ -36,6 +38,7 @@ def csv_header(classes: Sequence[str]) -> list[str]:
         "error",
         "region",
         "novelty",
+        "type_sure",
     ]
 
 
@@ -43,11 +46,20 @@ def _region_text(p: Prediction) -> str:
     return " ".join(str(v) for v in p.region) if p.region is not None else ""
 
 
+def _sure_text(p: Prediction) -> str:
+    return "" if p.type_sure is None else str(int(p.type_sure))
+
+
+def display_label(p: Prediction) -> str:
+    """The label drawn on a heatmap: a name that is not sure gets a trailing ``?`` (``unknown`` stays as it is)."""
+    return f"{p.label}?" if p.type_sure is False and p.label != UNKNOWN else p.label
+
+
 def csv_row(p: Prediction, n_classes: int) -> list[str]:
     """One CSV row; for an unreadable image (``p.error``) the scores are empty (``n_classes`` empty ``p_`` cells).
     Text cells are made inert for spreadsheets (``=cmd...``)."""
     if p.error:
-        return [csv_safe(p.path), "", "", "", "", *[""] * n_classes, "", csv_safe(p.error), "", ""]
+        return [csv_safe(p.path), "", "", "", "", *[""] * n_classes, "", csv_safe(p.error), "", "", ""]
     return [
         csv_safe(p.path),
         csv_safe(p.label),
@@ -59,11 +71,13 @@ def csv_row(p: Prediction, n_classes: int) -> list[str]:
         "",
         _region_text(p),
         "" if p.novelty != p.novelty else f"{p.novelty:.4f}",  # NaN: not typed
+        _sure_text(p),
     ]
 
 
 def json_record(p: Prediction, classes: Sequence[str], heatmap: str | None = None) -> str:
-    """One JSON line: the prediction, or ``{"path", "error"}`` for a file that could not be read."""
+    """One JSON line: the prediction, or ``{"path", "error"}`` for a file that could not be read. ``region``,
+    ``novelty`` and ``type_sure`` are there only for parts that were named (the CSV leaves those cells empty)."""
     if p.error:
         return json.dumps({"path": p.path, "error": p.error}, ensure_ascii=False)
     rec: dict[str, object] = {
@@ -79,6 +93,8 @@ def json_record(p: Prediction, classes: Sequence[str], heatmap: str | None = Non
         rec["region"] = list(p.region)
     if p.novelty == p.novelty:  # not NaN: the part was typed from its region
         rec["novelty"] = round(p.novelty, 4) if p.novelty != float("inf") else None
+    if p.type_sure is not None:  # 1/0 as in the CSV; absent (the CSV's empty cell) when the part was not named
+        rec["type_sure"] = int(p.type_sure)
     if heatmap:
         rec["heatmap"] = heatmap
     return json.dumps(rec, ensure_ascii=False)
@@ -149,7 +165,7 @@ def write_heatmap(p: Prediction, folder: Path) -> str | None:
         return None
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / heatmap_name(p.path)
-    ok, buf = cv2.imencode(".png", overlay(p.image, p.anomaly_map, region=p.region_mask, label=p.label))
+    ok, buf = cv2.imencode(".png", overlay(p.image, p.anomaly_map, region=p.region_mask, label=display_label(p)))
     if not ok:  # pragma: no cover - PNG encoding of a uint8 BGR image does not fail
         return None
     target.write_bytes(buf.tobytes())

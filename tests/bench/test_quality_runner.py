@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from bench.quality import score_model, summarise
+from bench.quality import main, score_model, summarise, table
 from tests.conftest import REPO, subprocess_env
 
 
@@ -38,9 +39,75 @@ def test_score_model_on_hand_made_predictions() -> None:
     assert m["ok_ng_balanced_accuracy"] == pytest.approx((2 / 3 + 1 / 2) / 2)
     assert m["good_flagged_rate"] == 0.5
     assert m["defect_type_balanced_accuracy"] == pytest.approx(0.5)  # scratch right, crack called scratch
-    assert m["held_out"] == {"family": "particle", "auroc": 1.0, "flagged_rate": 1.0, "labelled_as": {"crack": 1}}
+    held = {k: m["held_out"][k] for k in ("family", "auroc", "flagged_rate", "labelled_as")}
+    assert held == {"family": "particle", "auroc": 1.0, "flagged_rate": 1.0, "labelled_as": {"crack": 1}}
+    # no type_sure column (predict before it): the confidence metrics cannot be measured
+    assert all(math.isnan(m["held_out"][k]) for k in NAMING_HELD_OUT)
+    assert math.isnan(m["type_sure_coverage_flagged"]) and math.isnan(m["type_sure_accuracy_flagged"])
     summary = summarise([{"surface": "x", "model": {**m, "pixel_auroc": 0.6}, "floors": None, "seconds": {"a": 1.0}}])
     assert summary["mean"]["image_auroc"] == pytest.approx(5 / 6) and summary["mean"]["pixel_auroc"] == 0.6
+    assert summary["mean"]["held_out_unknown_or_unsure_flagged"] is None
+
+
+NAMING_HELD_OUT = ("unknown_or_unsure_flagged", "unknown_or_unsure", "confidently_mislabelled")
+
+
+def _pred(score: float, flagged: int, label: str, sure: str) -> dict[str, str]:
+    return {"anomaly_score": str(score), "is_defect": str(flagged), "label": label, "type_sure": sure}
+
+
+def test_score_model_counts_confident_names_from_type_sure() -> None:
+    truth = ["good", "scratch", "scratch", "scratch", "crack", "crack", *["particle"] * 5]
+    rows = [{"path": f"test/{k}.png", "label": t} for k, t in enumerate(truth)]
+    preds = [
+        _pred(0.1, 0, "good", ""),  # OK part: not named
+        _pred(0.9, 1, "scratch", "1"),  # sure and right
+        _pred(0.8, 1, "crack", "1"),  # sure and wrong
+        _pred(0.7, 1, "scratch", "0"),  # unsure
+        _pred(0.9, 1, "crack", "1"),  # sure and right
+        _pred(0.2, 0, "good", ""),  # missed: not among the flagged
+        _pred(0.9, 1, "crack", "1"),  # held out, confidently mislabelled
+        _pred(0.9, 1, "scratch", "0"),  # held out, unsure
+        _pred(0.9, 1, "unknown", "0"),  # held out, unknown
+        _pred(0.3, 0, "good", ""),  # held out, not flagged
+        _pred(0.3, 0, "good", ""),  # held out, not flagged
+    ]
+    m = score_model(rows, {f"{k}.png": x for k, x in enumerate(preds)}, ("scratch", "crack"), "particle")
+    assert m["held_out"]["unknown_or_unsure_flagged"] == pytest.approx(2 / 3)
+    assert m["held_out"]["unknown_or_unsure"] == pytest.approx(4 / 5)
+    assert m["held_out"]["confidently_mislabelled"] == pytest.approx(1 / 5)
+    assert m["type_sure_coverage_flagged"] == pytest.approx(3 / 4)  # 4 labelled defects flagged, 3 named sure
+    assert m["type_sure_accuracy_flagged"] == pytest.approx(2 / 3)
+    assert m["defect_type_balanced_accuracy_flagged"] == pytest.approx((2 / 3 + 1) / 2)  # unchanged metric
+    runs = [
+        {"surface": "x", "seed": 0, "model": {**m, "pixel_auroc": 0.6}, "floors": None, "seconds": {"a": 1.0}},
+        {"surface": "x", "seed": 1, "model": {**m, "pixel_auroc": 0.6}, "floors": None, "seconds": {"a": 1.0}},
+    ]
+    mean = summarise(runs)["mean"]
+    assert mean["held_out_unknown_or_unsure_flagged"] == pytest.approx(2 / 3)
+    assert mean["type_sure_accuracy_flagged"] == pytest.approx(2 / 3)
+    assert mean["held_out_confidently_mislabelled_sd"] == pytest.approx(0.0)
+
+
+def test_collect_summarises_result_files_written_before_the_confidence_metrics(tmp_path: Path) -> None:
+    """An older result file (no confidence keys) still summarises: its values are missing, not an error."""
+    rows = [{"path": "test/g.png", "label": "good"}, {"path": "test/p.png", "label": "particle"}]
+    old_preds = {"g.png": {"anomaly_score": "0.1", "is_defect": "0", "label": "good"}}
+    old_preds["p.png"] = {"anomaly_score": "0.9", "is_defect": "1", "label": "crack"}
+    m = score_model(rows, old_preds, ("scratch", "crack"), "particle")
+    for k in NAMING_HELD_OUT:
+        del m["held_out"][k]
+    del m["type_sure_coverage_flagged"], m["type_sure_accuracy_flagged"]
+    result = {"surface": "x", "seed": 0, "model": {**m, "pixel_auroc": 0.6}, "floors": None, "seconds": {"a": 1.0}}
+    path = tmp_path / "x-s0.json"
+    path.write_text(json.dumps(result, default=float))
+    out = tmp_path / "summary.json"
+    assert main(["--collect", str(path), "--out", str(out)]) == 0
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["mean"]["image_auroc"] == 1.0
+    assert summary["mean"]["held_out_confidently_mislabelled"] is None
+    assert summary["per_surface"]["x"]["type_sure_coverage_flagged"] is None
+    assert "held-out NG unknown/unsure" in table(summary)
 
 
 # -- end to end -------------------------------------------------------------------------------------------------------

@@ -57,6 +57,13 @@ def test_fit_types_the_labelled_defects_from_their_regions(fitted: Path) -> None
         metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["typing"]
         assert metrics["classes"] == list(typing.classes)
         assert typing.level in LEVELS and metrics["level"] == typing.level
+        assert metrics["sure_cut"] == round(typing.sure_cut, 5) and metrics["sure_precision"] == 0.8
+        if typing.sure_cut <= 1.0:  # a cut: its out-of-fold names are right at least 80 % of the time
+            assert metrics["sure_coverage"] > 0 and metrics["sure_accuracy"] >= 0.8
+        else:
+            assert metrics["sure_coverage"] in (0.0, None)
+        log = (run / "events.jsonl").read_text(encoding="utf-8")
+        assert "names sure from confidence" in log or "no name is sure" in log
         confusion = np.array(metrics["confusion"])
         counts = project.store.label_counts()
         assert confusion.shape == (len(types), len(types))

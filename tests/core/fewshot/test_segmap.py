@@ -72,10 +72,47 @@ def test_segment_export_passes_parity_and_predict_keeps_its_columns(
         "error",
         "region",
         "novelty",
+        "type_sure",
     ]
     scores = np.array([float(r["anomaly_score"]) for r in rows])
     assert np.isfinite(scores).all() and scores.std() > 0
     assert any((tmp_path / "heat").iterdir())
+
+
+def test_type_sure_is_confidence_at_or_above_the_fitted_cut(segment_project: Path, demo_data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The cut calibrated at fit time travels in the model's metadata; predict calls a name sure exactly when it is
+    a type named at or above it, and writes that in the last CSV column (empty for parts not named)."""
+    from sslinspect.defects.typing_head import UNKNOWN
+    from sslinspect.fewshot.typing_step import load_typing
+    from sslinspect.infer.onnx_predictor import Predictor
+
+    model = segment_project / "exports" / "model" / "model.onnx"
+    predictor = Predictor(model, device="cpu")
+    project = api.open_project(segment_project)
+    try:
+        fitted = load_typing(project.latest("fewshot"))  # type: ignore[arg-type]
+        metrics = json.loads((project.latest("fewshot") / "metrics.json").read_text())["typing"]  # type: ignore[operator]
+    finally:
+        project.close()
+    assert predictor.typing is not None and fitted is not None
+    cut = predictor.typing.sure_cut
+    assert cut == fitted.sure_cut == metrics["sure_cut"] or round(cut, 5) == metrics["sure_cut"]
+    assert cut > 0.0  # calibrated (an uncalibrated head would read 0)
+    assert json.loads(model.with_suffix(".json").read_text())["typing"]["sure_cut"] == cut
+    preds = list(predictor.predict_paths(sorted(demo_data.test_dir.glob("*.png"))))
+    named = [p for p in preds if p.decision != "OK"]
+    assert named, "the test set has defects; some part must be named"
+    for p in preds:
+        if p.decision == "OK":
+            assert p.type_sure is None
+        else:
+            assert p.type_sure == (p.label != UNKNOWN and p.confidence >= cut)
+    out = tmp_path / "pred.csv"
+    api.predict(model, sorted(demo_data.test_dir.glob("*.png")), out=out)
+    with out.open(encoding="utf-8") as fh:
+        rows = {r["path"]: r for r in csv.DictReader(fh)}
+    expected = {"": None, "1": True, "0": False}
+    assert {p.path: p.type_sure for p in preds} == {k: expected[r["type_sure"]] for k, r in rows.items()}
 
 
 def test_config_can_force_the_patch_model_on_a_synthdefect_run(segment_project: Path, tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ import pytest
 from sslinspect import api
 from sslinspect.cli import main
 from sslinspect.errors import ModelError
-from sslinspect.infer.onnx_predictor import Predictor, expand_inputs
-from sslinspect.infer.output import OVERLAY_FLOOR, overlay
+from sslinspect.infer.onnx_predictor import Prediction, Predictor, expand_inputs
+from sslinspect.infer.output import OVERLAY_FLOOR, csv_header, csv_row, display_label, json_record, overlay
 from tests.conftest import REPO, subprocess_env
 
 
@@ -53,7 +53,7 @@ def test_csv_keeps_its_contract_and_appends_the_decision(model: Path, demo_data,
     n = len(r.classes)
     assert header[:5] == ["path", "label", "confidence", "anomaly_score", "is_defect"]
     assert header[5 : 5 + n] == [f"p_{c}" for c in r.classes]
-    assert header[5 + n :] == ["decision", "error", "region", "novelty"]
+    assert header[5 + n :] == ["decision", "error", "region", "novelty", "type_sure"]
     rows = list(csv.DictReader(out.read_text().splitlines()))
     assert len(rows) == r.total == len(list(demo_data.test_dir.glob("*.png")))
     assert {row["decision"] for row in rows} <= {"OK", "review", "NG"}
@@ -73,6 +73,7 @@ def test_jsonl_and_heatmaps_with_a_bad_frame(model: Path, demo_data, tmp_path: P
         img = cv2.imread(rec["heatmap"])
         assert img is not None and img.shape[:2] == cv2.imread(rec["path"], cv2.IMREAD_UNCHANGED).shape[:2]
         assert abs(sum(rec["probabilities"].values()) - 1) < 1e-3
+        assert ("type_sure" in rec) == ("novelty" in rec) == (rec["decision"] != "OK")  # only named parts
 
 
 def test_cli_predict_lists_each_failure_and_exits_1(model: Path, demo_data, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -92,6 +93,22 @@ def test_model_without_our_metadata_is_refused(model: Path, tmp_path: Path) -> N
     onnx.save(m, str(foreign))
     with pytest.raises(ModelError, match="not an SSL Inspect model"):
         Predictor(foreign)
+
+
+@pytest.mark.parametrize(("sure", "cell", "drawn"), [(True, "1", "crack"), (False, "0", "crack?"), (None, "", "crack")])
+def test_type_sure_is_the_last_column_and_the_same_in_both_formats(sure: bool | None, cell: str, drawn: str) -> None:
+    classes = ("good", "crack")
+    p = Prediction("a.png", "crack", 0.6, 0.9, True, (0.0, 1.0), decision="NG", novelty=0.5, type_sure=sure)
+    row = dict(zip(csv_header(classes), csv_row(p, len(classes)), strict=True))
+    assert list(row)[-1] == "type_sure" and row["type_sure"] == cell
+    rec = json.loads(json_record(p, classes))
+    assert rec.get("type_sure", "") == ("" if sure is None else int(sure))
+    assert display_label(p) == drawn
+    unknown = Prediction("b.png", "unknown", 0.9, 0.9, True, (0.0, 1.0), decision="NG", novelty=2.0, type_sure=False)
+    assert display_label(unknown) == "unknown"  # not a name: no question mark
+    failed = Prediction("c.png", error="unreadable")
+    assert csv_row(failed, len(classes))[-1] == "" and len(csv_row(failed, 2)) == len(csv_header(classes))
+    assert "type_sure" not in json.loads(json_record(failed, classes))
 
 
 def test_a_good_map_leaves_the_image_untouched() -> None:
