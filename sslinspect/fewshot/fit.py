@@ -89,15 +89,7 @@ def run_fit(
         if orphan:
             run.report(Log(level="WARNING", message=f"{orphan} labelled image(s) are not readable any more; skipped"))
         fitted = fit_head(net, cache.images, labels, cfg, device=device, report=run.report, cancel=cancel)
-        for cls, n in fitted.dropped.items():
-            run.report(
-                Log(
-                    level="WARNING",
-                    message=(
-                        f"class {cls!r} has {n} label(s), fewer than {cfg.min_shots}: left out (label more examples)"
-                    ),
-                )
-            )
+        _report_dropped(fitted, cfg, run.report)
         head = fitted.head
         naming = _typing_step(fitted, cache.images, ids, labels, cfg, run.report)
         _write_run(run_dir, project, ids, fitted, naming, labels, cfg)
@@ -142,6 +134,17 @@ def run_fit(
         typing_sure_coverage=sure[0],
         typing_sure_accuracy=sure[1],
     )
+
+
+def _report_dropped(fitted: HeadFit, cfg: FewShotConfig, report: Reporter) -> None:
+    """A warning per class left out for too few labels."""
+    for cls, n in fitted.dropped.items():
+        report(
+            Log(
+                level="WARNING",
+                message=f"class {cls!r} has {n} label(s), fewer than {cfg.min_shots}: left out (label more examples)",
+            )
+        )
 
 
 def _sure_shares(naming: TypingStep | None) -> tuple[float | None, float | None]:
