@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-UNKNOWN = "unknown"
+from sslinspect.defects.typing_head import UNKNOWN
+
 NAN = float("nan")
 
 

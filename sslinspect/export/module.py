@@ -81,11 +81,10 @@ class InferenceModule(nn.Module):
             x = g
         probabilities = torch.softmax(x @ self.weight.T + self.bias, dim=1)
         size = images.shape[1:3]
-        norm = (raw - self.map_low) / self.map_scale
+        anomaly_map = (raw - self.map_low) / self.map_scale
         if not self.segment:  # a segment map is at the input size already
-            norm = F.interpolate(norm[:, None], size=(int(size[0]), int(size[1])), mode="bilinear", align_corners=False)
-            norm = norm[:, 0]
-        anomaly_map = norm
+            hw = (int(size[0]), int(size[1]))
+            anomaly_map = F.interpolate(anomaly_map[:, None], size=hw, mode="bilinear", align_corners=False)[:, 0]
         is_defect = anomaly_score > threshold
         if self.or_class:
             is_defect = is_defect | (probabilities.argmax(1) != self.good_index)
