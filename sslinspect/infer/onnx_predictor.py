@@ -27,6 +27,7 @@ from sslinspect.imageio import IMAGE_EXTENSIONS, read_image, resize_square
 from sslinspect.infer.feeds import threshold_feeds
 from sslinspect.infer.metadata import check_metadata, check_probabilities, decision_of
 from sslinspect.infer.session import RuntimeInfo, open_session, open_session_info
+from sslinspect.project import GOOD
 
 __all__ = ["Prediction", "Predictor", "RuntimeInfo", "expand_inputs", "open_session", "read_metadata"]
 
@@ -74,6 +75,10 @@ def read_metadata(session: ort.InferenceSession, path: Path) -> dict[str, Any]:
 @dataclass(frozen=True, slots=True)
 class Prediction:
     """One image's result; ``error`` is set (and the rest empty) when it could not be read.
+
+    ``label`` is ``good`` for a part the model passes as OK, with ``confidence`` the whole-image classifier's
+    probability of ``good``; otherwise the type of its main defect (or, without a typing head, the classifier's top
+    class). ``confidence`` is the probability of ``label`` (for ``unknown``, the top type probability).
 
     ``anomaly_map`` (normalised, model input size) and ``image`` (the decoded original) are only kept when asked
     for, to draw heatmaps. ``region`` is the named defect's box ``(x0, y0, x1, y1)`` in the original image's pixels
@@ -127,6 +132,7 @@ class Predictor:
         self.provider = self.runtime.provider
         self.meta = read_metadata(self.session, self.path)
         self.classes: tuple[str, ...] = tuple(self.meta["classes"])
+        self._good = self.classes.index(GOOD) if GOOD in self.classes else None
         self.image_size = int(self.meta["image_size"])
         self.threshold = float(self.meta["threshold"] if threshold is None else threshold)
         review = self.meta.get("review_threshold", self.threshold) if review_threshold is None else review_threshold
@@ -218,8 +224,10 @@ class Predictor:
             maps = out.get("anomaly_map")
             check_probabilities(prob.shape[1], self.classes, self.path)
             for j, (k, d) in enumerate(ok.items()):
-                c = int(prob[j].argmax())
                 code = int(decision[j]) if decision is not None else (2 if defect[j] else 0)
+                verdict = decision_of(code, bool(defect[j]), self.path)
+                # a part that passes is good, whatever the whole-image classifier's top guess (it decided nothing)
+                c = self._good if verdict == "OK" and self._good is not None else int(prob[j].argmax())
                 pred = Prediction(
                     str(chunk[k]),
                     self.classes[c],
@@ -227,7 +235,7 @@ class Predictor:
                     float(score[j]),
                     bool(defect[j]),
                     tuple(float(v) for v in prob[j]),
-                    decision=decision_of(code, bool(defect[j]), self.path),
+                    decision=verdict,
                     anomaly_map=maps[j] if keep_maps and maps is not None else None,
                     image=d.original,
                 )

@@ -38,9 +38,10 @@ def model(
     *,
     n_probs: int = 2,
     decision_offset: int | None = None,
+    class_bias: list[float] | None = None,
 ) -> Path:
-    """Write a model to ``path``: ``n_probs`` probability columns; with ``decision_offset`` a ``decision``
-    output (``2·is_defect + offset``; 0 gives the correct codes)."""
+    """Write a model to ``path``: ``n_probs`` probability columns (equal, or ``softmax(class_bias)``); with
+    ``decision_offset`` a ``decision`` output (``2·is_defect + offset``; 0 gives the correct codes)."""
     md = dict(metadata if metadata is not None else meta())
     images = helper.make_tensor_value_info("images", TensorProto.UINT8, ["N", SIZE, SIZE, 3])
     threshold = helper.make_tensor_value_info("threshold", TensorProto.FLOAT, [1])
@@ -54,7 +55,8 @@ def model(
         helper.make_node("ReduceMean", ["f"], ["m"], axes=[1, 2, 3], keepdims=0),
         helper.make_node("Div", ["m", "k255"], ["anomaly_score"]),
         helper.make_node("Unsqueeze", ["m", "ax"], ["m1"]),
-        helper.make_node("Concat", ["m1"] * n_probs, ["logits"], axis=1),
+        helper.make_node("Concat", ["m1"] * n_probs, ["logits0"], axis=1),
+        helper.make_node("Add", ["logits0", "class_bias"], ["logits"]),
         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
         helper.make_node("Greater", ["anomaly_score", "threshold"], ["is_defect"]),
     ]
@@ -62,6 +64,7 @@ def model(
         helper.make_tensor("ax", TensorProto.INT64, [1], [1]),
         helper.make_tensor("k255", TensorProto.FLOAT, [], [255.0]),
         helper.make_tensor("threshold", TensorProto.FLOAT, [1], [0.5]),
+        helper.make_tensor("class_bias", TensorProto.FLOAT, [n_probs], class_bias or [0.0] * n_probs),
     ]
     if decision_offset is not None:
         outputs.append(helper.make_tensor_value_info("decision", TensorProto.INT64, ["N"]))

@@ -86,6 +86,18 @@ def test_cli_predict_lists_each_failure_and_exits_1(model: Path, demo_data, tmp_
     assert f"error: {tmp_path / 'a.png'}: empty file" in err and f"error: {tmp_path / 'b.jpg'}: " in err
 
 
+def test_a_part_that_passes_is_good_whatever_the_classifier_guesses(tmp_path: Path) -> None:
+    from tests.reliability import tiny_onnx
+
+    path = tiny_onnx.model(tmp_path / "m.onnx", class_bias=[0.0, 3.0], decision_offset=0)  # classifier: "scratch"
+    dark, bright = tiny_onnx.image(tmp_path / "ok.png", 40), tiny_onnx.image(tmp_path / "ng.png", 200)
+    ok, ng = Predictor(path, device="cpu").predict_paths([dark, bright])
+    assert (ok.decision, ok.label) == ("OK", "good")
+    assert ok.confidence == pytest.approx(ok.probabilities[0]) and ok.confidence < 0.1  # p_good, not the top class
+    assert (ng.decision, ng.label) == ("NG", "scratch")  # no typing head: the classifier names what is not OK
+    assert ng.confidence == pytest.approx(max(ng.probabilities))
+
+
 def test_model_without_our_metadata_is_refused(model: Path, tmp_path: Path) -> None:
     m = onnx.load(str(model))
     del m.metadata_props[:]
