@@ -25,6 +25,11 @@ METRIC_SHRINK = 0.1
 #: Trees in the ensemble, and their depth limit (small: 5 labels per type).
 N_TREES = 64
 TREE_DEPTH = 4
+#: A descriptor entry whose spread over the labelled regions is below this is taken as constant (left unscaled):
+#: every entry is a share, a log ratio or a /100 colour difference, where 1e-4 is rounding, not information (the
+#: colour entries of a grey camera's frames vary by ~1e-5, float rounding in the RGB → CIELAB conversion; scaled to
+#: unit spread, that noise weighed as much as a real entry).
+STD_FLOOR = 1e-4
 #: Inverse regularisation of the logistic regression.
 LOGISTIC_C = 1.0
 #: A name is *sure* from the confidence (top probability) at which the out-of-fold names were right this often...
@@ -113,7 +118,7 @@ def balanced_accuracy(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
 def _standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = x.mean(0)
     std = x.std(0)
-    return mean, np.where(std > 1e-9, std, 1.0)
+    return mean, np.where(std > STD_FLOOR, std, 1.0)
 
 
 def _centroids(z: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:

@@ -77,6 +77,24 @@ def test_the_class_mean_is_known_and_a_far_point_is_unknown(described: tuple[np.
 
 
 @pytest.mark.parametrize("kind", ["prototype", "logistic", "trees"])
+def test_an_entry_that_is_only_rounding_noise_changes_no_name(
+    kind: str, described: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """A grey camera's colour entries vary by ~1e-5 (float rounding): scaled to unit spread, they named at random."""
+    x, labels = described
+    train, test = _split(labels, TYPES)
+    rng = np.random.default_rng(0)
+
+    def with_noise(rows: np.ndarray) -> np.ndarray:
+        return np.column_stack([x[rows], rng.normal(0.0, 1e-5, len(rows))])
+
+    head = fit_typing(with_noise(train), labels[train].tolist(), kinds=(kind,)).head
+    a, b = head.predict(with_noise(test)), head.predict(with_noise(test))
+    assert a.labels == b.labels
+    np.testing.assert_allclose(a.proba, b.proba, atol=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["prototype", "logistic", "trees"])
 def test_npz_round_trip_keeps_every_prediction(
     described: tuple[np.ndarray, np.ndarray], kind: str, tmp_path: Path
 ) -> None:
