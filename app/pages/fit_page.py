@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
@@ -275,7 +276,16 @@ class FitPage(Page):
         cv = m.get("cv") or {}
         dropped = m.get("dropped_classes") or {}
         notes = [f"{c!r} left out ({n} label(s)): label more" for c, n in dropped.items()]
-        if cv and a.classes and cv["balanced_accuracy"] < 1.5 / len(a.classes):
+        typing = m.get("typing") or {}
+        types = typing.get("classes") or []
+        if typing.get("balanced_accuracy") is not None and types:  # the region typing names the defects
+            if typing["balanced_accuracy"] < 1.5 / len(types):
+                notes.append(
+                    f"defect types are named near chance ({1 / len(types):.2f} over {len(types)} types): label more "
+                    "defects of each type"
+                )
+            notes.append(FitPage._sure_note(typing))
+        elif cv and a.classes and cv["balanced_accuracy"] < 1.5 / len(a.classes):
             notes.append(
                 f"the classifier is near chance ({1 / len(a.classes):.2f}): label more images of each class; "
                 "its defect types are not reliable yet"
@@ -285,6 +295,19 @@ class FitPage(Page):
         elif m.get("decision") == "anomaly_or_class":
             notes.append("NG when the anomaly score is high or the classifier picks a defect class")
         return notes
+
+    @staticmethod
+    def _sure_note(typing: dict[str, Any]) -> str:
+        """When predict calls a name sure (``type_sure`` 1), from the fit's confidence cut (``typing.sure_cut``)."""
+        cut, coverage, right = typing.get("sure_cut"), typing.get("sure_coverage"), typing.get("sure_accuracy")
+        if cut is None or cut > 1.0:
+            return "no defect name is sure yet (predict marks every name unsure, '?'): label more defects of each type"
+        if cut <= 0.0:
+            return "every defect name counts as sure (fitted before names had a confidence cut: fit again)"
+        share = f"{coverage:.0%} of the labelled defects" if coverage is not None else "some labelled defects"
+        return f"defect names are sure from confidence {cut:.2f} ({share}" + (
+            f", {right:.0%} of those right out of fold)" if right is not None else ")"
+        )
 
     def _show_staleness(self) -> None:
         p, a = self.controller.project, self.analysis

@@ -129,6 +129,27 @@ def test_notes_warn_when_the_classifier_is_near_chance(fit_page: Any) -> None:
     assert "near chance (0.50)" in notes and "anomaly score alone" in notes
 
 
+def test_notes_speak_of_the_region_typing_when_it_names_the_defects(fit_page: Any) -> None:
+    a = fit_page.analysis
+    metrics_path = a.run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    metrics["cv"]["balanced_accuracy"] = 0.55  # the whole-image classifier near chance: not what names defects
+    typing = {"classes": ["crack", "scratch", "stain", "hole"], "balanced_accuracy": 0.3, "accuracy": 0.3, "folds": 5}
+    typing["sure_cut"] = 2.0
+    metrics["typing"] = typing
+    metrics_path.write_text(json.dumps(metrics), encoding="utf-8")
+    fit_page.reload()
+    notes = fit_page.values["notes"].text()
+    assert "defect types are named near chance (0.25 over 4 types)" in notes
+    assert "no defect name is sure yet" in notes and "the classifier is near chance" not in notes
+    typing.update(balanced_accuracy=0.8, sure_cut=0.62, sure_coverage=0.4, sure_accuracy=0.85)
+    metrics_path.write_text(json.dumps(metrics), encoding="utf-8")
+    fit_page.reload()
+    notes = fit_page.values["notes"].text()
+    assert "near chance" not in notes
+    assert "defect names are sure from confidence 0.62 (40% of the labelled defects, 85% of those right" in notes
+
+
 def test_fit_checks_label_minimums_before_starting(
     fit_page: Any, controller: Any, fake_workers: Any, qtbot: Any
 ) -> None:
