@@ -369,11 +369,13 @@ class ExportPage(Page):
         score = float(r["anomaly_score"])
         return f"{score:.2f} {'≥' if defect else '<'} {t:.2f}" if t is not None else f"{score:.3f}"
 
-    def _kind(self, key: object) -> str:
-        """The defect type of an NG image ('' for OK images and for NG without a defect class)."""
+    def _kind(self, key: object, *, mark: bool = True) -> str:
+        """The defect type of an NG image ('' for OK images and for NG without a defect class); with ``mark``, a
+        name predict did not call sure (``type_sure`` 0) ends in '?', as on the heatmaps."""
         r = self._rows.get(str(key)) or {}
         defect = r.get("is_defect") == "1"
-        return str(r["label"]) if defect and r.get("label") not in (None, "", api.GOOD) else ""
+        kind = str(r["label"]) if defect and r.get("label") not in (None, "", api.GOOD) else ""
+        return f"{kind}?" if mark and kind and kind != "unknown" and r.get("type_sure") == "0" else kind
 
     def _test_threshold(self) -> float | None:
         t = self.threshold_choice.currentData()
@@ -400,11 +402,13 @@ class ExportPage(Page):
     def _type_words(self, key: object) -> str:
         """How a flagged part's type was named: from its outlined region (``unknown``: like no labelled type)."""
         r = self._rows.get(str(key)) or {}
-        kind, region = self._kind(key), str(r.get("region") or "").split()
+        kind, region = self._kind(key, mark=False), str(r.get("region") or "").split()
         if not kind or len(region) != 4:
             return ""
         novelty = str(r.get("novelty") or "")
         words = "like no labelled defect type" if kind == "unknown" else f"type {kind!r}"
+        if kind != "unknown" and r.get("type_sure") == "0":
+            words += " (a guess: below the confidence the fit calls sure)"
         extra = f", novelty {float(novelty):.2f}" if novelty else ""
         x0, y0, x1, y1 = region
         return f"\n{words}, named from the outlined region ({x0}, {y0})–({x1}, {y1}) px{extra}"

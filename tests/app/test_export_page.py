@@ -93,6 +93,24 @@ def test_model_is_tested_on_a_folder_with_onnx_runtime(
     box.close()
 
 
+def test_an_unsure_name_is_marked_like_on_the_heatmaps(export_page: Any) -> None:
+    row = {"path": "a.png", "is_defect": "1", "label": "scratch", "anomaly_score": "0.9", "region": "1 2 30 40"}
+    export_page._rows = {
+        "sure": {**row, "type_sure": "1"},
+        "guess": {**row, "type_sure": "0"},
+        "new": {**row, "label": "unknown", "type_sure": "0"},
+        "old": row,  # a model without typing confidence: no mark
+    }
+    assert [export_page._badge(k)[0] for k in ("sure", "guess", "new", "old")] == [
+        "NG scratch",
+        "NG scratch?",
+        "NG unknown",
+        "NG scratch",
+    ]
+    assert "type 'scratch' (a guess: below the confidence the fit calls sure)" in export_page._type_words("guess")
+    assert "a guess" not in export_page._type_words("sure")
+
+
 def test_export_refuses_an_out_of_date_model_with_a_one_click_fix(
     export_page: Any, controller: Any, fake_workers: Any, qtbot: Any
 ) -> None:
