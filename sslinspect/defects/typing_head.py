@@ -5,7 +5,9 @@ Inference only, numpy only (the line-side predictor calls it; fitting lives in
 
 - ``prototype``: softmax of ``-d² / (2 τ)`` over the distances ``d`` to the class means;
 - ``logistic``: ``softmax(x W^T + b)``;
-- ``trees``: the mean leaf class shares of a small tree ensemble, stored as flat node arrays.
+- ``trees``: the mean leaf class shares of a small tree ensemble, stored as flat node arrays;
+- ``ensemble``: the mean of the three kinds' probabilities (one head holds all three: ``tau`` is the prototype's
+  temperature, ``weight``/``bias`` the logistic regression, ``trees`` the trees).
 
 Open set: distances to a class mean weigh each standardised entry by its inverse within-class variance (pooled
 over the types). Every class keeps a radius, a margin times the largest leave-one-out distance of its labelled
@@ -28,9 +30,12 @@ from pathlib import Path
 import numpy as np
 
 UNKNOWN = "unknown"
-KINDS = ("prototype", "logistic", "trees")
+KINDS = ("prototype", "logistic", "trees", "ensemble")
 # ``sure_cut`` was added without a version bump: it is an optional key (absent: 0), and older programs ignore it.
-FORMAT_VERSION = 1
+# An ``ensemble`` head is written as format 2, which programs that predate the kind refuse in one line at load time
+# (rather than failing on the first flagged part); the other kinds stay format 1, readable by every version.
+FORMAT_VERSION = 2
+_FORMAT_OF_KIND = {"ensemble": 2}
 #: ``sure_cut`` when no cut reached the wanted precision at fit time: above every probability, so no name is sure.
 NEVER_SURE = 2.0
 #: ``sure_cut`` of a head written before the cut existed (and the default): every name but ``unknown`` is sure.
@@ -91,6 +96,7 @@ class TypingHead:
     trees: dict[str, np.ndarray] = field(default_factory=dict)
     level: float = 0.5
     sure_cut: float = UNCALIBRATED_CUT
+    tau: float = 0.0  # the prototype temperature of an ``ensemble`` head (a ``prototype`` head keeps it in bias[0])
 
     def is_sure(self, label: str, confidence: float) -> bool:
         """Whether a name given with top probability ``confidence`` is sure: a type (not ``unknown``) at or above
@@ -114,16 +120,15 @@ class TypingHead:
         """Class probabilities ``(N, C)`` of raw descriptors ``x``."""
         z = self.standardise(x)
         if self.kind == "prototype":
-            logits = -0.5 * self.distances(z) ** 2 / max(float(self.bias[0]), 1e-9)
-        elif self.kind == "logistic":
-            logits = z @ self.weight.T + self.bias
-        elif self.kind == "trees":
+            return _softmax(-0.5 * self.distances(z) ** 2 / max(float(self.bias[0]), 1e-9))
+        if self.kind == "logistic":
+            return _softmax(z @ self.weight.T + self.bias)
+        if self.kind == "trees":
             return tree_proba(self.trees, z, len(self.classes))
-        else:
-            raise ValueError(f"unknown typing head kind {self.kind!r}")
-        logits -= logits.max(1, keepdims=True)
-        e = np.exp(logits)
-        return e / e.sum(1, keepdims=True)
+        if self.kind == "ensemble":
+            proto = _softmax(-0.5 * self.distances(z) ** 2 / max(self.tau, 1e-9))
+            return (proto + _softmax(z @ self.weight.T + self.bias) + tree_proba(self.trees, z, len(self.classes))) / 3
+        raise ValueError(f"unknown typing head kind {self.kind!r}")
 
     def predict(self, x: np.ndarray) -> TypeResult:
         """Labels (``unknown`` beyond every class radius), probabilities and novelty of raw descriptors ``x``."""
@@ -136,7 +141,7 @@ class TypingHead:
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Every field as a numpy array (strings as unicode arrays): ``np.savez`` it, no pickle needed."""
         out = {
-            "version": np.array(FORMAT_VERSION),
+            "version": np.array(_FORMAT_OF_KIND.get(self.kind, 1)),
             "kind": np.array(self.kind),
             "classes": np.array(self.classes, dtype=str),
             "names": np.array(self.names, dtype=str),
@@ -149,6 +154,7 @@ class TypingHead:
             "bias": self.bias,
             "level": np.array(self.level),
             "sure_cut": np.array(self.sure_cut),
+            "tau": np.array(self.tau),
         }
         out.update({f"tree_{k}": v for k, v in self.trees.items()})
         return out
@@ -160,7 +166,7 @@ class TypingHead:
         if version > FORMAT_VERSION:
             raise ValueError(f"typing head format {version} is newer than this program ({FORMAT_VERSION})")
         kind = str(arrays["kind"])
-        trees = {k: np.asarray(arrays[f"tree_{k}"]) for k in _TREE_KEYS} if kind == "trees" else {}
+        trees = {k: np.asarray(arrays[f"tree_{k}"]) for k in _TREE_KEYS} if kind in ("trees", "ensemble") else {}
         return cls(
             kind=kind,
             classes=tuple(str(c) for c in arrays["classes"]),
@@ -175,7 +181,13 @@ class TypingHead:
             trees=trees,
             level=float(arrays["level"]) if "level" in arrays else 0.5,
             sure_cut=float(arrays["sure_cut"]) if "sure_cut" in arrays else UNCALIBRATED_CUT,
+            tau=float(arrays["tau"]) if "tau" in arrays else 0.0,
         )
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
 
 
 def save_head(path: Path, head: TypingHead) -> None:

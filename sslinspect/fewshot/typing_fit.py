@@ -202,25 +202,46 @@ def _fit_kind(
     z = (x - mean) / scale
     cents = _centroids(z, y, n_classes)
     metric = within_class_metric(z, y, n_classes)
+    if kind not in KINDS:
+        raise ValueError(f"unknown typing head kind {kind!r}; expected one of {KINDS}")
     weight, bias = np.zeros((n_classes, dim)), np.zeros(n_classes)
     trees: dict[str, np.ndarray] = {}
+    tau = max(float((((z - cents[y]) ** 2) * metric).sum(1).mean()) / 2, 1e-6)  # half the spread
     if kind == "prototype":
-        bias[0] = max(float((((z - cents[y]) ** 2) * metric).sum(1).mean()) / 2, 1e-6)  # τ: half the spread
-    elif kind == "logistic":
-        from sklearn.linear_model import LogisticRegression
-
-        clf = LogisticRegression(C=LOGISTIC_C, max_iter=5000, class_weight="balanced", random_state=seed)
-        clf.fit(z, y)
-        w, b = clf.coef_, clf.intercept_
-        if w.shape[0] == 1:  # binary: sklearn keeps one row
-            w, b = np.concatenate([-w / 2, w / 2]), np.concatenate([-b / 2, b / 2])
-        weight[clf.classes_], bias[clf.classes_] = w, b
-    elif kind == "trees":
+        bias[0] = tau
+    if kind in ("logistic", "ensemble"):
+        weight, bias = _logistic(z, y, n_classes, seed)
+    if kind in ("trees", "ensemble"):
         trees = _trees(z, y, n_classes, seed)
-    else:
-        raise ValueError(f"unknown typing head kind {kind!r}; expected one of {KINDS}")
     radius = open_set_radius(z, y, n_classes, metric, margin)
-    return TypingHead(kind, classes, names, mean, scale, cents, metric, radius, weight, bias, trees)
+    return TypingHead(
+        kind,
+        classes,
+        names,
+        mean,
+        scale,
+        cents,
+        metric,
+        radius,
+        weight,
+        bias,
+        trees,
+        tau=tau if kind == "ensemble" else 0.0,
+    )
+
+
+def _logistic(z: np.ndarray, y: np.ndarray, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Weights ``(C, D)`` and biases ``(C,)`` of a balanced L2 logistic regression (zero for absent classes)."""
+    from sklearn.linear_model import LogisticRegression
+
+    weight, bias = np.zeros((n_classes, z.shape[1])), np.zeros(n_classes)
+    clf = LogisticRegression(C=LOGISTIC_C, max_iter=5000, class_weight="balanced", random_state=seed)
+    clf.fit(z, y)
+    w, b = clf.coef_, clf.intercept_
+    if w.shape[0] == 1:  # binary: sklearn keeps one row
+        w, b = np.concatenate([-w / 2, w / 2]), np.concatenate([-b / 2, b / 2])
+    weight[clf.classes_], bias[clf.classes_] = w, b
+    return weight, bias
 
 
 def oof_proba(

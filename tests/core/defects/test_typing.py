@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from sslinspect.defects.describe import DESCRIPTOR_NAMES, describe
-from sslinspect.defects.typing_head import UNKNOWN, TypingHead, load_head, save_head, tree_proba
+from sslinspect.defects.typing_head import KINDS, UNKNOWN, TypingHead, load_head, save_head, tree_proba
 from sslinspect.fewshot.typing_fit import (
     LOGISTIC_C,
     N_TREES,
@@ -94,7 +94,7 @@ def test_an_entry_that_is_only_rounding_noise_changes_no_name(
     np.testing.assert_allclose(a.proba, b.proba, atol=1e-3)
 
 
-@pytest.mark.parametrize("kind", ["prototype", "logistic", "trees"])
+@pytest.mark.parametrize("kind", ["prototype", "logistic", "trees", "ensemble"])
 def test_npz_round_trip_keeps_every_prediction(
     described: tuple[np.ndarray, np.ndarray], kind: str, tmp_path: Path
 ) -> None:
@@ -114,7 +114,7 @@ def test_npz_round_trip_keeps_every_prediction(
 def test_fitting_is_deterministic(described: tuple[np.ndarray, np.ndarray]) -> None:
     x, labels = described
     train, _ = _split(labels, TYPES)
-    kinds = ("prototype", "logistic", "trees")
+    kinds = ("prototype", "logistic", "trees", "ensemble")
     a = fit_typing(x[train], labels[train].tolist(), kinds=kinds, seed=4)
     b = fit_typing(x[train], labels[train].tolist(), kinds=kinds, seed=4)
     assert a.cv == b.cv
@@ -141,6 +141,27 @@ def test_numpy_inference_matches_scikit_learn(described: tuple[np.ndarray, np.nd
     flat = flatten_trees(forest, len(TYPES))
     zx = head.standardise(x)
     np.testing.assert_allclose(tree_proba(flat, zx, len(TYPES)), forest.predict_proba(zx), atol=1e-9)
+
+
+def test_the_ensemble_is_the_mean_of_its_three_kinds(described: tuple[np.ndarray, np.ndarray]) -> None:
+    x, labels = described
+    train, _ = _split(labels, TYPES)
+    heads = {k: fit_typing(x[train], labels[train].tolist(), kinds=(k,)).head for k in KINDS}
+    ens = heads["ensemble"]
+    mean = sum(heads[k].predict_proba(x) for k in ("prototype", "logistic", "trees")) / 3
+    np.testing.assert_allclose(ens.predict_proba(x), mean, atol=1e-9)
+    np.testing.assert_array_equal(ens.predict(x).novelty, heads["prototype"].predict(x).novelty)  # one open-set rule
+
+
+def test_only_an_ensemble_head_needs_the_newer_format(described: tuple[np.ndarray, np.ndarray]) -> None:
+    """A program that predates the ensemble refuses it at load time ("format 2 is newer"); the other kinds stay
+    format 1, which every version reads."""
+    x, labels = described
+    train, _ = _split(labels, TYPES)
+    versions = {
+        k: int(fit_typing(x[train], labels[train].tolist(), kinds=(k,)).head.to_arrays()["version"]) for k in KINDS
+    }
+    assert versions == {"prototype": 1, "logistic": 1, "trees": 1, "ensemble": 2}
 
 
 def test_bad_inputs_are_refused(described: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
