@@ -12,7 +12,10 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 
-__all__ = ["BadName", "csv_safe", "name_problem", "normalise_name", "skeleton"]
+__all__ = ["GOOD", "BadName", "csv_safe", "name_problem", "normalise_name", "skeleton"]
+
+#: The class of parts without a defect (the one class name with a meaning of its own).
+GOOD = "good"
 
 #: Characters that render as nothing (or as blank) although their category is a letter or symbol.
 _INVISIBLE = {"\u115f", "\u1160", "\u3164", "\uffa0", "\u2800", "\u180e", "\u034f"}

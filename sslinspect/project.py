@@ -20,7 +20,7 @@ from typing import Any
 
 from sslinspect.errors import ProjectError
 from sslinspect.fsutil import atomic_write_bytes, atomic_write_json, describe_os_error, file_lock, read_json
-from sslinspect.names import BadName, normalise_name
+from sslinspect.names import GOOD, BadName, normalise_name
 from sslinspect.store import ImageStore
 
 # Bump rules: add a field with a default → no bump; rename/remove/retype a field → bump and add
@@ -29,7 +29,7 @@ SCHEMA_VERSION = 2
 PROJECT_FILE = "project.json"
 DB_FILE = "project.sqlite"
 LOCK_FILE = ".project.lock"
-GOOD = "good"
+__all__ = ["GOOD", "Project"]
 
 log = logging.getLogger(__name__)
 

@@ -375,7 +375,12 @@ class ExportPage(Page):
         r = self._rows.get(str(key)) or {}
         defect = r.get("is_defect") == "1"
         kind = str(r["label"]) if defect and r.get("label") not in (None, "", api.GOOD) else ""
-        return f"{kind}?" if mark and kind and kind != "unknown" and r.get("type_sure") == "0" else kind
+        return f"{kind}?" if mark and kind and self._unsure(r) else kind
+
+    @staticmethod
+    def _unsure(row: dict[str, str]) -> bool:
+        """A type predict named but did not call sure (``type_sure`` 0; ``unknown`` is no type)."""
+        return row.get("label") != "unknown" and row.get("type_sure") == "0"
 
     def _test_threshold(self) -> float | None:
         t = self.threshold_choice.currentData()
@@ -407,7 +412,7 @@ class ExportPage(Page):
             return ""
         novelty = str(r.get("novelty") or "")
         words = "like no labelled defect type" if kind == "unknown" else f"type {kind!r}"
-        if kind != "unknown" and r.get("type_sure") == "0":
+        if self._unsure(r):
             words += " (a guess: below the confidence the fit calls sure)"
         extra = f", novelty {float(novelty):.2f}" if novelty else ""
         x0, y0, x1, y1 = region

@@ -120,15 +120,19 @@ class TypingHead:
         """Class probabilities ``(N, C)`` of raw descriptors ``x``."""
         z = self.standardise(x)
         if self.kind == "prototype":
-            return _softmax(-0.5 * self.distances(z) ** 2 / max(float(self.bias[0]), 1e-9))
+            return self._prototype_proba(z, float(self.bias[0]))
         if self.kind == "logistic":
             return _softmax(z @ self.weight.T + self.bias)
         if self.kind == "trees":
             return tree_proba(self.trees, z, len(self.classes))
         if self.kind == "ensemble":
-            proto = _softmax(-0.5 * self.distances(z) ** 2 / max(self.tau, 1e-9))
+            proto = self._prototype_proba(z, self.tau)
             return (proto + _softmax(z @ self.weight.T + self.bias) + tree_proba(self.trees, z, len(self.classes))) / 3
         raise ValueError(f"unknown typing head kind {self.kind!r}")
+
+    def _prototype_proba(self, z: np.ndarray, tau: float) -> np.ndarray:
+        """Softmax of ``-d² / (2 τ)`` over the distances of standardised rows to the class means."""
+        return _softmax(-0.5 * self.distances(z) ** 2 / max(tau, 1e-9))
 
     def predict(self, x: np.ndarray) -> TypeResult:
         """Labels (``unknown`` beyond every class radius), probabilities and novelty of raw descriptors ``x``."""

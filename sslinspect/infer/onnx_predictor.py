@@ -27,7 +27,7 @@ from sslinspect.imageio import IMAGE_EXTENSIONS, read_image, resize_square
 from sslinspect.infer.feeds import threshold_feeds
 from sslinspect.infer.metadata import check_metadata, check_probabilities, decision_of
 from sslinspect.infer.session import RuntimeInfo, open_session, open_session_info
-from sslinspect.project import GOOD
+from sslinspect.names import GOOD
 
 __all__ = ["Prediction", "Predictor", "RuntimeInfo", "expand_inputs", "open_session", "read_metadata"]
 
