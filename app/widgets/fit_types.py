@@ -90,7 +90,11 @@ class TypingView(QWidget):
             else "Type accuracy n/a: label at least 2 defects of 2 types"
         ]
         parts.append(f"{typing.get('classifier', '?')} over {', '.join(classes)}")
-        if typing.get("level") is not None:
+        levels = typing.get("levels")
+        if typing.get("classifier") == "levels" and isinstance(levels, dict) and levels:
+            cuts = ", ".join(f"{float(lv):g}" for lv in levels)
+            parts.append(f"regions cut at {cuts} × the threshold, names averaged over the cuts")
+        elif typing.get("level") is not None:
             parts.append(f"regions where the map exceeds {float(typing['level']):g} × the threshold")
         located = typing.get("located_share")
         if located is not None:

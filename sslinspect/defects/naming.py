@@ -5,11 +5,12 @@ graph's ``anomaly_map``) both call :func:`describe_defect`, so the descriptor a 
 a new part is named by come from the same code (numpy + OpenCV, no torch).
 
 The rule: the map is on the calibrated scale (0 typical good, 1 the image threshold). The defect is the main
-region (highest peak, satellites merged) above a level (:data:`TYPING_LEVEL` unless the fit chose another of
-:data:`LEVELS`, stored with the typing head), or, when the map never gets there (a labelled
+region (highest peak, satellites merged) above a level, or, when the map never gets there (a labelled
 defect the anomaly model scores low), above the point :data:`PEAK_SHARE` of the way down from its own peak to its
 lowest value, so every part gets its most anomalous spot described (only a flat map has no region). The region
-is described on the image the model saw (the square model input).
+is described on the image the model saw (the square model input). A typing head of kind ``levels`` (what ``fit``
+writes) cuts the region at each of :data:`LEVELS`, describes each cut and averages its per-level heads'
+probabilities; the region shown is the one at :data:`SHOWN_LEVEL`. Older heads carry their one level.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from sslinspect.defects.typing_head import UNKNOWN, TypingHead
 
 #: A pixel belongs to the defect where the normalised map exceeds this (half the calibrated threshold)...
 TYPING_LEVEL = 0.5
-#: ...or another of these levels, chosen at fit time by the typing head's cross-validated accuracy.
+#: ...or at each of these levels (a ``levels`` typing head: one head per level, probabilities averaged).
 LEVELS = (0.5, 1.0, 2.0)
+#: The level whose region a ``levels`` head shows (outlines, boxes): the calibrated threshold.
+SHOWN_LEVEL = 1.0
 #: ...or, for a map that never reaches it, this share of the way down from the map's peak to its lowest value.
 PEAK_SHARE = 0.5
 
@@ -77,9 +80,23 @@ def describe_defect(
     return describe(image, region.mask), region
 
 
+def describe_levels(
+    image: np.ndarray, amap: np.ndarray, levels: tuple[float, ...], shown: float
+) -> tuple[np.ndarray, Region | None]:
+    """The descriptors of the main defect cut at each of ``levels``, side by side (the input of a ``levels``
+    typing head), and the region at level ``shown`` (one of ``levels``; None when the map is flat)."""
+    xs, shown_region = [], None
+    for level in levels:
+        x, region = describe_defect(image, amap, level)
+        xs.append(x)
+        if level == shown:
+            shown_region = region
+    return np.concatenate(xs), shown_region
+
+
 def name_defect(head: TypingHead, image: np.ndarray, amap: np.ndarray) -> NamedDefect:
-    """Locate (at the head's level), describe and type the main defect of one part."""
-    x, region = describe_defect(image, amap, head.level)
+    """Locate (at the head's level or levels), describe and type the main defect of one part."""
+    x, region = describe_levels(image, amap, head.levels, head.level)
     if region is None:
         return NamedDefect(UNKNOWN, 0.0, np.zeros(len(head.classes), np.float32), float("inf"), None)
     res = head.predict(x[None])

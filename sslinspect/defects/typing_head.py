@@ -7,7 +7,10 @@ Inference only, numpy only (the line-side predictor calls it; fitting lives in
 - ``logistic``: ``softmax(x W^T + b)``;
 - ``trees``: the mean leaf class shares of a small tree ensemble, stored as flat node arrays;
 - ``ensemble``: the mean of the three kinds' probabilities (one head holds all three: ``tau`` is the prototype's
-  temperature, ``weight``/``bias`` the logistic regression, ``trees`` the trees).
+  temperature, ``weight``/``bias`` the logistic regression, ``trees`` the trees);
+- ``levels``: one head per map level (``members``, each an ``ensemble`` fitted on the regions cut at its own
+  level); its input is the members' descriptors side by side (level order), its probabilities their mean and its
+  novelty the mean of theirs. A name then does not hang on where exactly one cut runs.
 
 Open set: distances to a class mean weigh each standardised entry by its inverse within-class variance (pooled
 over the types). Every class keeps a radius, a margin times the largest leave-one-out distance of its labelled
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,11 +35,14 @@ import numpy as np
 
 UNKNOWN = "unknown"
 KINDS = ("prototype", "logistic", "trees", "ensemble")
+#: The kind of a head made of one member head per map level (not fitted by itself: see ``TypingHead.of_levels``).
+LEVELS_KIND = "levels"
 # ``sure_cut`` was added without a version bump: it is an optional key (absent: 0), and older programs ignore it.
 # An ``ensemble`` head is written as format 2, which programs that predate the kind refuse in one line at load time
 # (rather than failing on the first flagged part); the other kinds stay format 1, readable by every version.
-FORMAT_VERSION = 2
-_FORMAT_OF_KIND = {"ensemble": 2}
+# A ``levels`` head is format 3 (its members are stored under ``m<i>_`` prefixes).
+FORMAT_VERSION = 3
+_FORMAT_OF_KIND = {"ensemble": 2, LEVELS_KIND: 3}
 #: ``sure_cut`` when no cut reached the wanted precision at fit time: above every probability, so no name is sure.
 NEVER_SURE = 2.0
 #: ``sure_cut`` of a head written before the cut existed (and the default): every name but ``unknown`` is sure.
@@ -65,7 +72,7 @@ class TypingHead:
     """A fitted typing head.
 
     Attributes:
-        kind: ``prototype``, ``logistic`` or ``trees``.
+        kind: ``prototype``, ``logistic``, ``trees``, ``ensemble`` or ``levels``.
         classes: Type names, in the order of ``proba``'s columns.
         names: Descriptor entry names (the input's columns).
         mean: ``(D,)`` standardisation offset.
@@ -81,6 +88,9 @@ class TypingHead:
             must be described the same way to be typed.
         sure_cut: A named type is *sure* when its top probability is at least this (and it is not ``unknown``);
             :data:`NEVER_SURE` (above 1) when no cut was precise enough, :data:`UNCALIBRATED_CUT` for old heads.
+        members: A ``levels`` head's heads, one per level (ascending); empty for the other kinds. A ``levels``
+            head's own arrays are empty, its ``names`` are the members' prefixed with their level (``1:log_area``)
+            and its ``level`` is the one whose region is shown.
     """
 
     kind: str
@@ -97,6 +107,38 @@ class TypingHead:
     level: float = 0.5
     sure_cut: float = UNCALIBRATED_CUT
     tau: float = 0.0  # the prototype temperature of an ``ensemble`` head (a ``prototype`` head keeps it in bias[0])
+    members: tuple[TypingHead, ...] = ()
+
+    @classmethod
+    def of_levels(cls, members: Sequence[TypingHead], shown_level: float, sure_cut: float) -> TypingHead:
+        """A ``levels`` head of ``members`` (one per level, the same classes and descriptor entries)."""
+        heads = tuple(sorted(members, key=lambda h: h.level))
+        if not heads or any(h.members for h in heads):
+            raise ValueError("a levels head needs member heads that are not levels heads themselves")
+        if any(h.classes != heads[0].classes or h.names != heads[0].names for h in heads):
+            raise ValueError("the member heads of a levels head must share classes and descriptor entries")
+        if len({h.level for h in heads}) != len(heads):
+            raise ValueError("the member heads of a levels head must be at different levels")
+        if float(shown_level) not in {h.level for h in heads}:
+            raise ValueError(f"the shown level {shown_level:g} is not one of the member heads' levels")
+        empty = np.zeros(0)
+        names = tuple(f"{h.level:g}:{n}" for h in heads for n in h.names)
+        return cls(
+            LEVELS_KIND, heads[0].classes, names, empty, empty, np.zeros((0, 0)), empty, empty, np.zeros((0, 0)),
+            empty, level=float(shown_level), sure_cut=float(sure_cut), members=heads,
+        )  # fmt: skip
+
+    @property
+    def levels(self) -> tuple[float, ...]:
+        """The map levels a part's regions are cut at to be typed (each level's descriptor, side by side)."""
+        return tuple(h.level for h in self.members) if self.members else (self.level,)
+
+    def _split(self, x: np.ndarray) -> list[np.ndarray]:
+        """A ``levels`` head's input ``(N, L·D)`` as the members' ``(N, D)`` descriptors."""
+        x = np.atleast_2d(np.asarray(x, np.float64))
+        if x.shape[1] != len(self.names):
+            raise ValueError(f"descriptor has {x.shape[1]} entries, the head expects {len(self.names)}")
+        return np.split(x, len(self.members), axis=1)
 
     def is_sure(self, label: str, confidence: float) -> bool:
         """Whether a name given with top probability ``confidence`` is sure: a type (not ``unknown``) at or above
@@ -118,6 +160,9 @@ class TypingHead:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities ``(N, C)`` of raw descriptors ``x``."""
+        if self.members:
+            parts = [h.predict_proba(xi) for h, xi in zip(self.members, self._split(x), strict=True)]
+            return np.mean(parts, axis=0)
         z = self.standardise(x)
         if self.kind == "prototype":
             return self._prototype_proba(z, float(self.bias[0]))
@@ -137,13 +182,33 @@ class TypingHead:
     def predict(self, x: np.ndarray) -> TypeResult:
         """Labels (``unknown`` beyond every class radius), probabilities and novelty of raw descriptors ``x``."""
         proba = self.predict_proba(x)
-        novelty = (self.distances(self.standardise(x)) / self.radius[None, :]).min(1)
+        novelty = self._novelty(x)
         unknown = novelty > 1.0
         labels = [UNKNOWN if u else self.classes[int(i)] for u, i in zip(unknown, proba.argmax(1), strict=True)]
         return TypeResult(labels, proba.astype(np.float32), unknown, novelty.astype(np.float32))
 
+    def _novelty(self, x: np.ndarray) -> np.ndarray:
+        """Smallest distance / radius ratio of each row (a ``levels`` head: the mean of its members')."""
+        if self.members:
+            parts = [h._novelty(xi) for h, xi in zip(self.members, self._split(x), strict=True)]
+            return np.mean(parts, axis=0)
+        return (self.distances(self.standardise(x)) / self.radius[None, :]).min(1)
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Every field as a numpy array (strings as unicode arrays): ``np.savez`` it, no pickle needed."""
+        if self.members:
+            out = {
+                "version": np.array(_FORMAT_OF_KIND[LEVELS_KIND]),
+                "kind": np.array(self.kind),
+                "classes": np.array(self.classes, dtype=str),
+                "names": np.array(self.names, dtype=str),
+                "level": np.array(self.level),
+                "sure_cut": np.array(self.sure_cut),
+                "members": np.array(len(self.members)),
+            }
+            for i, h in enumerate(self.members):
+                out.update({f"m{i}_{k}": v for k, v in h.to_arrays().items()})
+            return out
         out = {
             "version": np.array(_FORMAT_OF_KIND.get(self.kind, 1)),
             "kind": np.array(self.kind),
@@ -170,6 +235,12 @@ class TypingHead:
         if version > FORMAT_VERSION:
             raise ValueError(f"typing head format {version} is newer than this program ({FORMAT_VERSION})")
         kind = str(arrays["kind"])
+        if kind == LEVELS_KIND:
+            members = [
+                cls.from_arrays({k[len(f"m{i}_") :]: v for k, v in arrays.items() if k.startswith(f"m{i}_")})
+                for i in range(int(arrays["members"]))
+            ]
+            return cls.of_levels(members, float(arrays["level"]), float(arrays["sure_cut"]))
         trees = {k: np.asarray(arrays[f"tree_{k}"]) for k in _TREE_KEYS} if kind in ("trees", "ensemble") else {}
         return cls(
             kind=kind,

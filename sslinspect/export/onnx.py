@@ -104,7 +104,8 @@ def typing_metadata(typing: TypingHead) -> dict[str, Any]:
         "classes": list(typing.classes),
         "unknown": UNKNOWN,
         "classifier": typing.kind,
-        "level": typing.level,
+        "level": typing.level,  # the shown region's level
+        "levels": list(typing.levels),  # the levels a part's regions are cut at to be named
         "peak_share": PEAK_SHARE,
         "sure_cut": float(typing.sure_cut),  # for readers; the predictor takes the one inside ``head``
         "runs_in": "the predictor (sslinspect.defects.naming, numpy + OpenCV), on the anomaly_map output",

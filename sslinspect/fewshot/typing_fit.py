@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from sslinspect.defects.typing_head import KINDS, NEVER_SURE, TypingHead
+from sslinspect.defects.typing_head import KINDS, LEVELS_KIND, NEVER_SURE, TypingHead
 
 #: A class's open-set radius is this margin times the largest leave-one-out distance of its labelled regions.
 RADIUS_MARGIN = 1.3
@@ -48,6 +48,7 @@ class TypingFit:
         y: Class index (into ``head.classes``) of every labelled row.
         oof: Out-of-fold class index of every row under the chosen kind (None: too few rows to cross-validate).
         oof_confidence: Out-of-fold top probability of every row under the chosen kind (None with ``oof``).
+        oof_proba: Out-of-fold class probabilities ``(N, C)`` under the chosen kind (None with ``oof``).
     """
 
     head: TypingHead
@@ -55,6 +56,7 @@ class TypingFit:
     y: np.ndarray | None = None
     oof: np.ndarray | None = None
     oof_confidence: np.ndarray | None = None
+    oof_proba: np.ndarray | None = None
 
     def selective(self) -> tuple[float, float]:
         """``(coverage, accuracy)`` of the out-of-fold names at the head's cut: the share of labelled regions named
@@ -321,4 +323,23 @@ def fit_typing(
     if p_best is None:
         return TypingFit(_replace(head, sure_cut=NEVER_SURE), cv, y)
     oof, conf = p_best.argmax(1), p_best.max(1)
-    return TypingFit(_replace(head, sure_cut=confidence_cut(conf, oof == y)), cv, y, oof, conf)
+    return TypingFit(_replace(head, sure_cut=confidence_cut(conf, oof == y)), cv, y, oof, conf, p_best)
+
+
+def fit_levels(fits: dict[float, TypingFit], shown_level: float) -> TypingFit:
+    """A ``levels`` head of per-level fits (the same labels, the same folds: the same ``seed``), keyed by level.
+
+    Its out-of-fold probabilities are the mean of the members' (each member's fold model ran on the regions cut
+    at its level), which give its cross-validated balanced accuracy (``cv["levels"]``) and its confidence cut.
+    """
+    members = [f.head for f in fits.values()]
+    first = next(iter(fits.values()))
+    cv = {LEVELS_KIND: float("nan")}
+    probas = [f.oof_proba for f in fits.values()]
+    if first.y is None or any(p is None for p in probas):
+        return TypingFit(TypingHead.of_levels(members, shown_level, NEVER_SURE), cv, first.y)
+    proba = np.mean(np.stack(probas), axis=0)  # type: ignore[arg-type]
+    y, oof, conf = first.y, proba.argmax(1), proba.max(1)
+    cv[LEVELS_KIND] = balanced_accuracy(y, oof, len(members[0].classes))
+    head = TypingHead.of_levels(members, shown_level, confidence_cut(conf, oof == y))
+    return TypingFit(head, cv, y, oof, conf, proba)

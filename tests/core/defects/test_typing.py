@@ -3,6 +3,7 @@ format and its parity with scikit-learn, and that inference never imports torch 
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,9 @@ from sslinspect.fewshot.typing_fit import (
     LOGISTIC_C,
     N_TREES,
     TREE_DEPTH,
+    TypingFit,
     balanced_accuracy,
+    fit_levels,
     fit_typing,
     flatten_trees,
 )
@@ -162,6 +165,67 @@ def test_only_an_ensemble_head_needs_the_newer_format(described: tuple[np.ndarra
         k: int(fit_typing(x[train], labels[train].tolist(), kinds=(k,)).head.to_arrays()["version"]) for k in KINDS
     }
     assert versions == {"prototype": 1, "logistic": 1, "trees": 1, "ensemble": 2}
+
+
+def _levels_fit(x: np.ndarray, labels: np.ndarray, train: np.ndarray) -> tuple[TypingFit, dict[float, TypingFit]]:
+    """A ``levels`` fit of three per-level fits; the descriptors at each "level" are ``x`` with a level's noise."""
+    rng = np.random.default_rng(5)
+    fits = {}
+    for level in (0.5, 1.0, 2.0):
+        noisy = x[train] + rng.normal(0, 0.02, x[train].shape)
+        fit = fit_typing(noisy, labels[train].tolist(), kinds=("ensemble",))
+        fits[level] = TypingFit(
+            dataclasses.replace(fit.head, level=level), fit.cv, fit.y, fit.oof, fit.oof_confidence, fit.oof_proba
+        )
+    return fit_levels(fits, 1.0), fits
+
+
+def test_a_levels_head_averages_its_members_and_round_trips(
+    described: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    x, labels = described
+    train, test = _split(labels, TYPES)
+    fit, fits = _levels_fit(x, labels, train)
+    head = fit.head
+    assert head.kind == "levels" and head.levels == (0.5, 1.0, 2.0) and head.level == 1.0
+    wide = np.concatenate([x[test], x[test] + 0.01, x[test] - 0.01], axis=1)  # one descriptor per level
+    parts = [fits[lv].head for lv in head.levels]
+    mean = sum(h.predict_proba(wide[:, k * x.shape[1] : (k + 1) * x.shape[1]]) for k, h in enumerate(parts)) / 3
+    np.testing.assert_allclose(head.predict_proba(wide), mean, atol=1e-9)
+    res = head.predict(wide)
+    novelty = np.mean(
+        [h.predict(wide[:, k * x.shape[1] : (k + 1) * x.shape[1]]).novelty for k, h in enumerate(parts)], 0
+    )
+    np.testing.assert_allclose(res.novelty, novelty, rtol=1e-5)
+    assert (
+        balanced_accuracy(np.array([head.classes.index(t) for t in labels[test]]), res.proba.argmax(1), len(TYPES))
+        >= 0.8
+    )
+    # its cut is calibrated on the mean of the members' out-of-fold probabilities
+    assert fit.oof_proba is not None
+    np.testing.assert_allclose(fit.oof_proba, np.mean([f.oof_proba for f in fits.values()], 0))
+    assert fit.cv["levels"] == balanced_accuracy(fit.y, fit.oof, len(TYPES))
+    save_head(tmp_path / "levels.npz", head)
+    back = load_head(tmp_path / "levels.npz")
+    assert back.kind == "levels" and back.levels == head.levels and back.sure_cut == head.sure_cut
+    assert int(head.to_arrays()["version"]) == 3
+    np.testing.assert_allclose(back.predict_proba(wide), head.predict_proba(wide))
+    with pytest.raises(ValueError, match="entries"):
+        head.predict(x[test])  # one level's descriptor is not enough
+
+
+def test_a_levels_head_is_refused_when_its_members_disagree(described: tuple[np.ndarray, np.ndarray]) -> None:
+    x, labels = described
+    train, _ = _split(labels, TYPES)
+    _, fits = _levels_fit(x, labels, train)
+    members = list(fits.values())
+    with pytest.raises(ValueError, match="different levels"):
+        TypingHead.of_levels([members[0].head, members[0].head], 0.5, 0.5)
+    with pytest.raises(ValueError, match="shown level"):
+        TypingHead.of_levels([m.head for m in members], 3.0, 0.5)
+    other = fit_typing(x[train][:, :-1], labels[train].tolist(), kinds=("ensemble",)).head
+    with pytest.raises(ValueError, match="share"):
+        TypingHead.of_levels([members[0].head, dataclasses.replace(other, level=7.0)], 0.5, 0.5)
 
 
 def test_bad_inputs_are_refused(described: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ import pytest
 
 from sslinspect import api
 from sslinspect.data.cache import open_cache
-from sslinspect.defects.naming import LEVELS, describe_defect, main_region
+from sslinspect.defects.describe import DESCRIPTOR_NAMES
+from sslinspect.defects.naming import LEVELS, describe_defect, describe_levels, main_region
 from sslinspect.defects.typing_head import UNKNOWN, TypingHead
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.stored import load_head
@@ -114,19 +115,25 @@ def test_predictor_describes_a_part_as_fit_did(fitted: Path) -> None:
         project.close()
     predictor = Predictor(_model(fitted), device="cpu")
     maps = predictor.run_all(images, ["anomaly_map"])["anomaly_map"]
-    line = [describe_defect(img, m, typing.level) for img, m in zip(images, maps, strict=True)]
-    line_x = np.stack([x for x, _ in line])
-    # the maps agree to ~1e-3, so a region can gain or lose a pixel where the level cuts a flat stretch of the map;
+    # the maps agree to ~1e-3, so a region can gain or lose a pixel where a level cuts a flat stretch of the map;
     # the regions must overlap almost entirely, and where they are the same pixels the descriptor is the same
     fit_maps = _fit_maps(fitted, ids)
-    fit_masks = [main_region(img, norm, typing.level) for img, norm in zip(images, fit_maps, strict=True)]
+    assert typing.levels == LEVELS and len(fit_x[0]) == len(LEVELS) * len(DESCRIPTOR_NAMES)
+    line_x = np.stack(
+        [describe_levels(img, m, typing.levels, typing.level)[0] for img, m in zip(images, maps, strict=True)]
+    )
     ious = []
-    for (x, region), fit_region, fx in zip(line, fit_masks, fit_x, strict=True):
-        assert region is not None and fit_region is not None
-        inter = np.count_nonzero(region.mask & fit_region.mask)
-        ious.append(inter / np.count_nonzero(region.mask | fit_region.mask))
-        if np.array_equal(region.mask, fit_region.mask):
-            np.testing.assert_allclose(x, fx, rtol=1e-4, atol=1e-5)
+    for k, level in enumerate(typing.levels):
+        part = slice(k * len(DESCRIPTOR_NAMES), (k + 1) * len(DESCRIPTOR_NAMES))
+        for img, m, fit_map, fx, lx in zip(images, maps, fit_maps, fit_x, line_x, strict=True):
+            x, region = describe_defect(img, m, level)
+            fit_region = main_region(img, fit_map, level)
+            assert region is not None and fit_region is not None
+            np.testing.assert_array_equal(x, lx[part])  # describe_levels: each level's descriptor in its place
+            inter = np.count_nonzero(region.mask & fit_region.mask)
+            ious.append(inter / np.count_nonzero(region.mask | fit_region.mask))
+            if np.array_equal(region.mask, fit_region.mask):
+                np.testing.assert_allclose(x, fx[part], rtol=1e-4, atol=1e-5)
     assert np.mean(ious) >= 0.95 and min(ious) >= 0.8, ious
     agree = np.array(typing.predict(fit_x).labels) == np.array(typing.predict(line_x).labels)
     assert agree.mean() >= 0.8
@@ -174,8 +181,9 @@ def test_typing_head_survives_the_metadata_round_trip(segment_project: Path) -> 
 
     _, _, head = _fitted_run(segment_project)
     back = decode_head(encode_head(head))
-    x = np.random.default_rng(0).normal(size=(5, len(head.mean)))
-    assert back.level == head.level and back.classes == head.classes
+    x = np.random.default_rng(0).normal(size=(5, len(head.names)))
+    assert head.kind == "levels" and back.levels == head.levels == LEVELS
+    assert back.level == head.level and back.classes == head.classes and back.sure_cut == head.sure_cut
     np.testing.assert_allclose(back.predict_proba(x), head.predict_proba(x))
     with pytest.raises(ValueError):
         decode_head("bm90IGFuIG5weg==")  # base64 of "not an npz"
