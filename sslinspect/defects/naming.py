@@ -85,13 +85,27 @@ def describe_levels(
 ) -> tuple[np.ndarray, Region | None]:
     """The descriptors of the main defect cut at each of ``levels``, side by side (the input of a ``levels``
     typing head), and the region at level ``shown`` (one of ``levels``; None when the map is flat)."""
-    xs, shown_region = [], None
+    xs: list[np.ndarray] = []
+    shown_region: Region | None = None
+    done: list[tuple[Region | None, np.ndarray]] = []  # a cut equal to an earlier one is not described again
     for level in levels:
-        x, region = describe_defect(image, amap, level)
+        region = main_region(image, amap, level)
+        same = [x for r, x in done if _same_region(r, region)]
+        if same:
+            x = same[0]
+        else:
+            x = describe(image, region.mask) if region is not None else np.zeros(len(DESCRIPTOR_NAMES), np.float32)
+            done.append((region, x))
         xs.append(x)
         if level == shown:
             shown_region = region
     return np.concatenate(xs), shown_region
+
+
+def _same_region(a: Region | None, b: Region | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.bbox == b.bbox and bool(np.array_equal(a.mask, b.mask))
 
 
 def name_defect(head: TypingHead, image: np.ndarray, amap: np.ndarray) -> NamedDefect:

@@ -116,3 +116,29 @@ def test_degenerate_regions_give_finite_descriptors(where: str) -> None:
         mask[0] = True
     d = describe(img, mask)  # the suite turns numpy warnings (an empty ring's mean) into errors
     assert np.isfinite(d).all()
+
+
+def test_describe_levels_puts_each_cut_in_its_place(drawn: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """A ``levels`` head's input: the region cut at each level, described, side by side; a cut that is the same
+    region as an earlier one gives the same numbers; the region returned is the shown level's."""
+    from sslinspect.defects.naming import describe_defect, describe_levels
+
+    image, mask = drawn[0]
+    soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 4)
+    soft *= 4 / soft.max()  # a map that peaks at 4 and falls off round the defect
+    levels = (0.5, 1.0, 2.0)
+    x, region = describe_levels(image, soft, levels, 1.0)
+    n = len(DESCRIPTOR_NAMES)
+    assert x.shape == (3 * n,) and region is not None
+    for k, level in enumerate(levels):
+        one, cut = describe_defect(image, soft, level)
+        np.testing.assert_array_equal(x[k * n : (k + 1) * n], one)
+        if level == 1.0:
+            assert cut is not None and np.array_equal(cut.mask, region.mask)
+    assert not np.array_equal(x[:n], x[2 * n :])  # a lower cut is a larger region
+    step = mask.astype(np.float32) * 3  # every level cuts the same region
+    same, _ = describe_levels(image, step, levels, 1.0)
+    np.testing.assert_array_equal(same[:n], same[n : 2 * n])
+    np.testing.assert_array_equal(same[:n], same[2 * n :])
+    flat, nothing = describe_levels(image, np.zeros_like(step), levels, 1.0)
+    assert nothing is None and not flat.any()
