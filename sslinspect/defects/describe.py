@@ -88,6 +88,18 @@ def _hull_area(points: np.ndarray) -> float:
     return float(cv2.contourArea(hull) + cv2.arcLength(hull, True) / 2 + 1)
 
 
+def _rim_points(crop: np.ndarray) -> np.ndarray:
+    """``(x, y)`` of the mask's pixels that miss a 4-neighbour. A pixel with both horizontal (or both vertical)
+    neighbours lies between them, so it is no vertex of the convex hull: the hull (and the minimum-area rectangle,
+    which OpenCV takes from the hull) of these is that of every pixel, from far fewer points."""
+    u8 = crop.astype(np.uint8)
+    inner = cv2.erode(
+        u8, cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3)), borderType=cv2.BORDER_CONSTANT, borderValue=0
+    )
+    ys, xs = np.nonzero(u8 & ~inner.astype(bool))
+    return np.stack([xs, ys], 1).astype(np.int32)
+
+
 def _orientation_spread(crop: np.ndarray) -> float:
     """1 - length of the mean doubled-angle vector of the blurred mask's gradients (weighted by magnitude)."""
     m = cv2.GaussianBlur(crop.astype(np.float32), (0, 0), 1.0)
@@ -151,8 +163,9 @@ def shape_features(mask: np.ndarray, *, canon: int = CANON) -> np.ndarray:
         elongation = 1.0 - float(np.sqrt(max(ev[0], 0) + 1 / 12) / np.sqrt(max(ev[1], 0) + 1 / 12))
     else:
         elongation = 0.0
-    hull = _hull_area(pts)
-    (_, _), (rw, rh), _ = cv2.minAreaRect(pts)
+    rim = _rim_points(crop)  # the hull's vertices are among them: the same hull and rectangle as from every pixel
+    hull = _hull_area(rim)
+    (_, _), (rw, rh), _ = cv2.minAreaRect(rim)
     perimeter = _perimeter(crop)
     small, sk_scale = _skeleton_crop(crop)
     sk = skeleton_stats(thin(small))
