@@ -16,7 +16,9 @@ from sslinspect.defects.skeleton import skeleton_stats, thin
 
 #: Photometric statistics are measured with the frame resampled to this long side (px).
 CANON = 1024
-#: The skeleton is traced on the region's crop shrunk to at most this many pixels a side (speed).
+#: The skeleton is traced on the region's crop shrunk to at most this many pixels a side (speed). 128 made describing
+#: 24 % faster and named the development set as well, but moved a drawn scene's descriptor by 0.32 of the spread
+#: between families when the frame doubles in size (test_frame_resolution_barely_changes_the_descriptor): kept at 256.
 SKELETON_MAX = 256
 
 SHAPE_NAMES = (
@@ -211,7 +213,7 @@ def _canonical(
         outer = ~inside
     if not outer.any():  # the region is the whole frame: nothing to compare with, contrasts come out 0
         outer = inside
-    boundary = (cv2.dilate(u8, _disk(1)) > 0) & ~(cv2.erode(u8, _disk(1)) > 0)
+    boundary = near & ~(cv2.erode(u8, _disk(1)) > 0)
     return img, inside, outer, boundary
 
 
