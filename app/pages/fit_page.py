@@ -33,7 +33,7 @@ from app.pages.images_page import image_source
 from app.widgets.config_form import ConfigForm
 from app.widgets.fit_confusion import ConfusionView
 from app.widgets.fit_threshold import ThresholdPanel
-from app.widgets.fit_types import TypingView
+from app.widgets.fit_types import TypingView, typing_kind
 from app.widgets.fit_uncertain import UncertainView
 from app.widgets.progress import Coalescer, show_progress
 from app.widgets.thumbnails import ThumbnailProvider
@@ -256,7 +256,7 @@ class FitPage(Page):
         typing = m.get("typing") or {}
         if typing.get("balanced_accuracy") is not None:  # what names the defects: the region typing
             v["classifier"].setText(
-                f"{typing.get('classifier', '?')} on defect regions over {', '.join(typing.get('classes') or [])}"
+                f"{typing_kind(typing)} on defect regions over {', '.join(typing.get('classes') or [])}"
                 f"; whole image: {m.get('classifier', '?')}"
             )
             v["cv"].setText(

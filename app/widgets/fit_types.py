@@ -31,6 +31,14 @@ TITLE = (
 )
 
 
+def typing_kind(typing: dict[str, Any]) -> str:
+    """The typing classifier as a person reads it: a ``levels`` head is one ensemble per map level."""
+    kind = str(typing.get("classifier", "?"))
+    if kind == "levels":
+        return f"ensemble per map level ({len(typing.get('levels') or {})} levels)"
+    return kind
+
+
 class TypingView(QWidget):
     """Defect-type confusion and per-type table from ``metrics["typing"]``, with the example regions of a cell."""
 
@@ -89,7 +97,7 @@ class TypingView(QWidget):
             if bal is not None
             else "Type accuracy n/a: label at least 2 defects of 2 types"
         ]
-        parts.append(f"{typing.get('classifier', '?')} over {', '.join(classes)}")
+        parts.append(f"{typing_kind(typing)} over {', '.join(classes)}")
         levels = typing.get("levels")
         if typing.get("classifier") == "levels" and isinstance(levels, dict) and levels:
             cuts = ", ".join(f"{float(lv):g}" for lv in levels)

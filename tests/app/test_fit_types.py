@@ -32,7 +32,8 @@ def test_defect_types_tab_shows_the_region_typing(window: Any, controller: Any, 
     assert view.summary.text().startswith(f"Type accuracy {typing['balanced_accuracy']:.3f}")
     assert "regions" in view.title.text() and view.title.toolTip()
     assert page.values["cv"].text().startswith(f"{typing['balanced_accuracy']:.3f} naming defect types")
-    assert "on defect regions over" in page.values["classifier"].text()
+    assert page.values["classifier"].text().startswith("ensemble per map level (3 levels) on defect regions over")
+    assert "regions cut at 0.5, 1, 2 × the threshold, names averaged over the cuts" in view.summary.text()
     # the fullest cell: its labelled defects, each a thumbnail with its region box drawn
     row, col = np.unravel_index(int(np.argmax(cells)), (len(classes), len(classes)))
     view.show_cell(int(row), int(col))
