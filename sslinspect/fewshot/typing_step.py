@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from sslinspect.defects.naming import LEVELS, SHOWN_LEVEL, describe_defect
+from sslinspect.defects.naming import LEVELS, SHOWN_LEVEL, describe_levels
 from sslinspect.defects.typing_head import TypingHead, load_head, save_head
 from sslinspect.fewshot.classifier import cv_report
 from sslinspect.fewshot.typing_fit import SURE_PRECISION, TypingFit, fit_levels, fit_typing
@@ -156,26 +156,22 @@ def fit_defect_types(
         return None
     labs = [str(labels[i]) for i in rows]
     amaps = [norm_map(maps[i], map_low, map_high) for i in rows.tolist()]
+    # the code predict runs: each labelled defect cut at every level, a cut equal to an earlier one described once
+    described = [
+        describe_levels(np.asarray(images[i]), a, LEVELS, SHOWN_LEVEL)
+        for i, a in zip(rows.tolist(), amaps, strict=True)
+    ]
+    x_all = np.stack([x for x, _ in described])
+    boxes = [r.bbox if r is not None else (0, 0, 0, 0) for _, r in described]
     fits: dict[float, TypingFit] = {}
-    xs: list[np.ndarray] = []
-    boxes: list[tuple[int, int, int, int]] = []
-    for level in LEVELS:
-        described = [
-            describe_defect(np.asarray(images[i]), a, level) for i, a in zip(rows.tolist(), amaps, strict=True)
-        ]
-        x = np.stack([d[0] for d in described])
+    for level, x in zip(LEVELS, np.split(x_all, len(LEVELS), axis=1), strict=True):
         fit = fit_typing(x, labs, kinds=TYPING_KINDS, seed=seed)
         fits[level] = _replace(fit, head=_replace(fit.head, level=level))
-        xs.append(x)
-        if level == SHOWN_LEVEL:
-            boxes = [r.bbox if r is not None else (0, 0, 0, 0) for _, r in described]
     level_cv = {lv: float(f.cv[f.head.kind]) for lv, f in fits.items()}
     located = np.array([bool(a.max() > SHOWN_LEVEL) for a in amaps])
     ids_a = np.asarray(ids)[rows].astype(np.int64)
     fit = fit_levels(fits, SHOWN_LEVEL)
-    return TypingStep(
-        fit, rows, ids_a, labs, np.concatenate(xs, axis=1), np.asarray(boxes, np.int32), located, level_cv
-    )
+    return TypingStep(fit, rows, ids_a, labs, x_all, np.asarray(boxes, np.int32), located, level_cv)
 
 
 def save_typing(run_dir: Path, step: TypingStep) -> None:
