@@ -52,9 +52,16 @@ PHOTO_NAMES = (
     "coherence_delta",  # structure-tensor coherence inside - ring (warps and smears change it)
     "orientation_shift",  # sin² of the angle between the dominant texture orientations inside and in the ring
     "inside_orientation_spread",  # 1 - resultant length of the texture orientations inside
+    "ridge_dark",  # log(99th pct. of the dark-line (Hessian) response inside / in the ring): a thin dark line
+    "ridge_bright",  # the same for a thin bright line
+    "spot_dark",  # log(99th pct. of the dark-spot (both Hessian eigenvalues > 0) response inside / in the ring)
+    "spot_bright",  # the same for a bright spot
+    "line_share",  # share of the inside whose line response exceeds the ring's 99th percentile
 )
 DESCRIPTOR_NAMES = SHAPE_NAMES + PHOTO_NAMES
 EPS = 1e-6
+#: Scales (σ, canonical px) of the line and spot filters: a 1-3 px scratch of a 256-px frame is 4-12 canonical px.
+FINE_SCALES = (2.0, 4.0)
 
 
 def descriptor_names(n_extra: int = 0) -> tuple[str, ...]:
@@ -262,6 +269,39 @@ def _texture(grey: np.ndarray, inside: np.ndarray, ring: np.ndarray, boundary: n
     ]
 
 
+def _fine(grey: np.ndarray, inside: np.ndarray, ring: np.ndarray) -> list[float]:
+    """Line and spot statistics (``ridge_dark`` ... ``line_share``) from the scale-normalised Hessian of the grey
+    crop. They see a thin line or a dot *inside* a region much wider than it (an anomaly map's region is a blob
+    round the defect), where the region's means and percentiles dilute it. Measured at half the canonical
+    resolution (the filters are at least 2 canonical px wide): a quarter of the pixels to filter and rank."""
+    size = (max(grey.shape[1] // 2, 1), max(grey.shape[0] // 2, 1))
+    g = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    cover = [cv2.resize(z.astype(np.float32), size, interpolation=cv2.INTER_AREA) for z in (inside, ring)]
+    zones = [c >= min(0.5, 0.5 * float(c.max())) for c in cover]  # as _resample_mask: a thin zone keeps its line
+    if not zones[0].any() or not zones[1].any():
+        return [0.0] * 5
+    dark_line = np.zeros_like(g)
+    bright_line, dark_spot, bright_spot = dark_line.copy(), dark_line.copy(), dark_line.copy()
+    for s in FINE_SCALES:
+        s = s / 2
+        b = cv2.GaussianBlur(g, (0, 0), s)
+        xx = cv2.Sobel(b, cv2.CV_32F, 2, 0, ksize=3) * (s * s)
+        yy = cv2.Sobel(b, cv2.CV_32F, 0, 2, ksize=3) * (s * s)
+        xy = cv2.Sobel(b, cv2.CV_32F, 1, 1, ksize=3) * (s * s / 4)
+        half_trace, root = (xx + yy) / 2, np.sqrt(((xx - yy) / 2) ** 2 + xy * xy)
+        hi, lo = half_trace + root, half_trace - root  # eigenvalues, hi >= lo; a dark line: hi > 0, lo ≈ 0
+        np.maximum(dark_line, np.maximum(hi - 2 * np.maximum(lo, 0), 0), out=dark_line)
+        np.maximum(bright_line, np.maximum(-lo - 2 * np.maximum(-hi, 0), 0), out=bright_line)
+        np.maximum(dark_spot, np.maximum(lo, 0), out=dark_spot)
+        np.maximum(bright_spot, np.maximum(-hi, 0), out=bright_spot)
+    line = np.maximum(dark_line, bright_line)
+    responses = np.stack([dark_line, bright_line, dark_spot, bright_spot])
+    p_in = np.percentile(responses[:, zones[0]], 99, axis=1)
+    p_ring = np.percentile(responses[:, zones[1]], 99, axis=1)
+    share = float((line[zones[0]] > np.percentile(line[zones[1]], 99)).mean())
+    return [*np.log((p_in + 1e-3) / (p_ring + 1e-3)).astype(float).tolist(), share]
+
+
 def photometric_features(image: np.ndarray, mask: np.ndarray, *, canon: int = CANON) -> np.ndarray:
     """The ``PHOTO_NAMES`` statistics: inside the region vs a ring around it (grey and CIELAB colour)."""
     m = np.asarray(mask, bool)
@@ -286,6 +326,7 @@ def photometric_features(image: np.ndarray, mask: np.ndarray, *, canon: int = CA
         db,
         float(np.hypot(da, db)),
         *_texture(grey, inside, ring, boundary),
+        *_fine(grey, inside, ring),
     ]
     return np.asarray(feats, np.float32)
 

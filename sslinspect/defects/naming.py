@@ -108,9 +108,30 @@ def _same_region(a: Region | None, b: Region | None) -> bool:
     return a.bbox == b.bbox and bool(np.array_equal(a.mask, b.mask))
 
 
+def head_columns(x: np.ndarray, head: TypingHead) -> np.ndarray:
+    """The entries of ``describe_levels``' output that ``head`` was fitted on, in its order: all of them for a head
+    fitted with today's descriptor, a subset for one fitted before entries were added (``DESCRIPTOR_NAMES`` only
+    grows at its end, so an older exported model names its parts as it did). Heads fitted before 2026-12-05 name
+    their entries by position (``f0``, ``f1``, ...), which is their place in today's descriptor.
+
+    Raises:
+        ValueError: if the head names an entry the descriptor does not have.
+    """
+    n = len(DESCRIPTOR_NAMES)
+    members = head.members or (head,)
+    if len(head.names) == x.size and all(m.names == DESCRIPTOR_NAMES for m in members):
+        return x
+    index = {name: i for i, name in enumerate(DESCRIPTOR_NAMES)} | {f"f{i}": i for i in range(n)}
+    missing = sorted({nm for m in members for nm in m.names if nm not in index})
+    if missing:
+        raise ValueError(f"the typing head uses descriptor entries this version does not compute: {missing[:3]}")
+    return x[[k * n + index[nm] for k, m in enumerate(members) for nm in m.names]]
+
+
 def name_defect(head: TypingHead, image: np.ndarray, amap: np.ndarray) -> NamedDefect:
     """Locate (at the head's level or levels), describe and type the main defect of one part."""
     x, region = describe_levels(image, amap, head.levels, head.level)
+    x = head_columns(x, head)
     if region is None:
         return NamedDefect(UNKNOWN, 0.0, np.zeros(len(head.classes), np.float32), float("inf"), None)
     res = head.predict(x[None])

@@ -214,7 +214,8 @@ def _fit_kind(
     if kind in ("logistic", "ensemble"):
         weight, bias = _logistic(z, y, n_classes, seed)
     if kind in ("trees", "ensemble"):
-        trees = _trees(z, y, n_classes, seed)
+        # an entry left unscaled by STD_FLOOR is rounding noise: trees are blind to scale and would split on it
+        trees = _trees(np.where(x.std(0) > STD_FLOOR, z, 0.0), y, n_classes, seed)
     radius = open_set_radius(z, y, n_classes, metric, margin)
     return TypingHead(
         kind,

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from sslinspect.defects.describe import DESCRIPTOR_NAMES
 from sslinspect.defects.naming import LEVELS, SHOWN_LEVEL, describe_levels
 from sslinspect.defects.typing_head import TypingHead, load_head, save_head
 from sslinspect.fewshot.classifier import cv_report
@@ -165,7 +166,7 @@ def fit_defect_types(
     boxes = [r.bbox if r is not None else (0, 0, 0, 0) for _, r in described]
     fits: dict[float, TypingFit] = {}
     for level, x in zip(LEVELS, np.split(x_all, len(LEVELS), axis=1), strict=True):
-        fit = fit_typing(x, labs, kinds=TYPING_KINDS, seed=seed)
+        fit = fit_typing(x, labs, names=DESCRIPTOR_NAMES, kinds=TYPING_KINDS, seed=seed)
         fits[level] = _replace(fit, head=_replace(fit.head, level=level))
     level_cv = {lv: float(f.cv[f.head.kind]) for lv, f in fits.items()}
     located = np.array([bool(a.max() > SHOWN_LEVEL) for a in amaps])

@@ -142,3 +142,32 @@ def test_describe_levels_puts_each_cut_in_its_place(drawn: list[tuple[np.ndarray
     np.testing.assert_array_equal(same[:n], same[2 * n :])
     flat, nothing = describe_levels(image, np.zeros_like(step), levels, 1.0)
     assert nothing is None and not flat.any()
+
+
+def _blob_round(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A coarse region round a defect, as an anomaly map's cut gives it: the defect's box grown by 12 px."""
+    x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
+    blob = np.zeros(mask.shape, np.uint8)
+    cv2.rectangle(blob, (x - 12, y - 12), (x + w + 12, y + h + 12), 1, -1)
+    return blob.astype(bool)
+
+
+def test_a_thin_line_or_dots_inside_a_wide_region_show_in_the_line_and_spot_entries() -> None:
+    """The region an anomaly map gives is a blob much wider than a scratch; the line and spot entries still see
+    what is inside it, where means and percentiles of the whole blob barely move."""
+    name = DESCRIPTOR_NAMES.index
+    rng = np.random.default_rng(3)
+    base = np.clip(rng.normal(150, 6, (256, 256)), 0, 255).astype(np.uint8)
+    line, dots = base.copy(), base.copy()
+    cv2.line(line, (70, 90), (180, 150), 95, 2)
+    for cx, cy in ((100, 100), (112, 95), (108, 112), (121, 106), (96, 118)):
+        cv2.circle(dots, (cx, cy), 3, 95, -1)
+    region = _blob_round(line, line < 120)
+    plain, scratched = describe(base, region), describe(line, region)
+    spotted = describe(dots, _blob_round(dots, dots < 120))
+    assert scratched[name("ridge_dark")] > plain[name("ridge_dark")] + 0.7
+    assert scratched[name("ridge_dark")] > scratched[name("ridge_bright")]  # a dark line (its flanks read bright)
+    assert scratched[name("line_share")] > plain[name("line_share")] + 0.03
+    assert spotted[name("spot_dark")] > max(scratched[name("spot_dark")], plain[name("spot_dark")]) + 0.4
+    assert spotted[name("spot_dark")] > spotted[name("spot_bright")] + 0.7
+    assert abs(scratched[name("grey_delta")]) < 0.02  # the blob's mean hardly notices the line

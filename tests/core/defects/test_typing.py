@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from sslinspect.defects.describe import DESCRIPTOR_NAMES, describe
+from sslinspect.defects.naming import head_columns
 from sslinspect.defects.typing_head import KINDS, UNKNOWN, TypingHead, load_head, save_head, tree_proba
 from sslinspect.fewshot.typing_fit import (
     LOGISTIC_C,
@@ -212,6 +213,36 @@ def test_a_levels_head_averages_its_members_and_round_trips(
     np.testing.assert_allclose(back.predict_proba(wide), head.predict_proba(wide))
     with pytest.raises(ValueError, match="entries"):
         head.predict(x[test])  # one level's descriptor is not enough
+
+
+def test_a_head_fitted_on_an_older_shorter_descriptor_reads_its_own_entries(
+    described: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """Entries are only ever appended to the descriptor. A head fitted before (its entries named by position, f0 ...)
+    gets exactly the entries it was fitted on from today's longer descriptor; today's heads get all of them."""
+    x, labels = described
+    train, test = _split(labels, TYPES)
+    n_old = len(DESCRIPTOR_NAMES) - 5  # before the line and spot entries
+    fits = {}
+    for level in (0.5, 1.0, 2.0):
+        fit = fit_typing(x[train][:, :n_old], labels[train].tolist(), kinds=("ensemble",))
+        fits[level] = TypingFit(
+            dataclasses.replace(fit.head, level=level), fit.cv, fit.y, fit.oof, fit.oof_confidence, fit.oof_proba
+        )
+    old = fit_levels(fits, 1.0).head
+    assert old.members[0].names[:2] == ("f0", "f1")
+    wide = np.concatenate([x[test]] * 3, axis=1)  # today's descriptor at each level
+    picked = head_columns(wide[0], old)
+    np.testing.assert_array_equal(picked, np.concatenate([x[test][0, :n_old]] * 3))
+    np.testing.assert_allclose(
+        old.predict_proba(picked[None]), old.predict_proba(np.concatenate([x[test][:1, :n_old]] * 3, 1))
+    )
+    today = fit_typing(x[train], labels[train].tolist(), names=DESCRIPTOR_NAMES, kinds=("ensemble",)).head
+    row = x[test][0]
+    assert head_columns(row, today) is row
+    stranger = dataclasses.replace(today, names=("no_such_entry", *DESCRIPTOR_NAMES[1:]))
+    with pytest.raises(ValueError, match="no_such_entry"):
+        head_columns(x[test][0], stranger)
 
 
 def test_a_levels_head_is_refused_when_its_members_disagree(described: tuple[np.ndarray, np.ndarray]) -> None:
