@@ -57,6 +57,9 @@ PHOTO_NAMES = (
     "spot_dark",  # log(99th pct. of the dark-spot (both Hessian eigenvalues > 0) response inside / in the ring)
     "spot_bright",  # the same for a bright spot
     "line_share",  # share of the inside whose line response exceeds the ring's 99th percentile
+    "core_delta",  # median grey of the region's inner third (by depth from its outline) - ring median
+    "mid_delta",  # the same for the middle third
+    "rim_delta",  # the same for the outer third
 )
 DESCRIPTOR_NAMES = SHAPE_NAMES + PHOTO_NAMES
 EPS = 1e-6
@@ -269,16 +272,24 @@ def _texture(grey: np.ndarray, inside: np.ndarray, ring: np.ndarray, boundary: n
     ]
 
 
-def _fine(grey: np.ndarray, inside: np.ndarray, ring: np.ndarray) -> list[float]:
-    """Line and spot statistics (``ridge_dark`` ... ``line_share``) from the scale-normalised Hessian of the grey
-    crop. They see a thin line or a dot *inside* a region much wider than it (an anomaly map's region is a blob
-    round the defect), where the region's means and percentiles dilute it. Measured at half the canonical
-    resolution (the filters are at least 2 canonical px wide): a quarter of the pixels to filter and rank."""
+def _half(grey: np.ndarray, inside: np.ndarray, ring: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The grey crop and its zones at half the canonical resolution (a thin zone keeps its line, as in
+    :func:`_resample_mask`): the line, spot and depth statistics need no finer grid, and a quarter of the pixels
+    to filter and rank makes them cheap."""
     size = (max(grey.shape[1] // 2, 1), max(grey.shape[0] // 2, 1))
     g = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
     cover = [cv2.resize(z.astype(np.float32), size, interpolation=cv2.INTER_AREA) for z in (inside, ring)]
-    zones = [c >= min(0.5, 0.5 * float(c.max())) for c in cover]  # as _resample_mask: a thin zone keeps its line
-    if not zones[0].any() or not zones[1].any():
+    zin, zring = (c >= min(0.5, 0.5 * float(c.max())) for c in cover)
+    return g, zin, zring
+
+
+def _fine(g: np.ndarray, inside: np.ndarray, ring: np.ndarray) -> list[float]:
+    """Line and spot statistics (``ridge_dark`` ... ``line_share``) from the scale-normalised Hessian of the grey
+    crop at half the canonical resolution (:func:`_half`). They see a thin line or a dot *inside* a region much
+    wider than it (an anomaly map's region is a blob round the defect), where the region's means and percentiles
+    dilute it."""
+    zones = (inside, ring)
+    if not inside.any() or not ring.any():
         return [0.0] * 5
     dark_line = np.zeros_like(g)
     bright_line, dark_spot, bright_spot = dark_line.copy(), dark_line.copy(), dark_line.copy()
@@ -302,6 +313,22 @@ def _fine(grey: np.ndarray, inside: np.ndarray, ring: np.ndarray) -> list[float]
     return [*np.log((p_in + 1e-3) / (p_ring + 1e-3)).astype(float).tolist(), share]
 
 
+def _depth_profile(grey: np.ndarray, inside: np.ndarray, ring: np.ndarray) -> list[float]:
+    """``core_delta``, ``mid_delta``, ``rim_delta``: median grey of the inner, middle and outer third of the region by
+    depth (distance to its outline over the largest), minus the ring's median. A burn mark darkens towards its core,
+    a stain evenly, a hole to its edge; the region round them is a blob wider than each, so its mean mixes them."""
+    if not inside.any() or not ring.any():
+        return [0.0] * 3
+    dist = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 3)
+    depth = dist / max(float(dist.max()), EPS)
+    ref = float(np.median(grey[ring]))
+    out = []
+    for lo, hi in ((2 / 3, np.inf), (1 / 3, 2 / 3), (0.0, 1 / 3)):
+        zone = inside & (depth >= lo) & (depth < hi)
+        out.append(float(np.median(grey[zone])) - ref if zone.any() else 0.0)
+    return out
+
+
 def photometric_features(image: np.ndarray, mask: np.ndarray, *, canon: int = CANON) -> np.ndarray:
     """The ``PHOTO_NAMES`` statistics: inside the region vs a ring around it (grey and CIELAB colour)."""
     m = np.asarray(mask, bool)
@@ -317,6 +344,7 @@ def photometric_features(image: np.ndarray, mask: np.ndarray, *, canon: int = CA
         lab = cv2.cvtColor(np.ascontiguousarray(img[:, :, :3]), cv2.COLOR_RGB2Lab)
         da = (_zone_mean(lab[:, :, 1], inside) - _zone_mean(lab[:, :, 1], ring)) / 100
         db = (_zone_mean(lab[:, :, 2], inside) - _zone_mean(lab[:, :, 2], ring)) / 100
+    half = _half(grey, inside, ring)
     feats = [
         delta,
         delta / (float(g_ring.std()) + 0.01),
@@ -326,7 +354,8 @@ def photometric_features(image: np.ndarray, mask: np.ndarray, *, canon: int = CA
         db,
         float(np.hypot(da, db)),
         *_texture(grey, inside, ring, boundary),
-        *_fine(grey, inside, ring),
+        *_fine(*half),
+        *_depth_profile(*half),
     ]
     return np.asarray(feats, np.float32)
 

@@ -171,3 +171,24 @@ def test_a_thin_line_or_dots_inside_a_wide_region_show_in_the_line_and_spot_entr
     assert spotted[name("spot_dark")] > max(scratched[name("spot_dark")], plain[name("spot_dark")]) + 0.4
     assert spotted[name("spot_dark")] > spotted[name("spot_bright")] + 0.7
     assert abs(scratched[name("grey_delta")]) < 0.02  # the blob's mean hardly notices the line
+
+
+def test_the_depth_profile_tells_a_dark_core_from_an_even_stain() -> None:
+    """A burn darkening towards its core and an even stain of the same mean, both inside a region wider than them:
+    the depth entries read the profile (the region's mean alone does not)."""
+    name = DESCRIPTOR_NAMES.index
+    rng = np.random.default_rng(4)
+    base = np.clip(rng.normal(150, 4, (256, 256)), 0, 255).astype(np.float32)
+    yy, xx = np.mgrid[:256, :256]
+    r = np.hypot(xx - 128, yy - 128) / 30.0
+    inside = r <= 1
+    even, burnt = base.copy(), base.copy()
+    even[inside] -= 40
+    burnt[inside] -= 80 * (1 - r[inside])  # mean darkening 80/3 ... deepest at the centre
+    region = np.hypot(xx - 128, yy - 128) <= 40
+    d_even = describe(even.astype(np.uint8), region)
+    d_burnt = describe(burnt.astype(np.uint8), region)
+    assert d_burnt[name("core_delta")] < d_burnt[name("rim_delta")] - 0.15  # dark core, plain outer band
+    assert abs(d_even[name("core_delta")] - d_even[name("mid_delta")]) < 0.03  # even inside the stain
+    assert d_even[name("rim_delta")] > d_even[name("core_delta")] + 0.05  # the outer band reaches past the stain
+    assert all(d[name(k)] < 0 for d in (d_even, d_burnt) for k in ("core_delta", "mid_delta"))

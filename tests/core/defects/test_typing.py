@@ -222,7 +222,7 @@ def test_a_head_fitted_on_an_older_shorter_descriptor_reads_its_own_entries(
     gets exactly the entries it was fitted on from today's longer descriptor; today's heads get all of them."""
     x, labels = described
     train, test = _split(labels, TYPES)
-    n_old = len(DESCRIPTOR_NAMES) - 5  # before the line and spot entries
+    n_old = len(DESCRIPTOR_NAMES) - 8  # before the line, spot and depth entries
     fits = {}
     for level in (0.5, 1.0, 2.0):
         fit = fit_typing(x[train][:, :n_old], labels[train].tolist(), kinds=("ensemble",))
