@@ -151,9 +151,14 @@ def _perimeter(crop: np.ndarray) -> float:
 
 
 def _resample_mask(crop: np.ndarray, scale: float) -> np.ndarray:
-    """A boolean crop resampled by ``scale`` (coverage at least half, or half the largest where thinner)."""
+    """A boolean crop resampled by ``scale`` (see :func:`_mask_to_size`)."""
     size = (max(round(crop.shape[1] * scale), 1), max(round(crop.shape[0] * scale), 1))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return _mask_to_size(crop, size, cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+def _mask_to_size(crop: np.ndarray, size: tuple[int, int], interp: int = cv2.INTER_AREA) -> np.ndarray:
+    """A boolean crop resampled to ``size`` (w, h): coverage at least half, or half the largest where thinner, so a
+    thin line keeps its pixels and a non-empty mask stays non-empty."""
     cover = cv2.resize(crop.astype(np.float32), size, interpolation=interp)
     return cover >= min(0.5, 0.5 * float(cover.max()))
 
@@ -273,14 +278,11 @@ def _texture(grey: np.ndarray, inside: np.ndarray, ring: np.ndarray, boundary: n
 
 
 def _half(grey: np.ndarray, inside: np.ndarray, ring: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The grey crop and its zones at half the canonical resolution (a thin zone keeps its line, as in
-    :func:`_resample_mask`): the line, spot and depth statistics need no finer grid, and a quarter of the pixels
-    to filter and rank makes them cheap."""
+    """The grey crop and its zones (never empty: :func:`_canonical`'s are not) at half the canonical resolution: the
+    line, spot and depth statistics need no finer grid, and a quarter of the pixels to filter and rank makes them
+    cheap."""
     size = (max(grey.shape[1] // 2, 1), max(grey.shape[0] // 2, 1))
-    g = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-    cover = [cv2.resize(z.astype(np.float32), size, interpolation=cv2.INTER_AREA) for z in (inside, ring)]
-    zin, zring = (c >= min(0.5, 0.5 * float(c.max())) for c in cover)
-    return g, zin, zring
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA), _mask_to_size(inside, size), _mask_to_size(ring, size)
 
 
 def _fine(g: np.ndarray, inside: np.ndarray, ring: np.ndarray) -> list[float]:
@@ -288,9 +290,6 @@ def _fine(g: np.ndarray, inside: np.ndarray, ring: np.ndarray) -> list[float]:
     crop at half the canonical resolution (:func:`_half`). They see a thin line or a dot *inside* a region much
     wider than it (an anomaly map's region is a blob round the defect), where the region's means and percentiles
     dilute it."""
-    zones = (inside, ring)
-    if not inside.any() or not ring.any():
-        return [0.0] * 5
     dark_line = np.zeros_like(g)
     bright_line, dark_spot, bright_spot = dark_line.copy(), dark_line.copy(), dark_line.copy()
     for s in FINE_SCALES:
@@ -307,9 +306,9 @@ def _fine(g: np.ndarray, inside: np.ndarray, ring: np.ndarray) -> list[float]:
         np.maximum(bright_spot, np.maximum(-hi, 0), out=bright_spot)
     line = np.maximum(dark_line, bright_line)
     responses = np.stack([dark_line, bright_line, dark_spot, bright_spot])
-    p_in = np.percentile(responses[:, zones[0]], 99, axis=1)
-    p_ring = np.percentile(responses[:, zones[1]], 99, axis=1)
-    share = float((line[zones[0]] > np.percentile(line[zones[1]], 99)).mean())
+    p_in = np.percentile(responses[:, inside], 99, axis=1)
+    p_ring = np.percentile(responses[:, ring], 99, axis=1)
+    share = float((line[inside] > np.percentile(line[ring], 99)).mean())
     return [*np.log((p_in + 1e-3) / (p_ring + 1e-3)).astype(float).tolist(), share]
 
 
@@ -317,14 +316,12 @@ def _depth_profile(grey: np.ndarray, inside: np.ndarray, ring: np.ndarray) -> li
     """``core_delta``, ``mid_delta``, ``rim_delta``: median grey of the inner, middle and outer third of the region by
     depth (distance to its outline over the largest), minus the ring's median. A burn mark darkens towards its core,
     a stain evenly, a hole to its edge; the region round them is a blob wider than each, so its mean mixes them."""
-    if not inside.any() or not ring.any():
-        return [0.0] * 3
     dist = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 3)
     depth = dist / max(float(dist.max()), EPS)
     ref = float(np.median(grey[ring]))
     out = []
     for lo, hi in ((2 / 3, np.inf), (1 / 3, 2 / 3), (0.0, 1 / 3)):
-        zone = inside & (depth >= lo) & (depth < hi)
+        zone = inside & (depth >= lo) & (depth < hi)  # the inner third holds the deepest pixel; others may be empty
         out.append(float(np.median(grey[zone])) - ref if zone.any() else 0.0)
     return out
 

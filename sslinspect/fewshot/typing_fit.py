@@ -117,10 +117,11 @@ def balanced_accuracy(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
     return float(np.mean(recalls)) if recalls else float("nan")
 
 
-def _standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean = x.mean(0)
-    std = x.std(0)
-    return mean, np.where(std > STD_FLOOR, std, 1.0)
+def _standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, scale (the std; 1 for an entry that is only rounding noise) and which entries are that noise."""
+    mean, std = x.mean(0), x.std(0)
+    noise = std <= STD_FLOOR
+    return mean, np.where(noise, 1.0, std), noise
 
 
 def _centroids(z: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
@@ -200,7 +201,7 @@ def _fit_kind(
     margin: float = RADIUS_MARGIN,
 ) -> TypingHead:
     n_classes, dim = len(classes), x.shape[1]
-    mean, scale = _standardiser(x)
+    mean, scale, noise = _standardiser(x)
     z = (x - mean) / scale
     cents = _centroids(z, y, n_classes)
     metric = within_class_metric(z, y, n_classes)
@@ -214,8 +215,7 @@ def _fit_kind(
     if kind in ("logistic", "ensemble"):
         weight, bias = _logistic(z, y, n_classes, seed)
     if kind in ("trees", "ensemble"):
-        # an entry left unscaled by STD_FLOOR is rounding noise: trees are blind to scale and would split on it
-        trees = _trees(np.where(x.std(0) > STD_FLOOR, z, 0.0), y, n_classes, seed)
+        trees = _trees(np.where(noise, 0.0, z), y, n_classes, seed)  # trees are blind to scale: noise is constant
     radius = open_set_radius(z, y, n_classes, metric, margin)
     return TypingHead(
         kind,
