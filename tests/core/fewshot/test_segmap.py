@@ -184,7 +184,19 @@ def test_the_separable_max_filter_is_the_square_one() -> None:
     pad = torch.nn.functional.pad
     want = torch.nn.functional.conv2d(pad(square, (r, r, 0, 0), mode="replicate"), g.view(1, 1, 1, -1))
     want = torch.nn.functional.conv2d(pad(want, (0, 0, r, r), mode="replicate"), g.view(1, 1, -1, 1))
-    assert k > 3 and torch.equal(net._spread(m), want)
+    assert k > 3 and torch.allclose(net._spread(m), want, rtol=0, atol=1e-6)
+
+
+def test_the_blur_matrix_is_the_replicate_padded_convolution() -> None:
+    from sslinspect.fewshot.segmap import _gaussian_1d, blur_matrix
+
+    g = _gaussian_1d(3.0)
+    r = g.numel() // 2
+    v = torch.rand(5, 40)  # shorter than the kernel's reach on both sides for the end rows
+    want = torch.nn.functional.conv1d(torch.nn.functional.pad(v[:, None], (r, r), mode="replicate"), g.view(1, 1, -1))
+    got = v @ blur_matrix(40, g).T
+    assert torch.allclose(got, want[:, 0], rtol=0, atol=1e-6)
+    assert torch.allclose(blur_matrix(40, g).sum(1), torch.ones(40))  # a flat map stays flat
 
 
 def test_int8_quantises_the_backbone_but_keeps_decoder_and_stem_fp32(
