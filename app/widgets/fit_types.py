@@ -32,11 +32,24 @@ TITLE = (
 
 
 def typing_kind(typing: dict[str, Any]) -> str:
-    """The typing classifier as a person reads it: a ``levels`` head is one ensemble per map level."""
+    """The typing classifier as a person reads it: a ``levels`` head is one ensemble per region cut."""
     kind = str(typing.get("classifier", "?"))
     if kind == "levels":
-        return f"ensemble per map level ({len(typing.get('levels') or {})} levels)"
+        n = len(typing.get("levels") or {})
+        return f"ensemble per region cut ({n} cut{'s' if n != 1 else ''})"
     return kind
+
+
+def cuts_text(keys: list[str]) -> str:
+    """The cuts of ``metrics["typing"]["levels"]`` as a person reads them: ``["0.5", "1.0"]`` → "the anomaly map
+    at 0.5, 1 × its threshold"; ``["1.0", "sharp1"]`` → "the anomaly map at 1 × its threshold and the sharp map at 1
+    × its threshold" (the sharp map: the anomaly map before it is spread over the defect's neighbourhood)."""
+    by_map: dict[str, list[str]] = {}
+    for key in keys:
+        sharp = key.startswith("sharp")
+        level = float(key[len("sharp") :] if sharp else key)
+        by_map.setdefault("the sharp map" if sharp else "the anomaly map", []).append(f"{level:g}")
+    return " and ".join(f"{name} at {', '.join(levels)} × its threshold" for name, levels in by_map.items())
 
 
 class TypingView(QWidget):
@@ -100,8 +113,7 @@ class TypingView(QWidget):
         parts.append(f"{typing_kind(typing)} over {', '.join(classes)}")
         levels = typing.get("levels")
         if typing.get("classifier") == "levels" and isinstance(levels, dict) and levels:
-            cuts = ", ".join(f"{float(lv):g}" for lv in levels)
-            parts.append(f"regions cut at {cuts} × the threshold, names averaged over the cuts")
+            parts.append(f"regions cut from {cuts_text([str(k) for k in levels])}; names averaged over the cuts")
         elif typing.get("level") is not None:
             parts.append(f"regions where the map exceeds {float(typing['level']):g} × the threshold")
         located = typing.get("located_share")

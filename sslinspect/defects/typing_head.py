@@ -8,9 +8,11 @@ Inference only, numpy only (the line-side predictor calls it; fitting lives in
 - ``trees``: the mean leaf class shares of a small tree ensemble, stored as flat node arrays;
 - ``ensemble``: the mean of the three kinds' probabilities (one head holds all three: ``tau`` is the prototype's
   temperature, ``weight``/``bias`` the logistic regression, ``trees`` the trees);
-- ``levels``: one head per map level (``members``, each an ``ensemble`` fitted on the regions cut at its own
-  level); its input is the members' descriptors side by side (level order), its probabilities their mean and its
-  novelty the mean of theirs. A name then does not hang on where exactly one cut runs.
+- ``levels``: one head per cut (``members``, each an ``ensemble`` fitted on the regions cut at its own level of
+  its own map: the spread ``anomaly_map`` or, for the defect-aware model, the ``anomaly_map_sharp`` before
+  spreading); its input is the members' descriptors side by side (member order: the main map's cuts by level,
+  then the sharp map's), its probabilities their mean and its novelty the mean of theirs. A name then does not
+  hang on where exactly one cut runs.
 
 Open set: distances to a class mean weigh each standardised entry by its inverse within-class variance (pooled
 over the types). Every class keeps a radius, a margin times the largest leave-one-out distance of its labelled
@@ -40,9 +42,17 @@ LEVELS_KIND = "levels"
 # ``sure_cut`` was added without a version bump: it is an optional key (absent: 0), and older programs ignore it.
 # An ``ensemble`` head is written as format 2, which programs that predate the kind refuse in one line at load time
 # (rather than failing on the first flagged part); the other kinds stay format 1, readable by every version.
-# A ``levels`` head is format 3 (its members are stored under ``m<i>_`` prefixes).
-FORMAT_VERSION = 3
+# A ``levels`` head is format 3 (its members are stored under ``m<i>_`` prefixes); one with a member cut from the
+# sharp map is format 4 (programs before it would cut that member's region from the wrong map, so they refuse it).
+FORMAT_VERSION = 4
 _FORMAT_OF_KIND = {"ensemble": 2, LEVELS_KIND: 3}
+_SHARP_FORMAT = 4
+#: The map a head's regions are cut from: the spread anomaly map (``anomaly_map``; every head before format 4)...
+MAP_SOURCE = "map"
+#: ...or the defect-aware model's map before spreading (``anomaly_map_sharp``): its regions follow the defect's
+#: own outline where the spread map's are blobs round it.
+SHARP_SOURCE = "sharp"
+SOURCES = (MAP_SOURCE, SHARP_SOURCE)
 #: ``sure_cut`` when no cut reached the wanted precision at fit time: above every probability, so no name is sure.
 NEVER_SURE = 2.0
 #: ``sure_cut`` of a head written before the cut existed (and the default): every name but ``unknown`` is sure.
@@ -88,9 +98,12 @@ class TypingHead:
             must be described the same way to be typed.
         sure_cut: A named type is *sure* when its top probability is at least this (and it is not ``unknown``);
             :data:`NEVER_SURE` (above 1) when no cut was precise enough, :data:`UNCALIBRATED_CUT` for old heads.
-        members: A ``levels`` head's heads, one per level (ascending); empty for the other kinds. A ``levels``
-            head's own arrays are empty, its ``names`` are the members' prefixed with their level (``1:log_area``)
-            and its ``level`` is the one whose region is shown.
+        members: A ``levels`` head's heads, one per cut (main map by ascending level, then the sharp map); empty
+            for the other kinds. A ``levels`` head's own arrays are empty, its ``names`` are the members' prefixed
+            with their cut (``1:log_area``, ``sharp1:log_area``) and its ``level`` is the main map's level whose
+            region is shown.
+        source: The map the regions are cut from (:data:`MAP_SOURCE` or :data:`SHARP_SOURCE`); a ``levels``
+            head's own is :data:`MAP_SOURCE` (its members say theirs).
     """
 
     kind: str
@@ -108,30 +121,48 @@ class TypingHead:
     sure_cut: float = UNCALIBRATED_CUT
     tau: float = 0.0  # the prototype temperature of an ``ensemble`` head (a ``prototype`` head keeps it in bias[0])
     members: tuple[TypingHead, ...] = ()
+    source: str = MAP_SOURCE
 
     @classmethod
     def of_levels(cls, members: Sequence[TypingHead], shown_level: float, sure_cut: float) -> TypingHead:
-        """A ``levels`` head of ``members`` (one per level, the same classes and descriptor entries)."""
-        heads = tuple(sorted(members, key=lambda h: h.level))
+        """A ``levels`` head of ``members`` (one per cut, the same classes and descriptor entries)."""
+        if any(h.source not in SOURCES for h in members):
+            raise ValueError(f"a typing head's map must be one of {SOURCES}")
+        heads = tuple(sorted(members, key=lambda h: (SOURCES.index(h.source), h.level)))
         if not heads or any(h.members for h in heads):
             raise ValueError("a levels head needs member heads that are not levels heads themselves")
         if any(h.classes != heads[0].classes or h.names != heads[0].names for h in heads):
             raise ValueError("the member heads of a levels head must share classes and descriptor entries")
-        if len({h.level for h in heads}) != len(heads):
+        if len({h.cut for h in heads}) != len(heads):
             raise ValueError("the member heads of a levels head must be at different levels")
-        if float(shown_level) not in {h.level for h in heads}:
+        if (MAP_SOURCE, float(shown_level)) not in {h.cut for h in heads}:
             raise ValueError(f"the shown level {shown_level:g} is not one of the member heads' levels")
         empty = np.zeros(0)
-        names = tuple(f"{h.level:g}:{n}" for h in heads for n in h.names)
+        names = tuple(f"{_cut_prefix(h.cut)}:{n}" for h in heads for n in h.names)
         return cls(
             LEVELS_KIND, heads[0].classes, names, empty, empty, np.zeros((0, 0)), empty, empty, np.zeros((0, 0)),
             empty, level=float(shown_level), sure_cut=float(sure_cut), members=heads,
         )  # fmt: skip
 
     @property
+    def cut(self) -> tuple[str, float]:
+        """``(source, level)``: the map and level this (member) head's regions are cut at."""
+        return (self.source, float(self.level))
+
+    @property
+    def cuts(self) -> tuple[tuple[str, float], ...]:
+        """The cuts a part's regions are made at to be typed (each cut's descriptor, side by side, in this order)."""
+        return tuple(h.cut for h in self.members) if self.members else (self.cut,)
+
+    @property
     def levels(self) -> tuple[float, ...]:
-        """The map levels a part's regions are cut at to be typed (each level's descriptor, side by side)."""
-        return tuple(h.level for h in self.members) if self.members else (self.level,)
+        """The levels of the main (spread) map a part's regions are cut at (:attr:`cuts` has every map's)."""
+        return tuple(lv for src, lv in self.cuts if src == MAP_SOURCE)
+
+    @property
+    def needs_sharp(self) -> bool:
+        """Whether naming needs the sharp map (``anomaly_map_sharp``) besides the anomaly map."""
+        return any(src == SHARP_SOURCE for src, _ in self.cuts)
 
     def _split(self, x: np.ndarray) -> list[np.ndarray]:
         """A ``levels`` head's input ``(N, L·D)`` as the members' ``(N, D)`` descriptors."""
@@ -198,7 +229,7 @@ class TypingHead:
         """Every field as a numpy array (strings as unicode arrays): ``np.savez`` it, no pickle needed."""
         if self.members:
             out = {
-                "version": np.array(_FORMAT_OF_KIND[LEVELS_KIND]),
+                "version": np.array(_SHARP_FORMAT if self.needs_sharp else _FORMAT_OF_KIND[LEVELS_KIND]),
                 "kind": np.array(self.kind),
                 "classes": np.array(self.classes, dtype=str),
                 "names": np.array(self.names, dtype=str),
@@ -210,7 +241,7 @@ class TypingHead:
                 out.update({f"m{i}_{k}": v for k, v in h.to_arrays().items()})
             return out
         out = {
-            "version": np.array(_FORMAT_OF_KIND.get(self.kind, 1)),
+            "version": np.array(_SHARP_FORMAT if self.needs_sharp else _FORMAT_OF_KIND.get(self.kind, 1)),
             "kind": np.array(self.kind),
             "classes": np.array(self.classes, dtype=str),
             "names": np.array(self.names, dtype=str),
@@ -226,6 +257,8 @@ class TypingHead:
             "tau": np.array(self.tau),
         }
         out.update({f"tree_{k}": v for k, v in self.trees.items()})
+        if self.source != MAP_SOURCE:  # absent: the main map (every head before format 4)
+            out["source"] = np.array(self.source)
         return out
 
     @classmethod
@@ -257,7 +290,14 @@ class TypingHead:
             level=float(arrays["level"]) if "level" in arrays else 0.5,
             sure_cut=float(arrays["sure_cut"]) if "sure_cut" in arrays else UNCALIBRATED_CUT,
             tau=float(arrays["tau"]) if "tau" in arrays else 0.0,
+            source=str(arrays["source"]) if "source" in arrays else MAP_SOURCE,
         )
+
+
+def _cut_prefix(cut: tuple[str, float]) -> str:
+    """``1`` for the main map's cut at 1 (as heads before format 4 named it), ``sharp1`` for the sharp map's."""
+    source, level = cut
+    return f"{level:g}" if source == MAP_SOURCE else f"{source}{level:g}"
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -14,10 +14,19 @@ from torch import nn
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.patchcore import MAP_SIGMA, FeatureNet, defect_descriptor, gaussian_kernel, score_patches
 from sslinspect.fewshot.segmap import SegmentationNet
+from sslinspect.infer.feeds import SHARP_MAP
 from sslinspect.model.segnet import SegDecoder
 
 INPUT_NAMES = ("images", "threshold", "review_threshold")
 OUTPUT_NAMES = ("probabilities", "anomaly_score", "is_defect", "anomaly_map", "decision")
+#: The defect-aware model's extra output: its map before spreading, on its own calibrated scale (the predictor cuts
+#: defect regions from it to name them; nothing decides on it).
+SHARP_OUTPUT = SHARP_MAP
+
+
+def output_names(head: InspectionHead) -> tuple[str, ...]:
+    """The graph's outputs for ``head``: :data:`OUTPUT_NAMES`, then :data:`SHARP_OUTPUT` where the model has one."""
+    return (*OUTPUT_NAMES, SHARP_OUTPUT) if head.anomaly.has_sharp else OUTPUT_NAMES
 
 
 class InferenceModule(nn.Module):
@@ -27,7 +36,9 @@ class InferenceModule(nn.Module):
     - ``anomaly_score (N,)``: the image score (largest smoothed patch distance, or image k-NN distance);
     - ``is_defect (N,) bool``: NG;
     - ``anomaly_map (N, S, S)``: normalised against good images (0 typical good, 1 the calibrated threshold);
-    - ``decision (N,) int64``: 0 OK, 1 review, 2 NG.
+    - ``decision (N,) int64``: 0 OK, 1 review, 2 NG;
+    - ``anomaly_map_sharp (N, S, S)`` (the defect-aware model fitted since 2026-12-05, sixth session): the map
+      before spreading, normalised against good images on its own scale (1 its threshold on good images).
     """
 
     def __init__(self, backbone: nn.Module, head: InspectionHead, decoder: SegDecoder | None = None) -> None:
@@ -42,7 +53,7 @@ class InferenceModule(nn.Module):
         if self.segment and decoder is None:
             raise ValueError("a segment head needs the trained decoder of its pretraining run")
         self.net: nn.Module = (
-            SegmentationNet(backbone, decoder, head.input_size, spread=bool(a.spread))
+            SegmentationNet(backbone, decoder, head.input_size, spread=bool(a.spread), sharp=a.has_sharp)
             if self.segment and decoder is not None
             else FeatureNet(backbone, head.image_size, head.tiles)
         )
@@ -61,12 +72,19 @@ class InferenceModule(nn.Module):
         self.good_index = head.good_index
         self.map_low = float(a.map_low)
         self.map_scale = float(max(a.map_high - a.map_low, 1e-6))
+        self.sharp = self.segment and a.has_sharp
+        self.sharp_low = float(a.sharp_low)
+        self.sharp_scale = float(max(a.sharp_high - a.sharp_low, 1e-6))
 
     def forward(
         self, images: torch.Tensor, threshold: torch.Tensor, review_threshold: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Run preprocessing, backbone, anomaly model and classifier on a batch."""
+    ) -> tuple[torch.Tensor, ...]:
+        """Run preprocessing, backbone, anomaly model and classifier on a batch (outputs in
+        :func:`output_names` order)."""
         g, p = self.net(images)
+        sharp = None
+        if self.sharp:  # p holds the spread and the sharp map
+            p, sharp = p[:, 0], (p[:, 1] - self.sharp_low) / self.sharp_scale
         if self.segment:  # p is the raw defect map already
             raw = p
             anomaly_score = raw.amax((1, 2))
@@ -90,4 +108,6 @@ class InferenceModule(nn.Module):
             is_defect = is_defect | (probabilities.argmax(1) != self.good_index)
         review = (anomaly_score > review_threshold).to(torch.int64)
         decision = torch.where(is_defect, torch.full_like(review, 2), review)
+        if sharp is not None:
+            return probabilities, anomaly_score, is_defect, anomaly_map, decision, sharp
         return probabilities, anomaly_score, is_defect, anomaly_map, decision

@@ -33,7 +33,7 @@ from sslinspect.defects.naming import PEAK_SHARE
 from sslinspect.defects.typing_head import UNKNOWN, TypingHead, encode_head
 from sslinspect.errors import Cancelled, ExportError
 from sslinspect.events import Artifact, Log, Progress, Reporter, null_reporter
-from sslinspect.export.module import INPUT_NAMES, OUTPUT_NAMES, InferenceModule
+from sslinspect.export.module import INPUT_NAMES, SHARP_OUTPUT, InferenceModule, output_names
 from sslinspect.export.precision import PrecisionReport, check_precision, convert_precision
 from sslinspect.export.triton import write_triton_repository
 from sslinspect.fewshot.model import InspectionHead
@@ -105,10 +105,12 @@ def typing_metadata(typing: TypingHead) -> dict[str, Any]:
         "unknown": UNKNOWN,
         "classifier": typing.kind,
         "level": typing.level,  # the shown region's level
-        "levels": list(typing.levels),  # the levels a part's regions are cut at to be named
+        "levels": list(typing.levels),  # the anomaly_map levels a part's regions are cut at to be named
+        "cuts": [[source, level] for source, level in typing.cuts],  # every cut: map ("map" / "sharp") and level
         "peak_share": PEAK_SHARE,
         "sure_cut": float(typing.sure_cut),  # for readers; the predictor takes the one inside ``head``
-        "runs_in": "the predictor (sslinspect.defects.naming, numpy + OpenCV), on the anomaly_map output",
+        "runs_in": "the predictor (sslinspect.defects.naming, numpy + OpenCV), on the anomaly_map output"
+        + (f" and the {SHARP_OUTPUT} output" if typing.needs_sharp else ""),
         "head": encode_head(typing),
     }
 
@@ -142,7 +144,7 @@ def _base_metadata(head: InspectionHead, cfg: ExportConfig, provenance: dict[str
         },
         "threshold_input": THRESHOLD_NAME,
         "review_threshold_input": REVIEW_NAME,
-        "outputs": list(OUTPUT_NAMES),
+        "outputs": list(output_names(head)),
         "decision_codes": {"0": "OK", "1": "review", "2": "NG"},
         "decision_rule": head.decision,
         "image_size": s,
@@ -162,6 +164,19 @@ def _base_metadata(head: InspectionHead, cfg: ExportConfig, provenance: dict[str
                 "meaning": "anomaly_map = (patch score - low) / (high - low): 0 typical good patch, 1 calibrated "
                 "threshold; normalised against good images, never per image",
             },
+            **(
+                {
+                    "sharp_map": {
+                        "output": SHARP_OUTPUT,
+                        "low": a.sharp_low,
+                        "high": a.sharp_high,
+                        "meaning": "the map before spreading, (raw - low) / (high - low) on good images: what the "
+                        "typing head also cuts defect regions from; nothing decides on it",
+                    }
+                }
+                if a.has_sharp
+                else {}
+            ),
         },
         "precision": cfg.precision,
         "opset": cfg.opset,
@@ -171,7 +186,7 @@ def _base_metadata(head: InspectionHead, cfg: ExportConfig, provenance: dict[str
     }
 
 
-def _export_graph(module: InferenceModule, path: Path, size: int, opset: int) -> None:
+def _export_graph(module: InferenceModule, path: Path, size: int, opset: int, outputs: tuple[str, ...]) -> None:
     """torch → ONNX with a dynamic batch; the exporter's console chatter goes to the log."""
     images = torch.zeros((2, size, size, 3), dtype=torch.uint8)
     # Thresholds are batched like the images (one per image), with no default: every runtime (OpenVINO, Triton's
@@ -190,7 +205,7 @@ def _export_graph(module: InferenceModule, path: Path, size: int, opset: int) ->
             external_data=False,
             opset_version=opset,
             input_names=list(INPUT_NAMES),
-            output_names=list(OUTPUT_NAMES),
+            output_names=list(outputs),
             dynamic_shapes=({0: batch}, {0: batch}, {0: batch}),
             verbose=False,
         )
@@ -208,7 +223,7 @@ def finalise(path: Path, metadata: dict[str, Any]) -> None:
 
 
 def run_torch(module: InferenceModule, images: np.ndarray, head: InspectionHead) -> list[np.ndarray]:
-    """The PyTorch reference outputs (FP32, CPU) for uint8 ``images``, in :data:`OUTPUT_NAMES` order."""
+    """The PyTorch reference outputs (FP32, CPU) for uint8 ``images``, in :func:`output_names` order."""
     a = head.anomaly
     with torch.no_grad():
         outs = module(
@@ -224,13 +239,18 @@ def check_parity(
 ) -> ParityReport:
     """Compare PyTorch (FP32, CPU) with ONNX Runtime on ``images`` (uint8 NHWC): all outputs, at the calibrated
     thresholds."""
-    p_t, s_t, d_t, m_t, _ = run_torch(module, images, head)
+    ref = run_torch(module, images, head)
+    p_t, s_t, d_t, m_t = ref[:4]
     session, provider = open_session(onnx_path, device="cpu")
     feeds = threshold_feeds(images, head.anomaly.threshold, head.anomaly.review_threshold)
-    p_o, s_o, d_o, m_o, _ = session.run(list(OUTPUT_NAMES), feeds)
+    got = session.run(list(output_names(head)), feeds)
+    p_o, s_o, d_o, m_o = got[:4]
     dp = float(np.abs(p_t - p_o).max())
     ds = float(np.abs(s_t - s_o).max())
-    dm = float(np.abs(m_t - m_o).max()) * (head.anomaly.map_high - head.anomaly.map_low)
+    a = head.anomaly
+    dm = float(np.abs(m_t - m_o).max()) * (a.map_high - a.map_low)  # in raw map units, like the scores
+    if a.has_sharp:
+        dm = max(dm, float(np.abs(ref[5] - got[5]).max()) * (a.sharp_high - a.sharp_low))
     # A decision may only differ where the score sits within tolerance of the threshold.
     borderline = np.abs(s_t - head.anomaly.threshold) <= atol
     agree = bool(((d_t == d_o) | borderline).all())
@@ -248,7 +268,7 @@ def _fp32_graph(
 ) -> None:
     """Step 1: torch → ONNX (FP32), metadata and ``onnx.checker``; any exporter failure becomes one line."""
     try:
-        _export_graph(module, fp32, head.input_size, cfg.opset)
+        _export_graph(module, fp32, head.input_size, cfg.opset, output_names(head))
         finalise(fp32, {**metadata, "precision": "fp32"})
     except (Cancelled, ExportError):
         raise

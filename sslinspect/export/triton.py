@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sslinspect.fewshot.model import InspectionHead
+from sslinspect.infer.feeds import SHARP_MAP
 
 #: The largest batch Triton forms from queued requests.
 MAX_BATCH_SIZE = 32
@@ -65,6 +66,8 @@ def triton_config(name: str, head: InspectionHead, *, max_batch_size: int = MAX_
         _tensor("anomaly_map", "TYPE_FP32", [s, s]),
         _tensor("decision", "TYPE_INT64", []),
     ]
+    if head.anomaly.has_sharp:
+        outputs.append(_tensor(SHARP_MAP, "TYPE_FP32", [s, s]))
     a = head.anomaly
     params = {
         "sslinspect_classes": json.dumps(list(head.classes), ensure_ascii=False),

@@ -35,6 +35,21 @@ class AnomalyModel:
     map_low: float  # raw patch score of a typical good patch (→ 0 on the normalised map)
     map_high: float  # raw score normalised to 1 (the calibrated threshold at fit time)
     spread: int = 0  # segment map: 1 spread over the defect's neighbourhood (fewshot.segmap), 0 as fitted before
+    # segment map: the sharp map's (before spreading) typical good value and calibrated threshold; both 0 (heads
+    # before 2026-12-05, the sixth session, and every other kind): no sharp map
+    sharp_low: float = 0.0
+    sharp_high: float = 0.0
+
+    @property
+    def has_sharp(self) -> bool:
+        """Whether the model gives a sharp map (``anomaly_map_sharp``) besides the anomaly map."""
+        return self.kind == "segment" and bool(self.spread) and self.sharp_high > self.sharp_low
+
+    def normalise_sharp(self, raw: np.ndarray) -> np.ndarray:
+        """A raw sharp map on its calibrated scale (0 typical good, 1 its threshold on good images)."""
+        return ((np.asarray(raw, np.float32) - self.sharp_low) / max(self.sharp_high - self.sharp_low, 1e-6)).astype(
+            np.float32
+        )
 
     def normalise(self, raw: np.ndarray) -> np.ndarray:
         """Raw distance map or score → the normalised scale (0 typical good, 1 calibrated threshold)."""

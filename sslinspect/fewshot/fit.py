@@ -22,7 +22,7 @@ from sslinspect.fewshot.patchcore import FeatureNet
 from sslinspect.fewshot.segmap import SegmentationNet, decoder_from_checkpoint, has_decoder
 from sslinspect.fewshot.stored import load_head as load_head  # re-exported: callers import it from here
 from sslinspect.fewshot.suggest_step import candidate_rows, suggest_types, write_suggestions
-from sslinspect.fewshot.typing_step import TypingStep, fit_defect_types, save_typing
+from sslinspect.fewshot.typing_step import SharpMaps, TypingStep, fit_defect_types, save_typing
 from sslinspect.fsutil import atomic_path, atomic_write_json
 from sslinspect.model.checkpoint import build_backbone_from_checkpoint, load_checkpoint
 from sslinspect.model.runtime import pick_device, seed_everything, versions
@@ -177,7 +177,15 @@ def _typing_step(
         return None
     a = fitted.head.anomaly
     step = fit_defect_types(
-        images, ids, fitted.maps, labels, fitted.head.classes, map_low=a.map_low, map_high=a.map_high, seed=cfg.seed
+        images,
+        ids,
+        fitted.maps,
+        labels,
+        fitted.head.classes,
+        map_low=a.map_low,
+        map_high=a.map_high,
+        sharp=_sharp_maps(fitted),
+        seed=cfg.seed,
     )
     if step is not None:
         cv = step.cv_balanced_accuracy
@@ -194,6 +202,12 @@ def _typing_step(
     return step
 
 
+def _sharp_maps(fitted: HeadFit) -> SharpMaps | None:
+    """The defect-aware model's held-out sharp maps with their normalisation (None: the model has none)."""
+    a = fitted.head.anomaly
+    return SharpMaps(fitted.sharp, a.sharp_low, a.sharp_high) if a.has_sharp and fitted.sharp is not None else None
+
+
 def _write_suggestions(
     run_dir: Path,
     fitted: HeadFit,
@@ -208,7 +222,9 @@ def _write_suggestions(
         return
     a = fitted.head.anomaly
     rows = candidate_rows(fitted.scores, labels, a.threshold)
-    named = suggest_types(naming.fit.head, images, fitted.maps, rows, map_low=a.map_low, map_high=a.map_high)
+    named = suggest_types(
+        naming.fit.head, images, fitted.maps, rows, map_low=a.map_low, map_high=a.map_high, sharp=_sharp_maps(fitted)
+    )
     write_suggestions(run_dir / TYPING_SUGGESTIONS, naming.fit.head, ids[rows], named)
     report(Log(level="INFO", message=f"defect types suggested for {len(rows)} unlabelled image(s)"))
 
@@ -245,7 +261,7 @@ def _feature_net(
     if has_decoder(ckpt) and cfg.anomaly in ("auto", "segment"):
         if cfg.tiles != 1:
             report(Log(level="INFO", message="the defect-aware map runs on the whole frame: tiles ignored"))
-        return SegmentationNet(backbone, decoder_from_checkpoint(ckpt, backbone), image_size)
+        return SegmentationNet(backbone, decoder_from_checkpoint(ckpt, backbone), image_size, sharp=True)
     return FeatureNet(backbone, image_size, cfg.tiles)
 
 

@@ -39,6 +39,8 @@ class HeadFit:
         embeddings: Global features of every image (``embeddings.npy``).
         features: The classifier's input for every image (the global features, or the defect descriptors).
         maps: Held-out smoothed raw distance maps ``(N, H, W)`` float16, or None when too large to keep.
+        sharp: The defect-aware model's held-out sharp maps (before spreading) ``(N, H, W)`` float16, kept with
+            ``maps``; None for the other models.
         suspected: Rows of unlabelled images kept out of the bank and the calibration.
         calibration: Rows whose scores set the threshold.
         curves: ROC/PR curve points on the labels (empty without labelled good and defects).
@@ -58,6 +60,7 @@ class HeadFit:
     calibration: np.ndarray
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     estimate: MemoryEstimate | None = None
+    sharp: np.ndarray | None = None
 
 
 @dataclass(slots=True)
@@ -67,11 +70,20 @@ class _Scored:
     scores: np.ndarray
     medians: np.ndarray
     maps: np.ndarray | None
+    sharp: _Scored | None = None  # the segment model's sharp map: its scores, medians and maps (no features)
 
 
 def _keep(out: _Scored, rows: np.ndarray, g: torch.Tensor, raw: torch.Tensor) -> None:
-    """Store one batch's global features, image scores (map maxima), map medians and (when small enough) maps."""
+    """Store one batch's global features, image scores (map maxima), map medians and (when small enough) maps;
+    ``raw`` ``(B, 2, H, W)`` holds the segment model's spread and sharp maps (the sharp one goes to ``out.sharp``)."""
     n = len(out.scores)
+    if raw.ndim == 4:
+        if out.sharp is None:
+            out.sharp = _Scored(
+                np.empty((0, 0), np.float32), None, np.empty(n, np.float32), np.empty(n, np.float32), None
+            )
+        _keep(out.sharp, rows, g, raw[:, 1])
+        raw = raw[:, 0]
     if not out.glob.size:
         out.glob = np.empty((n, g.shape[1]), np.float32)
         if n * raw.shape[1] * raw.shape[2] <= MAX_KEPT_MAP_CELLS:
@@ -280,6 +292,12 @@ def _calibrate(fit: _AnomalyFit, pool: np.ndarray, cfg: FewShotConfig) -> tuple[
     threshold = calibrate_threshold(scores, cfg.threshold_percentile)
     review = calibrate_threshold(scores, cfg.review_percentile) if cfg.review_percentile else threshold
     low = float(np.median(fit.scored.medians[calibration]))
+    sharp_low = sharp_high = 0.0
+    if fit.scored.sharp is not None:  # the sharp map's own scale: 0 typical good, 1 its threshold on good images
+        sharp_low = float(np.median(fit.scored.sharp.medians[calibration]))
+        sharp_high = max(
+            calibrate_threshold(fit.scored.sharp.scores[calibration], cfg.threshold_percentile), sharp_low + 1e-6
+        )
     anomaly = AnomalyModel(
         kind=fit.kind,
         bank=np.ascontiguousarray(fit.bank),
@@ -289,6 +307,8 @@ def _calibrate(fit: _AnomalyFit, pool: np.ndarray, cfg: FewShotConfig) -> tuple[
         map_low=low,
         map_high=max(threshold, low + 1e-6),
         spread=fit.spread,
+        sharp_low=sharp_low,
+        sharp_high=sharp_high,
     )
     return anomaly, calibration
 
@@ -381,6 +401,7 @@ def fit_head(
         embeddings=scored.glob,
         features=x,
         maps=scored.maps,
+        sharp=scored.sharp.maps if scored.sharp is not None and scored.maps is not None else None,
         suspected=fit.suspected,
         calibration=calibration,
         curves=curves,

@@ -95,6 +95,8 @@ class InspectionHead:
                 map_low=np.array(a.map_low),
                 map_high=np.array(a.map_high),
                 map_spread=np.array(a.spread),
+                map_sharp_low=np.array(a.sharp_low),
+                map_sharp_high=np.array(a.sharp_high),
                 image_size=np.array(self.image_size),
                 tiles=np.array(self.tiles),
                 descriptor=np.array(self.descriptor),
@@ -126,6 +128,8 @@ class InspectionHead:
                     map_low=float(opt("map_low", 0.0)),  # type: ignore[arg-type]
                     map_high=float(opt("map_high", threshold)),  # type: ignore[arg-type]
                     spread=int(opt("map_spread", 0)),  # type: ignore[call-overload]
+                    sharp_low=float(opt("map_sharp_low", 0.0)),  # type: ignore[arg-type]
+                    sharp_high=float(opt("map_sharp_high", 0.0)),  # type: ignore[arg-type]
                 )
                 head = cls(
                     clf,

@@ -59,17 +59,23 @@ def blur_matrix(n: int, kernel: torch.Tensor) -> torch.Tensor:
 
 
 class SegmentationNet(nn.Module):
-    """``uint8 (N, S, S, 3)`` RGB → global features ``(N, D)`` (unit length) and the raw defect map ``(N, S, S)``."""
+    """``uint8 (N, S, S, 3)`` RGB → global features ``(N, D)`` (unit length) and the raw defect map ``(N, S, S)``;
+    with ``sharp``, the maps ``(N, 2, S, S)``: the (spread) defect map and the sharp map, the same before spreading
+    (what defect regions are also cut from to name them, :mod:`sslinspect.defects.naming`)."""
 
-    def __init__(self, backbone: nn.Module, decoder: SegDecoder, input_size: int, *, spread: bool = True) -> None:
+    def __init__(
+        self, backbone: nn.Module, decoder: SegDecoder, input_size: int, *, spread: bool = True, sharp: bool = False
+    ) -> None:
         """Wrap the trained ``backbone`` and ``decoder`` (kept in eval mode); ``spread`` False gives the map of
-        heads fitted before the spreading existed (``AnomalyModel.spread`` 0)."""
+        heads fitted before the spreading existed (``AnomalyModel.spread`` 0); ``sharp`` (with ``spread``) adds the
+        map before spreading."""
         super().__init__()
         self.backbone = backbone.eval()
         self.decoder = decoder.eval()
         self.input_size = int(input_size)
         self.window = score_window(self.input_size)
         self.spread = bool(spread)
+        self.sharp = bool(sharp) and self.spread
         self.spread_k = spread_window(self.input_size)
         self.gauss: torch.Tensor
         self.register_buffer("gauss", _gaussian_1d(spread_sigma(self.input_size)), persistent=False)
@@ -92,14 +98,14 @@ class SegmentationNet(nn.Module):
         return torch.matmul(self._blur(m.shape[-2]), m)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(global (N, D), raw map (N, H, W))`` for a uint8 NHWC batch."""
+        """Return ``(global (N, D), raw map (N, H, W))`` for a uint8 NHWC batch (with ``sharp``: maps
+        ``(N, 2, H, W)``, spread then sharp)."""
         x = normalize_u8(images)
         maps = feature_pyramid(self.backbone, x)
         prob = torch.sigmoid(self.decoder(maps, (x.shape[-2], x.shape[-1])).float())
-        raw = F.avg_pool2d(prob, self.window, stride=1, padding=self.window // 2, count_include_pad=False)
-        if self.spread:
-            raw = self._spread(raw)
-        raw = raw[:, 0]
+        sharp = F.avg_pool2d(prob, self.window, stride=1, padding=self.window // 2, count_include_pad=False)
+        raw = self._spread(sharp) if self.spread else sharp
+        raw = torch.cat([raw, sharp], 1) if self.sharp else raw[:, 0]
         g = F.normalize(F.adaptive_avg_pool2d(maps[-1], 1).flatten(1).float(), dim=1)
         return g, raw
 

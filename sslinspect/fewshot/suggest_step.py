@@ -17,7 +17,7 @@ import numpy as np
 
 from sslinspect.defects.naming import NamedDefect, name_defect
 from sslinspect.defects.typing_head import TypingHead
-from sslinspect.fewshot.typing_step import norm_map
+from sslinspect.fewshot.typing_step import SharpMaps, norm_map
 from sslinspect.fsutil import atomic_path
 
 #: Besides the flagged ones, at least this many of the highest-scoring unlabelled images are named...
@@ -46,9 +46,18 @@ def suggest_types(
     *,
     map_low: float,
     map_high: float,
+    sharp: SharpMaps | None = None,
 ) -> list[NamedDefect]:
-    """The main defect of each of ``rows`` named on its held-out map (raw maps, normalised like the export's)."""
-    return [name_defect(head, np.asarray(images[r]), norm_map(maps[r], map_low, map_high)) for r in rows.tolist()]
+    """The main defect of each of ``rows`` named on its held-out maps (raw maps, normalised like the export's)."""
+    return [
+        name_defect(
+            head,
+            np.asarray(images[r]),
+            norm_map(maps[r], map_low, map_high),
+            sharp.normalised(r) if sharp is not None else None,
+        )
+        for r in rows.tolist()
+    ]
 
 
 def write_suggestions(path: Path, head: TypingHead, ids: np.ndarray, named: Sequence[NamedDefect]) -> None:

@@ -9,7 +9,7 @@ need it, so importing this module stays light; inference never needs it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import replace as _replace
 from typing import Any
@@ -327,8 +327,9 @@ def fit_typing(
     return TypingFit(_replace(head, sure_cut=confidence_cut(conf, oof == y)), cv, y, oof, conf, p_best)
 
 
-def fit_levels(fits: dict[float, TypingFit], shown_level: float) -> TypingFit:
-    """A ``levels`` head of per-level fits (the same labels, the same folds: the same ``seed``), keyed by level.
+def fit_levels(fits: Mapping[Any, TypingFit], shown_level: float) -> TypingFit:
+    """A ``levels`` head of per-cut fits (the same labels, the same folds: the same ``seed``), keyed by cut (each
+    member head carries its own level and map).
 
     Its out-of-fold probabilities are the mean of the members' (each member's fold model ran on the regions cut
     at its level), which give its cross-validated balanced accuracy (``cv["levels"]``) and its confidence cut.

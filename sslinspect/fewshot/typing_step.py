@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from sslinspect.defects.describe import DESCRIPTOR_NAMES
-from sslinspect.defects.naming import LEVELS, SHOWN_LEVEL, describe_levels
-from sslinspect.defects.typing_head import TypingHead, load_head, save_head
+from sslinspect.defects.naming import LEVELS, SHARP_CUTS, SHOWN_LEVEL, describe_cuts
+from sslinspect.defects.typing_head import MAP_SOURCE, SHARP_SOURCE, TypingHead, load_head, save_head
 from sslinspect.fewshot.classifier import cv_report
 from sslinspect.fewshot.typing_fit import SURE_PRECISION, TypingFit, fit_levels, fit_typing
 from sslinspect.fsutil import atomic_path
@@ -42,12 +42,13 @@ class TypingStep:
         rows: Image rows (into the fit's image array) that were described.
         ids: Their image ids.
         labels: Their types.
-        descriptors: ``(N, L·D)`` region descriptors at each level, side by side (the ``levels`` head's input).
+        descriptors: ``(N, L·D)`` region descriptors at each cut, side by side (the ``levels`` head's input).
         boxes: ``(N, 4)`` region boxes ``x0, y0, x1, y1`` at the shown level, in model-input pixels (zeros: nothing
             located).
         located: ``(N,)`` True where the map reached the shown level (the calibrated threshold: the anomaly model
             flagged the defect); False where a lower cut or only its weak peak was described.
-        level_cv: Cross-validated balanced accuracy of the head fitted at each level alone.
+        level_cv: Cross-validated balanced accuracy of the head fitted at each cut alone (keys as in the head's
+            names: ``1`` for the main map at level 1, ``sharp1`` for the sharp map).
     """
 
     fit: TypingFit
@@ -57,7 +58,7 @@ class TypingStep:
     descriptors: np.ndarray
     boxes: np.ndarray
     located: np.ndarray
-    level_cv: dict[float, float]
+    level_cv: dict[str, float]
 
     @property
     def cv_balanced_accuracy(self) -> float | None:
@@ -131,15 +132,19 @@ def fit_defect_types(
     *,
     map_low: float,
     map_high: float,
+    sharp: SharpMaps | None = None,
     seed: int = 0,
 ) -> TypingStep | None:
     """Describe the labelled defects of ``classes`` and fit the typing head; None with fewer than two types.
 
-    The regions are cut at each of :data:`~sslinspect.defects.naming.LEVELS`, an ``ensemble`` head is fitted at
-    each, and the ``levels`` head averages them (the region kept for display is the one at
-    :data:`~sslinspect.defects.naming.SHOWN_LEVEL`). Choosing one level by cross-validation on 5 labels per type
-    was mostly noise: on the benchmark's development set (seed 7) the average named defects better in 7 of 10
-    runs, as well in 2 (+0.026 mean), and was renamed less by map noise (bench/RESULTS.md).
+    With ``sharp`` maps (the defect-aware model) the regions are cut at
+    :data:`~sslinspect.defects.naming.SHARP_CUTS`, otherwise at each of :data:`~sslinspect.defects.naming.LEVELS`
+    of the one map; an ``ensemble`` head is fitted at each cut, and the ``levels`` head averages them (the region
+    kept for display is the main map's at :data:`~sslinspect.defects.naming.SHOWN_LEVEL`). Choosing one level by
+    cross-validation on 5 labels per type was mostly noise: on the benchmark's development set (seed 7) the
+    average of three levels named defects better in 7 of 10 runs, as well in 2 (+0.026 mean), and was renamed less
+    by map noise; the spread and the sharp map's cuts named them better than the three levels in 6 of 6 runs
+    (+0.058; bench/RESULTS.md).
 
     Args:
         images: Model-input images ``(N, S, S, 3)`` uint8.
@@ -149,6 +154,7 @@ def fit_defect_types(
         classes: The head's classes; ``good`` and classes without labels are skipped.
         map_low: Map normalisation offset (``AnomalyModel.map_low``).
         map_high: Map normalisation high point (``AnomalyModel.map_high``).
+        sharp: The sharp maps and their normalisation, or None (the model has none).
         seed: Cross-validation and tree randomness.
     """
     types = [c for c in classes if c != GOOD]
@@ -157,22 +163,47 @@ def fit_defect_types(
         return None
     labs = [str(labels[i]) for i in rows]
     amaps = [norm_map(maps[i], map_low, map_high) for i in rows.tolist()]
-    # the code predict runs: each labelled defect cut at every level, a cut equal to an earlier one described once
+    cuts = SHARP_CUTS if sharp is not None else tuple((MAP_SOURCE, lv) for lv in LEVELS)
+    # the code predict runs: each labelled defect cut at every cut, a cut equal to an earlier one described once
     described = [
-        describe_levels(np.asarray(images[i]), a, LEVELS, SHOWN_LEVEL)
+        describe_cuts(
+            np.asarray(images[i]),
+            {MAP_SOURCE: a, SHARP_SOURCE: sharp.normalised(i) if sharp is not None else None},
+            cuts,
+            SHOWN_LEVEL,
+        )
         for i, a in zip(rows.tolist(), amaps, strict=True)
     ]
     x_all = np.stack([x for x, _ in described])
     boxes = [r.bbox if r is not None else (0, 0, 0, 0) for _, r in described]
-    fits: dict[float, TypingFit] = {}
-    for level, x in zip(LEVELS, np.split(x_all, len(LEVELS), axis=1), strict=True):
+    fits: dict[tuple[str, float], TypingFit] = {}
+    for (source, level), x in zip(cuts, np.split(x_all, len(cuts), axis=1), strict=True):
         fit = fit_typing(x, labs, names=DESCRIPTOR_NAMES, kinds=TYPING_KINDS, seed=seed)
-        fits[level] = _replace(fit, head=_replace(fit.head, level=level))
-    level_cv = {lv: float(f.cv[f.head.kind]) for lv, f in fits.items()}
+        fits[(source, level)] = _replace(fit, head=_replace(fit.head, level=level, source=source))
+    level_cv = {_cut_key(c): float(f.cv[f.head.kind]) for c, f in fits.items()}
     located = np.array([bool(a.max() > SHOWN_LEVEL) for a in amaps])
     ids_a = np.asarray(ids)[rows].astype(np.int64)
     fit = fit_levels(fits, SHOWN_LEVEL)
     return TypingStep(fit, rows, ids_a, labs, x_all, np.asarray(boxes, np.int32), located, level_cv)
+
+
+@dataclass(frozen=True, slots=True)
+class SharpMaps:
+    """The defect-aware model's held-out maps before spreading, and their normalisation
+    (``AnomalyModel.sharp_low`` / ``sharp_high``)."""
+
+    maps: np.ndarray
+    low: float
+    high: float
+
+    def normalised(self, row: int) -> np.ndarray:
+        """Row ``row``'s map on its calibrated scale (the scale of the exported ``anomaly_map_sharp``)."""
+        return norm_map(self.maps[row], self.low, self.high)
+
+
+def _cut_key(cut: tuple[str, float]) -> str:
+    source, level = cut
+    return str(level) if source == MAP_SOURCE else f"{source}{level:g}"
 
 
 def save_typing(run_dir: Path, step: TypingStep) -> None:

@@ -12,6 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 
 IMAGES, THRESHOLD, REVIEW = "images", "threshold", "review_threshold"
+#: The graph's map outputs: the anomaly map, and the defect-aware model's map before spreading (models fitted since
+#: 2026-12-05; the predictor cuts defect regions from both to name them).
+ANOMALY_MAP, SHARP_MAP = "anomaly_map", "anomaly_map_sharp"
 
 
 def threshold_feeds(

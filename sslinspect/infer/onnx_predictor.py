@@ -24,7 +24,7 @@ from sslinspect.defects.naming import NamedDefect, name_defect
 from sslinspect.defects.typing_head import TypingHead, decode_head
 from sslinspect.errors import DataError, ImageReadError, ModelError
 from sslinspect.imageio import IMAGE_EXTENSIONS, read_image, resize_square
-from sslinspect.infer.feeds import threshold_feeds
+from sslinspect.infer.feeds import ANOMALY_MAP, SHARP_MAP, threshold_feeds
 from sslinspect.infer.metadata import check_metadata, check_probabilities, decision_of
 from sslinspect.infer.session import RuntimeInfo, open_session, open_session_info
 from sslinspect.names import GOOD
@@ -144,13 +144,22 @@ class Predictor:
         # format 3: one threshold per image ([N]); formats 1 and 2 took one value ([1]) with a baked-in default
         self._per_image = shapes.get(self._threshold_input, [1])[0] != 1
         self.outputs: list[str] = list(self.meta["outputs"])
-        self.has_maps = "anomaly_map" in self.outputs
-        #: The region typing head (locate, describe, name), run on the anomaly map after the graph; None: types
-        #: come from the graph's whole-image classifier.
-        self.typing = _typing_head(self.meta, self.path) if self.has_maps else None
+        self.has_maps = ANOMALY_MAP in self.outputs
+        #: The region typing head (locate, describe, name), run on the anomaly map (and, for the defect-aware
+        #: model, the sharp map) after the graph; None: types come from the graph's whole-image classifier.
+        self.typing = _typing_head(self.meta, self.path, self.outputs) if self.has_maps else None
         self._naming_pool: ThreadPoolExecutor | None = None
-        #: The outputs :meth:`predict_paths` fetches.
-        self.fetch = [o for o in self.outputs if keep_maps or self.typing is not None or o != "anomaly_map"]
+        #: The outputs :meth:`predict_paths` fetches (the sharp map only to name defects with).
+        naming = self.typing is not None
+        self.fetch = [
+            o
+            for o in self.outputs
+            if (o != ANOMALY_MAP or keep_maps or naming) and (o != SHARP_MAP or (naming and self._needs_sharp))
+        ]
+
+    @property
+    def _needs_sharp(self) -> bool:
+        return self.typing is not None and self.typing.needs_sharp
 
     def provider_note(self) -> str:
         """The provider, and why not CUDA where CUDA was wanted (for logs and the results' metadata)."""
@@ -170,7 +179,7 @@ class Predictor:
 
     def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(probabilities, anomaly_score, is_defect)`` for ``uint8 (N, S, S, 3)`` RGB images."""
-        out = self.run_all(images, [o for o in self.outputs if o != "anomaly_map"])
+        out = self.run_all(images, [o for o in self.outputs if o not in (ANOMALY_MAP, SHARP_MAP)])
         return out["probabilities"], out["anomaly_score"], out["is_defect"]
 
     def _load(self, path: Path, keep_image: bool) -> _Decoded | str:
@@ -217,11 +226,11 @@ class Predictor:
         results: dict[int, Prediction] = {}
         if ok:
             want_maps = keep_maps or self.typing is not None
-            names = [o for o in self.fetch if want_maps or o != "anomaly_map"]
+            names = [o for o in self.fetch if want_maps or o != ANOMALY_MAP]
             out = self.run_all(np.stack([d.model_input for d in ok.values()]), names)
             prob, score, defect = out["probabilities"], out["anomaly_score"], out["is_defect"]
             decision = out.get("decision")
-            maps = out.get("anomaly_map")
+            maps = out.get(ANOMALY_MAP)
             check_probabilities(prob.shape[1], self.classes, self.path)
             for j, (k, d) in enumerate(ok.items()):
                 code = int(decision[j]) if decision is not None else (2 if defect[j] else 0)
@@ -241,12 +250,17 @@ class Predictor:
                 )
                 results[k] = pred
             if self.typing is not None and maps is not None:
-                self._name_flagged(results, ok, maps, keep_maps)
+                self._name_flagged(results, ok, maps, out.get(SHARP_MAP), keep_maps)
         for k, p in enumerate(chunk):
             yield results.get(k) or Prediction(str(p), error=str(decoded[k]))
 
     def _name_flagged(
-        self, results: dict[int, Prediction], ok: dict[int, _Decoded], maps: np.ndarray, keep_maps: bool
+        self,
+        results: dict[int, Prediction],
+        ok: dict[int, _Decoded],
+        maps: np.ndarray,
+        sharp: np.ndarray | None,
+        keep_maps: bool,
     ) -> None:
         """Name the main defect of every part of a batch that is not OK, in threads (OpenCV releases the GIL)."""
         head = self.typing
@@ -256,7 +270,12 @@ class Predictor:
             return
         if self._naming_pool is None:
             self._naming_pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="name")
-        named = self._naming_pool.map(lambda kj: name_defect(head, ok[kj[0]].model_input, maps[kj[1]]), flagged)
+        named = self._naming_pool.map(
+            lambda kj: name_defect(
+                head, ok[kj[0]].model_input, maps[kj[1]], sharp[kj[1]] if sharp is not None else None
+            ),
+            flagged,
+        )
         for (k, _), n in zip(flagged, named, strict=True):
             results[k] = self._named(results[k], n, ok[k].shape, keep_maps)
 
@@ -291,11 +310,11 @@ class _Decoded:
     shape: tuple[int, int]
 
 
-def _typing_head(meta: dict[str, Any], path: Path) -> TypingHead | None:
+def _typing_head(meta: dict[str, Any], path: Path, outputs: Sequence[str]) -> TypingHead | None:
     """The typing head in a model's metadata, or None (an older model, or fewer than two labelled types).
 
     Raises:
-        ModelError: if the entry is there but unusable.
+        ModelError: if the entry is there but unusable (or cuts a map the graph does not output).
     """
     entry = meta.get("typing")
     if entry is None:
@@ -306,6 +325,8 @@ def _typing_head(meta: dict[str, Any], path: Path) -> TypingHead | None:
         raise ModelError(f"{path}: the model's defect-typing metadata is unusable ({exc})") from exc
     if len(head.classes) < 2 or not all(isinstance(c, str) and c for c in head.classes):
         raise ModelError(f"{path}: the model's defect-typing metadata has no valid type list")
+    if head.needs_sharp and SHARP_MAP not in outputs:
+        raise ModelError(f"{path}: the model's defect typing needs the {SHARP_MAP} output, which the graph lacks")
     return head
 
 

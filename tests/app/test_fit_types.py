@@ -32,8 +32,8 @@ def test_defect_types_tab_shows_the_region_typing(window: Any, controller: Any, 
     assert view.summary.text().startswith(f"Type accuracy {typing['balanced_accuracy']:.3f}")
     assert "regions" in view.title.text() and view.title.toolTip()
     assert page.values["cv"].text().startswith(f"{typing['balanced_accuracy']:.3f} naming defect types")
-    assert page.values["classifier"].text().startswith("ensemble per map level (3 levels) on defect regions over")
-    assert "regions cut at 0.5, 1, 2 × the threshold, names averaged over the cuts" in view.summary.text()
+    assert page.values["classifier"].text().startswith("ensemble per region cut (3 cuts) on defect regions over")
+    assert "regions cut from the anomaly map at 0.5, 1, 2 × its threshold; names averaged" in view.summary.text()
     # the fullest cell: its labelled defects, each a thumbnail with its region box drawn
     row, col = np.unravel_index(int(np.argmax(cells)), (len(classes), len(classes)))
     view.show_cell(int(row), int(col))
@@ -45,6 +45,16 @@ def test_defect_types_tab_shows_the_region_typing(window: Any, controller: Any, 
     assert [view.examples.item(k).text() for k in range(view.examples.count())] == [f"#{i}" for i in expected][:24]
     assert all(not view.examples.item(k).icon().isNull() for k in range(view.examples.count()))
     assert str(n) in view.examples_head.text() and classes[row] in view.examples_head.text()
+
+
+def test_the_cuts_of_the_defect_aware_model_read_as_two_maps() -> None:
+    from app.widgets.fit_types import cuts_text, typing_kind
+
+    assert cuts_text(["1.0", "sharp1"]) == "the anomaly map at 1 × its threshold and the sharp map at 1 × its threshold"
+    assert (
+        typing_kind({"classifier": "levels", "levels": {"1.0": 0.5, "sharp1": 0.6}})
+        == "ensemble per region cut (2 cuts)"
+    )
 
 
 def test_without_a_typing_head_the_tab_is_hidden(

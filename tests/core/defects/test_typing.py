@@ -215,6 +215,64 @@ def test_a_levels_head_averages_its_members_and_round_trips(
         head.predict(x[test])  # one level's descriptor is not enough
 
 
+def test_a_levels_head_with_a_sharp_map_cut_names_its_cuts_and_is_format_4(
+    described: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    """Members cut from the sharp map sort after the main map's; the head says which maps it needs, its entries name
+    their cut, it round-trips, and programs that read format 3 refuse it (they would cut the wrong map)."""
+    x, labels = described
+    train, test = _split(labels, TYPES)
+    fits = {}
+    for source in ("sharp", "map"):
+        fit = fit_typing(x[train], labels[train].tolist(), names=DESCRIPTOR_NAMES, kinds=("ensemble",))
+        fits[source] = TypingFit(
+            dataclasses.replace(fit.head, level=1.0, source=source),
+            fit.cv,
+            fit.y,
+            fit.oof,
+            fit.oof_confidence,
+            fit.oof_proba,
+        )
+    head = fit_levels(fits, 1.0).head
+    assert head.cuts == (("map", 1.0), ("sharp", 1.0)) and head.needs_sharp and head.levels == (1.0,)
+    assert head.names[0] == "1:log_area" and head.names[len(DESCRIPTOR_NAMES)] == "sharp1:log_area"
+    save_head(tmp_path / "sharp.npz", head)
+    back = load_head(tmp_path / "sharp.npz")
+    assert back.cuts == head.cuts and int(head.to_arrays()["version"]) == 4
+    wide = np.concatenate([x[test], x[test]], axis=1)
+    np.testing.assert_allclose(back.predict_proba(wide), head.predict_proba(wide))
+    assert "source" not in fits["map"].head.to_arrays()  # a main-map head is written as before
+    arrays = head.to_arrays()
+    with pytest.raises(ValueError, match="shown level"):
+        TypingHead.of_levels([fits["sharp"].head], 1.0, 0.0)  # the region shown is the main map's
+    with pytest.raises(ValueError, match="map must be one of"):
+        TypingHead.of_levels([dataclasses.replace(fits["map"].head, source="other")], 1.0, 0.0)
+    assert int(arrays["version"]) > 3
+
+
+def test_naming_with_a_sharp_cut_needs_the_sharp_map() -> None:
+    from sslinspect.defects.naming import SHARP_CUTS, describe_cuts, name_defect
+
+    img = np.full((64, 64, 3), 128, np.uint8)
+    img[20:44, 30:33] = 40  # a dark line
+    wide = np.zeros((64, 64), np.float32)
+    wide[12:52, 22:42] = 2.0  # the spread map: a blob round it
+    thin = np.zeros((64, 64), np.float32)
+    thin[20:44, 30:33] = 2.0  # the sharp map: the line itself
+    x, region = describe_cuts(img, {"map": wide, "sharp": thin}, SHARP_CUTS, 1.0)
+    n = len(DESCRIPTOR_NAMES)
+    elong = DESCRIPTOR_NAMES.index("elongation")
+    assert x[n + elong] > x[elong] + 0.3  # the sharp cut sees a line, the spread cut a blob
+    assert region is not None and region.mask[30, 24]  # the region shown is the spread map's
+    rng = np.random.default_rng(0)
+    head = fit_typing(rng.normal(size=(8, n)), ["a", "b"] * 4, names=DESCRIPTOR_NAMES, kinds=("prototype",)).head
+    fits = {s: TypingFit(dataclasses.replace(head, level=1.0, source=s), {}, None) for s in ("map", "sharp")}
+    sharp_head = fit_levels(fits, 1.0).head
+    with pytest.raises(ValueError, match="'sharp' map"):
+        name_defect(sharp_head, img, wide)
+    assert name_defect(sharp_head, img, wide, thin).label in ("a", "b", "unknown")
+
+
 def test_a_head_fitted_on_an_older_shorter_descriptor_reads_its_own_entries(
     described: tuple[np.ndarray, np.ndarray],
 ) -> None:

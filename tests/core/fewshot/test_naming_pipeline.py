@@ -14,8 +14,8 @@ import pytest
 from sslinspect import api
 from sslinspect.data.cache import open_cache
 from sslinspect.defects.describe import DESCRIPTOR_NAMES
-from sslinspect.defects.naming import LEVELS, describe_defect, describe_levels, main_region
-from sslinspect.defects.typing_head import UNKNOWN, TypingHead
+from sslinspect.defects.naming import LEVELS, SHARP_CUTS, describe_cuts, describe_defect, main_region
+from sslinspect.defects.typing_head import MAP_SOURCE, SHARP_SOURCE, UNKNOWN, TypingHead
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.stored import load_head
 from sslinspect.fewshot.typing_step import REGIONS_FILE, load_typing, norm_map
@@ -100,8 +100,9 @@ def test_predict_names_flagged_parts_with_a_labelled_type_or_unknown(fitted: Pat
 
 
 def test_predictor_describes_a_part_as_fit_did(fitted: Path) -> None:
-    """Descriptor parity: the exported graph's map, located and described by the predictor's code, gives the
-    descriptor the typing head was fitted on (same images, same code; only the map's runtime differs)."""
+    """Descriptor parity: the exported graph's maps, located and described by the predictor's code, give the
+    descriptors the typing head was fitted on (same images, same code; only the maps' runtime differs). The
+    defect-aware model's head cuts its spread map and its sharp map; the patch model's, three levels of its map."""
     run, head, typing = _fitted_run(fitted)
     project = api.open_project(fitted)
     try:
@@ -114,22 +115,32 @@ def test_predictor_describes_a_part_as_fit_did(fitted: Path) -> None:
     finally:
         project.close()
     predictor = Predictor(_model(fitted), device="cpu")
-    maps = predictor.run_all(images, ["anomaly_map"])["anomaly_map"]
+    segment = head.anomaly.kind == "segment"
+    want = SHARP_CUTS if segment else tuple((MAP_SOURCE, lv) for lv in LEVELS)
+    assert typing.cuts == want and len(fit_x[0]) == len(want) * len(DESCRIPTOR_NAMES)
+    assert typing.needs_sharp == segment and head.anomaly.has_sharp == segment
+    outs = predictor.run_all(images, ["anomaly_map", *(["anomaly_map_sharp"] if segment else [])])
+    line_maps = {MAP_SOURCE: outs["anomaly_map"], SHARP_SOURCE: outs.get("anomaly_map_sharp")}
     # the maps agree to ~1e-3, so a region can gain or lose a pixel where a level cuts a flat stretch of the map;
     # the regions must overlap almost entirely, and where they are the same pixels the descriptor is the same
-    fit_maps = _fit_maps(fitted, ids)
-    assert typing.levels == LEVELS and len(fit_x[0]) == len(LEVELS) * len(DESCRIPTOR_NAMES)
+    fit_maps = {MAP_SOURCE: _fit_maps(fitted, ids), SHARP_SOURCE: _fit_sharp_maps(fitted, images) if segment else None}
     line_x = np.stack(
-        [describe_levels(img, m, typing.levels, typing.level)[0] for img, m in zip(images, maps, strict=True)]
+        [
+            describe_cuts(img, {src: m[k] for src, m in line_maps.items() if m is not None}, typing.cuts, typing.level)[
+                0
+            ]
+            for k, img in enumerate(images)
+        ]
     )
     ious = []
-    for k, level in enumerate(typing.levels):
-        part = slice(k * len(DESCRIPTOR_NAMES), (k + 1) * len(DESCRIPTOR_NAMES))
-        for img, m, fit_map, fx, lx in zip(images, maps, fit_maps, fit_x, line_x, strict=True):
-            x, region = describe_defect(img, m, level)
+    for c, (source, level) in enumerate(typing.cuts):
+        part = slice(c * len(DESCRIPTOR_NAMES), (c + 1) * len(DESCRIPTOR_NAMES))
+        for k, (img, fx, lx) in enumerate(zip(images, fit_x, line_x, strict=True)):
+            line_map, fit_map = line_maps[source][k], fit_maps[source][k]  # type: ignore[index]
+            x, region = describe_defect(img, line_map, level)
             fit_region = main_region(img, fit_map, level)
             assert region is not None and fit_region is not None
-            np.testing.assert_array_equal(x, lx[part])  # describe_levels: each level's descriptor in its place
+            np.testing.assert_array_equal(x, lx[part])  # describe_cuts: each cut's descriptor in its place
             inter = np.count_nonzero(region.mask & fit_region.mask)
             ious.append(inter / np.count_nonzero(region.mask | fit_region.mask))
             if np.array_equal(region.mask, fit_region.mask):
@@ -147,6 +158,28 @@ def _fit_maps(root: Path, ids: np.ndarray) -> list[np.ndarray]:
     row = {int(i): k for k, i in enumerate(np.load(run / "embedding_ids.npy"))}
     a = head.anomaly
     return [norm_map(maps[row[int(i)]], a.map_low, a.map_high) for i in ids]
+
+
+def _fit_sharp_maps(root: Path, images: np.ndarray) -> list[np.ndarray]:
+    """The sharp maps ``fit`` described (the segmentation net in PyTorch, as ``fit`` runs it, kept as float16),
+    calibrated."""
+    import torch
+
+    from sslinspect.fewshot.segmap import SegmentationNet, decoder_from_checkpoint
+    from sslinspect.model.checkpoint import build_backbone_from_checkpoint, load_checkpoint
+    from sslinspect.runs import latest_checkpoint
+
+    _, head, _ = _fitted_run(root)
+    project = api.open_project(root)
+    try:
+        ckpt = load_checkpoint(latest_checkpoint(project))
+    finally:
+        project.close()
+    backbone = build_backbone_from_checkpoint(ckpt)
+    net = SegmentationNet(backbone, decoder_from_checkpoint(ckpt, backbone), head.input_size, sharp=True)
+    with torch.no_grad():
+        _, maps = net(torch.from_numpy(np.ascontiguousarray(images)))
+    return [head.anomaly.normalise_sharp(m) for m in maps[:, 1].numpy().astype(np.float16)]  # fit keeps float16
 
 
 @pytest.mark.parametrize(
@@ -182,7 +215,7 @@ def test_typing_head_survives_the_metadata_round_trip(segment_project: Path) -> 
     _, _, head = _fitted_run(segment_project)
     back = decode_head(encode_head(head))
     x = np.random.default_rng(0).normal(size=(5, len(head.names)))
-    assert head.kind == "levels" and back.levels == head.levels == LEVELS
+    assert head.kind == "levels" and back.cuts == head.cuts == SHARP_CUTS and back.needs_sharp
     assert back.level == head.level and back.classes == head.classes and back.sure_cut == head.sure_cut
     np.testing.assert_allclose(back.predict_proba(x), head.predict_proba(x))
     with pytest.raises(ValueError):

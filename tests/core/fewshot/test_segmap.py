@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from sslinspect import api
@@ -162,6 +163,92 @@ def test_the_spread_map_covers_a_defect_neighbourhood_and_old_heads_keep_their_m
     assert InspectionHead.load(saved).anomaly.spread == 0
     assert InferenceModule(bb, InspectionHead.load(saved), dec).net.spread is False
     assert InferenceModule(bb, replace(old, anomaly=replace(old.anomaly, spread=1)), dec).net.spread is True
+
+
+def test_the_sharp_map_is_the_map_before_spreading_and_older_heads_have_none(tmp_path: Path) -> None:
+    """With ``sharp`` the net gives the spread map and the same map before spreading; a head fitted before the sharp
+    map (no ``map_sharp_*`` entries) exports the five outputs it always had."""
+    from dataclasses import replace
+
+    from sslinspect.export.module import OUTPUT_NAMES, SHARP_OUTPUT, InferenceModule, output_names
+    from sslinspect.fewshot.model import InspectionHead
+
+    torch.manual_seed(0)
+    bb = build_backbone("tiny_cnn", 64).eval()
+    dec = SegDecoder(pyramid_channels(bb)).eval()
+    images = torch.randint(0, 255, (2, 64, 64, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        _, plain = SegmentationNet(bb, dec, 64, spread=False)(images)
+        _, spread = SegmentationNet(bb, dec, 64)(images)
+        _, both = SegmentationNet(bb, dec, 64, sharp=True)(images)
+    assert both.shape == (2, 2, 64, 64)
+    torch.testing.assert_close(both[:, 0], spread)
+    torch.testing.assert_close(both[:, 1], plain)
+
+    from sslinspect.fewshot.classifier import LinearHead
+
+    with torch.no_grad():
+        dim = SegmentationNet(bb, dec, 64)(images)[0].shape[1]
+    clf = LinearHead("constant", ("good",), np.zeros((1, dim), np.float32), np.zeros(1, np.float32))
+    old = replace(_segment_head(1), classifier=clf)
+    assert not old.anomaly.has_sharp and output_names(old) == OUTPUT_NAMES
+    sharp = replace(old, anomaly=replace(old.anomaly, sharp_low=0.01, sharp_high=0.6))
+    assert sharp.anomaly.has_sharp and output_names(sharp) == (*OUTPUT_NAMES, SHARP_OUTPUT)
+    saved = tmp_path / "sharp.npz"
+    sharp.save(saved)
+    back = InspectionHead.load(saved).anomaly
+    assert (back.sharp_low, back.sharp_high) == (0.01, 0.6)
+    with torch.no_grad():
+        outs = InferenceModule(bb, sharp, dec)(images, torch.full((2,), 0.5), torch.full((2,), 0.5))
+    assert len(outs) == 6
+    torch.testing.assert_close(outs[5], (plain - 0.01) / (0.6 - 0.01))
+    assert len(InferenceModule(bb, old, dec)(images, torch.full((2,), 0.5), torch.full((2,), 0.5))) == 5
+
+
+def test_the_exported_segment_model_gives_its_sharp_map(segment_project: Path) -> None:
+    """The defect-aware project's head is calibrated on the sharp map too, and the graph, its metadata and its
+    Triton configuration carry the extra output."""
+    from sslinspect.export.triton import triton_config
+    from sslinspect.infer.onnx_predictor import Predictor
+
+    project = api.open_project(segment_project)
+    try:
+        head, _ = load_head(project)
+    finally:
+        project.close()
+    a = head.anomaly
+    assert a.has_sharp and a.sharp_high > a.sharp_low
+    model = segment_project / "exports" / "model" / "model.onnx"
+    sidecar = json.loads(model.with_suffix(".json").read_text())
+    assert sidecar["outputs"][-1] == "anomaly_map_sharp"
+    assert sidecar["anomaly"]["sharp_map"]["output"] == "anomaly_map_sharp"
+    assert sidecar["typing"]["cuts"] == [["map", 1.0], ["sharp", 1.0]]
+    predictor = Predictor(model, device="cpu")
+    assert "anomaly_map_sharp" in predictor.fetch
+    images = np.zeros((1, head.input_size, head.input_size, 3), np.uint8)
+    out = predictor.run_all(images, ["anomaly_map", "anomaly_map_sharp"])
+    assert out["anomaly_map_sharp"].shape == out["anomaly_map"].shape == (1, head.input_size, head.input_size)
+    assert 'name: "anomaly_map_sharp"' in triton_config("m", head)
+
+
+def test_a_typing_head_that_cuts_a_map_the_graph_lacks_is_refused(segment_project: Path, tmp_path: Path) -> None:
+    import onnx
+
+    from sslinspect.errors import ModelError
+    from sslinspect.infer.onnx_predictor import METADATA_KEY, Predictor
+
+    model = onnx.load(str(segment_project / "exports" / "model" / "model.onnx"))
+    props = {p.key: p.value for p in model.metadata_props}
+    meta = json.loads(props[METADATA_KEY])
+    meta["outputs"] = [o for o in meta["outputs"] if o != "anomaly_map_sharp"]
+    onnx.helper.set_model_props(model, {**props, METADATA_KEY: json.dumps(meta)})
+    path = tmp_path / "edited.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(ModelError) as err:
+        Predictor(path, device="cpu")
+    assert (
+        str(err.value) == f"{path}: the model's defect typing needs the anomaly_map_sharp output, which the graph lacks"
+    )
 
 
 def _segment_head(spread: int):  # type: ignore[no-untyped-def]
