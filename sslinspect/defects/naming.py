@@ -90,13 +90,6 @@ def describe_defect(
     return describe(image, region.mask), region
 
 
-def describe_levels(
-    image: np.ndarray, amap: np.ndarray, levels: tuple[float, ...], shown: float
-) -> tuple[np.ndarray, Region | None]:
-    """:func:`describe_cuts` of one map at each of ``levels``."""
-    return describe_cuts(image, {MAP_SOURCE: amap}, [(MAP_SOURCE, lv) for lv in levels], shown)
-
-
 def describe_cuts(
     image: np.ndarray,
     maps: Mapping[str, np.ndarray | None],
@@ -137,7 +130,7 @@ def _same_region(a: Region | None, b: Region | None) -> bool:
 
 
 def head_columns(x: np.ndarray, head: TypingHead) -> np.ndarray:
-    """The entries of ``describe_levels``' output that ``head`` was fitted on, in its order: all of them for a head
+    """The entries of ``describe_cuts``' output that ``head`` was fitted on, in its order: all of them for a head
     fitted with today's descriptor, a subset for one fitted before entries were added (``DESCRIPTOR_NAMES`` only
     grows at its end, so an older exported model names its parts as it did). Heads fitted before 2026-12-05 name
     their entries by position (``f0``, ``f1``, ...), which is their place in today's descriptor.

@@ -118,10 +118,13 @@ def test_degenerate_regions_give_finite_descriptors(where: str) -> None:
     assert np.isfinite(d).all()
 
 
-def test_describe_levels_puts_each_cut_in_its_place(drawn: list[tuple[np.ndarray, np.ndarray]]) -> None:
+def test_describe_cuts_puts_each_cut_in_its_place(drawn: list[tuple[np.ndarray, np.ndarray]]) -> None:
     """A ``levels`` head's input: the region cut at each level, described, side by side; a cut that is the same
     region as an earlier one gives the same numbers; the region returned is the shown level's."""
-    from sslinspect.defects.naming import describe_defect, describe_levels
+    from sslinspect.defects.naming import describe_cuts, describe_defect
+
+    def describe_levels(image: np.ndarray, amap: np.ndarray, levels: tuple[float, ...], shown: float):  # type: ignore[no-untyped-def]
+        return describe_cuts(image, {"map": amap}, [("map", lv) for lv in levels], shown)
 
     image, mask = drawn[0]
     soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 4)
