@@ -148,6 +148,19 @@ def trained_project(tmp_path_factory: pytest.TempPathFactory, demo_data) -> Iter
     yield build_project(root, demo_data, cfg)
 
 
+@pytest.fixture(scope="session")
+def segment_project(tmp_path_factory: pytest.TempPathFactory, demo_data) -> Iterator[Path]:  # type: ignore[no-untyped-def]
+    """A demo project pretrained with ``synthdefect`` (tiny CNN, 64 px, one epoch), fitted and exported: the
+    defect-aware model, with its sharp map. Read-only: copy it to change it."""
+    from sslinspect.config import PretrainConfig
+
+    root = tmp_path_factory.mktemp("seg") / "seg.sslproj"
+    cfg = PretrainConfig(
+        method="synthdefect", backbone="tiny_cnn", image_size=64, epochs=1, batch_size=16, device="cpu"
+    )
+    yield build_project(root, demo_data, cfg)
+
+
 def build_project(root: Path, demo_data, pretrain) -> Path:  # type: ignore[no-untyped-def]
     """Create, scan, label (the demo's labels), pretrain with ``pretrain``, fit and export a project at ``root``."""
     from sslinspect import api

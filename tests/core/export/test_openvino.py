@@ -4,7 +4,6 @@ ordinary inputs. Skipped where OpenVINO is not installed (it is in the dev extra
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -16,8 +15,9 @@ from sslinspect.infer.feeds import threshold_feeds
 ov = pytest.importorskip("openvino")
 
 
-def test_openvino_f32_matches_onnx_runtime(trained_project: Path, demo_data) -> None:  # type: ignore[no-untyped-def]
-    model = trained_project / "exports" / "model" / "model.onnx"
+@pytest.mark.parametrize("project", ["trained_project", "segment_project"])
+def test_openvino_f32_matches_onnx_runtime(project: str, request: pytest.FixtureRequest, demo_data) -> None:  # type: ignore[no-untyped-def]
+    model = request.getfixturevalue(project) / "exports" / "model" / "model.onnx"
     sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     meta = json.loads(sess.get_modelmeta().custom_metadata_map["sslinspect"])
     paths = sorted(demo_data.test_dir.glob("*.png"))[:8]

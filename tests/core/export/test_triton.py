@@ -84,8 +84,10 @@ def _model_config() -> Any:
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("inference.ModelConfig"))
 
 
-@pytest.fixture
-def repository(trained_project: Path, tmp_path: Path) -> tuple[Path, Any, Path]:
+@pytest.fixture(params=["trained_project", "segment_project"])
+def repository(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, Any, Path]:
+    """The patch model's and the defect-aware model's repositories (the latter has the sharp map output too)."""
+    trained_project: Path = request.getfixturevalue(request.param)
     project = Project.open(trained_project)
     head, _ = load_head(project)
     project.close()
