@@ -305,7 +305,8 @@ class FitPage(Page):
         if cut <= 0.0:
             return "every defect name counts as sure (fitted before names had a confidence cut: fit again)"
         share = f"{coverage:.0%} of the labelled defects" if coverage is not None else "some labelled defects"
-        return f"defect names are sure from confidence {cut:.2f} ({share}" + (
+        agree = " where both maps name the same type" if typing.get("sure_agree") else ""
+        return f"defect names are sure from confidence {cut:.2f}{agree} ({share}" + (
             f", {right:.0%} of those right out of fold)" if right is not None else ")"
         )
 

@@ -162,5 +162,5 @@ def name_defect(head: TypingHead, image: np.ndarray, amap: np.ndarray, sharp: np
         return NamedDefect(UNKNOWN, 0.0, np.zeros(len(head.classes), np.float32), float("inf"), None)
     res = head.predict(x[None])
     label, confidence = res.labels[0], float(res.proba[0].max())
-    sure = head.is_sure(label, confidence)
+    sure = head.is_sure(label, confidence, bool(res.agree[0]))
     return NamedDefect(label, confidence, res.proba[0], float(res.novelty[0]), region, sure)

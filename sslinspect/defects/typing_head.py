@@ -21,7 +21,10 @@ the smallest distance / radius ratio, is above 1). The head is a dict of arrays 
 
 Confidence: the head keeps ``sure_cut``, the top probability from which its named types were right often enough
 out of fold (calibrated at fit time, :func:`sslinspect.fewshot.typing_fit.confidence_cut`); a name below it, or
-``unknown``, is not *sure*. Heads written before the cut existed read as ``sure_cut = 0``: every name that is not
+``unknown``, is not *sure*. A ``levels`` head with ``sure_agree`` (what ``fit`` writes for the spread and the sharp
+map's cuts) also needs its members to agree: two views of the defect that name it differently make no sure name
+(on the benchmark's development set, a type the head never saw was reported unknown or unsure 0.56 → 0.70 of the
+time, bench/RESULTS.md). Heads written before the cut existed read as ``sure_cut = 0``: every name that is not
 ``unknown`` counts as sure, as those names were reported before (fit again to calibrate).
 """
 
@@ -69,12 +72,15 @@ class TypeResult:
         proba: ``(N, C)`` class probabilities (over the labelled types; they do not include ``unknown``).
         unknown: ``(N,)`` True where the region is far from every labelled type.
         novelty: ``(N,)`` smallest distance-to-class-mean / class radius; above 1 is ``unknown``.
+        agree: ``(N,)`` True where every member head (a ``levels`` head's) gives the same top type; all True for
+            a single head.
     """
 
     labels: list[str]
     proba: np.ndarray
     unknown: np.ndarray
     novelty: np.ndarray
+    agree: np.ndarray
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +110,8 @@ class TypingHead:
             region is shown.
         source: The map the regions are cut from (:data:`MAP_SOURCE` or :data:`SHARP_SOURCE`); a ``levels``
             head's own is :data:`MAP_SOURCE` (its members say theirs).
+        sure_agree: A ``levels`` head: a name is sure only where the members' top types agree (and its
+            confidence reaches ``sure_cut``); False for older heads and the other kinds.
     """
 
     kind: str
@@ -122,9 +130,12 @@ class TypingHead:
     tau: float = 0.0  # the prototype temperature of an ``ensemble`` head (a ``prototype`` head keeps it in bias[0])
     members: tuple[TypingHead, ...] = ()
     source: str = MAP_SOURCE
+    sure_agree: bool = False
 
     @classmethod
-    def of_levels(cls, members: Sequence[TypingHead], shown_level: float, sure_cut: float) -> TypingHead:
+    def of_levels(
+        cls, members: Sequence[TypingHead], shown_level: float, sure_cut: float, *, sure_agree: bool = False
+    ) -> TypingHead:
         """A ``levels`` head of ``members`` (one per cut, the same classes and descriptor entries)."""
         if any(h.source not in SOURCES for h in members):
             raise ValueError(f"a typing head's map must be one of {SOURCES}")
@@ -141,7 +152,7 @@ class TypingHead:
         names = tuple(f"{_cut_prefix(h.cut)}:{n}" for h in heads for n in h.names)
         return cls(
             LEVELS_KIND, heads[0].classes, names, empty, empty, np.zeros((0, 0)), empty, empty, np.zeros((0, 0)),
-            empty, level=float(shown_level), sure_cut=float(sure_cut), members=heads,
+            empty, level=float(shown_level), sure_cut=float(sure_cut), members=heads, sure_agree=bool(sure_agree),
         )  # fmt: skip
 
     @property
@@ -171,10 +182,11 @@ class TypingHead:
             raise ValueError(f"descriptor has {x.shape[1]} entries, the head expects {len(self.names)}")
         return np.split(x, len(self.members), axis=1)
 
-    def is_sure(self, label: str, confidence: float) -> bool:
+    def is_sure(self, label: str, confidence: float, agree: bool = True) -> bool:
         """Whether a name given with top probability ``confidence`` is sure: a type (not ``unknown``) at or above
-        :attr:`sure_cut`."""
-        return label != UNKNOWN and confidence >= self.sure_cut
+        :attr:`sure_cut`, and, for a head with :attr:`sure_agree`, named alike by every member (``agree``, from
+        :attr:`TypeResult.agree`)."""
+        return label != UNKNOWN and confidence >= self.sure_cut and (agree or not self.sure_agree)
 
     def standardise(self, x: np.ndarray) -> np.ndarray:
         """``(x - mean) / scale`` as float64 ``(N, D)``."""
@@ -216,7 +228,11 @@ class TypingHead:
         novelty = self._novelty(x)
         unknown = novelty > 1.0
         labels = [UNKNOWN if u else self.classes[int(i)] for u, i in zip(unknown, proba.argmax(1), strict=True)]
-        return TypeResult(labels, proba.astype(np.float32), unknown, novelty.astype(np.float32))
+        agree = np.ones(len(proba), bool)
+        if self.members:
+            tops = [h.predict_proba(xi).argmax(1) for h, xi in zip(self.members, self._split(x), strict=True)]
+            agree = np.all([t == tops[0] for t in tops], axis=0)
+        return TypeResult(labels, proba.astype(np.float32), unknown, novelty.astype(np.float32), agree)
 
     def _novelty(self, x: np.ndarray) -> np.ndarray:
         """Smallest distance / radius ratio of each row (a ``levels`` head: the mean of its members')."""
@@ -237,6 +253,8 @@ class TypingHead:
                 "sure_cut": np.array(self.sure_cut),
                 "members": np.array(len(self.members)),
             }
+            if self.sure_agree:  # absent: False (heads before format 4)
+                out["sure_agree"] = np.array(True)
             for i, h in enumerate(self.members):
                 out.update({f"m{i}_{k}": v for k, v in h.to_arrays().items()})
             return out
@@ -273,7 +291,8 @@ class TypingHead:
                 cls.from_arrays({k[len(f"m{i}_") :]: v for k, v in arrays.items() if k.startswith(f"m{i}_")})
                 for i in range(int(arrays["members"]))
             ]
-            return cls.of_levels(members, float(arrays["level"]), float(arrays["sure_cut"]))
+            agree = bool(arrays["sure_agree"]) if "sure_agree" in arrays else False
+            return cls.of_levels(members, float(arrays["level"]), float(arrays["sure_cut"]), sure_agree=agree)
         trees = {k: np.asarray(arrays[f"tree_{k}"]) for k in _TREE_KEYS} if kind in ("trees", "ensemble") else {}
         return cls(
             kind=kind,

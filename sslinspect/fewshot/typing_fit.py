@@ -327,21 +327,27 @@ def fit_typing(
     return TypingFit(_replace(head, sure_cut=confidence_cut(conf, oof == y)), cv, y, oof, conf, p_best)
 
 
-def fit_levels(fits: Mapping[Any, TypingFit], shown_level: float) -> TypingFit:
+def fit_levels(fits: Mapping[Any, TypingFit], shown_level: float, *, sure_agree: bool = False) -> TypingFit:
     """A ``levels`` head of per-cut fits (the same labels, the same folds: the same ``seed``), keyed by cut (each
     member head carries its own level and map).
 
     Its out-of-fold probabilities are the mean of the members' (each member's fold model ran on the regions cut
-    at its level), which give its cross-validated balanced accuracy (``cv["levels"]``) and its confidence cut.
+    at its level), which give its cross-validated balanced accuracy (``cv["levels"]``) and its confidence cut. With
+    ``sure_agree`` a name is sure only where the members' top types agree: the cut is calibrated on those rows, and
+    the fit's ``oof_confidence`` is 0 where they disagree (so its sure coverage counts what predict would call sure).
     """
     members = [f.head for f in fits.values()]
     first = next(iter(fits.values()))
     cv = {LEVELS_KIND: float("nan")}
     probas = [f.oof_proba for f in fits.values()]
     if first.y is None or any(p is None for p in probas):
-        return TypingFit(TypingHead.of_levels(members, shown_level, NEVER_SURE), cv, first.y)
-    proba = np.mean(np.stack(probas), axis=0)  # type: ignore[arg-type]
+        return TypingFit(TypingHead.of_levels(members, shown_level, NEVER_SURE, sure_agree=sure_agree), cv, first.y)
+    stacked = np.stack(probas)  # type: ignore[arg-type]
+    proba = stacked.mean(0)
     y, oof, conf = first.y, proba.argmax(1), proba.max(1)
+    if sure_agree:
+        tops = stacked.argmax(2)
+        conf = np.where((tops == tops[0]).all(0), conf, 0.0)
     cv[LEVELS_KIND] = balanced_accuracy(y, oof, len(members[0].classes))
-    head = TypingHead.of_levels(members, shown_level, confidence_cut(conf, oof == y))
+    head = TypingHead.of_levels(members, shown_level, confidence_cut(conf, oof == y), sure_agree=sure_agree)
     return TypingFit(head, cv, y, oof, conf, proba)

@@ -76,7 +76,10 @@ class TypingStep:
         if cut > 1.0:
             return f"no name is sure (no confidence cut reached {SURE_PRECISION:.0%} right out of fold)"
         acc = "n/a" if np.isnan(accuracy) else f"{accuracy:.3f}"
-        return f"names sure from confidence {cut:.3f}: {coverage:.0%} of the labelled regions, {acc} of those right"
+        agree = " where both maps name the same type" if self.fit.head.sure_agree else ""
+        return (
+            f"names sure from confidence {cut:.3f}{agree}: {coverage:.0%} of the labelled regions, {acc} of those right"
+        )
 
     def metrics(self) -> dict[str, Any]:
         """The ``typing`` entry of ``metrics.json``: kind, level, cross-validation per kind, the confidence cut
@@ -97,6 +100,7 @@ class TypingStep:
             "levels": {str(k): None if np.isnan(v) else round(float(v), 4) for k, v in self.level_cv.items()},
             "member_kind": head.members[0].kind if head.members else None,
             "sure_cut": round(float(head.sure_cut), 5),
+            "sure_agree": bool(head.sure_agree),  # a name is sure only where the cuts' heads agree
             "sure_precision": SURE_PRECISION,
             "sure_coverage": None if np.isnan(coverage) else round(coverage, 4),
             "sure_accuracy": None if np.isnan(accuracy) else round(accuracy, 4),
@@ -183,7 +187,7 @@ def fit_defect_types(
     level_cv = {_cut_key(c): float(f.cv[f.head.kind]) for c, f in fits.items()}
     located = np.array([bool(a.max() > SHOWN_LEVEL) for a in amaps])
     ids_a = np.asarray(ids)[rows].astype(np.int64)
-    fit = fit_levels(fits, SHOWN_LEVEL)
+    fit = fit_levels(fits, SHOWN_LEVEL, sure_agree=sharp is not None)
     return TypingStep(fit, rows, ids_a, labs, x_all, np.asarray(boxes, np.int32), located, level_cv)
 
 

@@ -250,6 +250,45 @@ def test_a_levels_head_with_a_sharp_map_cut_names_its_cuts_and_is_format_4(
     assert int(arrays["version"]) > 3
 
 
+def test_a_head_that_needs_agreement_is_not_sure_where_its_cuts_disagree(
+    described: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    x, labels = described
+    train, test = _split(labels, TYPES)
+    fits = {}
+    for source, shift in (("map", 0.0), ("sharp", 0.3)):
+        fit = fit_typing(x[train] + shift, labels[train].tolist(), names=DESCRIPTOR_NAMES, kinds=("ensemble",))
+        fits[source] = TypingFit(
+            dataclasses.replace(fit.head, level=1.0, source=source),
+            fit.cv,
+            fit.y,
+            fit.oof,
+            fit.oof_confidence,
+            fit.oof_proba,
+        )
+    fit = fit_levels(fits, 1.0, sure_agree=True)
+    head = fit.head
+    assert head.sure_agree and fit.oof_confidence is not None and fit.oof_proba is not None
+    tops = np.stack([f.oof_proba.argmax(1) for f in fits.values()])  # type: ignore[union-attr]
+    disagree = tops[0] != tops[1]
+    assert (fit.oof_confidence[disagree] == 0).all()  # never sure out of fold where the cuts disagree
+    np.testing.assert_allclose(fit.oof_confidence[~disagree], fit.oof_proba.max(1)[~disagree])
+    # one cut sees a type, the other another: not sure however confident the mean
+    wide = np.concatenate([x[test], x[test] + 0.3], axis=1)
+    res = head.predict(wide)
+    n = len(DESCRIPTOR_NAMES)
+    tops_now = [
+        h.predict_proba(part).argmax(1) for h, part in zip(head.members, (wide[:, :n], wide[:, n:]), strict=True)
+    ]
+    np.testing.assert_array_equal(res.agree, tops_now[0] == tops_now[1])
+    assert not head.is_sure(res.labels[0], 1.0, agree=False) and head.is_sure(TYPES[0], 1.0, agree=True)
+    assert not dataclasses.replace(head, sure_agree=False).is_sure(UNKNOWN, 1.0)
+    assert dataclasses.replace(head, sure_agree=False).is_sure(TYPES[0], 1.0, agree=False)  # older heads: no rule
+    save_head(tmp_path / "agree.npz", head)
+    assert load_head(tmp_path / "agree.npz").sure_agree
+    assert "sure_agree" not in fit_levels(fits, 1.0).head.to_arrays()
+
+
 def test_naming_with_a_sharp_cut_needs_the_sharp_map() -> None:
     from sslinspect.defects.naming import SHARP_CUTS, describe_cuts, name_defect
 

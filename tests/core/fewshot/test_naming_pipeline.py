@@ -59,6 +59,7 @@ def test_fit_types_the_labelled_defects_from_their_regions(fitted: Path) -> None
         assert metrics["classes"] == list(typing.classes)
         assert typing.level in LEVELS and metrics["level"] == typing.level
         assert metrics["sure_cut"] == round(typing.sure_cut, 5) and metrics["sure_precision"] == 0.8
+        assert metrics["sure_agree"] is (head.anomaly.kind == "segment") is typing.sure_agree
         if typing.sure_cut <= 1.0:  # a cut: its out-of-fold names are right at least 80 % of the time
             assert metrics["sure_coverage"] > 0 and metrics["sure_accuracy"] >= 0.8
         else:
