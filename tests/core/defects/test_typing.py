@@ -215,6 +215,18 @@ def test_a_levels_head_averages_its_members_and_round_trips(
         head.predict(x[test])  # one level's descriptor is not enough
 
 
+def _two_map_fits(
+    x: np.ndarray, labels: np.ndarray, train: np.ndarray, *cuts: tuple[str, float]
+) -> dict[str, TypingFit]:
+    """One ``ensemble`` fit per ``(map, shift)``, at level 1 of that map: the descriptors are ``x`` plus the shift."""
+    fits = {}
+    for source, shift in cuts:
+        fit = fit_typing(x[train] + shift, labels[train].tolist(), names=DESCRIPTOR_NAMES, kinds=("ensemble",))
+        head = dataclasses.replace(fit.head, level=1.0, source=source)
+        fits[source] = TypingFit(head, fit.cv, fit.y, fit.oof, fit.oof_confidence, fit.oof_proba)
+    return fits
+
+
 def test_a_levels_head_with_a_sharp_map_cut_names_its_cuts_and_is_format_4(
     described: tuple[np.ndarray, np.ndarray], tmp_path: Path
 ) -> None:
@@ -222,17 +234,7 @@ def test_a_levels_head_with_a_sharp_map_cut_names_its_cuts_and_is_format_4(
     their cut, it round-trips, and programs that read format 3 refuse it (they would cut the wrong map)."""
     x, labels = described
     train, test = _split(labels, TYPES)
-    fits = {}
-    for source in ("sharp", "map"):
-        fit = fit_typing(x[train], labels[train].tolist(), names=DESCRIPTOR_NAMES, kinds=("ensemble",))
-        fits[source] = TypingFit(
-            dataclasses.replace(fit.head, level=1.0, source=source),
-            fit.cv,
-            fit.y,
-            fit.oof,
-            fit.oof_confidence,
-            fit.oof_proba,
-        )
+    fits = _two_map_fits(x, labels, train, ("sharp", 0.0), ("map", 0.0))
     head = fit_levels(fits, 1.0).head
     assert head.cuts == (("map", 1.0), ("sharp", 1.0)) and head.needs_sharp and head.levels == (1.0,)
     assert head.names[0] == "1:log_area" and head.names[len(DESCRIPTOR_NAMES)] == "sharp1:log_area"
@@ -255,17 +257,7 @@ def test_a_head_that_needs_agreement_is_not_sure_where_its_cuts_disagree(
 ) -> None:
     x, labels = described
     train, test = _split(labels, TYPES)
-    fits = {}
-    for source, shift in (("map", 0.0), ("sharp", 0.3)):
-        fit = fit_typing(x[train] + shift, labels[train].tolist(), names=DESCRIPTOR_NAMES, kinds=("ensemble",))
-        fits[source] = TypingFit(
-            dataclasses.replace(fit.head, level=1.0, source=source),
-            fit.cv,
-            fit.y,
-            fit.oof,
-            fit.oof_confidence,
-            fit.oof_proba,
-        )
+    fits = _two_map_fits(x, labels, train, ("map", 0.0), ("sharp", 0.3))
     fit = fit_levels(fits, 1.0, sure_agree=True)
     head = fit.head
     assert head.sure_agree and fit.oof_confidence is not None and fit.oof_proba is not None

@@ -138,10 +138,7 @@ def test_the_spread_map_covers_a_defect_neighbourhood_and_old_heads_keep_their_m
     from sslinspect.export.module import InferenceModule
     from sslinspect.fewshot.model import InspectionHead
 
-    torch.manual_seed(0)
-    bb = build_backbone("tiny_cnn", 64).eval()
-    dec = SegDecoder(pyramid_channels(bb)).eval()
-    images = torch.randint(0, 255, (2, 64, 64, 3), dtype=torch.uint8)
+    bb, dec, images = _tiny_segment_net()
     with torch.no_grad():
         _, plain = SegmentationNet(bb, dec, 64, spread=False)(images)
         _, spread = SegmentationNet(bb, dec, 64)(images)
@@ -173,10 +170,7 @@ def test_the_sharp_map_is_the_map_before_spreading_and_older_heads_have_none(tmp
     from sslinspect.export.module import OUTPUT_NAMES, SHARP_OUTPUT, InferenceModule, output_names
     from sslinspect.fewshot.model import InspectionHead
 
-    torch.manual_seed(0)
-    bb = build_backbone("tiny_cnn", 64).eval()
-    dec = SegDecoder(pyramid_channels(bb)).eval()
-    images = torch.randint(0, 255, (2, 64, 64, 3), dtype=torch.uint8)
+    bb, dec, images = _tiny_segment_net()
     with torch.no_grad():
         _, plain = SegmentationNet(bb, dec, 64, spread=False)(images)
         _, spread = SegmentationNet(bb, dec, 64)(images)
@@ -249,6 +243,14 @@ def test_a_typing_head_that_cuts_a_map_the_graph_lacks_is_refused(segment_projec
     assert (
         str(err.value) == f"{path}: the model's defect typing needs the anomaly_map_sharp output, which the graph lacks"
     )
+
+
+def _tiny_segment_net() -> tuple[torch.nn.Module, SegDecoder, torch.Tensor]:
+    """A seeded tiny backbone, its (untrained) decoder and two random 64 px uint8 images."""
+    torch.manual_seed(0)
+    bb = build_backbone("tiny_cnn", 64).eval()
+    dec = SegDecoder(pyramid_channels(bb)).eval()
+    return bb, dec, torch.randint(0, 255, (2, 64, 64, 3), dtype=torch.uint8)
 
 
 def _segment_head(spread: int):  # type: ignore[no-untyped-def]
