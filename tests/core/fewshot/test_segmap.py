@@ -225,6 +225,32 @@ def test_the_exported_segment_model_gives_its_sharp_map(segment_project: Path) -
     assert 'name: "anomaly_map_sharp"' in triton_config("m", head)
 
 
+def test_fp16_keeps_the_sharp_map_close(segment_project: Path, demo_data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The FP16 version of the defect-aware model keeps its six float32 outputs, the sharp map within FP16 rounding."""
+    import onnxruntime as ort
+
+    from sslinspect.export.onnx import finalise
+    from sslinspect.export.precision import convert_precision
+    from sslinspect.imageio import load_for_model
+    from sslinspect.infer.feeds import threshold_feeds
+
+    model = segment_project / "exports" / "model" / "model.onnx"
+    fp32 = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    meta = json.loads(fp32.get_modelmeta().custom_metadata_map["sslinspect"])
+    paths = sorted(demo_data.test_dir.glob("*.png"))[:8]
+    images = np.stack([load_for_model(p, meta["image_size"]) for p in paths])
+    half = tmp_path / "half.onnx"
+    convert_precision(model, half, "fp16", images)
+    finalise(half, {**meta, "precision": "fp16"})
+    feeds = threshold_feeds(images, meta["threshold"], meta["review_threshold"])
+    a = dict(zip([o.name for o in fp32.get_outputs()], fp32.run(None, feeds), strict=True))
+    sess = ort.InferenceSession(str(half), providers=["CPUExecutionProvider"])
+    b = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
+    assert list(b) == list(a) and a["anomaly_map_sharp"].dtype == b["anomaly_map_sharp"].dtype == np.float32
+    np.testing.assert_allclose(b["anomaly_map_sharp"], a["anomaly_map_sharp"], atol=0.02)
+    np.testing.assert_allclose(b["anomaly_map"], a["anomaly_map"], atol=0.02)
+
+
 def test_a_typing_head_that_cuts_a_map_the_graph_lacks_is_refused(segment_project: Path, tmp_path: Path) -> None:
     import onnx
 
