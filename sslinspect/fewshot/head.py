@@ -77,18 +77,25 @@ def _keep(out: _Scored, rows: np.ndarray, g: torch.Tensor, raw: torch.Tensor) ->
     """Store one batch's global features, image scores (map maxima), map medians and (when small enough) maps;
     ``raw`` ``(B, 2, H, W)`` holds the segment model's spread and sharp maps (the sharp one goes to ``out.sharp``)."""
     n = len(out.scores)
-    if raw.ndim == 4:
-        if out.sharp is None:
+    first = not out.glob.size
+    if first:
+        out.glob = np.empty((n, g.shape[1]), np.float32)
+        if raw.ndim == 4:
             out.sharp = _Scored(
                 np.empty((0, 0), np.float32), None, np.empty(n, np.float32), np.empty(n, np.float32), None
             )
-        _keep(out.sharp, rows, g, raw[:, 1])
-        raw = raw[:, 0]
-    if not out.glob.size:
-        out.glob = np.empty((n, g.shape[1]), np.float32)
-        if n * raw.shape[1] * raw.shape[2] <= MAX_KEPT_MAP_CELLS:
-            out.maps = np.empty((n, *raw.shape[1:]), np.float16)
     out.glob[rows] = g.cpu().numpy()
+    if raw.ndim == 4 and out.sharp is not None:
+        _keep_map(out.sharp, rows, raw[:, 1], first)
+        raw = raw[:, 0]
+    _keep_map(out, rows, raw, first)
+
+
+def _keep_map(out: _Scored, rows: np.ndarray, raw: torch.Tensor, first: bool) -> None:
+    """Image scores (map maxima), map medians and (when small enough to keep, decided on the ``first`` batch) maps."""
+    n = len(out.scores)
+    if first and n * raw.shape[1] * raw.shape[2] <= MAX_KEPT_MAP_CELLS:
+        out.maps = np.empty((n, *raw.shape[1:]), np.float16)
     out.scores[rows] = raw.amax((1, 2)).cpu().numpy()
     out.medians[rows] = raw.flatten(1).median(1).values.cpu().numpy()
     if out.maps is not None:
