@@ -41,9 +41,10 @@ def typing_kind(typing: dict[str, Any]) -> str:
 
 
 def cuts_text(keys: list[str]) -> str:
-    """The cuts of ``metrics["typing"]["levels"]`` as a person reads them: ``["0.5", "1.0"]`` → "the anomaly map
-    at 0.5, 1 × its threshold"; ``["1.0", "sharp1"]`` → "the anomaly map at 1 × its threshold and the sharp map at 1
-    × its threshold" (the sharp map: the anomaly map before it is spread over the defect's neighbourhood)."""
+    """The cuts of ``metrics["typing"]["levels"]`` as a person reads them: ``["0.5", "1"]`` (runs before the sharp
+    map wrote ``"1.0"``) → "the anomaly map at 0.5, 1 × its threshold"; ``["1", "sharp1"]`` → "the anomaly map at 1 ×
+    its threshold and the sharp map at 1 × its threshold" (the sharp map: the anomaly map before it is spread over
+    the defect's neighbourhood)."""
     by_map: dict[str, list[str]] = {}
     for key in keys:
         sharp = key.startswith("sharp")

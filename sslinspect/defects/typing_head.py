@@ -149,7 +149,7 @@ class TypingHead:
         if (MAP_SOURCE, float(shown_level)) not in {h.cut for h in heads}:
             raise ValueError(f"the shown level {shown_level:g} is not one of the member heads' levels")
         empty = np.zeros(0)
-        names = tuple(f"{_cut_prefix(h.cut)}:{n}" for h in heads for n in h.names)
+        names = tuple(f"{cut_name(h.cut)}:{n}" for h in heads for n in h.names)
         return cls(
             LEVELS_KIND, heads[0].classes, names, empty, empty, np.zeros((0, 0)), empty, empty, np.zeros((0, 0)),
             empty, level=float(shown_level), sure_cut=float(sure_cut), members=heads, sure_agree=bool(sure_agree),
@@ -204,8 +204,7 @@ class TypingHead:
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities ``(N, C)`` of raw descriptors ``x``."""
         if self.members:
-            parts = [h.predict_proba(xi) for h, xi in zip(self.members, self._split(x), strict=True)]
-            return np.mean(parts, axis=0)
+            return np.mean(self._member_proba(x), axis=0)
         z = self.standardise(x)
         if self.kind == "prototype":
             return self._prototype_proba(z, float(self.bias[0]))
@@ -218,20 +217,27 @@ class TypingHead:
             return (proto + _softmax(z @ self.weight.T + self.bias) + tree_proba(self.trees, z, len(self.classes))) / 3
         raise ValueError(f"unknown typing head kind {self.kind!r}")
 
+    def _member_proba(self, x: np.ndarray) -> list[np.ndarray]:
+        """Each member's class probabilities ``(N, C)`` of its part of a ``levels`` head's input."""
+        return [h.predict_proba(xi) for h, xi in zip(self.members, self._split(x), strict=True)]
+
     def _prototype_proba(self, z: np.ndarray, tau: float) -> np.ndarray:
         """Softmax of ``-d² / (2 τ)`` over the distances of standardised rows to the class means."""
         return _softmax(-0.5 * self.distances(z) ** 2 / max(tau, 1e-9))
 
     def predict(self, x: np.ndarray) -> TypeResult:
         """Labels (``unknown`` beyond every class radius), probabilities and novelty of raw descriptors ``x``."""
-        proba = self.predict_proba(x)
+        if self.members:  # the members' probabilities once: their mean, and whether their top types agree
+            parts = self._member_proba(x)
+            proba = np.mean(parts, axis=0)
+            tops = [p.argmax(1) for p in parts]
+            agree = np.all([t == tops[0] for t in tops], axis=0)
+        else:
+            proba = self.predict_proba(x)
+            agree = np.ones(len(proba), bool)
         novelty = self._novelty(x)
         unknown = novelty > 1.0
         labels = [UNKNOWN if u else self.classes[int(i)] for u, i in zip(unknown, proba.argmax(1), strict=True)]
-        agree = np.ones(len(proba), bool)
-        if self.members:
-            tops = [h.predict_proba(xi).argmax(1) for h, xi in zip(self.members, self._split(x), strict=True)]
-            agree = np.all([t == tops[0] for t in tops], axis=0)
         return TypeResult(labels, proba.astype(np.float32), unknown, novelty.astype(np.float32), agree)
 
     def _novelty(self, x: np.ndarray) -> np.ndarray:
@@ -313,8 +319,9 @@ class TypingHead:
         )
 
 
-def _cut_prefix(cut: tuple[str, float]) -> str:
-    """``1`` for the main map's cut at 1 (as heads before format 4 named it), ``sharp1`` for the sharp map's."""
+def cut_name(cut: tuple[str, float]) -> str:
+    """A cut's name: ``1`` for the main map's cut at 1 (as heads before format 4 named it), ``sharp1`` for the sharp
+    map's (the prefix of a ``levels`` head's entry names, and the keys of ``metrics.json``'s ``typing.levels``)."""
     source, level = cut
     return f"{level:g}" if source == MAP_SOURCE else f"{source}{level:g}"
 

@@ -72,7 +72,7 @@ class InferenceModule(nn.Module):
         self.good_index = head.good_index
         self.map_low = float(a.map_low)
         self.map_scale = float(max(a.map_high - a.map_low, 1e-6))
-        self.sharp = self.segment and a.has_sharp
+        self.sharp = a.has_sharp  # a segment head only
         self.sharp_low = float(a.sharp_low)
         self.sharp_scale = float(max(a.sharp_high - a.sharp_low, 1e-6))
 

@@ -45,12 +45,6 @@ class AnomalyModel:
         """Whether the model gives a sharp map (``anomaly_map_sharp``) besides the anomaly map."""
         return self.kind == "segment" and bool(self.spread) and self.sharp_high > self.sharp_low
 
-    def normalise_sharp(self, raw: np.ndarray) -> np.ndarray:
-        """A raw sharp map on its calibrated scale (0 typical good, 1 its threshold on good images)."""
-        return ((np.asarray(raw, np.float32) - self.sharp_low) / max(self.sharp_high - self.sharp_low, 1e-6)).astype(
-            np.float32
-        )
-
     def normalise(self, raw: np.ndarray) -> np.ndarray:
         """Raw distance map or score → the normalised scale (0 typical good, 1 calibrated threshold)."""
         return ((np.asarray(raw, np.float32) - self.map_low) / max(self.map_high - self.map_low, 1e-6)).astype(

@@ -18,7 +18,7 @@ import numpy as np
 
 from sslinspect.defects.describe import DESCRIPTOR_NAMES
 from sslinspect.defects.naming import LEVELS, SHARP_CUTS, SHOWN_LEVEL, describe_cuts
-from sslinspect.defects.typing_head import MAP_SOURCE, SHARP_SOURCE, TypingHead, load_head, save_head
+from sslinspect.defects.typing_head import MAP_SOURCE, SHARP_SOURCE, TypingHead, cut_name, load_head, save_head
 from sslinspect.fewshot.classifier import cv_report
 from sslinspect.fewshot.typing_fit import SURE_PRECISION, TypingFit, fit_levels, fit_typing
 from sslinspect.fsutil import atomic_path
@@ -97,7 +97,7 @@ class TypingStep:
             "regions": len(self.rows),
             "located_share": float(self.located.mean()) if len(self.located) else None,
             "level": head.level,
-            "levels": {str(k): None if np.isnan(v) else round(float(v), 4) for k, v in self.level_cv.items()},
+            "levels": {k: None if np.isnan(v) else round(float(v), 4) for k, v in self.level_cv.items()},
             "member_kind": head.members[0].kind if head.members else None,
             "sure_cut": round(float(head.sure_cut), 5),
             "sure_agree": bool(head.sure_agree),  # a name is sure only where the cuts' heads agree
@@ -184,7 +184,7 @@ def fit_defect_types(
     for (source, level), x in zip(cuts, np.split(x_all, len(cuts), axis=1), strict=True):
         fit = fit_typing(x, labs, names=DESCRIPTOR_NAMES, kinds=TYPING_KINDS, seed=seed)
         fits[(source, level)] = _replace(fit, head=_replace(fit.head, level=level, source=source))
-    level_cv = {_cut_key(c): float(f.cv[f.head.kind]) for c, f in fits.items()}
+    level_cv = {cut_name(c): float(f.cv[f.head.kind]) for c, f in fits.items()}
     located = np.array([bool(a.max() > SHOWN_LEVEL) for a in amaps])
     ids_a = np.asarray(ids)[rows].astype(np.int64)
     fit = fit_levels(fits, SHOWN_LEVEL, sure_agree=sharp is not None)
@@ -203,11 +203,6 @@ class SharpMaps:
     def normalised(self, row: int) -> np.ndarray:
         """Row ``row``'s map on its calibrated scale (the scale of the exported ``anomaly_map_sharp``)."""
         return norm_map(self.maps[row], self.low, self.high)
-
-
-def _cut_key(cut: tuple[str, float]) -> str:
-    source, level = cut
-    return str(level) if source == MAP_SOURCE else f"{source}{level:g}"
 
 
 def save_typing(run_dir: Path, step: TypingStep) -> None:

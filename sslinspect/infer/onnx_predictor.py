@@ -151,15 +151,10 @@ class Predictor:
         self._naming_pool: ThreadPoolExecutor | None = None
         #: The outputs :meth:`predict_paths` fetches (the sharp map only to name defects with).
         naming = self.typing is not None
+        needs_sharp = self.typing is not None and self.typing.needs_sharp
         self.fetch = [
-            o
-            for o in self.outputs
-            if (o != ANOMALY_MAP or keep_maps or naming) and (o != SHARP_MAP or (naming and self._needs_sharp))
+            o for o in self.outputs if (o != ANOMALY_MAP or keep_maps or naming) and (o != SHARP_MAP or needs_sharp)
         ]
-
-    @property
-    def _needs_sharp(self) -> bool:
-        return self.typing is not None and self.typing.needs_sharp
 
     def provider_note(self) -> str:
         """The provider, and why not CUDA where CUDA was wanted (for logs and the results' metadata)."""

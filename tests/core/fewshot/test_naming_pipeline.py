@@ -180,7 +180,8 @@ def _fit_sharp_maps(root: Path, images: np.ndarray) -> list[np.ndarray]:
     net = SegmentationNet(backbone, decoder_from_checkpoint(ckpt, backbone), head.input_size, sharp=True)
     with torch.no_grad():
         _, maps = net(torch.from_numpy(np.ascontiguousarray(images)))
-    return [head.anomaly.normalise_sharp(m) for m in maps[:, 1].numpy().astype(np.float16)]  # fit keeps float16
+    a = head.anomaly
+    return [norm_map(m, a.sharp_low, a.sharp_high) for m in maps[:, 1].numpy().astype(np.float16)]  # fit keeps fp16
 
 
 @pytest.mark.parametrize(
