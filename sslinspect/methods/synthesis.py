@@ -1,8 +1,7 @@
 """Synthetic defects made from the user's own images, batched on the device: generic shape primitives (irregular
 noise blobs, thin strokes with forks, dot clusters) filled with changes of the image itself (another frame of the
-batch, lighter/darker/tinted, blurred, noisier, a plain colour), blended with a random opacity, or the texture
-itself displaced under the shape (a continuous dent, pull or swirl: no seam, no double image), and a soft
-segmentation target that says how visible the change is.
+batch, lighter/darker/tinted, blurred, noisier, locally warped, a plain colour), blended with a random opacity, and
+a soft segmentation target that says how visible the change is.
 
 Nothing here knows a particular defect catalogue: the shapes and fills are generic primitives, and the texture
 comes from the batch, so the model is not shaped to one generator's idea of a defect.
@@ -27,25 +26,19 @@ CLEAN_SHARE = 0.3
 #: Mask kinds and their shares among the synthetic samples.
 SHAPES = {"blob": 0.4, "stroke": 0.35, "dots": 0.25}
 #: Fill kinds and their shares.
-FILLS = {"donor": 0.2, "intensity": 0.25, "blur": 0.1, "noise": 0.1, "warp": 0.25, "colour": 0.1}
+FILLS = {"donor": 0.25, "intensity": 0.3, "blur": 0.1, "noise": 0.1, "warp": 0.15, "colour": 0.1}
 #: A change whose mean absolute size inside the mask reaches this share of the image's own contrast is a full
 #: defect (target 1); fainter changes get proportionally softer targets (NSA's soft labels).
 VISIBLE_AT = 0.6
 NOISE_CELLS = (3, 6, 12)  # value-noise grid sizes of the blob masks
 WALK = 6  # segments of a stroke's main walk (its fork has half as many)
 MOST_DOTS = 14
-#: Box-blur width (px, applied twice) that turns a shape into the smooth window of a displacement ("warp" fill): the
-#: texture moves most in the shape's middle and not at all a little beyond it, so the change has no seam.
-WARP_WINDOW = 9
-#: A pixel of a warped sample is part of the defect where the texture moved at least this far (px).
-WARP_MOVED = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class Synthetic:
     """A batch with synthetic defects: ``images`` in [0, 1] ``(N, 3, H, W)``, ``target`` soft masks in [0, 1]
-    ``(N, 1, H, W)``, ``mask`` where the images may differ from the input: the drawn shapes (a warped sample's
-    smooth window), before the visibility weighting."""
+    ``(N, 1, H, W)``, ``mask`` the drawn shapes before the visibility weighting."""
 
     images: torch.Tensor
     target: torch.Tensor
@@ -84,7 +77,7 @@ class Draw:
     donor_angle: torch.Tensor  # (N,)
     donor_scale: torch.Tensor  # (N,)
     warp_field: torch.Tensor  # (N, 2, 5, 5) standard normal
-    warp_amp: torch.Tensor  # (N,) px: the displacement under the middle of the shape, at full opacity
+    warp_amp: torch.Tensor  # (N,) px
 
     def take(self, idx: torch.Tensor) -> Draw:
         """The draws of samples ``idx`` (a host index tensor)."""
@@ -189,7 +182,7 @@ def draw(
         donor_angle=_u(n, 0, 2 * math.pi, g, dev),
         donor_scale=torch.exp(_u(n, math.log(0.5), math.log(2.0), g, dev)),
         warp_field=torch.randn(n, 2, 5, 5, generator=g, device=dev),
-        warp_amp=_u(n, 3.0, 12.0, g, dev),
+        warp_amp=_u(n, 2.0, 8.0, g, dev),
     )
 
 
@@ -253,30 +246,18 @@ def _donor(x: torch.Tensor, donor: torch.Tensor, d: Draw) -> torch.Tensor:
     return F.grid_sample(donor, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-def _warp(x: torch.Tensor, shape: torch.Tensor, d: Draw) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The texture displaced under a shape: a smooth random field (3–12 px × opacity) times a smooth window of the
-    shape (zero a few px beyond it), so the texture is pushed, pulled or swirled continuously, as a dent or a local
-    stretch moves it, without the seam or the double image that blending a warped copy in would leave.
-
-    Returns:
-        The warped frames, the window's support (where pixels may change) and the moved mask (where the texture
-        moved at least :data:`WARP_MOVED` px: the defect).
-    """
+def _warp(x: torch.Tensor, d: Draw) -> torch.Tensor:
+    """The frame under a smooth random displacement field of 2–8 px."""
     n, _, h, w = x.shape
-    window = _box_blur(_box_blur(shape, WARP_WINDOW), WARP_WINDOW)
     field = F.interpolate(d.warp_field, size=(h, w), mode="bicubic", align_corners=False)
-    disp = field * window * (d.warp_amp * d.opacity).view(n, 1, 1, 1)  # px
     ident = F.affine_grid(torch.eye(2, 3, device=x.device)[None].expand(n, 2, 3), [n, 3, h, w], align_corners=False)
-    grid = torch.stack([disp[:, 0] * (2.0 / w), disp[:, 1] * (2.0 / h)], -1)  # px → grid units; no host tensor
-    warped = F.grid_sample(x, ident + grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    support = (window > 0).float()
-    warped = x * (1 - support) + warped * support  # bit-exact outside the window
-    moved = (torch.linalg.vector_norm(disp, dim=1, keepdim=True) >= WARP_MOVED).float()
-    return warped, support, moved
+    disp = field * d.warp_amp.view(n, 1, 1, 1)
+    disp = torch.stack([disp[:, 0] * (2.0 / w), disp[:, 1] * (2.0 / h)], -1)  # px → grid units; no host tensor
+    return F.grid_sample(x, ident + disp, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
 def _fill(kind: str, x: torch.Tensor, donor: torch.Tensor, d: Draw) -> torch.Tensor:
-    """What the defect area shows, for a blended fill ``kind`` (see :data:`FILLS`; "warp" is :func:`_warp`)."""
+    """What the defect area shows, for fill ``kind`` (see :data:`FILLS`)."""
     n = x.shape[0]
     if kind == "donor":
         return _donor(x, donor, d)
@@ -286,11 +267,12 @@ def _fill(kind: str, x: torch.Tensor, donor: torch.Tensor, d: Draw) -> torch.Ten
         return _box_blur(x, 7)
     if kind == "noise":
         return x + d.pixel_noise * d.noise_std.view(n, 1, 1, 1)
+    if kind == "warp":
+        return _warp(x, d)
     return d.colour.view(n, 3, 1, 1) + d.pixel_noise * 0.02  # "colour": a plain colour, slightly grainy
 
 
 _MASKS = (blob_masks, stroke_masks, dot_masks)
-_WARP = list(FILLS).index("warp")
 
 
 def render(x: torch.Tensor, d: Draw, donor: torch.Tensor | None = None) -> Synthetic:
@@ -312,23 +294,16 @@ def render(x: torch.Tensor, d: Draw, donor: torch.Tensor | None = None) -> Synth
     fill = x.clone()
     for kind, name in enumerate(FILLS):
         idx = torch.nonzero(active & (d.fill == kind)).flatten()
-        if len(idx) and name != "warp":
+        if len(idx):
             i = idx.to(x.device)
             fill[i] = _fill(name, x[i], donor[i], d.take(idx)).clamp(0, 1)
     alpha = (mask * d.opacity.view(n, 1, 1, 1)).clamp(0, 1)
     out = (x * (1 - alpha) + fill * alpha).clamp(0, 1)
-    core = mask  # where the defect is: the shape, or for a warp where the texture moved
-    idx = torch.nonzero(active & (d.fill == _WARP)).flatten()
-    if len(idx):
-        i = idx.to(x.device)
-        warped, support, moved = _warp(x[i], mask[i], d.take(idx))
-        out, mask, core = out.clone(), mask.clone(), mask.clone()
-        out[i], mask[i], core[i] = warped.clamp(0, 1), support, moved
     change = (out - x).abs().mean(1, keepdim=True)
     contrast = x.mean(1, keepdim=True).flatten(1).std(1).view(n, 1, 1, 1) + 0.02
-    inside = (change * core).sum((1, 2, 3), keepdim=True) / core.sum((1, 2, 3), keepdim=True).clamp(min=1e-6)
+    inside = (change * mask).sum((1, 2, 3), keepdim=True) / mask.sum((1, 2, 3), keepdim=True).clamp(min=1e-6)
     visibility = (inside / (VISIBLE_AT * contrast)).clamp(0, 1)
-    return Synthetic(out, (core * visibility).clamp(0, 1), mask)
+    return Synthetic(out, (mask * visibility).clamp(0, 1), mask)
 
 
 def synthesize(

@@ -9,7 +9,7 @@ import torch
 
 from sslinspect.config import AugmentConfig
 from sslinspect.methods.synthdefect import NativeCrops, focal_loss, soft_dice_loss
-from sslinspect.methods.synthesis import FILLS, SHAPES, WARP_MOVED, draw, render, synthesize
+from sslinspect.methods.synthesis import FILLS, SHAPES, draw, render, synthesize
 
 
 def _texture(n: int = 12, size: int = 48, seed: int = 0) -> torch.Tensor:
@@ -47,39 +47,6 @@ def test_every_fill_changes_pixels_only_inside_the_mask(fill: int) -> None:
     assert float((s.images - x).abs().sum()) > 0
     assert float(s.target.min()) >= 0.0 and float(s.target.max()) <= 1.0
     assert bool((s.target[outside] == 0).all()), "target outside the drawn shape"
-
-
-def test_a_warp_moves_the_texture_continuously_and_targets_where_it_moved() -> None:
-    """A warp displaces the texture (a dent, a pull), with no seam at the shape's edge and no blended double image.
-
-    The frame is a coordinate ramp (red = x / W, green = y / H), so the output reads back the displacement of every
-    pixel exactly (bilinear sampling of a linear ramp is exact).
-    """
-    n, size = 8, 64
-    ys, xs = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-    ramp = torch.stack([(xs + 0.5) / size, (ys + 0.5) / size, torch.full((size, size), 0.5)])
-    x = ramp[None].expand(n, 3, size, size).contiguous()
-    d = draw(n, size, size, generator=torch.Generator().manual_seed(2), clean_share=0.0)
-    d = d.__class__(
-        **{
-            **{f: getattr(d, f) for f in d.__slots__},  # type: ignore[attr-defined]
-            "shape": torch.zeros(n, dtype=torch.long),  # blobs: a window several px wide
-            "fill": torch.full((n,), list(FILLS).index("warp")),
-            "opacity": torch.ones(n),
-            "blob_centre": torch.full((n, 2), size / 2.0),
-        }
-    )
-    s = render(x, d)
-    disp = torch.stack([(s.images[:, 0] - x[:, 0]) * size, (s.images[:, 1] - x[:, 1]) * size], 1)
-    inner = (slice(None), slice(None), slice(6, -6), slice(6, -6))  # away from the reflected borders
-    mag = torch.linalg.vector_norm(disp, dim=1, keepdim=True)
-    assert float(mag[inner].amax()) > 2.0, "the texture should move by pixels, not a hair"
-    step = max(float((disp[inner].diff(dim=-1)).abs().amax()), float((disp[inner].diff(dim=-2)).abs().amax()))
-    assert step < 0.5 * float(mag[inner].amax()), "a seam: the displacement jumps between neighbouring pixels"
-    hot = s.target[inner] > 0
-    assert bool(hot.any())
-    assert float(mag[inner][hot].amin()) >= WARP_MOVED - 0.05, "target where the texture did not move"
-    assert bool((s.target[s.mask == 0] == 0).all())
 
 
 def test_clean_samples_stay_untouched_with_zero_target() -> None:
