@@ -45,7 +45,14 @@ import numpy as np
 
 from bench.quality_data import DEFAULT_SURFACES, GOOD, SURFACES, SetParams, SurfaceSet, generate_surface, read_mask
 from bench.quality_defects import DEFAULT_HELD_OUT, FAMILIES
-from bench.quality_metrics import auroc, balanced_accuracy, floor_scores, patch_knn, pixel_auroc
+from bench.quality_metrics import (
+    auroc,
+    balanced_accuracy,
+    floor_scores,
+    patch_knn,
+    pixel_auroc,
+    pixel_auroc_per_family,
+)
 from bench.quality_naming import score_naming
 
 REPO = Path(__file__).resolve().parent.parent
@@ -268,8 +275,10 @@ def run_one(surface: str, seed: int, args: argparse.Namespace, work: Path) -> di
     model = score_model(rows, preds, params.labelled, params.held_out)
     t1 = time.monotonic()
     maps, size = raw_maps(Path(run["model_path"]), [ss.root / r["path"] for r in rows], args.device)
-    model["pixel_auroc"] = (
-        None if any(m is None for m in maps) else pixel_auroc([m for m in maps if m is not None], masks)
+    whole = None if any(m is None for m in maps) else [m for m in maps if m is not None]
+    model["pixel_auroc"] = None if whole is None else pixel_auroc(whole, masks)
+    model["per_family_pixel_auroc"] = (
+        None if whole is None else pixel_auroc_per_family(whole, masks, [r["label"] for r in rows])
     )
     model["model_input_size"] = size
     run["seconds"]["maps"] = time.monotonic() - t1

@@ -63,6 +63,19 @@ def pixel_auroc(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> floa
     return auroc(np.concatenate(labels), np.concatenate(scores))
 
 
+def pixel_auroc_per_family(
+    maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], labels: Sequence[str], good: str = "good"
+) -> dict[str, float]:
+    """Per defect family, :func:`pixel_auroc` over that family's images and every good image: which family the
+    pooled figure loses on. A family with large masks weighs most in the pooled figure (a warp's mask is several
+    times a scratch's)."""
+    out: dict[str, float] = {}
+    for fam in sorted({lab for lab in labels if lab != good}):
+        idx = [i for i, lab in enumerate(labels) if lab in (fam, good)]
+        out[fam] = pixel_auroc([maps[i] for i in idx], [masks[i] for i in idx])
+    return out
+
+
 # -- floors -----------------------------------------------------------------------------------------------------------
 def _grey(img: np.ndarray) -> npt.NDArray[np.float32]:
     g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img

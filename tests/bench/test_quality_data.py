@@ -11,7 +11,7 @@ import pytest
 
 from bench.quality_data import PHOTOS, SetParams, generate_surface, read_mask, render, train_counts
 from bench.quality_defects import FAMILIES
-from bench.quality_metrics import auroc, balanced_accuracy, patch_knn, pixel_auroc
+from bench.quality_metrics import auroc, balanced_accuracy, patch_knn, pixel_auroc, pixel_auroc_per_family
 
 HAVE_SKIMAGE = importlib.util.find_spec("skimage") is not None
 needs_photos = pytest.mark.skipif(not HAVE_SKIMAGE, reason="photographed surfaces need the bench extra")
@@ -121,6 +121,23 @@ def test_balanced_accuracy_on_hand_made_inputs() -> None:
     assert balanced_accuracy(["a", "a", "b", "b"], ["a", "a", "b", "a"]) == pytest.approx(0.75)
     assert balanced_accuracy(["a", "b", "b", "c"], ["a", "a", "b", "x"]) == pytest.approx(0.5)
     assert balanced_accuracy([True, False, False, False], [True, True, False, False]) == pytest.approx(5 / 6)
+
+
+def test_pixel_auroc_per_family_names_the_family_the_map_misses() -> None:
+    """A map that marks a small spot but misses a large warp: the pooled figure drops, the per-family figures say
+    which family it loses on."""
+    spot, warp, good = np.zeros((16, 16), bool), np.zeros((16, 16), bool), np.zeros((16, 16), bool)
+    spot[2:4, 2:4] = True
+    warp[4:12, 4:12] = True
+    hit = spot.astype(np.float32)  # the spot's map marks it
+    miss = np.zeros((16, 16), np.float32)
+    miss[0, 15] = 1.0  # the warp's map lights up elsewhere
+    noise = np.full((16, 16), 0.1, np.float32)
+    maps, masks = [hit, miss, noise], [spot, warp, good]
+    per = pixel_auroc_per_family(maps, masks, ["spot", "warp", "good"])
+    assert set(per) == {"spot", "warp"}
+    assert per["spot"] == 1.0 and per["warp"] < 0.5
+    assert per["warp"] < pixel_auroc(maps, masks) < per["spot"]
 
 
 def test_pixel_auroc_resizes_the_map_to_the_mask() -> None:
