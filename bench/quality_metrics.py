@@ -50,17 +50,18 @@ def balanced_accuracy(truth: Sequence[str] | Sequence[bool], pred: Sequence[str]
     return float(np.mean([np.mean([pi == c for ti, pi in zip(t, p, strict=True) if ti == c]) for c in classes]))
 
 
+def _to_mask_size(m: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Map ``m`` resized (bilinear) to mask ``k``'s size, as float32."""
+    h, w = k.shape
+    if m.shape == (h, w):
+        return np.asarray(m, np.float32)
+    return np.asarray(cv2.resize(np.asarray(m, np.float32), (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
+
+
 def pixel_auroc(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> float:
     """AUROC over all pixels of all images: each map is resized (bilinear) to its mask's size first."""
-    scores, labels = [], []
-    for m, k in zip(maps, masks, strict=True):
-        h, w = k.shape
-        resized = (
-            m if m.shape == (h, w) else cv2.resize(np.asarray(m, np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-        )
-        scores.append(np.asarray(resized, np.float32).ravel())
-        labels.append(np.asarray(k, bool).ravel())
-    return auroc(np.concatenate(labels), np.concatenate(scores))
+    scores = [_to_mask_size(m, k).ravel() for m, k in zip(maps, masks, strict=True)]
+    return auroc(np.concatenate([np.asarray(k, bool).ravel() for k in masks]), np.concatenate(scores))
 
 
 def pixel_auroc_per_family(
@@ -69,6 +70,7 @@ def pixel_auroc_per_family(
     """Per defect family, :func:`pixel_auroc` over that family's images and every good image: which family the
     pooled figure loses on. A family with large masks weighs most in the pooled figure (a warp's mask is several
     times a scratch's)."""
+    maps = [_to_mask_size(m, k) for m, k in zip(maps, masks, strict=True)]  # once, not once per family
     out: dict[str, float] = {}
     for fam in sorted({lab for lab in labels if lab != good}):
         idx = [i for i, lab in enumerate(labels) if lab in (fam, good)]

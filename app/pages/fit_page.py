@@ -39,6 +39,7 @@ from app.widgets.progress import Coalescer, show_progress
 from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect import api
 from sslinspect.config import FewShotConfig
+from sslinspect.defects.typing_head import SURE_AGREE_TEXT
 from sslinspect.errors import SSLInspectError
 from sslinspect.events import Progress
 from sslinspect.review import label_list
@@ -305,7 +306,7 @@ class FitPage(Page):
         if cut <= 0.0:
             return "every defect name counts as sure (fitted before names had a confidence cut: fit again)"
         share = f"{coverage:.0%} of the labelled defects" if coverage is not None else "some labelled defects"
-        agree = " where both maps name the same type" if typing.get("sure_agree") else ""
+        agree = f" {SURE_AGREE_TEXT}" if typing.get("sure_agree") else ""
         return f"defect names are sure from confidence {cut:.2f}{agree} ({share}" + (
             f", {right:.0%} of those right out of fold)" if right is not None else ")"
         )

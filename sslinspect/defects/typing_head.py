@@ -230,8 +230,7 @@ class TypingHead:
         if self.members:  # the members' probabilities once: their mean, and whether their top types agree
             parts = self._member_proba(x)
             proba = np.mean(parts, axis=0)
-            tops = [p.argmax(1) for p in parts]
-            agree = np.all([t == tops[0] for t in tops], axis=0)
+            agree = members_agree(parts)
         else:
             proba = self.predict_proba(x)
             agree = np.ones(len(proba), bool)
@@ -317,6 +316,17 @@ class TypingHead:
             tau=float(arrays["tau"]) if "tau" in arrays else 0.0,
             source=str(arrays["source"]) if "source" in arrays else MAP_SOURCE,
         )
+
+
+#: How a note reads the agreement rule (the fit's note in the log and the GUI's Fit page).
+SURE_AGREE_TEXT = "where both maps name the same type"
+
+
+def members_agree(probas: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+    """``(N,)`` True where every member's ``(N, C)`` probabilities (a list, or stacked ``(M, N, C)``) have the same top
+    type."""
+    tops = np.stack([np.asarray(p).argmax(1) for p in probas])
+    return np.asarray((tops == tops[0]).all(0), bool)
 
 
 def cut_name(cut: tuple[str, float]) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from sslinspect.defects.typing_head import KINDS, LEVELS_KIND, NEVER_SURE, TypingHead
+from sslinspect.defects.typing_head import KINDS, LEVELS_KIND, NEVER_SURE, TypingHead, members_agree
 
 #: A class's open-set radius is this margin times the largest leave-one-out distance of its labelled regions.
 RADIUS_MARGIN = 1.3
@@ -346,8 +346,7 @@ def fit_levels(fits: Mapping[Any, TypingFit], shown_level: float, *, sure_agree:
     proba = stacked.mean(0)
     y, oof, conf = first.y, proba.argmax(1), proba.max(1)
     if sure_agree:
-        tops = stacked.argmax(2)
-        conf = np.where((tops == tops[0]).all(0), conf, 0.0)
+        conf = np.where(members_agree(stacked), conf, 0.0)
     cv[LEVELS_KIND] = balanced_accuracy(y, oof, len(members[0].classes))
     head = TypingHead.of_levels(members, shown_level, confidence_cut(conf, oof == y), sure_agree=sure_agree)
     return TypingFit(head, cv, y, oof, conf, proba)

@@ -18,7 +18,15 @@ import numpy as np
 
 from sslinspect.defects.describe import DESCRIPTOR_NAMES
 from sslinspect.defects.naming import LEVELS, SHARP_CUTS, SHOWN_LEVEL, describe_cuts
-from sslinspect.defects.typing_head import MAP_SOURCE, SHARP_SOURCE, TypingHead, cut_name, load_head, save_head
+from sslinspect.defects.typing_head import (
+    MAP_SOURCE,
+    SHARP_SOURCE,
+    SURE_AGREE_TEXT,
+    TypingHead,
+    cut_name,
+    load_head,
+    save_head,
+)
 from sslinspect.fewshot.classifier import cv_report
 from sslinspect.fewshot.typing_fit import SURE_PRECISION, TypingFit, fit_levels, fit_typing
 from sslinspect.fsutil import atomic_path
@@ -76,7 +84,7 @@ class TypingStep:
         if cut > 1.0:
             return f"no name is sure (no confidence cut reached {SURE_PRECISION:.0%} right out of fold)"
         acc = "n/a" if np.isnan(accuracy) else f"{accuracy:.3f}"
-        agree = " where both maps name the same type" if self.fit.head.sure_agree else ""
+        agree = f" {SURE_AGREE_TEXT}" if self.fit.head.sure_agree else ""
         return (
             f"names sure from confidence {cut:.3f}{agree}: {coverage:.0%} of the labelled regions, {acc} of those right"
         )
