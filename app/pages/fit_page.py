@@ -39,10 +39,9 @@ from app.widgets.progress import Coalescer, show_progress
 from app.widgets.thumbnails import ThumbnailProvider
 from sslinspect import api
 from sslinspect.config import FewShotConfig
-from sslinspect.defects.typing_head import SURE_AGREE_TEXT
 from sslinspect.errors import SSLInspectError
 from sslinspect.events import Progress
-from sslinspect.review import label_list
+from sslinspect.review import SURE_AGREE_TEXT, label_list
 
 STAGE = "train"  # the worker command keeps its old name (an alias of `fit`)
 RESULT_ROWS = (

@@ -10,11 +10,13 @@ core but ``config``, ``events`` and ``errors`` (an import-linter contract says s
 - :mod:`~sslinspect.review.colours`: class colours;
 - :mod:`~sslinspect.review.heatmaps`: the stored held-out anomaly maps as overlays;
 - :mod:`~sslinspect.review.regions`: the example regions of each cell of the defect-type confusion;
-- :mod:`~sslinspect.review.suggestions`: per defect type, the unlabelled images named nearest to it.
+- :mod:`~sslinspect.review.suggestions`: per defect type, the unlabelled images named nearest to it;
+- ``SURE_AGREE_TEXT``: how a note words the typing head's agreement rule (the fit's log note says the same).
 """
 
 from __future__ import annotations
 
+from sslinspect.defects.typing_head import SURE_AGREE_TEXT
 from sslinspect.imageio import read_image
 from sslinspect.infer.output import heatmap_name
 from sslinspect.review.analysis import (
@@ -36,6 +38,7 @@ from sslinspect.runs import read_events
 __all__ = [
     "MIN_IMAGES",
     "SORT_KEYS",
+    "SURE_AGREE_TEXT",
     "Analysis",
     "Curves",
     "ExportThresholds",
