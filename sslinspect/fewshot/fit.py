@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from sslinspect.cancel import NEVER, CancelToken
 from sslinspect.config import FewShotConfig
@@ -16,13 +17,22 @@ from sslinspect.configio import to_dict
 from sslinspect.data.cache import build_cache
 from sslinspect.events import Artifact, Log, Progress, Reporter, null_reporter
 from sslinspect.fewshot.anomaly import histogram
+from sslinspect.fewshot.bank import iter_features
 from sslinspect.fewshot.head import HeadFit, fit_head
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.patchcore import FeatureNet
 from sslinspect.fewshot.segmap import SegmentationNet, decoder_from_checkpoint, has_decoder
 from sslinspect.fewshot.stored import load_head as load_head  # re-exported: callers import it from here
 from sslinspect.fewshot.suggest_step import candidate_rows, suggest_types, write_suggestions
-from sslinspect.fewshot.typing_step import SharpMaps, TypingStep, fit_defect_types, save_typing
+from sslinspect.fewshot.typing_step import (
+    SharpMaps,
+    TypingStep,
+    ViewRows,
+    describe_views,
+    fit_defect_types,
+    save_typing,
+    view_images,
+)
 from sslinspect.fsutil import atomic_path, atomic_write_json
 from sslinspect.model.checkpoint import build_backbone_from_checkpoint, load_checkpoint
 from sslinspect.model.runtime import pick_device, seed_everything, versions
@@ -91,7 +101,8 @@ def run_fit(
         fitted = fit_head(net, cache.images, labels, cfg, device=device, report=run.report, cancel=cancel)
         _report_dropped(fitted, cfg, run.report)
         head = fitted.head
-        naming = _typing_step(fitted, cache.images, ids, labels, cfg, run.report)
+        views = _labelled_views(net, fitted, cache.images, labels, cfg, device, run.report, cancel)
+        naming = _typing_step(fitted, cache.images, ids, labels, cfg, run.report, views)
         _write_run(run_dir, project, ids, fitted, naming, labels, cfg)
         if naming is not None:
             _write_suggestions(run_dir, fitted, naming, cache.images, ids, labels, run.report)
@@ -162,6 +173,7 @@ def _typing_step(
     labels: list[str | None],
     cfg: FewShotConfig,
     report: Reporter,
+    views: ViewRows | None = None,
 ) -> TypingStep | None:
     """Name the defects: the typing head fitted on the labelled defects' regions (None without two types)."""
     defect_types = [c for c in fitted.head.classes if c != GOOD]
@@ -185,6 +197,7 @@ def _typing_step(
         map_low=a.map_low,
         map_high=a.map_high,
         sharp=_sharp_maps(fitted),
+        views=views,
         seed=cfg.seed,
     )
     if step is not None:
@@ -196,10 +209,47 @@ def _typing_step(
                 message=f"defect types from their regions: {step.fit.head.kind}, cross-validated balanced accuracy "
                 + (f"{cv:.3f}" if cv is not None else "n/a")
                 + f"; {step.sure_summary()}"
-                + (f"; {missed} labelled defect(s) scored low by the anomaly map" if missed else ""),
+                + (f"; {missed} labelled defect(s) scored low by the anomaly map" if missed else "")
+                + (f"; also learnt from {len(views.of)} views of them (flipped, turned, re-exposed)" if views else ""),
             )
         )
     return step
+
+
+def _labelled_views(
+    net: FeatureNet | SegmentationNet,
+    fitted: HeadFit,
+    images: np.ndarray,
+    labels: list[str | None],
+    cfg: FewShotConfig,
+    device: torch.device,
+    report: Reporter,
+    cancel: CancelToken,
+) -> ViewRows | None:
+    """The described :func:`~sslinspect.fewshot.typing_step.view_images` of every labelled defect of a type the
+    head knows, from the defect-aware model's maps (None for other models, or without two such types). Made one
+    labelled image at a time: only descriptors are kept."""
+    types = set(fitted.head.classes) - {GOOD}
+    a = fitted.head.anomaly
+    if not isinstance(net, SegmentationNet) or not net.sharp or not a.has_sharp or len(types) < 2:
+        return None
+    rows = [i for i, lab in enumerate(labels) if lab in types]
+    rng = np.random.default_rng(cfg.seed)
+    norm = (a.map_low, a.map_high, a.sharp_low, a.sharp_high)
+    of, x = [], []
+    for done, r in enumerate(rows, 1):
+        imgs = view_images(images[r], rng)
+        (_, _, raw), *_ = iter_features(
+            net, imgs, np.arange(len(imgs)), device=device, batch_size=len(imgs), stage="views", cancel=cancel
+        )
+        x.append(describe_views(imgs, raw[:, 0].cpu().numpy(), raw[:, 1].cpu().numpy(), norm=norm))
+        of.extend([r] * len(imgs))
+        report(
+            Progress(
+                stage="views", step=done, total=len(rows), message=f"views of labelled defects: {done}/{len(rows)}"
+            )
+        )
+    return ViewRows(np.array(of, np.int64), np.concatenate(x)) if x else None
 
 
 def _sharp_maps(fitted: HeadFit) -> SharpMaps | None:

@@ -66,6 +66,31 @@ class TypingFit:
         return selective_accuracy(self.oof_confidence, self.oof == self.y, self.head.sure_cut)
 
 
+@dataclass(frozen=True, slots=True)
+class Views:
+    """Descriptors of extra views of the labelled rows (their regions in flipped copies of the image): rows to
+    train on, never to score. Cross-validation keeps a view in the fold of the row it was made from, and the
+    open-set radius leaves a row out with its views.
+
+    Attributes:
+        x: ``(V, D)`` raw descriptors.
+        of: ``(V,)`` index of the labelled row each view was made from.
+    """
+
+    x: np.ndarray
+    of: np.ndarray
+
+    def train_rows(self, x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``x[rows]`` and ``y[rows]`` with the views of those rows appended, and each row's group (the labelled
+        row it is or was made from)."""
+        v = np.flatnonzero(np.isin(self.of, rows))
+        return (
+            np.concatenate([x[rows], np.asarray(self.x, np.float64)[v]]),
+            np.concatenate([y[rows], y[self.of[v]]]),
+            np.concatenate([rows, self.of[v]]),
+        )
+
+
 def confidence_cut(
     confidence: np.ndarray,
     correct: np.ndarray,
@@ -136,21 +161,32 @@ def within_class_metric(z: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndar
 
 
 def open_set_radius(
-    z: np.ndarray, y: np.ndarray, n_classes: int, metric: np.ndarray, margin: float = RADIUS_MARGIN
+    z: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    metric: np.ndarray,
+    margin: float = RADIUS_MARGIN,
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per class: ``margin`` × the largest distance (under ``metric``) of a labelled row to the mean of the
-    class's other rows.
+    class's other rows (with ``groups``, rows of other groups: a row's views leave with it).
 
-    A class with a single row borrows the median radius of the others (or, alone, the mean distance of all rows
-    to their class means).
+    A class with a single row (group) borrows the median radius of the others (or, alone, the mean distance of all
+    rows to their class means).
     """
     radius = np.full(n_classes, np.nan)
+    groups = np.arange(len(y)) if groups is None else np.asarray(groups)
     for c in range(n_classes):
-        rows = z[y == c]
-        if len(rows) < 2:
+        rows, grp = z[y == c], groups[y == c]
+        names = np.unique(grp)
+        if len(names) < 2:
             continue
-        loo = (rows.sum(0)[None, :] - rows) / (len(rows) - 1)
-        radius[c] = float(np.sqrt((((rows - loo) ** 2) * metric).sum(1)).max())
+        total, far = rows.sum(0), 0.0
+        for g in names:
+            inside = grp == g
+            loo = (total - rows[inside].sum(0)) / (len(rows) - int(inside.sum()))
+            far = max(far, float(np.sqrt((((rows[inside] - loo) ** 2) * metric).sum(1)).max()))
+        radius[c] = far
     if np.isnan(radius).all():
         cents = _centroids(z, y, n_classes)
         radius[:] = float(np.sqrt((((z - cents[y]) ** 2) * metric).sum(1)).mean()) or 1.0
@@ -199,6 +235,7 @@ def _fit_kind(
     names: tuple[str, ...],
     seed: int,
     margin: float = RADIUS_MARGIN,
+    groups: np.ndarray | None = None,
 ) -> TypingHead:
     n_classes, dim = len(classes), x.shape[1]
     mean, scale, noise = _standardiser(x)
@@ -216,7 +253,7 @@ def _fit_kind(
         weight, bias = _logistic(z, y, n_classes, seed)
     if kind in ("trees", "ensemble"):
         trees = _trees(np.where(noise, 0.0, z), y, n_classes, seed)  # trees are blind to scale: noise is constant
-    radius = open_set_radius(z, y, n_classes, metric, margin)
+    radius = open_set_radius(z, y, n_classes, metric, margin, groups)
     return TypingHead(
         kind,
         classes,
@@ -248,11 +285,17 @@ def _logistic(z: np.ndarray, y: np.ndarray, n_classes: int, seed: int) -> tuple[
 
 
 def oof_proba(
-    kind: str, x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], folds: int = 5, seed: int = 0
+    kind: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    classes: tuple[str, ...],
+    folds: int = 5,
+    seed: int = 0,
+    views: Views | None = None,
 ) -> np.ndarray | None:
     """Out-of-fold class probabilities ``(N, C)`` of every row under ``kind`` (stratified folds, at most the
     smallest class's size; a class missing from a fold's training rows gets 0); None when a class has fewer than
-    two rows."""
+    two rows. ``views`` of a training row train with it; the views of a held-out row stay out."""
     from sklearn.model_selection import StratifiedKFold
 
     k = int(min(folds, np.bincount(y, minlength=len(classes)).min()))
@@ -261,9 +304,10 @@ def oof_proba(
     proba = np.zeros((len(y), len(classes)))
     names = tuple(f"f{i}" for i in range(x.shape[1]))
     for tr, te in StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(x, y):
-        present = np.unique(y[tr])
-        remap = np.searchsorted(present, y[tr])
-        head = _fit_kind(kind, x[tr], remap, tuple(classes[i] for i in present), names, seed)
+        x_tr, y_tr, g_tr = views.train_rows(x, y, tr) if views is not None else (x[tr], y[tr], tr)
+        present = np.unique(y_tr)
+        remap = np.searchsorted(present, y_tr)
+        head = _fit_kind(kind, x_tr, remap, tuple(classes[i] for i in present), names, seed, groups=g_tr)
         proba[np.ix_(te, present)] = head.predict_proba(x[te])
     return proba
 
@@ -294,6 +338,7 @@ def fit_typing(
     folds: int = 5,
     seed: int = 0,
     margin: float = RADIUS_MARGIN,
+    views: Views | None = None,
 ) -> TypingFit:
     """Fit a typing head on descriptors ``x`` ``(N, D)`` with type names ``labels``.
 
@@ -306,6 +351,8 @@ def fit_typing(
         folds: Most cross-validation folds.
         seed: Fold shuffling and tree randomness.
         margin: Open-set radius margin (see :func:`open_set_radius`).
+        views: Descriptors of extra views of the rows (flipped copies), trained on with their row; the
+            out-of-fold figures (``cv``, ``oof``, the sure cut) are of the rows only.
 
     The head's ``sure_cut`` is :func:`confidence_cut` of the chosen kind's out-of-fold predictions
     (:data:`~sslinspect.defects.typing_head.NEVER_SURE` when they cannot be made).
@@ -316,10 +363,11 @@ def fit_typing(
         raise ValueError("typing needs at least two labelled types")
     y = np.array([classes.index(lab) for lab in labels])
     names_t = tuple(names) if names is not None else tuple(f"f{i}" for i in range(x.shape[1]))
-    proba = {k: oof_proba(k, x, y, classes, folds, seed) for k in kinds}
+    proba = {k: oof_proba(k, x, y, classes, folds, seed, views) for k in kinds}
     cv = {k: float("nan") if p is None else balanced_accuracy(y, p.argmax(1), len(classes)) for k, p in proba.items()}
     best = max(kinds, key=lambda k: (np.nan_to_num(cv[k], nan=-1.0), -list(kinds).index(k)))
-    head = _fit_kind(best, x, y, classes, names_t, seed, margin)
+    x_fit, y_fit, groups = views.train_rows(x, y, np.arange(len(y))) if views is not None else (x, y, None)
+    head = _fit_kind(best, x_fit, y_fit, classes, names_t, seed, margin, groups)
     p_best = proba[best]
     if p_best is None:
         return TypingFit(_replace(head, sure_cut=NEVER_SURE), cv, y)

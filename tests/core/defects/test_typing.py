@@ -19,11 +19,14 @@ from sslinspect.fewshot.typing_fit import (
     N_TREES,
     TREE_DEPTH,
     TypingFit,
+    Views,
     balanced_accuracy,
     fit_levels,
     fit_typing,
     flatten_trees,
+    open_set_radius,
 )
+from sslinspect.fewshot.typing_step import VIEW_GAIN, VIEW_NOISE, VIEWS, view_images
 from tests.conftest import REPO, subprocess_env
 from tests.core.fewshot.drawn import NOVEL, TYPES, dataset
 
@@ -387,3 +390,62 @@ def test_inference_modules_import_neither_torch_nor_sklearn(
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().startswith("[")
+
+
+def test_views_train_with_their_row_and_never_leak_into_its_fold(described: tuple[np.ndarray, np.ndarray]) -> None:
+    """A view of a row sits in the training folds only when its row does. On descriptors that carry no type at all,
+    views that are exact copies of their row would make the out-of-fold names as right as the head's own training
+    rows (0.9 here) if they leaked; kept with their row, the names stay at chance. The figures stay per row."""
+    rng = np.random.default_rng(0)
+    noise, kinds = rng.normal(size=(40, 12)), [f"t{i % 4}" for i in range(40)]
+    copies = Views(np.repeat(noise, 3, axis=0), np.repeat(np.arange(40), 3))
+    blind = fit_typing(noise, kinds, kinds=("ensemble",), views=copies)
+    assert blind.oof is not None and len(blind.oof) == 40
+    assert blind.cv["ensemble"] <= 0.45  # chance is 0.25
+    y = np.array([int(k[1]) for k in kinds])
+    assert balanced_accuracy(y, blind.head.predict_proba(noise).argmax(1), 4) >= 0.8  # what a leak would score
+    x, labels = described
+    train, _ = _split(labels, TYPES)
+    xs, ys = x[train], labels[train].tolist()
+    plain = fit_typing(xs, ys, names=DESCRIPTOR_NAMES, kinds=("ensemble",))
+    viewed = fit_typing(
+        xs,
+        ys,
+        names=DESCRIPTOR_NAMES,
+        kinds=("ensemble",),
+        views=Views(np.repeat(xs, 3, axis=0), np.repeat(np.arange(len(xs)), 3)),
+    )
+    # identical copies leave the class means where they were, and the radius is the rows' own leave-one-out one
+    np.testing.assert_allclose(viewed.head.centroids, plain.head.centroids, atol=1e-9)
+    z = (xs - viewed.head.mean) / viewed.head.scale
+    y_rows = np.array([viewed.head.classes.index(t) for t in ys])
+    own = open_set_radius(z, y_rows, len(viewed.head.classes), viewed.head.metric)
+    np.testing.assert_allclose(viewed.head.radius, own, rtol=1e-6)
+    # ...and a view that is not a copy does move the head: it is trained on
+    moved = Views(xs[::-1] * 1.5, np.arange(len(xs)))
+    assert not np.allclose(fit_typing(xs, ys, kinds=("ensemble",), views=moved).head.centroids, plain.head.centroids)
+
+
+def test_the_radius_leaves_a_row_out_with_its_views() -> None:
+    """Two rows of one class, each with a copy: leaving one row out alone would keep its copy in the mean (distance
+    0); leaving its group out measures it against the other row, as without views."""
+    z = np.array([[0.0], [2.0], [0.0], [2.0], [10.0], [12.0]])
+    y = np.array([0, 0, 0, 0, 1, 1])
+    metric = np.ones(1)
+    grouped = open_set_radius(z, y, 2, metric, margin=1.0, groups=np.array([0, 1, 0, 1, 4, 5]))
+    np.testing.assert_allclose(grouped, [2.0, 2.0])
+    assert open_set_radius(z, y, 2, metric, margin=1.0)[0] < 2.0  # rows alone: the copy pulls the mean to itself
+
+
+def test_view_images_are_the_flips_turns_and_two_exposures_of_a_frame() -> None:
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+    views = view_images(img, np.random.default_rng(1))
+    assert views.shape == (len(VIEWS), 12, 12, 3) and views.dtype == np.uint8
+    np.testing.assert_array_equal(views[VIEWS.index("flip_h")], img[:, ::-1])
+    np.testing.assert_array_equal(views[VIEWS.index("turn_90")], np.rot90(img))
+    np.testing.assert_array_equal(views[VIEWS.index("transpose")], img.transpose(1, 0, 2))
+    lighter, darker = views[VIEWS.index("lighter")].astype(float), views[VIEWS.index("darker")].astype(float)
+    assert lighter.mean() > img.mean() > darker.mean()
+    assert np.abs(darker - img * (1 - VIEW_GAIN)).mean() < 2 * VIEW_NOISE  # a few grey levels of noise, no more
+    np.testing.assert_array_equal(views, view_images(img, np.random.default_rng(1)))  # the seed decides the noise

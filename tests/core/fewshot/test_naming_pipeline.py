@@ -18,7 +18,7 @@ from sslinspect.defects.naming import LEVELS, SHARP_CUTS, describe_cuts, describ
 from sslinspect.defects.typing_head import MAP_SOURCE, SHARP_SOURCE, UNKNOWN, TypingHead
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.stored import load_head
-from sslinspect.fewshot.typing_step import REGIONS_FILE, load_typing, norm_map
+from sslinspect.fewshot.typing_step import REGIONS_FILE, VIEWS, load_typing, norm_map
 from sslinspect.infer.onnx_predictor import Predictor
 from sslinspect.project import GOOD
 
@@ -66,6 +66,9 @@ def test_fit_types_the_labelled_defects_from_their_regions(fitted: Path) -> None
             assert metrics["sure_coverage"] in (0.0, None)
         log = (run / "events.jsonl").read_text(encoding="utf-8")
         assert "names sure from confidence" in log or "no name is sure" in log
+        # the defect-aware model's heads also learn from 7 views of each labelled defect; the patch model's do not
+        views = f"also learnt from {len(VIEWS) * sum(project.store.label_counts()[t] for t in types)} views of them"
+        assert (views in log) is (head.anomaly.kind == "segment")
         confusion = np.array(metrics["confusion"])
         counts = project.store.label_counts()
         assert confusion.shape == (len(types), len(types))
