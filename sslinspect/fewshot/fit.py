@@ -210,7 +210,7 @@ def _typing_step(
                 + (f"{cv:.3f}" if cv is not None else "n/a")
                 + f"; {step.sure_summary()}"
                 + (f"; {missed} labelled defect(s) scored low by the anomaly map" if missed else "")
-                + (f"; also learnt from {len(views.of)} views of them (flipped, turned, re-exposed)" if views else ""),
+                + (f"; also learnt from {len(views.of)} views of them (flipped, re-exposed)" if views else ""),
             )
         )
     return step
@@ -231,7 +231,13 @@ def _labelled_views(
     labelled image at a time: only descriptors are kept."""
     types = set(fitted.head.classes) - {GOOD}
     a = fitted.head.anomaly
-    if not isinstance(net, SegmentationNet) or not net.sharp or not a.has_sharp or len(types) < 2:
+    if (
+        not isinstance(net, SegmentationNet)
+        or not net.sharp
+        or not a.has_sharp
+        or fitted.sharp is None
+        or len(types) < 2
+    ):
         return None
     rows = [i for i, lab in enumerate(labels) if lab in types]
     rng = np.random.default_rng(cfg.seed)
