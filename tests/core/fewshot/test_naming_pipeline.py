@@ -18,6 +18,7 @@ from sslinspect.defects.naming import LEVELS, SHARP_CUTS, describe_cuts, describ
 from sslinspect.defects.typing_head import MAP_SOURCE, SHARP_SOURCE, UNKNOWN, TypingHead
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.stored import load_head
+from sslinspect.fewshot.typing_fit import SURE_PRECISION
 from sslinspect.fewshot.typing_step import REGIONS_FILE, VIEWS, load_typing, norm_map
 from sslinspect.infer.onnx_predictor import Predictor
 from sslinspect.project import GOOD
@@ -58,10 +59,10 @@ def test_fit_types_the_labelled_defects_from_their_regions(fitted: Path) -> None
         metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["typing"]
         assert metrics["classes"] == list(typing.classes)
         assert typing.level in LEVELS and metrics["level"] == typing.level
-        assert metrics["sure_cut"] == round(typing.sure_cut, 5) and metrics["sure_precision"] == 0.8
+        assert metrics["sure_cut"] == round(typing.sure_cut, 5) and metrics["sure_precision"] == SURE_PRECISION
         assert metrics["sure_agree"] is (head.anomaly.kind == "segment") is typing.sure_agree
-        if typing.sure_cut <= 1.0:  # a cut: its out-of-fold names are right at least 80 % of the time
-            assert metrics["sure_coverage"] > 0 and metrics["sure_accuracy"] >= 0.8
+        if typing.sure_cut <= 1.0:  # a cut: its out-of-fold names are right at least SURE_PRECISION of the time
+            assert metrics["sure_coverage"] > 0 and metrics["sure_accuracy"] >= SURE_PRECISION
         else:
             assert metrics["sure_coverage"] in (0.0, None)
         log = (run / "events.jsonl").read_text(encoding="utf-8")
