@@ -245,8 +245,10 @@ def _labelled_views(
     of, x = [], []
     for done, r in enumerate(rows, 1):
         imgs = view_images(images[r], rng)
-        (_, _, raw), *_ = iter_features(
-            net, imgs, np.arange(len(imgs)), device=device, batch_size=len(imgs), stage="views", cancel=cancel
+        _, _, raw = next(  # one batch: the image's views
+            iter_features(
+                net, imgs, np.arange(len(imgs)), device=device, batch_size=len(imgs), stage="views", cancel=cancel
+            )
         )
         x.append(describe_views(imgs, raw[:, 0].cpu().numpy(), raw[:, 1].cpu().numpy(), norm=norm))
         of.extend([r] * len(imgs))

@@ -72,8 +72,8 @@ class TypingFit:
 
 @dataclass(frozen=True, slots=True)
 class Views:
-    """Descriptors of extra views of the labelled rows (their regions in flipped copies of the image): rows to
-    train on, never to score. Cross-validation keeps a view in the fold of the row it was made from, and the
+    """Descriptors of extra views of the labelled rows (their regions in flipped or re-exposed copies of the image):
+    rows to train on, never to score. Cross-validation keeps a view in the fold of the row it was made from, and the
     open-set radius leaves a row out with its views.
 
     Attributes:
