@@ -30,6 +30,7 @@ from sslinspect.fewshot.typing_step import (
     ViewRows,
     describe_views,
     fit_defect_types,
+    norm_map,
     save_typing,
     view_images,
 )
@@ -101,8 +102,7 @@ def run_fit(
         fitted = fit_head(net, cache.images, labels, cfg, device=device, report=run.report, cancel=cancel)
         _report_dropped(fitted, cfg, run.report)
         head = fitted.head
-        views = _labelled_views(net, fitted, cache.images, labels, cfg, device, run.report, cancel)
-        naming = _typing_step(fitted, cache.images, ids, labels, cfg, run.report, views)
+        naming = _typing_step(net, fitted, cache.images, ids, labels, cfg, device, run.report, cancel)
         _write_run(run_dir, project, ids, fitted, naming, labels, cfg)
         if naming is not None:
             _write_suggestions(run_dir, fitted, naming, cache.images, ids, labels, run.report)
@@ -167,13 +167,15 @@ def _sure_shares(naming: TypingStep | None) -> tuple[float | None, float | None]
 
 
 def _typing_step(
+    net: FeatureNet | SegmentationNet,
     fitted: HeadFit,
     images: np.ndarray,
     ids: np.ndarray,
     labels: list[str | None],
     cfg: FewShotConfig,
+    device: torch.device,
     report: Reporter,
-    views: ViewRows | None = None,
+    cancel: CancelToken,
 ) -> TypingStep | None:
     """Name the defects: the typing head fitted on the labelled defects' regions (None without two types)."""
     defect_types = [c for c in fitted.head.classes if c != GOOD]
@@ -188,6 +190,7 @@ def _typing_step(
         )
         return None
     a = fitted.head.anomaly
+    views = _labelled_views(net, fitted, images, labels, cfg, device, report, cancel)
     step = fit_defect_types(
         images,
         ids,
@@ -227,21 +230,14 @@ def _labelled_views(
     cancel: CancelToken,
 ) -> ViewRows | None:
     """The described :func:`~sslinspect.fewshot.typing_step.view_images` of every labelled defect of a type the
-    head knows, from the defect-aware model's maps (None for other models, or without two such types). Made one
-    labelled image at a time: only descriptors are kept."""
-    types = set(fitted.head.classes) - {GOOD}
+    head knows, from the defect-aware model's maps (None for other models). Made one labelled image at a time: only
+    descriptors are kept."""
     a = fitted.head.anomaly
-    if (
-        not isinstance(net, SegmentationNet)
-        or not net.sharp
-        or not a.has_sharp
-        or fitted.sharp is None
-        or len(types) < 2
-    ):
+    if not isinstance(net, SegmentationNet) or not net.sharp or not a.has_sharp or fitted.sharp is None:
         return None
+    types = set(fitted.head.classes) - {GOOD}
     rows = [i for i, lab in enumerate(labels) if lab in types]
     rng = np.random.default_rng(cfg.seed)
-    norm = (a.map_low, a.map_high, a.sharp_low, a.sharp_high)
     of, x = [], []
     for done, r in enumerate(rows, 1):
         imgs = view_images(images[r], rng)
@@ -250,7 +246,8 @@ def _labelled_views(
                 net, imgs, np.arange(len(imgs)), device=device, batch_size=len(imgs), stage="views", cancel=cancel
             )
         )
-        x.append(describe_views(imgs, raw[:, 0].cpu().numpy(), raw[:, 1].cpu().numpy(), norm=norm))
+        spread, sharp = raw[:, 0].cpu().numpy(), raw[:, 1].cpu().numpy()
+        x.append(describe_views(imgs, a.normalise(spread), norm_map(sharp, a.sharp_low, a.sharp_high)))
         of.extend([r] * len(imgs))
         report(
             Progress(

@@ -47,6 +47,7 @@ TYPING_KINDS = ("ensemble",)
 #: Not quarter turns: on a directional texture (brushed metal) a turned frame is not a part the camera can see, and
 #: the model's map of it was above the threshold on 30–95 % of the frame.
 VIEWS = ("flip_h", "flip_v", "lighter", "darker")
+#: The lighter and darker views' gain (±8 %) and their sensor noise (σ in grey levels).
 VIEW_GAIN = 0.08
 VIEW_NOISE = 3.0
 
@@ -163,20 +164,12 @@ class ViewRows:
     x: np.ndarray
 
 
-def describe_views(
-    images: np.ndarray, maps: np.ndarray, sharp_maps: np.ndarray, *, norm: tuple[float, float, float, float]
-) -> np.ndarray:
-    """Descriptors ``(B, D × len(SHARP_CUTS))`` of a batch of views: ``images`` ``(B, S, S, 3)``, their raw spread
-    and sharp maps ``(B, h, w)`` and ``norm`` = ``(map_low, map_high, sharp_low, sharp_high)``."""
-    map_low, map_high, sharp_low, sharp_high = norm
+def describe_views(images: np.ndarray, maps: np.ndarray, sharp_maps: np.ndarray) -> np.ndarray:
+    """Descriptors ``(B, D × len(SHARP_CUTS))`` of a batch of views: ``images`` ``(B, S, S, 3)`` and their spread
+    and sharp maps ``(B, h, w)``, each on its calibrated scale, cut like the labelled defects."""
     return np.stack(
         [
-            describe_cuts(
-                img,
-                {MAP_SOURCE: norm_map(m, map_low, map_high), SHARP_SOURCE: norm_map(sm, sharp_low, sharp_high)},
-                SHARP_CUTS,
-                SHOWN_LEVEL,
-            )[0]
+            describe_cuts(img, {MAP_SOURCE: m, SHARP_SOURCE: sm}, SHARP_CUTS, SHOWN_LEVEL)[0]
             for img, m, sm in zip(images, maps, sharp_maps, strict=True)
         ]
     )
@@ -243,7 +236,7 @@ def fit_defect_types(
     ]
     x_all = np.stack([x for x, _ in described])
     boxes = [r.bbox if r is not None else (0, 0, 0, 0) for _, r in described]
-    view_x, view_of = _view_rows(views, rows, len(cuts))
+    view_x, view_of = _view_rows(views if sharp is not None else None, rows, x_all.shape[1])
     fits: dict[tuple[str, float], TypingFit] = {}
     for (source, level), x, vx in zip(
         cuts, np.split(x_all, len(cuts), axis=1), np.split(view_x, len(cuts), axis=1), strict=True
@@ -258,10 +251,9 @@ def fit_defect_types(
     return TypingStep(fit, rows, ids_a, labs, x_all, np.asarray(boxes, np.int32), located, level_cv)
 
 
-def _view_rows(views: ViewRows | None, rows: np.ndarray, n_cuts: int) -> tuple[np.ndarray, np.ndarray]:
+def _view_rows(views: ViewRows | None, rows: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """The views of the labelled ``rows``: their descriptors and the position in ``rows`` each came from."""
-    width = len(DESCRIPTOR_NAMES) * n_cuts
-    if views is None or views.x.shape[1:] != (width,):
+    if views is None:
         return np.empty((0, width)), np.empty(0, np.int64)
     where = {int(r): k for k, r in enumerate(rows.tolist())}
     keep = np.array([int(r) in where for r in views.of.tolist()], bool)
