@@ -33,8 +33,9 @@ from sslinspect.defects.naming import PEAK_SHARE
 from sslinspect.defects.typing_head import UNKNOWN, TypingHead, encode_head
 from sslinspect.errors import Cancelled, ExportError
 from sslinspect.events import Artifact, Log, Progress, Reporter, null_reporter
+from sslinspect.export.int8 import fp32_tries
 from sslinspect.export.module import INPUT_NAMES, SHARP_OUTPUT, InferenceModule, output_names
-from sslinspect.export.precision import PrecisionReport, check_precision, convert_precision
+from sslinspect.export.precision import PrecisionReport, check_precision, convert_precision, run_check
 from sslinspect.export.triton import write_triton_repository
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fsutil import atomic_write_json
@@ -319,11 +320,31 @@ def _precision_step(
     force: bool,
     report: Reporter,
 ) -> tuple[Path, PrecisionReport]:
-    """Step 3 (FP16/INT8): convert, then check against FP32 on labelled images; refuses beyond the tolerance."""
-    final = tmpdir / f"model_{cfg.precision}.onnx"
-    convert_precision(fp32, final, cfg.precision, inputs.calibration, reduce_range=cfg.int8_reduce_range)
-    finalise(final, metadata)
-    check = check_precision(fp32, final, inputs.check, inputs.check_labels, head, cfg, force=force)
+    """Step 3 (FP16/INT8): convert, then check against FP32 on labelled images; refuses beyond the tolerance.
+
+    INT8 is tried as :func:`~sslinspect.export.int8.fp32_tries` says: a refused try is followed by one that keeps
+    more of the backbone's first operators FP32; the first that passes is kept, else the last (written only if
+    ``force``).
+    """
+    tries = fp32_tries(fp32) if cfg.precision == "int8" else (0,)
+    reference = run_check(fp32, inputs.check)
+    for n, keep in enumerate(tries):
+        final = tmpdir / f"model_{cfg.precision}_{keep}.onnx"
+        convert_precision(
+            fp32, final, cfg.precision, inputs.calibration, reduce_range=cfg.int8_reduce_range, keep_fp32=keep
+        )
+        finalise(final, metadata)
+        check = check_precision(
+            fp32, final, inputs.check, inputs.check_labels, head, cfg, force=force, reference=reference, fp32_ops=keep
+        )
+        if check.passed or n == len(tries) - 1:
+            break
+        report(
+            Log(
+                level="INFO",
+                message=f"{check.message()}; trying again with the backbone's first {tries[n + 1]} operators in fp32",
+            )
+        )
     report(Log(level="INFO" if check.passed else "WARNING", message=check.message()))
     if not check.passed and not force:
         raise ExportError(f"{out}: {check.message()}; export refused (use --force to write it anyway)")

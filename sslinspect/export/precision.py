@@ -8,7 +8,8 @@ error would move scores near the threshold.
 The check runs both models the way ``predict`` runs them (the graph, then the region typing of every part not
 passed as OK) on every labelled image plus held-out unlabelled ones and reports the change in the accuracy of the
 labels ``predict`` writes, in OK/NG decisions and in scores; beyond the tolerance the export is refused unless
-forced.
+forced. A refused INT8 model is made again with more of the backbone's first operators in FP32
+(:data:`sslinspect.export.int8.FP32_TRIES`) before the export gives up.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class PrecisionReport:
     tolerance: float
     passed: bool
     forced: bool = False
+    fp32_ops: int = 0  # INT8: the backbone's first quantisable operators after the stem kept FP32 (int8.FP32_TRIES)
 
     @property
     def accuracy_change(self) -> float | None:
@@ -73,8 +75,9 @@ class PrecisionReport:
             else ""
         )
         verdict = "within" if self.passed else "EXCEEDS"
+        kept = f" (the backbone's first {self.fp32_ops} operators kept in fp32)" if self.fp32_ops else ""
         return (
-            f"{self.precision} vs fp32 on {self.images} images ({self.labelled} labelled): {acc}{auroc}, OK/NG "
+            f"{self.precision}{kept} vs fp32 on {self.images} images ({self.labelled} labelled): {acc}{auroc}, OK/NG "
             f"decisions agree on {100 * self.decision_agreement:.1f}%, score change max {self.max_abs_score_change:.2e}"
             f" / mean {self.mean_abs_score_change:.2e} ({100 * self.score_change_vs_threshold:.1f}% of the "
             f"threshold margin); {verdict} the tolerance of {100 * self.tolerance:g} point(s)"
@@ -94,11 +97,18 @@ class _Calibration:
 
 
 def convert_precision(
-    src: Path, dst: Path, precision: str, calibration: np.ndarray, *, reduce_range: bool = False
+    src: Path,
+    dst: Path,
+    precision: str,
+    calibration: np.ndarray,
+    *,
+    reduce_range: bool = False,
+    keep_fp32: int = 0,
 ) -> None:
     """Write the ``precision`` version of the FP32 model ``src`` to ``dst`` (metadata is re-attached later).
 
-    ``reduce_range`` (INT8 only): 7-bit weights, see :func:`_to_int8`.
+    ``reduce_range`` (INT8 only): 7-bit weights, see :func:`_to_int8`. ``keep_fp32`` (INT8 only): how many of the
+    backbone's first quantisable operators after the stem stay FP32 (:data:`sslinspect.export.int8.FP32_TRIES`).
 
     Raises:
         ExportError: if the conversion fails.
@@ -114,7 +124,7 @@ def convert_precision(
             if precision == "fp16":
                 _to_fp16(src, dst)
             elif precision == "int8":
-                _to_int8(src, dst, calibration, reduce_range=reduce_range)
+                _to_int8(src, dst, calibration, reduce_range=reduce_range, keep_fp32=keep_fp32)
             else:
                 raise ExportError(f"unknown precision {precision!r}")
     except ExportError:
@@ -156,8 +166,9 @@ def _toposort(graph: onnx.GraphProto) -> None:
     graph.node.extend(ordered)
 
 
-def _to_int8(src: Path, dst: Path, calibration: np.ndarray, *, reduce_range: bool = False) -> None:
-    """Static QDQ quantisation of the backbone, calibrated on ``calibration`` (uint8 NHWC images).
+def _to_int8(src: Path, dst: Path, calibration: np.ndarray, *, reduce_range: bool = False, keep_fp32: int = 0) -> None:
+    """Static QDQ quantisation of the backbone (less its stem and its ``keep_fp32`` first operators after it),
+    calibrated on ``calibration`` (uint8 NHWC images).
 
     Weights are 8-bit per channel; ``reduce_range`` makes them 7-bit, for x86 CPUs without VNNI, where ONNX Runtime's
     u8×s8 multiply-add (``vpmaddubsw``) can saturate. They cost accuracy (bench/RESULTS.md: on the benchmark's fabric
@@ -169,7 +180,7 @@ def _to_int8(src: Path, dst: Path, calibration: np.ndarray, *, reduce_range: boo
     with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)  # folds BatchNorm into Conv first
-        nodes = quantisable_nodes(src, pre)
+        nodes = quantisable_nodes(src, pre, keep_fp32)
         if not nodes:
             raise ExportError(f"{src.name}: no backbone nodes found to quantise (module metadata missing)")
         quantize_static(
@@ -188,7 +199,11 @@ def _to_int8(src: Path, dst: Path, calibration: np.ndarray, *, reduce_range: boo
         )
 
 
-def _run(path: Path, images: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+#: What ``predict`` writes for each check image: labels, anomaly scores, OK/NG decisions (see :func:`run_check`).
+CheckRun = tuple[list[str], np.ndarray, np.ndarray]
+
+
+def run_check(path: Path, images: np.ndarray) -> CheckRun:
     """What ``predict`` would write for ``images``: each image's label (named from its region where the model carries
     a typing head, as line-side), anomaly score and OK/NG decision."""
     preds = Predictor(path, device="cpu", keep_maps=False).predict_images(images, batch_size=CHECK_BATCH)
@@ -208,12 +223,18 @@ def check_precision(
     cfg: ExportConfig,
     *,
     force: bool = False,
+    reference: CheckRun | None = None,
+    fp32_ops: int = 0,
 ) -> PrecisionReport:
-    """Compare ``other`` with ``fp32`` on ``images``; ``labels[i]`` is None for unlabelled images."""
+    """Compare ``other`` with ``fp32`` on ``images``; ``labels[i]`` is None for unlabelled images.
+
+    ``reference``: :func:`run_check` of ``fp32`` on ``images`` when already run (the INT8 tries share it);
+    ``fp32_ops``: recorded in the report (what the INT8 try kept FP32).
+    """
     from sklearn.metrics import roc_auc_score
 
-    l32, s32, d32 = _run(fp32, images)
-    lbl, s, d = _run(other, images)
+    l32, s32, d32 = reference if reference is not None else run_check(fp32, images)
+    lbl, s, d = run_check(other, images)
     lab = np.array([i for i, v in enumerate(labels) if v in head.classes], dtype=np.int64)
     y = [str(labels[i]) for i in lab]
     acc32 = float(np.mean([l32[i] == t for i, t in zip(lab, y, strict=True)])) if len(lab) else None
@@ -242,4 +263,5 @@ def check_precision(
         tolerance=cfg.tolerance,
         passed=ok,
         forced=force and not ok,
+        fp32_ops=fp32_ops,
     )

@@ -190,3 +190,92 @@ def test_cli_int8_export_refuses_then_writes_with_force(trained_project: Path, t
     assert main(["export", str(root), "--precision", "int8", "--out", str(out), "--force", *strict]) == 0
     check = json.loads(out.with_suffix(".json").read_text())["precision_check"]
     assert check["forced"] and not check["passed"]
+
+
+def _reads_int8(path: Path) -> set[str]:
+    model = onnx.load(str(path))
+    made_by = {o: n.op_type for n in model.graph.node for o in n.output}
+    return {n.name for n in model.graph.node if any(made_by.get(i) == "DequantizeLinear" for i in n.input)}
+
+
+def test_refused_int8_is_tried_again_with_more_of_the_backbone_in_fp32(segment_project: Path, tmp_path: Path) -> None:
+    from sslinspect.data.cache import build_cache
+    from sslinspect.events import Log
+    from sslinspect.export.int8 import backbone_nodes, fp32_tries, stem_nodes
+    from sslinspect.export.onnx import ExportInputs, _precision_step
+    from sslinspect.export.precision import run_check
+    from sslinspect.infer.onnx_predictor import METADATA_KEY
+
+    model = onnx.load(str(segment_project / "exports" / "model" / "model.onnx"))
+    project = Project.open(segment_project)
+    head, _ = load_head(project)
+    cache = build_cache(project, head.input_size)
+    labels = project.store.labels()
+    labelled = [k for k, i in enumerate(cache.ids) if i in labels]
+    check, calib = check_rows(len(cache), labelled, 60, 16)
+    images = np.asarray(cache.images[check])
+    inputs = ExportInputs(
+        images[:2], np.asarray(cache.images[calib]), images, [labels.get(cache.ids[r]) for r in check]
+    )
+    # the threshold between the FP32 and the (first try's) INT8 score of the image that INT8 moves most: that try
+    # must flip its decision and be refused at tolerance 0
+    fp32 = tmp_path / "fp32.onnx"
+    shutil.copy(segment_project / "exports" / "model" / "model.onnx", fp32)
+    first = tmp_path / "first.onnx"
+    convert_precision(fp32, first, "int8", inputs.calibration)
+    metadata = json.loads(next(p.value for p in model.metadata_props if p.key == METADATA_KEY))
+    finalise(first, metadata)
+    s32, s8 = run_check(fp32, images)[1], run_check(first, images)[1]
+    k = int(np.argmax(np.abs(s8 - s32)))
+    assert s8[k] != s32[k]
+    metadata["threshold"] = metadata["review_threshold"] = float(s8[k] + s32[k]) / 2
+    finalise(fp32, metadata)
+    project.close()
+    cfg = ExportConfig(precision="int8", tolerance=0.0)
+    logs: list[str] = []
+
+    def keep(e: object) -> None:
+        if isinstance(e, Log):
+            logs.append(e.message)
+
+    tries = fp32_tries(fp32)
+    assert len(tries) > 1
+    try:
+        final, report = _precision_step(
+            fp32, tmp_path, tmp_path / "m.onnx", inputs, head, cfg, metadata, force=False, report=keep
+        )
+    except ExportError as exc:  # every try refused: --force writes the last one
+        assert "export refused" in str(exc)
+        logs.clear()
+        final, report = _precision_step(
+            fp32, tmp_path, tmp_path / "m.onnx", inputs, head, cfg, metadata, force=True, report=keep
+        )
+        assert report.forced and not report.passed and report.fp32_ops == tries[-1]
+    else:  # a later try passed: it is the one written
+        assert report.passed and report.fp32_ops > 0
+    again = [m for m in logs if "trying again" in m]
+    assert again and "kept in fp32" not in again[0]  # the first try (nothing kept) was refused ...
+    # ... and each refused try was followed by the next, up to the one reported
+    assert [f"first {k} operators in fp32" in m for m, k in zip(again, tries[1:], strict=False)] == [True] * len(again)
+    assert report.fp32_ops == tries[len(again)]
+    assert f"first {report.fp32_ops} operators kept in fp32" in report.message()
+    stem = set(stem_nodes(model))
+    order = [n for n in backbone_nodes(model) if n not in stem]
+    quantised = _reads_int8(final)
+    assert not quantised & set(order[: report.fp32_ops]) and set(order[report.fp32_ops :]) <= quantised
+
+
+def test_int8_that_passes_first_keeps_the_whole_backbone_quantised(trained_project: Path, tmp_path: Path) -> None:
+    from sslinspect.export.int8 import backbone_nodes, stem_nodes
+
+    root = tmp_path / "p.sslproj"
+    shutil.copytree(trained_project, root)
+    project = api.open_project(root)
+    out = tmp_path / "int8.onnx"
+    result = api.export_onnx(project, out, ExportConfig(precision="int8"))
+    project.close()
+    assert result.precision_check is not None and result.precision_check.passed
+    assert result.precision_check.fp32_ops == 0
+    assert json.loads(out.with_suffix(".json").read_text())["precision_check"]["fp32_ops"] == 0
+    fp32 = onnx.load(str(trained_project / "exports" / "model" / "model.onnx"))
+    assert set(backbone_nodes(fp32)) - set(stem_nodes(fp32)) <= _reads_int8(out)

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from sslinspect.export.int8 import backbone_nodes, calibration_rows, stem_nodes
+from sslinspect.export.int8 import backbone_nodes, calibration_rows, fp32_tries, stem_nodes
 from sslinspect.export.precision import convert_precision
 
 
@@ -68,3 +68,20 @@ def test_calibration_mixes_near_threshold_and_good_images() -> None:
     assert len(rows) == 20 and set(near) <= set(rows.tolist())
     assert not {90, 91} & set(rows.tolist())
     assert set(calibration_rows(range(50, 60), scores, set(), 0.5, 8).tolist()) <= set(range(50, 60))
+
+
+def test_keep_fp32_leaves_the_backbones_first_operators_unquantised(
+    trained_project: Path, demo_data, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    model = trained_project / "exports" / "model" / "model.onnx"
+    fp32 = onnx.load(str(model))
+    stem = set(stem_nodes(fp32))
+    order = [n for n in backbone_nodes(fp32) if n not in stem]  # graph order
+    assert len(order) >= 3 and fp32_tries(model)[0] == 0 and all(k < len(order) for k in fp32_tries(model))
+    path = tmp_path / "int8_k2.onnx"
+    convert_precision(model, path, "int8", _images(demo_data), keep_fp32=2)
+    int8 = onnx.load(str(path))
+    made_by = {o: n.op_type for n in int8.graph.node for o in n.output}
+    reads_int8 = {n.name for n in int8.graph.node if any(made_by.get(i) == "DequantizeLinear" for i in n.input)}
+    assert not reads_int8 & set(order[:2])  # the first two stay FP32 ...
+    assert set(order[2:]) <= reads_int8  # ... every later backbone operator is quantised
