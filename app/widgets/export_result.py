@@ -26,6 +26,18 @@ def provider_words(provider: str) -> str:
     }.get(provider, f"run with {provider or 'ONNX Runtime'}")
 
 
+def precision_text(meta: dict[str, Any]) -> str:
+    """The sidecar's precision, and for INT8 what its accuracy check made the export keep in FP32."""
+    precision = str(meta.get("precision", "?"))
+    check = meta.get("precision_check") or {}
+    kept = int(check.get("fp32_ops", 0) or 0)
+    if precision == "int8" and kept:
+        precision += f" (the backbone's first {kept} operators kept in fp32 to pass the accuracy check; slower)"
+    if check.get("forced"):
+        precision += " — written with --force beyond the accuracy tolerance"
+    return precision
+
+
 def parity_text(par: dict[str, Any]) -> str:
     """The parity check of a sidecar as one rich-text line without jargon."""
     ok = bool(par.get("passed"))
@@ -76,7 +88,7 @@ class ExportResultBox(QGroupBox):
         v["file"].setText(f"{path}\n{path.stat().st_size / 2**20:.1f} MB, sha256 {str(meta.get('sha256', ''))[:16]}…")
         prov = meta.get("provenance", {})
         v["model"].setText(
-            f"{meta.get('precision', '?')}, {meta.get('image_size')} px, classes {', '.join(meta.get('classes', []))}; "
+            f"{precision_text(meta)}, {meta.get('image_size')} px, classes {', '.join(meta.get('classes', []))}; "
             f"{prov.get('method', '?')}/{prov.get('backbone', '?')}"
         )
         v["parity"].setText(parity_text(par))

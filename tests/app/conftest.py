@@ -342,3 +342,4 @@ def write_stub_model(path: Path, *, size: int = 32, threshold: float = 0.45, pas
         "passed": passed,
     }
     path.with_suffix(".json").write_text(json.dumps({**meta, "sha256": "ab" * 32, "parity": parity}), encoding="utf-8")
+    return path

@@ -151,3 +151,19 @@ def test_the_demo_offers_its_own_test_images(
     with qtbot.waitSignal(controller.job_finished, timeout=5000):
         export_page.demo_test_button.click()
     assert fake_workers.jobs[0].command[:3] == ["predict", str(export_page.model_path()), str(test_dir)]
+
+
+def test_an_int8_model_says_what_its_check_kept_in_fp32(export_page: Any) -> None:
+    path = write_stub_model(export_page.model_path())
+    side = path.with_suffix(".json")
+    meta = json.loads(side.read_text(encoding="utf-8"))
+    check = {"precision": "int8", "passed": True, "forced": False, "fp32_ops": 4}
+    side.write_text(json.dumps({**meta, "precision": "int8", "precision_check": check}), encoding="utf-8")
+    assert export_page.show_sidecar()
+    text = export_page.values["model"].text()
+    assert text.startswith("int8 (the backbone's first 4 operators kept in fp32") and "--force" not in text
+    side.write_text(json.dumps({**meta, "precision": "int8", "precision_check": {**check, "fp32_ops": 0}}), "utf-8")
+    assert export_page.show_sidecar() and export_page.values["model"].text().startswith("int8, 32 px")
+    forced = {**check, "passed": False, "forced": True, "fp32_ops": 4}
+    side.write_text(json.dumps({**meta, "precision": "int8", "precision_check": forced}), encoding="utf-8")
+    assert export_page.show_sidecar() and "written with --force" in export_page.values["model"].text()
