@@ -7,6 +7,7 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -125,26 +126,32 @@ def test_fp16_runs_on_cpu_and_stays_close(model: Path, test_images: np.ndarray, 
     assert Predictor(half).meta["precision"] == "fp16"
 
 
-def test_int8_accuracy_check_reports_and_refuses_beyond_tolerance(
-    trained_project: Path, model: Path, tmp_path: Path
-) -> None:
-    project = Project.open(trained_project)
-    head, _ = load_head(project)
+def _check_inputs(root: Path, n_calibration: int) -> tuple[Project, Any, np.ndarray, list[str | None], np.ndarray]:
+    """The project at ``root`` (open), its head, the check images (every labelled one plus 60 held out), their
+    labels (None: unlabelled) and ``n_calibration`` other images, as the export chooses them."""
     from sslinspect.data.cache import build_cache
 
+    project = Project.open(root)
+    head, _ = load_head(project)
     cache = build_cache(project, head.input_size)
     labels = project.store.labels()
     labelled = [k for k, i in enumerate(cache.ids) if i in labels]
-    check, calib = check_rows(len(cache), labelled, 60, 32)
+    check, calib = check_rows(len(cache), labelled, 60, n_calibration)
     assert not set(check.tolist()) & set(calib.tolist())
     images = np.asarray(cache.images[check])
-    check_labels = [labels.get(cache.ids[r]) for r in check]
+    return project, head, images, [labels.get(cache.ids[r]) for r in check], np.asarray(cache.images[calib])
+
+
+def test_int8_accuracy_check_reports_and_refuses_beyond_tolerance(
+    trained_project: Path, model: Path, tmp_path: Path
+) -> None:
+    project, head, images, check_labels, calibration = _check_inputs(trained_project, 32)
     int8 = tmp_path / "int8.onnx"
-    convert_precision(model, int8, "int8", np.asarray(cache.images[calib]))
+    convert_precision(model, int8, "int8", calibration)
     assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(int8)).graph.node)
     strict = check_precision(model, int8, images, check_labels, head, ExportConfig(precision="int8", tolerance=0.0))
     loose = check_precision(model, int8, images, check_labels, head, ExportConfig(precision="int8", tolerance=1.0))
-    assert strict.images == len(check) and strict.labelled == len(labelled)
+    assert strict.images == len(images) and strict.labelled == sum(t is not None for t in check_labels)
     assert strict.accuracy_fp32 is not None and strict.accuracy is not None
     assert loose.passed
     changed = strict.decision_agreement < 1.0 or (strict.accuracy_change or 0.0) < 0.0
@@ -199,24 +206,15 @@ def _reads_int8(path: Path) -> set[str]:
 
 
 def test_refused_int8_is_tried_again_with_more_of_the_backbone_in_fp32(segment_project: Path, tmp_path: Path) -> None:
-    from sslinspect.data.cache import build_cache
-    from sslinspect.events import Log
+    from sslinspect.events import Event, Log
     from sslinspect.export.int8 import backbone_nodes, fp32_tries, stem_nodes
     from sslinspect.export.onnx import ExportInputs, _precision_step
     from sslinspect.export.precision import run_check
     from sslinspect.infer.onnx_predictor import METADATA_KEY
 
     model = onnx.load(str(segment_project / "exports" / "model" / "model.onnx"))
-    project = Project.open(segment_project)
-    head, _ = load_head(project)
-    cache = build_cache(project, head.input_size)
-    labels = project.store.labels()
-    labelled = [k for k, i in enumerate(cache.ids) if i in labels]
-    check, calib = check_rows(len(cache), labelled, 60, 16)
-    images = np.asarray(cache.images[check])
-    inputs = ExportInputs(
-        images[:2], np.asarray(cache.images[calib]), images, [labels.get(cache.ids[r]) for r in check]
-    )
+    project, head, images, check_labels, calibration = _check_inputs(segment_project, 16)
+    inputs = ExportInputs(images[:2], calibration, images, check_labels)
     # the threshold between the FP32 and the (first try's) INT8 score of the image that INT8 moves most: that try
     # must flip its decision and be refused at tolerance 0
     fp32 = tmp_path / "fp32.onnx"
@@ -234,9 +232,9 @@ def test_refused_int8_is_tried_again_with_more_of_the_backbone_in_fp32(segment_p
     cfg = ExportConfig(precision="int8", tolerance=0.0)
     logs: list[str] = []
 
-    def keep(e: object) -> None:
-        if isinstance(e, Log):
-            logs.append(e.message)
+    def keep(event: Event) -> None:
+        if isinstance(event, Log):
+            logs.append(event.message)
 
     tries = fp32_tries(fp32)
     assert len(tries) > 1
