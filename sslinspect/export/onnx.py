@@ -319,6 +319,7 @@ def _precision_step(
     *,
     force: bool,
     report: Reporter,
+    cancel: CancelToken = NEVER,
 ) -> tuple[Path, PrecisionReport]:
     """Step 3 (FP16/INT8): convert, then check against FP32 on labelled images; refuses beyond the tolerance.
 
@@ -329,6 +330,8 @@ def _precision_step(
     tries = fp32_tries(fp32) if cfg.precision == "int8" else (0,)
     reference = run_check(fp32, inputs.check)
     for n, keep in enumerate(tries):
+        if n and cancel.is_cancelled():
+            raise Cancelled("export cancelled")
         final = tmpdir / f"model_{cfg.precision}_{keep}.onnx"
         convert_precision(
             fp32, final, cfg.precision, inputs.calibration, reduce_range=cfg.int8_reduce_range, keep_fp32=keep
@@ -411,7 +414,9 @@ def export_model(
         final, check = fp32, None
         if cfg.precision != "fp32":
             step(3, f"converting to {cfg.precision}")
-            final, check = _precision_step(fp32, tmpdir, out, inputs, head, cfg, metadata, force=force, report=report)
+            final, check = _precision_step(
+                fp32, tmpdir, out, inputs, head, cfg, metadata, force=force, report=report, cancel=cancel
+            )
         step(steps - 1, "writing the model")
         data = final.read_bytes()
         sha = hashlib.sha256(data).hexdigest()

@@ -261,6 +261,29 @@ def test_refused_int8_is_tried_again_with_more_of_the_backbone_in_fp32(segment_p
     order = [n for n in backbone_nodes(model) if n not in stem]
     quantised = _reads_int8(final)
     assert not quantised & set(order[: report.fp32_ops]) and set(order[report.fp32_ops :]) <= quantised
+    # a cancel between tries stops the export before the next one
+    from sslinspect.cancel import EventToken
+    from sslinspect.errors import Cancelled
+
+    token = EventToken()
+
+    def cancel_on_retry(event: Event) -> None:
+        if isinstance(event, Log) and "trying again" in event.message:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        _precision_step(
+            fp32,
+            tmp_path,
+            tmp_path / "m.onnx",
+            inputs,
+            head,
+            cfg,
+            metadata,
+            force=True,
+            report=cancel_on_retry,
+            cancel=token,
+        )
 
 
 def test_int8_that_passes_first_keeps_the_whole_backbone_quantised(trained_project: Path, tmp_path: Path) -> None:
