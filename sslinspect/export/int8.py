@@ -59,6 +59,12 @@ def stem_nodes(model: onnx.ModelProto) -> list[str]:
     ]
 
 
+def quantisable_order(model: onnx.ModelProto) -> list[str]:
+    """The backbone's quantisable nodes less its stem, in graph order (``keep_fp32`` counts from the first)."""
+    stem = set(stem_nodes(model))
+    return [n for n in backbone_nodes(model) if n not in stem]
+
+
 def quantisable_nodes(src: Path, pre: Path, keep_fp32: int = 0) -> list[str]:
     """The backbone nodes of ``src``, less its stem and the ``keep_fp32`` first after it (graph order), that are still
     there (by name) after pre-processing into ``pre``.
@@ -67,16 +73,14 @@ def quantisable_nodes(src: Path, pre: Path, keep_fp32: int = 0) -> list[str]:
     lookup in the original graph.
     """
     model = onnx.load(str(src), load_external_data=False)  # initialisers keep their shapes
-    stem = set(stem_nodes(model))
-    wanted = set([n for n in backbone_nodes(model) if n not in stem][keep_fp32:])
+    wanted = set(quantisable_order(model)[keep_fp32:])
     kept = onnx.load(str(pre), load_external_data=False)
     return [n.name for n in kept.graph.node if n.name in wanted]
 
 
 def fp32_tries(src: Path) -> tuple[int, ...]:
     """The :data:`FP32_TRIES` that leave something to quantise in the model ``src`` (a small backbone has fewer)."""
-    model = onnx.load(str(src), load_external_data=False)
-    n = len(set(backbone_nodes(model)) - set(stem_nodes(model)))
+    n = len(quantisable_order(onnx.load(str(src), load_external_data=False)))
     return tuple(k for k in FP32_TRIES if k < n) or (0,)
 
 

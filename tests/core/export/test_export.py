@@ -207,7 +207,7 @@ def _reads_int8(path: Path) -> set[str]:
 
 def test_refused_int8_is_tried_again_with_more_of_the_backbone_in_fp32(segment_project: Path, tmp_path: Path) -> None:
     from sslinspect.events import Event, Log
-    from sslinspect.export.int8 import backbone_nodes, fp32_tries, stem_nodes
+    from sslinspect.export.int8 import fp32_tries, quantisable_order
     from sslinspect.export.onnx import ExportInputs, _precision_step
     from sslinspect.export.precision import run_check
     from sslinspect.infer.onnx_predictor import METADATA_KEY
@@ -257,8 +257,7 @@ def test_refused_int8_is_tried_again_with_more_of_the_backbone_in_fp32(segment_p
     assert [f"first {k} operators in fp32" in m for m, k in zip(again, tries[1:], strict=False)] == [True] * len(again)
     assert report.fp32_ops == tries[len(again)]
     assert f"first {report.fp32_ops} operators kept in fp32" in report.message()
-    stem = set(stem_nodes(model))
-    order = [n for n in backbone_nodes(model) if n not in stem]
+    order = quantisable_order(model)
     quantised = _reads_int8(final)
     assert not quantised & set(order[: report.fp32_ops]) and set(order[report.fp32_ops :]) <= quantised
     # a cancel between tries stops the export before the next one
@@ -287,7 +286,7 @@ def test_refused_int8_is_tried_again_with_more_of_the_backbone_in_fp32(segment_p
 
 
 def test_int8_that_passes_first_keeps_the_whole_backbone_quantised(trained_project: Path, tmp_path: Path) -> None:
-    from sslinspect.export.int8 import backbone_nodes, stem_nodes
+    from sslinspect.export.int8 import quantisable_order
 
     root = tmp_path / "p.sslproj"
     shutil.copytree(trained_project, root)
@@ -299,4 +298,4 @@ def test_int8_that_passes_first_keeps_the_whole_backbone_quantised(trained_proje
     assert result.precision_check.fp32_ops == 0
     assert json.loads(out.with_suffix(".json").read_text())["precision_check"]["fp32_ops"] == 0
     fp32 = onnx.load(str(trained_project / "exports" / "model" / "model.onnx"))
-    assert set(backbone_nodes(fp32)) - set(stem_nodes(fp32)) <= _reads_int8(out)
+    assert set(quantisable_order(fp32)) <= _reads_int8(out)

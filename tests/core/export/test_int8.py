@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from sslinspect.export.int8 import backbone_nodes, calibration_rows, fp32_tries, stem_nodes
+from sslinspect.export.int8 import backbone_nodes, calibration_rows, fp32_tries, quantisable_order, stem_nodes
 from sslinspect.export.precision import convert_precision
 
 
@@ -75,8 +75,7 @@ def test_keep_fp32_leaves_the_backbones_first_operators_unquantised(
 ) -> None:  # type: ignore[no-untyped-def]
     model = trained_project / "exports" / "model" / "model.onnx"
     fp32 = onnx.load(str(model))
-    stem = set(stem_nodes(fp32))
-    order = [n for n in backbone_nodes(fp32) if n not in stem]  # graph order
+    order = quantisable_order(fp32)  # graph order
     assert len(order) >= 3 and fp32_tries(model)[0] == 0 and all(k < len(order) for k in fp32_tries(model))
     path = tmp_path / "int8_k2.onnx"
     convert_precision(model, path, "int8", _images(demo_data), keep_fp32=2)
