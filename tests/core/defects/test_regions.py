@@ -7,7 +7,19 @@ import numpy as np
 import pytest
 
 from sslinspect.defects.describe import DESCRIPTOR_NAMES, shape_features
-from sslinspect.defects.regions import Region, binarise, locate, refine, regions_from_mask, resize_map
+from sslinspect.defects.regions import (
+    DILATE_UP_TO,
+    Region,
+    binarise,
+    cluster_components,
+    locate,
+    refine,
+    regions_from_mask,
+    resize_map,
+)
+from sslinspect.defects.regions import (
+    _disk as disk_kernel,
+)
 from sslinspect.defects.skeleton import skeleton_stats, thin
 
 ELONGATION = DESCRIPTOR_NAMES.index("elongation")
@@ -120,3 +132,26 @@ def test_refine_finds_the_pits_inside_a_coarse_blob_and_leaves_a_plain_blob_alon
     plain = (texture(np.random.default_rng(6), 192, 256) * 255).round().astype(np.uint8)  # no defect at all
     untouched = regions_from_mask(_disk((192, 256), (90, 80), 20))[0]
     assert refine(plain, untouched) is untouched
+
+
+def test_a_large_region_merges_near_satellites_by_distance_as_a_dilation_would() -> None:
+    """A large region sets a merging radius beyond DILATE_UP_TO (the distance-transform path): a spot within the
+    gap joins it, a spot beyond it stays apart, exactly as a disk dilation of that radius groups them."""
+    m = np.zeros((256, 256), np.uint8)
+    cv2.circle(m, (100, 128), 40, 1, -1)  # equivalent diameter 80 px: gap 160 px, radius 80, beyond DILATE_UP_TO
+    m[20:23, 250:253] = 1  # ~145 px from the disk's rim: within the gap
+    labels, cluster = cluster_components(m)
+    assert labels.max() == 2 and cluster[1] == cluster[2], "a satellite within the gap stays apart"
+    small = np.zeros((256, 256), np.uint8)
+    cv2.circle(small, (60, 60), 4, 1, -1)
+    small[60:62, 60 + 4 + 60 : 60 + 4 + 62] = 1  # 60 px away: beyond 2 x radius (the frame's share, 11 px)
+    small[60:62, 60 + 4 + 10 : 60 + 4 + 12] = 1  # 10 px away: within
+    labels, cluster = cluster_components(small)
+    assert labels.max() == 3 and len(set(cluster[1:].tolist())) == 2
+    # the two ways of growing agree on a large radius (up to the rim's digitisation, < 1 px)
+    r = DILATE_UP_TO * 3
+    pad = r + 1
+    dilated = cv2.dilate(cv2.copyMakeBorder(m, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0), disk_kernel(r))
+    dist = cv2.distanceTransform(np.asarray(m == 0, np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    differ = np.count_nonzero(dilated[pad:-pad, pad:-pad].astype(bool) != (dist <= r + 0.5))
+    assert differ < 0.01 * np.count_nonzero(dist <= r + 0.5)
