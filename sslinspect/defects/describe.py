@@ -12,6 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from sslinspect.defects.regions import within
 from sslinspect.defects.skeleton import skeleton_stats, thin
 
 #: Photometric statistics are measured with the frame resampled to this long side (px).
@@ -223,20 +224,13 @@ def _canonical(
     u8 = inside.astype(np.uint8)
     ring_c = max(round(ring * scale), 2)
     near = cv2.dilate(u8, _disk(1)) > 0
-    outer = _within(u8, ring_c + 1) & ~near
+    outer = within(u8, ring_c + 1) & ~near  # a canonical-scale ring can be 100 px wide
     if not outer.any():
         outer = ~inside
     if not outer.any():  # the region is the whole frame: nothing to compare with, contrasts come out 0
         outer = inside
     boundary = near & ~(cv2.erode(u8, _disk(1)) > 0)
     return img, inside, outer, boundary
-
-
-def _within(u8: np.ndarray, radius: int) -> np.ndarray:
-    """Pixels within ``radius`` (Euclidean) of a mask: a dilation by a disk in a time that does not grow with the
-    radius (a canonical-scale ring can be 100 px wide)."""
-    dist = cv2.distanceTransform((u8 == 0).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return np.asarray(dist <= radius)
 
 
 def _zone_mean(values: np.ndarray, zone: np.ndarray) -> float:

@@ -92,8 +92,14 @@ def _grow(mask: np.ndarray, radius: int) -> np.ndarray:
         pad = radius + 1
         grown = cv2.dilate(cv2.copyMakeBorder(mask, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0), _disk(radius))
         return np.ascontiguousarray(grown[pad:-pad, pad:-pad])
+    return np.asarray(within(mask, radius + 0.5), np.uint8)
+
+
+def within(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Boolean: the pixels within ``radius`` (Euclidean, exact) of the non-zero pixels of ``mask``: a dilation by a
+    disk in a time that does not grow with the radius."""
     dist = cv2.distanceTransform(np.asarray(mask == 0, np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return np.asarray(dist <= radius + 0.5, np.uint8)
+    return np.asarray(dist <= radius)
 
 
 def cluster_components(
