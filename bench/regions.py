@@ -3,7 +3,7 @@ replaced (the baseline, measured in the same run), and whether both group the co
 JSON object.
 
 The masks are what a thresholded anomaly map gives: a few small spots and short strokes, plus (``large``) one
-region covering much of the frame, which sets a large merging radius (``merge_rel`` × its diameter).
+region covering much of the frame, which sets a large merging radius (``MERGE_REL`` × its diameter).
 
     python bench/regions.py               # 256 and 512 px frames, about a minute (the baseline is the slow part)
 """
@@ -24,25 +24,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 import cv2
 import numpy as np
 
-from sslinspect.defects.regions import MERGE_FRAC, MERGE_REL, _disk, cluster_components
+from sslinspect.defects import regions
+from sslinspect.defects.regions import cluster_components
 
 
 def dilation_clusters(mask: np.ndarray) -> np.ndarray:
-    """The baseline: each component grown by a disk dilation of the merging radius (the code before 2026-12-06)."""
-    m = np.ascontiguousarray(mask, np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-    if n <= 2:
-        return np.arange(n, dtype=np.int64)
-    largest = float(stats[1:, cv2.CC_STAT_AREA].max())
-    gap = max(MERGE_FRAC * float(np.hypot(*m.shape)), MERGE_REL * 2.0 * np.sqrt(largest / np.pi))
-    radius = max(round(gap / 2), 1)
-    pad = radius + 1
-    grown = cv2.dilate(cv2.copyMakeBorder(m, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0), _disk(radius))
-    _, joined = cv2.connectedComponents(grown[pad:-pad, pad:-pad], connectivity=8)
-    _, first = np.unique(labels.ravel(), return_index=True)
-    cluster = joined.ravel()[first].astype(np.int64)
-    cluster[0] = 0
-    return cluster
+    """The baseline: :func:`cluster_components` with every radius grown by a disk dilation (the code before
+    2026-12-06, when the dilation had no upper radius)."""
+    limit = regions.DILATE_UP_TO
+    regions.DILATE_UP_TO = sys.maxsize
+    try:
+        return cluster_components(mask)[1]
+    finally:
+        regions.DILATE_UP_TO = limit
 
 
 def make_mask(rng: np.random.Generator, side: int, large: bool) -> np.ndarray:

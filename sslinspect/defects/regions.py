@@ -83,7 +83,7 @@ def _grow(mask: np.ndarray, radius: int) -> np.ndarray:
     """``mask`` (uint8) grown by a disk of ``radius``.
 
     Up to :data:`DILATE_UP_TO` px a dilation with :func:`_disk`. A dilation costs radius² a pixel, and one large
-    region sets a large radius (0.24 s for a region over much of a 256 px frame, radius ≈ 180; 2.7 s at 512 px), so
+    region sets a large radius (0.24 s for a region over much of a 256 px frame, radius 80–200; 2.7 s at 512 px), so
     larger radii take the pixels within radius + ½ px of the mask from an exact Euclidean distance transform
     instead, in time linear in the pixels (1–4 ms; bench/regions.py). The two disks differ only in how their rim
     is digitised (under half a pixel), which at those radii decides nothing.
