@@ -33,6 +33,8 @@ VISIBLE_AT = 0.6
 NOISE_CELLS = (3, 6, 12)  # value-noise grid sizes of the blob masks
 WALK = 6  # segments of a stroke's main walk (its fork has half as many)
 MOST_DOTS = 14
+#: A frame whose channels differ by less than this everywhere is grey (a mono camera): its defects are painted grey.
+GREY_SPAN = 2.0 / 255.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +299,9 @@ def render(x: torch.Tensor, d: Draw, donor: torch.Tensor | None = None) -> Synth
         if len(idx):
             i = idx.to(x.device)
             fill[i] = _fill(name, x[i], donor[i], d.take(idx)).clamp(0, 1)
+    # a grey frame (mono camera) gets grey defects: a tint it can never show would be a cue no real defect has
+    grey = (x.amax(1, keepdim=True) - x.amin(1, keepdim=True)).flatten(1).amax(1) < GREY_SPAN
+    fill = torch.where(grey.view(n, 1, 1, 1), fill.mean(1, keepdim=True).expand_as(fill), fill)
     alpha = (mask * d.opacity.view(n, 1, 1, 1)).clamp(0, 1)
     out = (x * (1 - alpha) + fill * alpha).clamp(0, 1)
     change = (out - x).abs().mean(1, keepdim=True)

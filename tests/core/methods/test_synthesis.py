@@ -110,3 +110,20 @@ def test_losses_reward_the_right_map() -> None:
     good = (target * 2 - 1) * 6
     assert float(focal_loss(good, target)) < float(focal_loss(-good, target))
     assert float(soft_dice_loss(good, target)) < 0.05 < float(soft_dice_loss(-good, target))
+
+
+@pytest.mark.parametrize("fill", range(len(FILLS)), ids=list(FILLS))
+def test_grey_frames_get_grey_defects_and_colour_frames_keep_their_colour(fill: int) -> None:
+    """A mono camera never sees colour: on a grey frame every fill stays grey, so the model cannot learn 'a tint is a
+    defect' and must learn what changes in grey. A colour frame in the same batch is painted as before."""
+    grey = _texture(n=6).mean(1, keepdim=True).expand(6, 3, 48, 48)
+    colour = _texture(n=6, seed=1)
+    x = torch.cat([grey, colour])
+    d = _forced(len(x), shape=0, fill=fill)
+    s = render(x, d)
+    span = s.images.amax(1) - s.images.amin(1)
+    assert float(span[:6].max()) == 0.0, f"a {list(FILLS)[fill]} fill put colour on a grey frame"
+    alone = render(colour, d.take(torch.arange(6, 12)), x.roll(1, 0)[6:])
+    torch.testing.assert_close(alone.images, s.images[6:], rtol=0, atol=1e-6)
+    if list(FILLS)[fill] == "colour":
+        assert float(span[6:].max()) > 0.05
