@@ -6,10 +6,10 @@ the backbone less its stem is quantised (:mod:`sslinspect.export.int8`): the seg
 distances, the map's smoothing and normalisation, the classifier and the decision stay in FP32, where a rounding
 error would move scores near the threshold.
 The check runs both models the way ``predict`` runs them (the graph, then the region typing of every part not
-passed as OK) on every labelled image plus held-out unlabelled ones and reports the change in the accuracy of the
-labels ``predict`` writes, in OK/NG decisions and in scores; beyond the tolerance the export is refused unless
-forced. A refused INT8 model is made again with more of the backbone's first operators in FP32
-(:data:`sslinspect.export.int8.FP32_TRIES`) before the export gives up.
+passed as OK) on every labelled image, its typing views (:func:`sslinspect.export.run.with_views`) and held-out
+unlabelled ones and reports the change in the accuracy of the labels ``predict`` writes, in OK/NG decisions and
+in scores; beyond the tolerance the export is refused unless forced. A refused INT8 model is made again with more
+of the backbone's first operators in FP32 (:data:`sslinspect.export.int8.FP32_TRIES`) before the export gives up.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from sslinspect.errors import ExportError
 from sslinspect.export.module import OUTPUT_NAMES, InferenceModule
 from sslinspect.export.onnx import finalise, run_torch
 from sslinspect.export.precision import check_precision, convert_precision
-from sslinspect.export.run import check_rows
+from sslinspect.export.run import check_rows, with_views
 from sslinspect.fewshot.fit import load_head
 from sslinspect.imageio import load_for_model
 from sslinspect.infer.feeds import threshold_feeds
@@ -299,3 +299,21 @@ def test_int8_that_passes_first_keeps_the_whole_backbone_quantised(trained_proje
     assert json.loads(out.with_suffix(".json").read_text())["precision_check"]["fp32_ops"] == 0
     fp32 = onnx.load(str(trained_project / "exports" / "model" / "model.onnx"))
     assert set(quantisable_order(fp32)) <= _reads_int8(out)
+
+
+def test_check_adds_the_typing_views_of_every_labelled_image_only() -> None:
+    """One renamed part must be a fraction of a point, not the whole tolerance: the check also runs the four typing
+    views (flips, lighter, darker) of each labelled image, labelled alike; unlabelled images get none."""
+    from sslinspect.fewshot.typing_step import VIEWS
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    labels: list[str | None] = ["scratch", None, "good", None, "spot"]
+    out, out_labels = with_views(images, labels)
+    assert len(out) == len(out_labels) == 5 + 3 * len(VIEWS)
+    np.testing.assert_array_equal(out[:5], images)  # the originals first, unchanged
+    assert out_labels[:5] == labels
+    assert out_labels[5:] == ["scratch"] * 4 + ["good"] * 4 + ["spot"] * 4
+    np.testing.assert_array_equal(out[5], images[0][:, ::-1])  # the first view of the first labelled image: a mirror
+    same, same_labels = with_views(images[[1, 3]], [None, None])
+    assert len(same) == 2 and same_labels == [None, None]
