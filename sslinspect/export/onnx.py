@@ -35,7 +35,7 @@ from sslinspect.errors import Cancelled, ExportError
 from sslinspect.events import Artifact, Log, Progress, Reporter, null_reporter
 from sslinspect.export.int8 import fp32_tries
 from sslinspect.export.module import INPUT_NAMES, SHARP_OUTPUT, InferenceModule, output_names
-from sslinspect.export.precision import PrecisionReport, check_precision, convert_precision, run_check
+from sslinspect.export.precision import PrecisionReport, check_precision, convert_precision, run_check, with_views
 from sslinspect.export.triton import write_triton_repository
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fsutil import atomic_write_json
@@ -321,14 +321,16 @@ def _precision_step(
     report: Reporter,
     cancel: CancelToken = NEVER,
 ) -> tuple[Path, PrecisionReport]:
-    """Step 3 (FP16/INT8): convert, then check against FP32 on labelled images; refuses beyond the tolerance.
+    """Step 3 (FP16/INT8): convert, then check against FP32 on labelled images and their views; refuses beyond the
+    tolerance.
 
     INT8 is tried as :func:`~sslinspect.export.int8.fp32_tries` says: a refused try is followed by one that keeps
     more of the backbone's first operators FP32; the first that passes is kept, else the last (written only if
     ``force``).
     """
     tries = fp32_tries(fp32) if cfg.precision == "int8" else (0,)
-    reference = run_check(fp32, inputs.check)
+    images, labels = with_views(inputs.check, inputs.check_labels)
+    reference = run_check(fp32, images)
     for n, keep in enumerate(tries):
         if n and cancel.is_cancelled():
             raise Cancelled("export cancelled")
@@ -337,9 +339,7 @@ def _precision_step(
             fp32, final, cfg.precision, inputs.calibration, reduce_range=cfg.int8_reduce_range, keep_fp32=keep
         )
         finalise(final, metadata)
-        check = check_precision(
-            fp32, final, inputs.check, inputs.check_labels, head, cfg, force=force, reference=reference, fp32_ops=keep
-        )
+        check = check_precision(fp32, final, images, labels, head, cfg, force=force, reference=reference, fp32_ops=keep)
         if check.passed or n == len(tries) - 1:
             break
         report(

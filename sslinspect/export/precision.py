@@ -6,7 +6,7 @@ the backbone less its stem is quantised (:mod:`sslinspect.export.int8`): the seg
 distances, the map's smoothing and normalisation, the classifier and the decision stay in FP32, where a rounding
 error would move scores near the threshold.
 The check runs both models the way ``predict`` runs them (the graph, then the region typing of every part not
-passed as OK) on every labelled image, its typing views (:func:`sslinspect.export.run.with_views`) and held-out
+passed as OK) on every labelled image, its typing views (:func:`with_views`) and held-out
 unlabelled ones and reports the change in the accuracy of the labels ``predict`` writes, in OK/NG decisions and
 in scores; beyond the tolerance the export is refused unless forced. A refused INT8 model is made again with more
 of the backbone's first operators in FP32 (:data:`sslinspect.export.int8.FP32_TRIES`) before the export gives up.
@@ -201,6 +201,20 @@ def _to_int8(src: Path, dst: Path, calibration: np.ndarray, *, reduce_range: boo
 
 #: What ``predict`` writes for each check image: labels, anomaly scores, OK/NG decisions (see :func:`run_check`).
 CheckRun = tuple[list[str], np.ndarray, np.ndarray]
+
+
+def with_views(images: np.ndarray, labels: list[str | None], seed: int = 0) -> tuple[np.ndarray, list[str | None]]:
+    """The check images plus the typing views of every labelled one (flipped, lighter, darker: what fit learns from),
+    labelled alike, so that one renamed part is a fraction of a point rather than the whole tolerance."""
+    from sslinspect.fewshot.typing_step import view_images
+
+    rng = np.random.default_rng(seed)
+    lab = [i for i, v in enumerate(labels) if v is not None]
+    if not lab:
+        return images, labels
+    views = [view_images(images[i], rng) for i in lab]
+    extra = [labels[i] for i, v in zip(lab, views, strict=True) for _ in range(len(v))]
+    return np.concatenate([images, *views]), [*labels, *extra]
 
 
 def run_check(path: Path, images: np.ndarray) -> CheckRun:

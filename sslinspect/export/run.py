@@ -26,20 +26,6 @@ def parity_rows(n_images: int, labelled: list[int], n: int, seed: int = 0) -> np
     return np.sort(np.concatenate([np.array(rows, dtype=np.int64), fill.astype(np.int64)]))
 
 
-def with_views(images: np.ndarray, labels: list[str | None], seed: int = 0) -> tuple[np.ndarray, list[str | None]]:
-    """The check images plus the typing views of every labelled one (flipped, lighter, darker: what fit learns from),
-    labelled alike, so that one renamed part is a fraction of a point rather than the whole tolerance."""
-    from sslinspect.fewshot.typing_step import view_images
-
-    rng = np.random.default_rng(seed)
-    lab = [i for i, v in enumerate(labels) if v is not None]
-    if not lab:
-        return images, labels
-    views = [view_images(images[i], rng) for i in lab]
-    extra = [labels[i] for i, v in zip(lab, views, strict=True) for _ in range(len(v))]
-    return np.concatenate([images, *views]), [*labels, *extra]
-
-
 def check_rows(
     n_images: int, labelled: list[int], n_check: int, n_calibration: int, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +80,6 @@ def run_export(
             )
         check, calib = np.asarray(cache.images[c_rows]), np.asarray(cache.images[k_rows])
         check_labels = [label_map.get(cache.ids[r]) for r in c_rows]
-        check, check_labels = with_views(check, check_labels)
     out = Path(out) if out is not None else default_out(project, cfg)
     fewshot = project.latest("fewshot")
     provenance = {

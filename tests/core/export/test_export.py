@@ -19,8 +19,8 @@ from sslinspect.config import ExportConfig
 from sslinspect.errors import ExportError
 from sslinspect.export.module import OUTPUT_NAMES, InferenceModule
 from sslinspect.export.onnx import finalise, run_torch
-from sslinspect.export.precision import check_precision, convert_precision
-from sslinspect.export.run import check_rows, with_views
+from sslinspect.export.precision import check_precision, convert_precision, with_views
+from sslinspect.export.run import check_rows
 from sslinspect.fewshot.fit import load_head
 from sslinspect.imageio import load_for_model
 from sslinspect.infer.feeds import threshold_feeds
