@@ -107,18 +107,21 @@ class BatchSource:
         rank: int = 0,
         world_size: int = 1,
         tier: Tier | None = None,
+        rows: np.ndarray | None = None,
     ) -> None:
         """Serve ``images`` (a memory-mapped cache is fine) in global batches of ``batch_size``.
 
         The global batch is capped at the image count and rounded down to a multiple of ``world_size``. ``tier``
         forces where the cache lives (None: :func:`plan_cache` decides; ``device`` also works on the CPU, where
-        the "device" is host memory, for tests).
+        the "device" is host memory, for tests). ``rows``: the cache rows to serve (None: every image); batches
+        still carry cache row numbers.
 
         Raises:
             ValueError: if there are fewer images than ranks.
         """
-        if len(images) < world_size:
-            raise ValueError(f"{len(images)} images cannot be shared by {world_size} processes")
+        self.rows = np.arange(len(images), dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
+        if len(self.rows) < world_size:
+            raise ValueError(f"{len(self.rows)} images cannot be shared by {world_size} processes")
         self.images = images
         self.device = device
         self.seed = seed
@@ -165,7 +168,7 @@ class BatchSource:
 
     def set_batch_size(self, global_batch: int) -> None:
         """Change the global batch (the loop halves it after a GPU out-of-memory error)."""
-        g = min(global_batch, len(self.images))
+        g = min(global_batch, len(self.rows))
         g -= g % self.world_size
         self.global_batch_size = max(g, self.world_size)
         self.batch_size = self.global_batch_size // self.world_size
@@ -178,11 +181,11 @@ class BatchSource:
     @property
     def steps_per_epoch(self) -> int:
         """Full (global) batches per epoch."""
-        return len(self.images) // self.global_batch_size
+        return len(self.rows) // self.global_batch_size
 
     def order(self, epoch: int) -> np.ndarray:
         """The deterministic sample order of ``epoch`` (so a resumed run sees the same batches)."""
-        return np.random.default_rng([self.seed, epoch]).permutation(len(self.images))
+        return self.rows[np.random.default_rng([self.seed, epoch]).permutation(len(self.rows))]
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``(rows, images)`` batches of ``epoch`` from ``start_step`` on.

@@ -133,6 +133,9 @@ class MethodSpec:
     base_lr: float = 2e-3
     weight_decay: float | None = None
     sync_batchnorm: bool = True  # under DDP: global-batch BatchNorm statistics (off for MoCo v2's shuffled BN)
+    #: The method teaches its images as normal (it paints synthetic defects on them): images a person labelled as a
+    #: defect are left out of its training.
+    normal_only: bool = False
 
     def lr(self, cfg: PretrainConfig) -> float:
         """The configured learning rate, or this method's default for the batch size."""

@@ -119,6 +119,7 @@ SPEC = MethodSpec(
     optimizer="adamw",
     base_lr=8e-3,  # AdamW at 1e-3 for a batch of 32 (the base is per 256 images, scaled linearly)
     weight_decay=1e-4,
+    normal_only=True,
 )
 
 __all__ = ["SPEC", "NativeCrops", "SynthDefect", "crop_size", "focal_loss", "soft_dice_loss"]

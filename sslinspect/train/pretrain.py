@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from sslinspect.cancel import NEVER, CancelToken
@@ -33,6 +34,7 @@ from sslinspect.model.runtime import (
     set_threads,
     versions,
 )
+from sslinspect.names import GOOD
 from sslinspect.project import Project
 from sslinspect.runs import CHECKPOINT, MIN_IMAGES, latest_checkpoint, open_run
 from sslinspect.train.distributed import DistInfo, init_distributed, shutdown_distributed, waiting_for_main
@@ -132,20 +134,24 @@ def _train(
     dist: DistInfo,
 ) -> PretrainResult:
     cache = _cache(project, cfg, report, cancel, dist)
-    if len(cache) < MIN_IMAGES:
-        raise DataError(f"{project.root}: pretraining needs at least {MIN_IMAGES} readable images, found {len(cache)}")
-    if cfg.batch_size > len(cache):
-        report(Log(level="WARNING", message=f"batch size {cfg.batch_size} > {len(cache)} images; using {len(cache)}"))
     spec = load_method(cfg.method)
+    rows, left_out = _training_rows(project, cache, spec.normal_only)
+    if len(rows) < MIN_IMAGES:
+        raise DataError(
+            f"{project.root}: pretraining needs at least {MIN_IMAGES} readable images, found {len(rows)}"
+            + (f" ({left_out} labelled defects left out: {cfg.method} trains on normal images)" if left_out else "")
+        )
+    if cfg.batch_size > len(rows):
+        report(Log(level="WARNING", message=f"batch size {cfg.batch_size} > {len(rows)} images; using {len(rows)}"))
     backbone = build_backbone(cfg.backbone, cfg.image_size)
     if cfg.weights and ckpt is None:
         missing = load_backbone_weights(backbone, Path(cfg.weights))
         report(Log(level="INFO", message=f"started from {cfg.weights} ({len(missing)} tensors left at random init)"))
     model = spec.make_model(backbone, cfg)
     source = BatchSource(
-        cache.images, cfg.batch_size, device, seed=cfg.seed, rank=dist.rank, world_size=dist.world_size
+        cache.images, cfg.batch_size, device, seed=cfg.seed, rank=dist.rank, world_size=dist.world_size, rows=rows
     )
-    if source.global_batch_size != min(cfg.batch_size, len(cache)):
+    if source.global_batch_size != min(cfg.batch_size, len(rows)):
         report(
             Log(
                 level="WARNING",
@@ -158,7 +164,13 @@ def _train(
         Log(
             level="INFO",
             message=(
-                f"pretraining {cfg.method}/{cfg.backbone} at {cfg.image_size}px on {len(cache)} images, "
+                f"pretraining {cfg.method}/{cfg.backbone} at {cfg.image_size}px on {len(rows)} images"
+                + (
+                    f" ({left_out} labelled defects left out: taught as normal, they would be missed)"
+                    if left_out
+                    else ""
+                )
+                + ", "
                 f"{describe_device(device)}, batch {source.global_batch_size}{procs}, {cfg.epochs} epochs"
                 + (f", resuming after epoch {ckpt['epochs_done']}" if ckpt else "")
                 + {"device": " (image cache in GPU memory)", "pinned": " (image cache in pinned host memory)"}.get(
@@ -174,7 +186,7 @@ def _train(
         "feature_dim": model.feature_dim,
         "config": to_dict(cfg),
         "versions": versions(),
-        "images": len(cache),
+        "images": len(rows),
     }
     ckpt_path = (run_dir or project.root / "runs" / "unused") / CHECKPOINT  # only rank 0 (which has a run_dir) saves
     on_epoch_end = _epoch_end_hook(project, cfg, cache, model, device, run_dir, report) if run_dir else None
@@ -193,7 +205,22 @@ def _train(
         on_epoch_end=on_epoch_end,
         dist=dist,
     )
-    return _finish(project, cfg, result, ckpt_path, len(cache), device, report)
+    return _finish(project, cfg, result, ckpt_path, len(rows), device, report)
+
+
+def _training_rows(project: Project, cache: ImageCache, normal_only: bool) -> tuple[np.ndarray, int]:
+    """The cache rows a method trains on, and how many labelled defects were left out.
+
+    A method that teaches its images as normal (``normal_only``: it paints synthetic defects on them) never sees
+    an image a person labelled as a defect: taught as normal, that kind of defect would be missed. Unlabelled
+    images stay (most are good; the head keeps the most unusual ones out of its calibration).
+    """
+    every = np.arange(len(cache), dtype=np.int64)
+    if not normal_only:
+        return every, 0
+    labels = project.store.labels()
+    keep = np.array([labels.get(int(i), GOOD) == GOOD for i in cache.ids], bool)
+    return every[keep], int((~keep).sum())
 
 
 def _epoch_end_hook(

@@ -75,3 +75,16 @@ def test_every_placement_serves_the_same_batches_on_cuda(tier: str) -> None:
         assert rows.device.type == batch.device.type == "cuda"
         order = rows.argsort()
         assert torch.equal(rows[order].cpu(), ref_rows) and torch.equal(batch[order].cpu(), ref_batch)
+
+
+def test_a_source_limited_to_some_rows_serves_only_those_once_per_epoch() -> None:
+    images = np.random.default_rng(2).integers(0, 256, (40, 4, 4, 3), dtype=np.uint8)
+    rows = np.array([1, 3, 4, 8, 9, 10, 15, 22, 23, 30, 31, 39])
+    source = BatchSource(images, 4, CPU, seed=5, rows=rows)
+    assert source.steps_per_epoch == 3
+    served = torch.cat([r for r, _ in source.epoch(0)]).numpy()
+    assert sorted(served) == sorted(rows)  # every kept row once, no other
+    for r, b in source.epoch(1):
+        assert torch.equal(b, torch.from_numpy(images[r.numpy()]))  # batches carry cache row numbers
+    whole, every = BatchSource(images, 8, CPU, seed=5), BatchSource(images, 8, CPU, seed=5, rows=np.arange(40))
+    assert np.array_equal(whole.order(3), every.order(3))

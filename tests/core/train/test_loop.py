@@ -190,3 +190,25 @@ def test_learning_rate_anneals_within_the_time_budget(tiny_project: Project, tin
     assert lrs[-1] < 0.5 * lrs[0]  # the 1000-epoch cosine alone would still be at ~100 %
     ckpt = load_checkpoint(tiny_project.root / result.checkpoint)
     assert ckpt["time_progress"] == pytest.approx(1.0)
+
+
+def test_the_defect_aware_method_leaves_labelled_defects_out_of_its_training(
+    tiny_project: Project, tiny_pretrain: PretrainConfig, tiny_image_folder: Path
+) -> None:
+    """It teaches its images as normal: a labelled defect taught as normal would be missed. Good and unlabelled
+    images stay."""
+    csv = tiny_image_folder.parent / "labels.csv"
+    names = {"disc": "good", "square": "scratch", "stripe": "stain"}
+    rows = [f"{tiny_image_folder.name}/{k}/{k}_{i:02d}.png,{n}" for k, n in names.items() for i in range(4)]
+    csv.write_text("path,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    assert api.import_labels(tiny_project, csv).imported == 12
+    reporter = CollectingReporter()
+    api.pretrain(tiny_project, replace(tiny_pretrain, method="synthdefect"), report=reporter)
+    started = next(e.message for e in reporter.events if isinstance(e, Log) and e.message.startswith("pretraining"))
+    assert "on 28 images (8 labelled defects left out" in started
+    ckpt = load_checkpoint(tiny_project.latest("pretrain") / CHECKPOINT)  # type: ignore[operator]
+    assert ckpt["images"] == 28
+    reporter = CollectingReporter()
+    api.pretrain(tiny_project, tiny_pretrain, report=reporter)  # a global method learns from every image
+    started = next(e.message for e in reporter.events if isinstance(e, Log) and e.message.startswith("pretraining"))
+    assert "on 36 images," in started
