@@ -35,6 +35,9 @@ WALK = 6  # segments of a stroke's main walk (its fork has half as many)
 MOST_DOTS = 14
 #: A frame whose channels differ by less than this everywhere is grey (a mono camera): its defects are painted grey.
 GREY_SPAN = 2.0 / 255.0
+#: Box size (px) of the two blurs that spread a shape into the envelope of its warp: the texture bends up to about
+#: this far beyond the shape.
+WARP_REACH = 15
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +82,8 @@ class Draw:
     donor_angle: torch.Tensor  # (N,)
     donor_scale: torch.Tensor  # (N,)
     warp_field: torch.Tensor  # (N, 2, 5, 5) standard normal
-    warp_amp: torch.Tensor  # (N,) px
+    warp_amp: torch.Tensor  # (N,) px, the largest move of a warp
+    warp_offset: torch.Tensor  # (N, 2) px, sub-pixel shift of the whole crop under a warp
 
     def take(self, idx: torch.Tensor) -> Draw:
         """The draws of samples ``idx`` (a host index tensor)."""
@@ -185,6 +189,7 @@ def draw(
         donor_scale=torch.exp(_u(n, math.log(0.5), math.log(2.0), g, dev)),
         warp_field=torch.randn(n, 2, 5, 5, generator=g, device=dev),
         warp_amp=_u(n, 2.0, 8.0, g, dev),
+        warp_offset=torch.rand(n, 2, generator=g, device=dev) - 0.5,
     )
 
 
@@ -248,14 +253,29 @@ def _donor(x: torch.Tensor, donor: torch.Tensor, d: Draw) -> torch.Tensor:
     return F.grid_sample(donor, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-def _warp(x: torch.Tensor, d: Draw) -> torch.Tensor:
-    """The frame under a smooth random displacement field of 2–8 px."""
+def _local_warp(x: torch.Tensor, shape: torch.Tensor, d: Draw) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frame under a smooth random displacement confined to the surroundings of ``shape`` and fading to nothing
+    at their edge: a dent, a pull, a crease, never a seam (a cut-out moved as a whole would be one).
+
+    The displacement is the drawn smooth field times an envelope (the shape spread by :data:`WARP_REACH`), scaled
+    so that its largest move is ``warp_amp`` (2–8 px). Resampled bicubically: bilinear resampling at sub-pixel
+    moves keeps only half to two thirds of a fine texture's detail (measured on brushed metal), so the model would
+    learn "softer" instead of "bent" and flag every naturally softer patch; and the whole crop is resampled, shifted
+    by a random sub-pixel ``warp_offset``, so that what softening is left is everywhere, not only in the defect.
+    Returns the warped frames (the whole crop) and where pixels moved by 1 px or more beyond that shift (soft from
+    0.5 px), which replaces the shape as the defect's mask.
+    """
     n, _, h, w = x.shape
-    field = F.interpolate(d.warp_field, size=(h, w), mode="bicubic", align_corners=False)
+    env = _box_blur(_box_blur(shape, WARP_REACH), WARP_REACH)
+    field = F.interpolate(d.warp_field, size=(h, w), mode="bicubic", align_corners=False) * env
+    size = torch.linalg.vector_norm(field, dim=1, keepdim=True)
+    disp = field * (d.warp_amp.view(n, 1, 1, 1) / size.amax((1, 2, 3), keepdim=True).clamp(min=1e-6))
+    moved = (torch.linalg.vector_norm(disp, dim=1, keepdim=True) - 0.5).clamp(0, 1)
+    disp = disp + d.warp_offset.view(n, 2, 1, 1)  # the whole crop is resampled: its softening is no local cue
     ident = F.affine_grid(torch.eye(2, 3, device=x.device)[None].expand(n, 2, 3), [n, 3, h, w], align_corners=False)
-    disp = field * d.warp_amp.view(n, 1, 1, 1)
-    disp = torch.stack([disp[:, 0] * (2.0 / w), disp[:, 1] * (2.0 / h)], -1)  # px → grid units; no host tensor
-    return F.grid_sample(x, ident + disp, mode="bilinear", padding_mode="reflection", align_corners=False)
+    grid = ident + torch.stack([disp[:, 0] * (2.0 / w), disp[:, 1] * (2.0 / h)], -1)  # px → grid units
+    warped = F.grid_sample(x, grid, mode="bicubic", padding_mode="reflection", align_corners=False).clamp(0, 1)
+    return warped, moved
 
 
 def _fill(kind: str, x: torch.Tensor, donor: torch.Tensor, d: Draw) -> torch.Tensor:
@@ -269,8 +289,6 @@ def _fill(kind: str, x: torch.Tensor, donor: torch.Tensor, d: Draw) -> torch.Ten
         return _box_blur(x, 7)
     if kind == "noise":
         return x + d.pixel_noise * d.noise_std.view(n, 1, 1, 1)
-    if kind == "warp":
-        return _warp(x, d)
     return d.colour.view(n, 3, 1, 1) + d.pixel_noise * 0.02  # "colour": a plain colour, slightly grainy
 
 
@@ -294,15 +312,20 @@ def render(x: torch.Tensor, d: Draw, donor: torch.Tensor | None = None) -> Synth
             soft = (d.soften[idx] & (kind != 1)).to(x.device).view(-1, 1, 1, 1)  # strokes are anti-aliased already
             mask[idx.to(x.device)] = torch.where(soft, _box_blur(m, 3), m)
     fill = x.clone()
+    whole = torch.zeros(n, dtype=torch.bool, device=x.device)  # samples whose fill replaces the whole crop (warps)
     for kind, name in enumerate(FILLS):
         idx = torch.nonzero(active & (d.fill == kind)).flatten()
         if len(idx):
             i = idx.to(x.device)
-            fill[i] = _fill(name, x[i], donor[i], d.take(idx)).clamp(0, 1)
+            if name == "warp":  # bends the texture around the shape: where it moved becomes the mask
+                fill[i], mask[i] = _local_warp(x[i], mask[i], d.take(idx))
+                whole[i] = True
+            else:
+                fill[i] = _fill(name, x[i], donor[i], d.take(idx)).clamp(0, 1)
     # a grey frame (mono camera) gets grey defects: a tint it can never show would be a cue no real defect has
     grey = (x.amax(1, keepdim=True) - x.amin(1, keepdim=True)).flatten(1).amax(1) < GREY_SPAN
     fill = torch.where(grey.view(n, 1, 1, 1), fill.mean(1, keepdim=True).expand_as(fill), fill)
-    alpha = (mask * d.opacity.view(n, 1, 1, 1)).clamp(0, 1)
+    alpha = torch.where(whole.view(n, 1, 1, 1), 1.0, (mask * d.opacity.view(n, 1, 1, 1)).clamp(0, 1))
     out = (x * (1 - alpha) + fill * alpha).clamp(0, 1)
     change = (out - x).abs().mean(1, keepdim=True)
     contrast = x.mean(1, keepdim=True).flatten(1).std(1).view(n, 1, 1, 1) + 0.02

@@ -38,8 +38,9 @@ def test_every_shape_draws_a_non_empty_mask_of_a_small_share(shape: int) -> None
     assert float(area.max()) < 0.35, "a 'defect' covering most of the frame teaches nothing local"
 
 
-@pytest.mark.parametrize("fill", range(len(FILLS)), ids=list(FILLS))
+@pytest.mark.parametrize("fill", [k for k, f in enumerate(FILLS) if f != "warp"], ids=[f for f in FILLS if f != "warp"])
 def test_every_fill_changes_pixels_only_inside_the_mask(fill: int) -> None:
+    """(A warp resamples the whole crop: test_a_warp_bends_the_texture_without_a_seam.)"""
     x = _texture()
     s = render(x, _forced(len(x), shape=0, fill=fill))
     outside = s.mask == 0
@@ -127,3 +128,35 @@ def test_grey_frames_get_grey_defects_and_colour_frames_keep_their_colour(fill: 
     torch.testing.assert_close(alone.images, s.images[6:], rtol=0, atol=1e-6)
     if list(FILLS)[fill] == "colour":
         assert float(span[6:].max()) > 0.05
+
+
+@pytest.mark.parametrize("shape", range(len(SHAPES)), ids=list(SHAPES))
+def test_a_warp_bends_the_texture_without_a_seam(shape: int) -> None:
+    """On ramps (red across, green down) the change is the displacement itself. Beyond the crop's sub-pixel shift as a
+    whole (``warp_offset``: resampling softens everywhere alike) it reaches the drawn amplitude inside the defect and
+    fades to a pixel or two along its edge, so nothing is cut out and moved; outside, only the shift is left."""
+    n, size = 8, 96
+    ramp = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 0.5 + 0.25  # away from 0 and 1: no clamping
+    x = torch.stack(
+        [ramp.view(1, -1).expand(size, size), ramp.view(-1, 1).expand(size, size), torch.full((size, size), 0.5)]
+    )
+    x = x.expand(n, 3, size, size).contiguous()
+    d = draw(n, size, size, generator=torch.Generator().manual_seed(2), clean_share=0.0)
+    d = d.__class__(
+        **{
+            **{f: getattr(d, f) for f in d.__slots__},  # type: ignore[attr-defined]
+            "shape": torch.full((n,), shape),
+            "fill": torch.full((n,), list(FILLS).index("warp")),
+        }
+    )
+    s = render(x, d)
+    total = (s.images - x)[:, :2] / 0.5 * size  # px moved along x and y
+    moved = torch.linalg.vector_norm(total - d.warp_offset.view(n, 2, 1, 1), dim=1)[:, 8:-8, 8:-8]  # local; no border
+    mask = s.mask[:, 0, 8:-8, 8:-8]
+    peak = moved.flatten(1).amax(1)
+    assert bool((peak <= d.warp_amp * 1.05 + 0.3).all()), "moved further than the drawn amplitude"
+    assert float((peak / d.warp_amp).median()) >= 0.9, "the drawn amplitude is not reached"  # a peak may be cut off
+    edge = (mask > 0) & (torch.nn.functional.max_pool2d(1 - (mask > 0).float()[:, None], 3, 1, 1)[:, 0] > 0)
+    assert float(moved[edge].max()) <= 2.0, "the texture jumps at the edge of the defect: a seam"
+    assert float(moved[mask == 0].max()) <= 0.6, "the texture moved outside the defect's mask"
+    assert float(s.target[:, 0, 8:-8, 8:-8][mask == 0].abs().max()) == 0.0
