@@ -135,14 +135,7 @@ def _train(
 ) -> PretrainResult:
     cache = _cache(project, cfg, report, cancel, dist)
     spec = load_method(cfg.method)
-    rows, left_out = _training_rows(project, cache, spec.normal_only)
-    if len(rows) < MIN_IMAGES:
-        raise DataError(
-            f"{project.root}: pretraining needs at least {MIN_IMAGES} readable images, found {len(rows)}"
-            + (f" ({left_out} labelled defects left out: {cfg.method} trains on normal images)" if left_out else "")
-        )
-    if cfg.batch_size > len(rows):
-        report(Log(level="WARNING", message=f"batch size {cfg.batch_size} > {len(rows)} images; using {len(rows)}"))
+    rows, left_out = _training_rows(project, cache, cfg, spec.normal_only, report)
     backbone = build_backbone(cfg.backbone, cfg.image_size)
     if cfg.weights and ckpt is None:
         missing = load_backbone_weights(backbone, Path(cfg.weights))
@@ -208,19 +201,31 @@ def _train(
     return _finish(project, cfg, result, ckpt_path, len(rows), device, report)
 
 
-def _training_rows(project: Project, cache: ImageCache, normal_only: bool) -> tuple[np.ndarray, int]:
+def _training_rows(
+    project: Project, cache: ImageCache, cfg: PretrainConfig, normal_only: bool, report: Reporter
+) -> tuple[np.ndarray, int]:
     """The cache rows a method trains on, and how many labelled defects were left out.
 
     A method that teaches its images as normal (``normal_only``: it paints synthetic defects on them) never sees
     an image a person labelled as a defect: taught as normal, that kind of defect would be missed. Unlabelled
     images stay (most are good; the head keeps the most unusual ones out of its calibration).
+
+    Raises:
+        DataError: if fewer than ``MIN_IMAGES`` are left.
     """
-    every = np.arange(len(cache), dtype=np.int64)
-    if not normal_only:
-        return every, 0
-    labels = project.store.labels()
-    keep = np.array([labels.get(int(i), GOOD) == GOOD for i in cache.ids], bool)
-    return every[keep], int((~keep).sum())
+    rows = np.arange(len(cache), dtype=np.int64)
+    if normal_only:
+        labels = project.store.labels()
+        rows = rows[np.array([labels.get(int(i), GOOD) == GOOD for i in cache.ids], bool)]
+    left_out = len(cache) - len(rows)
+    if len(rows) < MIN_IMAGES:
+        raise DataError(
+            f"{project.root}: pretraining needs at least {MIN_IMAGES} readable images, found {len(rows)}"
+            + (f" ({left_out} labelled defects left out: {cfg.method} trains on normal images)" if left_out else "")
+        )
+    if cfg.batch_size > len(rows):
+        report(Log(level="WARNING", message=f"batch size {cfg.batch_size} > {len(rows)} images; using {len(rows)}"))
+    return rows, left_out
 
 
 def _epoch_end_hook(
