@@ -1,7 +1,7 @@
 """Synthetic defects made from the user's own images, batched on the device: generic shape primitives (irregular
 noise blobs, thin strokes with forks, dot clusters) filled with changes of the image itself (another frame of the
-batch, lighter/darker/tinted, blurred, noisier, locally warped, a plain colour), blended with a random opacity, and
-a soft segmentation target that says how visible the change is.
+batch, lighter/darker/tinted, blurred, noisier, a plain colour) blended with a random opacity, or the texture itself
+bent around the shape (a warp), and a soft segmentation target that says how visible the change is.
 
 Nothing here knows a particular defect catalogue: the shapes and fills are generic primitives, and the texture
 comes from the batch, so the model is not shaped to one generator's idea of a defect.
@@ -43,7 +43,8 @@ WARP_REACH = 15
 @dataclass(frozen=True, slots=True)
 class Synthetic:
     """A batch with synthetic defects: ``images`` in [0, 1] ``(N, 3, H, W)``, ``target`` soft masks in [0, 1]
-    ``(N, 1, H, W)``, ``mask`` the drawn shapes before the visibility weighting."""
+    ``(N, 1, H, W)``, ``mask`` the drawn shapes (for a warp: where the texture moved) before the visibility
+    weighting."""
 
     images: torch.Tensor
     target: torch.Tensor
@@ -312,14 +313,13 @@ def render(x: torch.Tensor, d: Draw, donor: torch.Tensor | None = None) -> Synth
             soft = (d.soften[idx] & (kind != 1)).to(x.device).view(-1, 1, 1, 1)  # strokes are anti-aliased already
             mask[idx.to(x.device)] = torch.where(soft, _box_blur(m, 3), m)
     fill = x.clone()
-    whole = torch.zeros(n, dtype=torch.bool, device=x.device)  # samples whose fill replaces the whole crop (warps)
+    whole = (active & (d.fill == list(FILLS).index("warp"))).to(x.device)  # warps replace the whole crop
     for kind, name in enumerate(FILLS):
         idx = torch.nonzero(active & (d.fill == kind)).flatten()
         if len(idx):
             i = idx.to(x.device)
             if name == "warp":  # bends the texture around the shape: where it moved becomes the mask
                 fill[i], mask[i] = _local_warp(x[i], mask[i], d.take(idx))
-                whole[i] = True
             else:
                 fill[i] = _fill(name, x[i], donor[i], d.take(idx)).clamp(0, 1)
     # a grey frame (mono camera) gets grey defects: a tint it can never show would be a cue no real defect has

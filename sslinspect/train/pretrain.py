@@ -135,7 +135,8 @@ def _train(
 ) -> PretrainResult:
     cache = _cache(project, cfg, report, cancel, dist)
     spec = load_method(cfg.method)
-    rows, left_out = _training_rows(project, cache, cfg, spec.normal_only, report)
+    rows = _training_rows(project, cache, cfg, spec.normal_only, report)
+    left_out = len(cache) - len(rows)
     backbone = build_backbone(cfg.backbone, cfg.image_size)
     if cfg.weights and ckpt is None:
         missing = load_backbone_weights(backbone, Path(cfg.weights))
@@ -203,8 +204,8 @@ def _train(
 
 def _training_rows(
     project: Project, cache: ImageCache, cfg: PretrainConfig, normal_only: bool, report: Reporter
-) -> tuple[np.ndarray, int]:
-    """The cache rows a method trains on, and how many labelled defects were left out.
+) -> np.ndarray:
+    """The cache rows a method trains on (a warning when they are fewer than a batch).
 
     A method that teaches its images as normal (``normal_only``: it paints synthetic defects on them) never sees
     an image a person labelled as a defect: taught as normal, that kind of defect would be missed. Unlabelled
@@ -225,7 +226,7 @@ def _training_rows(
         )
     if cfg.batch_size > len(rows):
         report(Log(level="WARNING", message=f"batch size {cfg.batch_size} > {len(rows)} images; using {len(rows)}"))
-    return rows, left_out
+    return rows
 
 
 def _epoch_end_hook(
