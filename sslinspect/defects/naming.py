@@ -26,7 +26,7 @@ import numpy as np
 
 from sslinspect.defects.describe import DESCRIPTOR_NAMES, describe
 from sslinspect.defects.regions import Region, locate
-from sslinspect.defects.typing_head import MAP_SOURCE, SHARP_SOURCE, UNKNOWN, TypingHead
+from sslinspect.defects.typing_head import KIND_SOURCE, MAP_SOURCE, SHARP_SOURCE, UNKNOWN, TypingHead
 
 #: A pixel belongs to the defect where the normalised map exceeds this (half the calibrated threshold)...
 TYPING_LEVEL = 0.5
@@ -98,7 +98,8 @@ def describe_cuts(
 ) -> tuple[np.ndarray, Region | None]:
     """The descriptors of the main defect cut at each of ``cuts`` (``(map, level)``: a key of ``maps`` and a level
     on that map's calibrated scale), side by side (the input of a ``levels`` typing head), and the main map's region
-    at level ``shown`` (None when that map is flat, or not cut at ``shown``).
+    at level ``shown`` (None when that map is flat, or not cut at ``shown``). Where ``maps`` has the model's kind
+    probabilities (:data:`KIND_SOURCE`), each region's ``kind_*`` entries pool them, weighted by the sharp map.
 
     Raises:
         ValueError: if a cut's map is missing from ``maps``.
@@ -115,7 +116,11 @@ def describe_cuts(
         if same:
             x = same[0]
         else:
-            x = describe(image, region.mask) if region is not None else np.zeros(len(DESCRIPTOR_NAMES), np.float32)
+            x = (
+                describe(image, region.mask, kinds=maps.get(KIND_SOURCE), weight=maps.get(SHARP_SOURCE))
+                if region is not None
+                else np.zeros(len(DESCRIPTOR_NAMES), np.float32)
+            )
             done.append((region, x))
         xs.append(x)
         if source == MAP_SOURCE and level == shown:
@@ -149,14 +154,21 @@ def head_columns(x: np.ndarray, head: TypingHead) -> np.ndarray:
     return x[[k * n + index[nm] for k, m in enumerate(members) for nm in m.names]]
 
 
-def name_defect(head: TypingHead, image: np.ndarray, amap: np.ndarray, sharp: np.ndarray | None = None) -> NamedDefect:
-    """Locate (at the head's cuts of ``amap`` and, where the head uses it, of the ``sharp`` map), describe and type
-    the main defect of one part.
+def name_defect(
+    head: TypingHead,
+    image: np.ndarray,
+    amap: np.ndarray,
+    sharp: np.ndarray | None = None,
+    kinds: np.ndarray | None = None,
+) -> NamedDefect:
+    """Locate (at the head's cuts of ``amap`` and, where the head uses it, of the ``sharp`` map), describe (with the
+    model's ``kinds`` probabilities where it has them) and type the main defect of one part.
 
     Raises:
         ValueError: if the head cuts the sharp map and ``sharp`` is None.
     """
-    x, region = describe_cuts(image, {MAP_SOURCE: amap, SHARP_SOURCE: sharp}, head.cuts, head.level)
+    maps = {MAP_SOURCE: amap, SHARP_SOURCE: sharp, KIND_SOURCE: kinds}
+    x, region = describe_cuts(image, maps, head.cuts, head.level)
     x = head_columns(x, head)
     if region is None:
         return NamedDefect(UNKNOWN, 0.0, np.zeros(len(head.classes), np.float32), float("inf"), None)

@@ -55,6 +55,9 @@ MAP_SOURCE = "map"
 #: ...or the defect-aware model's map before spreading (``anomaly_map_sharp``): its regions follow the defect's
 #: own outline where the spread map's are blobs round it.
 SHARP_SOURCE = "sharp"
+#: The key of the defect-aware model's kind probabilities ``(K, h, w)`` in the maps a region is described from (no
+#: cut is taken on it: they become the ``kind_*`` entries of every cut's descriptor).
+KIND_SOURCE = "kinds"
 SOURCES = (MAP_SOURCE, SHARP_SOURCE)
 #: ``sure_cut`` when no cut reached the wanted precision at fit time: above every probability, so no name is sure.
 NEVER_SURE = 2.0

@@ -14,7 +14,7 @@ from torch import nn
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.patchcore import MAP_SIGMA, FeatureNet, defect_descriptor, gaussian_kernel, score_patches
 from sslinspect.fewshot.segmap import SegmentationNet
-from sslinspect.infer.feeds import SHARP_MAP
+from sslinspect.infer.feeds import KIND_MAP, SHARP_MAP
 from sslinspect.model.segnet import SegDecoder
 
 INPUT_NAMES = ("images", "threshold", "review_threshold")
@@ -22,11 +22,15 @@ OUTPUT_NAMES = ("probabilities", "anomaly_score", "is_defect", "anomaly_map", "d
 #: The defect-aware model's extra output: its map before spreading, on its own calibrated scale (the predictor cuts
 #: defect regions from it to name them; nothing decides on it).
 SHARP_OUTPUT = SHARP_MAP
+#: ...and its kind probabilities (the typing step pools them over a located defect; nothing decides on them).
+KIND_OUTPUT = KIND_MAP
 
 
 def output_names(head: InspectionHead) -> tuple[str, ...]:
-    """The graph's outputs for ``head``: :data:`OUTPUT_NAMES`, then :data:`SHARP_OUTPUT` where the model has one."""
-    return (*OUTPUT_NAMES, SHARP_OUTPUT) if head.anomaly.has_sharp else OUTPUT_NAMES
+    """The graph's outputs for ``head``: :data:`OUTPUT_NAMES`, then :data:`SHARP_OUTPUT` and :data:`KIND_OUTPUT`
+    where the model has them."""
+    a = head.anomaly
+    return OUTPUT_NAMES + ((SHARP_OUTPUT,) if a.has_sharp else ()) + ((KIND_OUTPUT,) if a.has_kinds else ())
 
 
 class InferenceModule(nn.Module):
@@ -38,7 +42,9 @@ class InferenceModule(nn.Module):
     - ``anomaly_map (N, S, S)``: normalised against good images (0 typical good, 1 the calibrated threshold);
     - ``decision (N,) int64``: 0 OK, 1 review, 2 NG;
     - ``anomaly_map_sharp (N, S, S)`` (the defect-aware model fitted since 2026-12-05, sixth session): the map
-      before spreading, normalised against good images on its own scale (1 its threshold on good images).
+      before spreading, normalised against good images on its own scale (1 its threshold on good images);
+    - ``defect_kinds (N, K, S/4, S/4)`` (the defect-aware model pretrained and fitted since 2026-12-06, thirteenth
+      session): per pixel, the probabilities of the synthetic shapes, then of the fills, the model was taught.
     """
 
     def __init__(self, backbone: nn.Module, head: InspectionHead, decoder: SegDecoder | None = None) -> None:
@@ -75,13 +81,21 @@ class InferenceModule(nn.Module):
         self.sharp = a.has_sharp  # a segment head only
         self.sharp_low = float(a.sharp_low)
         self.sharp_scale = float(max(a.sharp_high - a.sharp_low, 1e-6))
+        self.kinds = a.has_kinds
+        if self.kinds and not (isinstance(self.net, SegmentationNet) and self.net.has_kinds):
+            raise ValueError("the head was fitted with the decoder's kind head, which this decoder lacks")
 
     def forward(
         self, images: torch.Tensor, threshold: torch.Tensor, review_threshold: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
         """Run preprocessing, backbone, anomaly model and classifier on a batch (outputs in
         :func:`output_names` order)."""
-        g, p = self.net(images)
+        kinds = None
+        if self.kinds:
+            assert isinstance(self.net, SegmentationNet)  # checked in __init__
+            g, p, kinds = self.net.forward_kinds(images)
+        else:
+            g, p = self.net(images)
         sharp = None
         if self.sharp:  # p holds the spread and the sharp map
             p, sharp = p[:, 0], (p[:, 1] - self.sharp_low) / self.sharp_scale
@@ -108,6 +122,5 @@ class InferenceModule(nn.Module):
             is_defect = is_defect | (probabilities.argmax(1) != self.good_index)
         review = (anomaly_score > review_threshold).to(torch.int64)
         decision = torch.where(is_defect, torch.full_like(review, 2), review)
-        if sharp is not None:
-            return probabilities, anomaly_score, is_defect, anomaly_map, decision, sharp
-        return probabilities, anomaly_score, is_defect, anomaly_map, decision
+        outputs = (probabilities, anomaly_score, is_defect, anomaly_map, decision)
+        return outputs + tuple(x for x in (sharp, kinds) if x is not None)

@@ -29,12 +29,13 @@ import torch
 
 from sslinspect.cancel import NEVER, CancelToken
 from sslinspect.config import ExportConfig
+from sslinspect.defects.describe import KIND_FILLS, KIND_SHAPES
 from sslinspect.defects.naming import PEAK_SHARE
 from sslinspect.defects.typing_head import UNKNOWN, TypingHead, encode_head
 from sslinspect.errors import Cancelled, ExportError
 from sslinspect.events import Artifact, Log, Progress, Reporter, null_reporter
 from sslinspect.export.int8 import fp32_tries
-from sslinspect.export.module import INPUT_NAMES, SHARP_OUTPUT, InferenceModule, output_names
+from sslinspect.export.module import INPUT_NAMES, KIND_OUTPUT, SHARP_OUTPUT, InferenceModule, output_names
 from sslinspect.export.precision import PrecisionReport, check_precision, convert_precision, run_check, with_views
 from sslinspect.export.triton import write_triton_repository
 from sslinspect.fewshot.model import InspectionHead
@@ -111,7 +112,8 @@ def typing_metadata(typing: TypingHead) -> dict[str, Any]:
         "peak_share": PEAK_SHARE,
         "sure_cut": float(typing.sure_cut),  # for readers; the predictor takes the one inside ``head``
         "runs_in": "the predictor (sslinspect.defects.naming, numpy + OpenCV), on the anomaly_map output"
-        + (f" and the {SHARP_OUTPUT} output" if typing.needs_sharp else ""),
+        + (f" and the {SHARP_OUTPUT} output" if typing.needs_sharp else "")
+        + (f" (and {KIND_OUTPUT} where the model gives it)" if typing.needs_sharp else ""),
         "head": encode_head(typing),
     }
 
@@ -176,6 +178,20 @@ def _base_metadata(head: InspectionHead, cfg: ExportConfig, provenance: dict[str
                     }
                 }
                 if a.has_sharp
+                else {}
+            ),
+            **(
+                {
+                    "kind_map": {
+                        "output": KIND_OUTPUT,
+                        "channels": [f"shape:{k}" for k in KIND_SHAPES] + [f"fill:{k}" for k in KIND_FILLS],
+                        "stride": 4,
+                        "meaning": "per pixel, the probabilities of the synthetic defect shapes, then of the fills, "
+                        "the model was taught (each group sums to 1); the typing head pools them over a located "
+                        "defect (sslinspect.defects.describe.kind_features); nothing decides on them",
+                    }
+                }
+                if a.has_kinds
                 else {}
             ),
         },
@@ -252,6 +268,8 @@ def check_parity(
     dm = float(np.abs(m_t - m_o).max()) * (a.map_high - a.map_low)  # in raw map units, like the scores
     if a.has_sharp:
         dm = max(dm, float(np.abs(ref[5] - got[5]).max()) * (a.sharp_high - a.sharp_low))
+    if a.has_kinds:  # probabilities, like the classes'
+        dp = max(dp, float(np.abs(ref[6] - got[6]).max()))
     # A decision may only differ where the score sits within tolerance of the threshold.
     borderline = np.abs(s_t - head.anomaly.threshold) <= atol
     agree = bool(((d_t == d_o) | borderline).all())

@@ -12,6 +12,7 @@ format's rules. The sidecar ``model.json`` sits beside ``config.pbtxt``.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import tempfile
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sslinspect.fewshot.model import InspectionHead
-from sslinspect.infer.feeds import SHARP_MAP
+from sslinspect.infer.feeds import KIND_MAP, SHARP_MAP
 
 #: The largest batch Triton forms from queued requests.
 MAX_BATCH_SIZE = 32
@@ -68,6 +69,9 @@ def triton_config(name: str, head: InspectionHead, *, max_batch_size: int = MAX_
     ]
     if head.anomaly.has_sharp:
         outputs.append(_tensor(SHARP_MAP, "TYPE_FP32", [s, s]))
+    if head.anomaly.has_kinds:  # stride 4: the backbone's stem halves the side twice, rounding up
+        q = math.ceil(math.ceil(s / 2) / 2)
+        outputs.append(_tensor(KIND_MAP, "TYPE_FP32", [head.anomaly.kinds, q, q]))
     a = head.anomaly
     params = {
         "sslinspect_classes": json.dumps(list(head.classes), ensure_ascii=False),

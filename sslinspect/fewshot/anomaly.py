@@ -39,6 +39,14 @@ class AnomalyModel:
     # before 2026-12-05, the sixth session, and every other kind): no sharp map
     sharp_low: float = 0.0
     sharp_high: float = 0.0
+    # segment map with a sharp map: how many kinds of defect the decoder tells apart (its ``defect_kinds`` output,
+    # whose probabilities describe a located defect); 0: none (heads before 2026-12-06's thirteenth session)
+    kinds: int = 0
+
+    @property
+    def has_kinds(self) -> bool:
+        """Whether the model gives the kind probabilities (``defect_kinds``) besides its maps."""
+        return self.has_sharp and self.kinds > 0
 
     @property
     def has_sharp(self) -> bool:

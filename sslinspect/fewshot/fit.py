@@ -15,9 +15,9 @@ from sslinspect.cancel import NEVER, CancelToken
 from sslinspect.config import FewShotConfig
 from sslinspect.configio import to_dict
 from sslinspect.data.cache import build_cache
+from sslinspect.errors import Cancelled
 from sslinspect.events import Artifact, Log, Progress, Reporter, null_reporter
 from sslinspect.fewshot.anomaly import histogram
-from sslinspect.fewshot.bank import iter_features
 from sslinspect.fewshot.head import HeadFit, fit_head
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.patchcore import FeatureNet
@@ -39,6 +39,9 @@ from sslinspect.model.checkpoint import build_backbone_from_checkpoint, load_che
 from sslinspect.model.runtime import pick_device, seed_everything, versions
 from sslinspect.project import GOOD, Project
 from sslinspect.runs import TYPING_SUGGESTIONS, latest_checkpoint, open_run, refuse_running
+
+#: Images a batch when the kind probabilities of the described images are computed.
+KIND_BATCH = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +105,11 @@ def run_fit(
         fitted = fit_head(net, cache.images, labels, cfg, device=device, report=run.report, cancel=cancel)
         _report_dropped(fitted, cfg, run.report)
         head = fitted.head
-        naming = _typing_step(net, fitted, cache.images, ids, labels, cfg, device, run.report, cancel)
+        sharp = _sharp_maps(fitted, _kind_maps(net, fitted, cache.images, labels, device, cancel))
+        naming = _typing_step(net, fitted, sharp, cache.images, ids, labels, cfg, device, run.report, cancel)
         _write_run(run_dir, project, ids, fitted, naming, labels, cfg)
         if naming is not None:
-            _write_suggestions(run_dir, fitted, naming, cache.images, ids, labels, run.report)
+            _write_suggestions(run_dir, fitted, sharp, naming, cache.images, ids, labels, run.report)
         run.report(Artifact(kind="head", path=project.relative(run_dir / "head.npz")))
         if fitted.cv:
             run.report(
@@ -169,6 +173,7 @@ def _sure_shares(naming: TypingStep | None) -> tuple[float | None, float | None]
 def _typing_step(
     net: FeatureNet | SegmentationNet,
     fitted: HeadFit,
+    sharp: SharpMaps | None,
     images: np.ndarray,
     ids: np.ndarray,
     labels: list[str | None],
@@ -199,7 +204,7 @@ def _typing_step(
         fitted.head.classes,
         map_low=a.map_low,
         map_high=a.map_high,
-        sharp=_sharp_maps(fitted),
+        sharp=sharp,
         views=views,
         seed=cfg.seed,
     )
@@ -240,14 +245,12 @@ def _labelled_views(
     rng = np.random.default_rng(cfg.seed)
     of, x = [], []
     for done, r in enumerate(rows, 1):
+        if cancel.is_cancelled():
+            raise Cancelled("views cancelled")
         imgs = view_images(images[r], rng)
-        _, _, raw = next(  # one batch: the image's views
-            iter_features(
-                net, imgs, np.arange(len(imgs)), device=device, batch_size=len(imgs), stage="views", cancel=cancel
-            )
-        )
-        spread, sharp = raw[:, 0].cpu().numpy(), raw[:, 1].cpu().numpy()
-        x.append(describe_views(imgs, a.normalise(spread), norm_map(sharp, a.sharp_low, a.sharp_high)))
+        raw, kinds = _run_segment(net, imgs, device, a.has_kinds)  # one batch: the image's views
+        spread, sharp = raw[:, 0].numpy(), raw[:, 1].numpy()
+        x.append(describe_views(imgs, a.normalise(spread), norm_map(sharp, a.sharp_low, a.sharp_high), kinds))
         of.extend([r] * len(imgs))
         report(
             Progress(
@@ -257,15 +260,59 @@ def _labelled_views(
     return ViewRows(np.array(of, np.int64), np.concatenate(x)) if x else None
 
 
-def _sharp_maps(fitted: HeadFit) -> SharpMaps | None:
-    """The defect-aware model's held-out sharp maps with their normalisation (None: the model has none)."""
+def _run_segment(
+    net: SegmentationNet, images: np.ndarray, device: torch.device, kinds: bool
+) -> tuple[torch.Tensor, np.ndarray | None]:
+    """The raw maps ``(B, 2, S, S)`` (on the CPU) and, with ``kinds``, the kind probabilities of a uint8 batch;
+    fp32 like :func:`~sslinspect.fewshot.bank.iter_features`."""
+    batch = torch.from_numpy(np.asarray(images)).to(device)
+    with torch.no_grad(), torch.autocast(device.type, enabled=False):
+        if not kinds:
+            return net(batch)[1].float().cpu(), None
+        _, raw, probs = net.forward_kinds(batch)
+    return raw.float().cpu(), probs.float().cpu().numpy()
+
+
+def _kind_maps(
+    net: FeatureNet | SegmentationNet,
+    fitted: HeadFit,
+    images: np.ndarray,
+    labels: list[str | None],
+    device: torch.device,
+    cancel: CancelToken,
+) -> dict[int, np.ndarray] | None:
+    """The kind probabilities of every image a region is described from (the labelled defects of a kept type and
+    the suggestion candidates), keyed by row; None when the model has none or no maps are kept."""
     a = fitted.head.anomaly
-    return SharpMaps(fitted.sharp, a.sharp_low, a.sharp_high) if a.has_sharp and fitted.sharp is not None else None
+    if not isinstance(net, SegmentationNet) or not a.has_kinds or fitted.maps is None:
+        return None
+    types = set(fitted.head.classes) - {GOOD}
+    labelled = [i for i, lab in enumerate(labels) if lab in types]
+    rows = np.union1d(np.array(labelled, np.int64), candidate_rows(fitted.scores, labels, a.threshold))
+    out: dict[int, np.ndarray] = {}
+    for start in range(0, len(rows), KIND_BATCH):
+        if cancel.is_cancelled():
+            raise Cancelled("kind maps cancelled")
+        chunk = rows[start : start + KIND_BATCH]
+        _, probs = _run_segment(net, images[chunk], device, True)
+        assert probs is not None
+        out.update({int(r): p for r, p in zip(chunk.tolist(), probs, strict=True)})
+    return out
+
+
+def _sharp_maps(fitted: HeadFit, kinds: dict[int, np.ndarray] | None = None) -> SharpMaps | None:
+    """The defect-aware model's held-out sharp maps with their normalisation and the ``kinds`` probabilities
+    (None: the model has no sharp map)."""
+    a = fitted.head.anomaly
+    if not a.has_sharp or fitted.sharp is None:
+        return None
+    return SharpMaps(fitted.sharp, a.sharp_low, a.sharp_high, kinds)
 
 
 def _write_suggestions(
     run_dir: Path,
     fitted: HeadFit,
+    sharp: SharpMaps | None,
     naming: TypingStep,
     images: np.ndarray,
     ids: np.ndarray,
@@ -278,7 +325,7 @@ def _write_suggestions(
     a = fitted.head.anomaly
     rows = candidate_rows(fitted.scores, labels, a.threshold)
     named = suggest_types(
-        naming.fit.head, images, fitted.maps, rows, map_low=a.map_low, map_high=a.map_high, sharp=_sharp_maps(fitted)
+        naming.fit.head, images, fitted.maps, rows, map_low=a.map_low, map_high=a.map_high, sharp=sharp
     )
     write_suggestions(run_dir / TYPING_SUGGESTIONS, naming.fit.head, ids[rows], named)
     report(Log(level="INFO", message=f"defect types suggested for {len(rows)} unlabelled image(s)"))

@@ -213,6 +213,7 @@ class _AnomalyFit:
     suspected: np.ndarray
     estimate: MemoryEstimate | None = None
     spread: int = 0
+    kinds: int = 0  # the segment model's kind channels (0: none)
 
 
 def _score_segment(
@@ -278,7 +279,8 @@ def _fit_anomaly(
         scored = _score_segment(net, images, cfg, device, report, cancel)
         suspected = _suspect_by_score(scored.scores, pool, unlabelled, cfg.contamination)
         empty = np.zeros((0, scored.glob.shape[1]), np.float32)
-        return _AnomalyFit(kind, scored, empty, suspected, spread=int(net.spread))
+        kinds = net.decoder.kinds if net.has_kinds and net.sharp else 0
+        return _AnomalyFit(kind, scored, empty, suspected, spread=int(net.spread), kinds=kinds)
     if kind == "patch":
         with torch.no_grad():
             _, probe = net(torch.zeros((1, net.input_size, net.input_size, 3), dtype=torch.uint8, device=device))
@@ -316,6 +318,7 @@ def _calibrate(fit: _AnomalyFit, pool: np.ndarray, cfg: FewShotConfig) -> tuple[
         spread=fit.spread,
         sharp_low=sharp_low,
         sharp_high=sharp_high,
+        kinds=fit.kinds,
     )
     return anomaly, calibration
 

@@ -97,6 +97,7 @@ class InspectionHead:
                 map_spread=np.array(a.spread),
                 map_sharp_low=np.array(a.sharp_low),
                 map_sharp_high=np.array(a.sharp_high),
+                map_kinds=np.array(a.kinds),
                 image_size=np.array(self.image_size),
                 tiles=np.array(self.tiles),
                 descriptor=np.array(self.descriptor),
@@ -130,6 +131,7 @@ class InspectionHead:
                     spread=int(opt("map_spread", 0)),  # type: ignore[call-overload]
                     sharp_low=float(opt("map_sharp_low", 0.0)),  # type: ignore[arg-type]
                     sharp_high=float(opt("map_sharp_high", 0.0)),  # type: ignore[arg-type]
+                    kinds=int(opt("map_kinds", 0)),  # type: ignore[call-overload]
                 )
                 head = cls(
                     clf,

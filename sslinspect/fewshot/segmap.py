@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sslinspect.defects.describe import KIND_SHAPES
 from sslinspect.model.segnet import SegDecoder, decoder_state, feature_pyramid, pyramid_channels
 from sslinspect.preprocess import normalize_u8
 
@@ -97,12 +98,34 @@ class SegmentationNet(nn.Module):
         m = torch.matmul(m, self._blur(m.shape[-1]).T)
         return torch.matmul(self._blur(m.shape[-2]), m)
 
+    @property
+    def has_kinds(self) -> bool:
+        """Whether the decoder tells kinds of defect apart (:meth:`forward_kinds`)."""
+        return self.decoder.kind is not None
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(global (N, D), raw map (N, H, W))`` for a uint8 NHWC batch (with ``sharp``: maps
         ``(N, 2, H, W)``, spread then sharp)."""
         x = normalize_u8(images)
         maps = feature_pyramid(self.backbone, x)
-        prob = torch.sigmoid(self.decoder(maps, (x.shape[-2], x.shape[-1])).float())
+        return self._outputs(maps, self.decoder(maps, (x.shape[-2], x.shape[-1])))
+
+    def forward_kinds(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`forward`'s outputs and the kind probabilities ``(N, K, H/4, W/4)``: per pixel, the shape
+        probabilities (softmax over :data:`~sslinspect.methods.synthesis.KIND_SHAPES`), then the fill ones.
+
+        Raises:
+            ValueError: for a decoder without a kind head (see :attr:`has_kinds`).
+        """
+        x = normalize_u8(images)
+        maps = feature_pyramid(self.backbone, x)
+        logit, kind = self.decoder.forward_kinds(maps, (x.shape[-2], x.shape[-1]))
+        g, raw = self._outputs(maps, logit)
+        ns = len(KIND_SHAPES)
+        return g, raw, torch.cat([kind[:, :ns].float().softmax(1), kind[:, ns:].float().softmax(1)], 1)
+
+    def _outputs(self, maps: list[torch.Tensor], logit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        prob = torch.sigmoid(logit.float())
         sharp = F.avg_pool2d(prob, self.window, stride=1, padding=self.window // 2, count_include_pad=False)
         raw = self._spread(sharp) if self.spread else sharp
         raw = torch.cat([raw, sharp], 1) if self.sharp else raw[:, 0]
@@ -125,6 +148,7 @@ def decoder_from_checkpoint(ckpt: dict[str, Any], backbone: nn.Module) -> SegDec
     state = decoder_state(ckpt["model_state"])
     if not state:
         raise KeyError("decoder")
-    decoder = SegDecoder(pyramid_channels(backbone))
+    kind = state.get("kind.2.weight")  # the kind head (checkpoints since 2026-12-06, thirteenth session)
+    decoder = SegDecoder(pyramid_channels(backbone), kinds=0 if kind is None else int(kind.shape[0]))
     decoder.load_state_dict(state)
     return decoder.eval()

@@ -55,6 +55,7 @@ def suggest_types(
             np.asarray(images[r]),
             norm_map(maps[r], map_low, map_high),
             sharp.normalised(r) if sharp is not None else None,
+            sharp.kinds_of(r) if sharp is not None else None,
         )
         for r in rows.tolist()
     ]

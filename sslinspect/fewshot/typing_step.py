@@ -8,7 +8,7 @@ Files it leaves in the fewshot run folder: ``typing.npz`` (the head; exported in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import replace as _replace
 from pathlib import Path
@@ -19,6 +19,7 @@ import numpy as np
 from sslinspect.defects.describe import DESCRIPTOR_NAMES
 from sslinspect.defects.naming import LEVELS, SHARP_CUTS, SHOWN_LEVEL, describe_cuts
 from sslinspect.defects.typing_head import (
+    KIND_SOURCE,
     MAP_SOURCE,
     SHARP_SOURCE,
     SURE_AGREE_TEXT,
@@ -164,13 +165,21 @@ class ViewRows:
     x: np.ndarray
 
 
-def describe_views(images: np.ndarray, maps: np.ndarray, sharp_maps: np.ndarray) -> np.ndarray:
+def describe_views(
+    images: np.ndarray, maps: np.ndarray, sharp_maps: np.ndarray, kinds: np.ndarray | None = None
+) -> np.ndarray:
     """Descriptors ``(B, D × len(SHARP_CUTS))`` of a batch of views: ``images`` ``(B, S, S, 3)`` and their spread
-    and sharp maps ``(B, h, w)``, each on its calibrated scale, cut like the labelled defects."""
+    and sharp maps ``(B, h, w)``, each on its calibrated scale, and their kind probabilities ``(B, K, h', w')``
+    (None: the model has none), cut like the labelled defects."""
     return np.stack(
         [
-            describe_cuts(img, {MAP_SOURCE: m, SHARP_SOURCE: sm}, SHARP_CUTS, SHOWN_LEVEL)[0]
-            for img, m, sm in zip(images, maps, sharp_maps, strict=True)
+            describe_cuts(
+                img,
+                {MAP_SOURCE: m, SHARP_SOURCE: sm, KIND_SOURCE: None if kinds is None else kinds[b]},
+                SHARP_CUTS,
+                SHOWN_LEVEL,
+            )[0]
+            for b, (img, m, sm) in enumerate(zip(images, maps, sharp_maps, strict=True))
         ]
     )
 
@@ -228,7 +237,7 @@ def fit_defect_types(
     described = [
         describe_cuts(
             np.asarray(images[i]),
-            {MAP_SOURCE: a, SHARP_SOURCE: sharp.normalised(i) if sharp is not None else None},
+            {MAP_SOURCE: a} | (sharp.maps_of(i) if sharp is not None else {}),
             cuts,
             SHOWN_LEVEL,
         )
@@ -268,10 +277,23 @@ class SharpMaps:
     maps: np.ndarray
     low: float
     high: float
+    kinds: Mapping[int, np.ndarray] | None = None  # row → the model's kind probabilities (K, h, w), where it has them
 
     def normalised(self, row: int) -> np.ndarray:
         """Row ``row``'s map on its calibrated scale (the scale of the exported ``anomaly_map_sharp``)."""
         return norm_map(self.maps[row], self.low, self.high)
+
+    def kinds_of(self, row: int) -> np.ndarray | None:
+        """Row ``row``'s kind probabilities (the exported ``defect_kinds``), or None.
+
+        Raises:
+            KeyError: if the model has kind probabilities but they were not computed for ``row``.
+        """
+        return None if self.kinds is None else self.kinds[row]
+
+    def maps_of(self, row: int) -> dict[str, np.ndarray | None]:
+        """Row ``row``'s sharp map and kind probabilities, keyed as :func:`describe_cuts` reads them."""
+        return {SHARP_SOURCE: self.normalised(row), KIND_SOURCE: self.kinds_of(row)}
 
 
 def save_typing(run_dir: Path, step: TypingStep) -> None:

@@ -15,6 +15,9 @@ IMAGES, THRESHOLD, REVIEW = "images", "threshold", "review_threshold"
 #: The graph's map outputs: the anomaly map, and the defect-aware model's map before spreading (models fitted since
 #: 2026-12-05; the predictor cuts defect regions from both to name them).
 ANOMALY_MAP, SHARP_MAP = "anomaly_map", "anomaly_map_sharp"
+#: The defect-aware model's kind probabilities ``(N, K, S/4, S/4)`` (models fitted since 2026-12-06): what a located
+#: defect looks like, pooled over its region into its description (:mod:`sslinspect.defects.describe`).
+KIND_MAP = "defect_kinds"
 
 
 def threshold_feeds(

@@ -24,7 +24,7 @@ from sslinspect.defects.naming import NamedDefect, name_defect
 from sslinspect.defects.typing_head import TypingHead, decode_head
 from sslinspect.errors import DataError, ImageReadError, ModelError
 from sslinspect.imageio import IMAGE_EXTENSIONS, read_image, resize_square
-from sslinspect.infer.feeds import ANOMALY_MAP, SHARP_MAP, threshold_feeds
+from sslinspect.infer.feeds import ANOMALY_MAP, KIND_MAP, SHARP_MAP, threshold_feeds
 from sslinspect.infer.metadata import check_metadata, check_probabilities, decision_of
 from sslinspect.infer.session import RuntimeInfo, open_session, open_session_info
 from sslinspect.names import GOOD
@@ -149,11 +149,14 @@ class Predictor:
         #: model, the sharp map) after the graph; None: types come from the graph's whole-image classifier.
         self.typing = _typing_head(self.meta, self.path, self.outputs) if self.has_maps else None
         self._naming_pool: ThreadPoolExecutor | None = None
-        #: The outputs :meth:`predict_paths` fetches (the sharp map only to name defects with).
+        #: The outputs :meth:`predict_paths` fetches (the sharp map and the kind probabilities only to name defects
+        #: with).
         naming = self.typing is not None
         needs_sharp = self.typing is not None and self.typing.needs_sharp
         self.fetch = [
-            o for o in self.outputs if (o != ANOMALY_MAP or keep_maps or naming) and (o != SHARP_MAP or needs_sharp)
+            o
+            for o in self.outputs
+            if (o != ANOMALY_MAP or keep_maps or naming) and (o not in (SHARP_MAP, KIND_MAP) or needs_sharp)
         ]
 
     def provider_note(self) -> str:
@@ -174,7 +177,7 @@ class Predictor:
 
     def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(probabilities, anomaly_score, is_defect)`` for ``uint8 (N, S, S, 3)`` RGB images."""
-        out = self.run_all(images, [o for o in self.outputs if o not in (ANOMALY_MAP, SHARP_MAP)])
+        out = self.run_all(images, [o for o in self.outputs if o not in (ANOMALY_MAP, SHARP_MAP, KIND_MAP)])
         return out["probabilities"], out["anomaly_score"], out["is_defect"]
 
     def _load(self, path: Path, keep_image: bool) -> _Decoded | str:
@@ -245,7 +248,7 @@ class Predictor:
                 )
                 results[k] = pred
             if self.typing is not None and maps is not None:
-                self._name_flagged(results, ok, maps, out.get(SHARP_MAP), keep_maps)
+                self._name_flagged(results, ok, maps, out.get(SHARP_MAP), out.get(KIND_MAP), keep_maps)
         for k, p in enumerate(chunk):
             yield results.get(k) or Prediction(str(p), error=str(decoded[k]))
 
@@ -255,6 +258,7 @@ class Predictor:
         ok: dict[int, _Decoded],
         maps: np.ndarray,
         sharp: np.ndarray | None,
+        kinds: np.ndarray | None,
         keep_maps: bool,
     ) -> None:
         """Name the main defect of every part of a batch that is not OK, in threads (OpenCV releases the GIL)."""
@@ -267,7 +271,11 @@ class Predictor:
             self._naming_pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="name")
         named = self._naming_pool.map(
             lambda kj: name_defect(
-                head, ok[kj[0]].model_input, maps[kj[1]], sharp[kj[1]] if sharp is not None else None
+                head,
+                ok[kj[0]].model_input,
+                maps[kj[1]],
+                sharp[kj[1]] if sharp is not None else None,
+                kinds[kj[1]] if kinds is not None else None,
             ),
             flagged,
         )

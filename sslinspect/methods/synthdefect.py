@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslinspect.config import AugmentConfig, PretrainConfig
+from sslinspect.defects.describe import KIND_FILLS, KIND_SHAPES
 from sslinspect.methods.base import MethodSpec, SSLModel, StepOutput
 from sslinspect.methods.synthesis import synthesize
 from sslinspect.model.segnet import SegDecoder, feature_pyramid, pyramid_channels
@@ -24,6 +25,12 @@ from sslinspect.preprocess import normalize, to_unit_nchw
 FOCAL_GAMMA = 2.0
 #: Weight of the soft Dice term, which keeps small defects from vanishing in the pixel average.
 DICE_WEIGHT = 1.0
+#: Weight of the kind term: which shape (blob, stroke, dots) and which fill (:data:`KIND_FILLS`) each synthetic
+#: defect has, told apart per pixel where the defect is. It shapes the decoder's features by what a defect looks
+#: like, not only where it is; the pooled kind probabilities describe a located defect (issue "name the defects").
+KIND_WEIGHT = 0.5
+#: Kind head outputs: the shape logits, then the fill logits.
+KINDS = len(KIND_SHAPES) + len(KIND_FILLS)
 
 
 def crop_size(cfg: PretrainConfig) -> int:
@@ -80,6 +87,19 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = FOCAL_
     return ((1 - p_true).pow(gamma) * bce).mean()
 
 
+def kind_loss(logits: torch.Tensor, kinds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the shape and of the fill, per pixel of the kind ``logits`` ``(N, KINDS, h, w)``, weighted
+    by the soft ``target`` brought to their size (clean samples, ``kinds`` -1, weigh nothing)."""
+    size = (int(logits.shape[-2]), int(logits.shape[-1]))
+    w = F.adaptive_avg_pool2d(target.float(), size)[:, 0] * (kinds[:, :1, None] >= 0)
+    ns = len(KIND_SHAPES)
+    total = logits.new_zeros(())
+    for part, idx in ((logits[:, :ns], kinds[:, 0]), (logits[:, ns:], kinds[:, 1])):
+        ce = F.cross_entropy(part.float(), idx.clamp(min=0)[:, None, None].expand_as(w), reduction="none")
+        total = total + (ce * w).sum()
+    return total / w.sum().clamp(min=1.0)
+
+
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """1 − soft Dice over the whole batch (pooled, so clean samples do not divide by zero)."""
     p = torch.sigmoid(logits.float())
@@ -93,7 +113,7 @@ class SynthDefect(SSLModel):
     def __init__(self, backbone: nn.Module, cfg: PretrainConfig) -> None:
         """Build the decoder for the backbone's pyramid."""
         super().__init__(backbone)
-        self.decoder = SegDecoder(pyramid_channels(backbone))
+        self.decoder = SegDecoder(pyramid_channels(backbone), kinds=KINDS)
 
     def forward(self, views: list[torch.Tensor], rows: torch.Tensor | None = None) -> StepOutput:
         """Paint defects on the crops, segment them, return the loss and the pooled deepest features."""
@@ -102,8 +122,10 @@ class SynthDefect(SSLModel):
         if views[0].is_contiguous(memory_format=torch.channels_last):  # keep the loop's memory format (CUDA)
             x = x.contiguous(memory_format=torch.channels_last)
         maps = feature_pyramid(self.backbone, x)
-        logits = self.decoder(maps, synth.images.shape[-2:])
+        size = (int(synth.images.shape[-2]), int(synth.images.shape[-1]))
+        logits, kind_logits = self.decoder.forward_kinds(maps, size)
         loss = focal_loss(logits, synth.target) + DICE_WEIGHT * soft_dice_loss(logits, synth.target)
+        loss = loss + KIND_WEIGHT * kind_loss(kind_logits, synth.kinds, synth.target)
         feats = F.adaptive_avg_pool2d(maps[-1], 1).flatten(1)
         return StepOutput(loss, feats.detach())
 
@@ -122,4 +144,4 @@ SPEC = MethodSpec(
     normal_only=True,
 )
 
-__all__ = ["SPEC", "NativeCrops", "SynthDefect", "crop_size", "focal_loss", "soft_dice_loss"]
+__all__ = ["KINDS", "SPEC", "NativeCrops", "SynthDefect", "crop_size", "focal_loss", "kind_loss", "soft_dice_loss"]

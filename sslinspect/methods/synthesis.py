@@ -21,6 +21,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from sslinspect.defects.describe import KIND_FILLS, KIND_SHAPES
+
 #: Share of each batch left clean (target 0 everywhere): the model must also learn what normal looks like.
 CLEAN_SHARE = 0.3
 #: Mask kinds and their shares among the synthetic samples.
@@ -44,11 +46,13 @@ WARP_REACH = 15
 class Synthetic:
     """A batch with synthetic defects: ``images`` in [0, 1] ``(N, 3, H, W)``, ``target`` soft masks in [0, 1]
     ``(N, 1, H, W)``, ``mask`` the drawn shapes (for a warp: where the texture moved) before the visibility
-    weighting."""
+    weighting, ``kinds`` ``(N, 2)`` int64 the shape (index into :data:`KIND_SHAPES`) and fill (into
+    :data:`KIND_FILLS`) of each sample's defect, -1 for a clean sample."""
 
     images: torch.Tensor
     target: torch.Tensor
     mask: torch.Tensor
+    kinds: torch.Tensor
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +335,24 @@ def render(x: torch.Tensor, d: Draw, donor: torch.Tensor | None = None) -> Synth
     contrast = x.mean(1, keepdim=True).flatten(1).std(1).view(n, 1, 1, 1) + 0.02
     inside = (change * mask).sum((1, 2, 3), keepdim=True) / mask.sum((1, 2, 3), keepdim=True).clamp(min=1e-6)
     visibility = (inside / (VISIBLE_AT * contrast)).clamp(0, 1)
-    return Synthetic(out, (mask * visibility).clamp(0, 1), mask)
+    return Synthetic(out, (mask * visibility).clamp(0, 1), mask, _kinds(d))
+
+
+_FILL_KIND = torch.tensor([KIND_FILLS.index(f if f != "intensity" else "darker") for f in FILLS])
+
+
+def _kinds(d: Draw) -> torch.Tensor:
+    """``(N, 2)`` shape and :data:`KIND_FILLS` index of each sample (-1: clean), on the draw's device (the host
+    choices are copied there, nothing is read back)."""
+    dev = d.gain.device
+    fill = _FILL_KIND[d.fill].to(dev)
+    lighter = (d.fill == list(FILLS).index("intensity")).to(dev) & (d.gain > 1)
+    fill = torch.where(lighter, KIND_FILLS.index("lighter"), fill)
+    fork = torch.linalg.vector_norm(d.segments[:, WALK:, 1] - d.segments[:, WALK:, 0], dim=-1).sum(1) > 0.5
+    stroke = d.shape.to(dev) == list(SHAPES).index("stroke")
+    shape = torch.where(stroke & fork, KIND_SHAPES.index("branched"), d.shape.to(dev))
+    kinds = torch.stack([shape, fill], 1)
+    return torch.where(d.clean.to(dev).view(-1, 1), -1, kinds)
 
 
 def synthesize(

@@ -57,8 +57,12 @@ def pyramid_channels(backbone: nn.Module, size: int = 64) -> list[int]:
     return [int(m.shape[1]) for m in maps]
 
 
-def _conv_bn(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+def _conv_bn(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
 
 
 class SegDecoder(nn.Module):
@@ -74,8 +78,9 @@ class SegDecoder(nn.Module):
         (2, 1, 128, 128)
     """
 
-    def __init__(self, channels: list[int], width: int = DECODER_CHANNELS) -> None:
-        """Build laterals for maps with ``channels`` (finest first; at least two maps)."""
+    def __init__(self, channels: list[int], width: int = DECODER_CHANNELS, kinds: int = 0) -> None:
+        """Build laterals for maps with ``channels`` (finest first; at least two maps); ``kinds`` > 0 adds a head
+        that tells that many kinds of defect apart at stride 4 (:meth:`forward_kinds`)."""
         super().__init__()
         if len(channels) < 2:
             raise ValueError(f"the decoder needs at least two pyramid levels, got {len(channels)}")
@@ -84,9 +89,31 @@ class SegDecoder(nn.Module):
         self.smooth = nn.ModuleList(_conv_bn(width, width) for _ in channels[2:])
         self.head = nn.Sequential(_conv_bn(width, width // 2), nn.Conv2d(width // 2, 1, 1))
         self.detail = nn.Conv2d(channels[0], 1, 1)
+        self.kinds = int(kinds)
+        self.kind = (
+            nn.Sequential(_conv_bn(width, width), _conv_bn(width, width, 2), nn.Conv2d(width, kinds, 1))
+            if kinds
+            else None
+        )
 
     def forward(self, maps: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
         """Logits ``(N, 1, H, W)`` at ``size`` from the pyramid ``maps`` (finest first)."""
+        return self._logit(maps, self._top_down(maps), size)
+
+    def forward_kinds(self, maps: list[torch.Tensor], size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Defect logits ``(N, 1, H, W)`` at ``size`` and kind logits ``(N, kinds, H/4, W/4)`` (stride 4). The kind
+        head reads the decoder's features detached: what it learns never changes the defect map.
+
+        Raises:
+            ValueError: for a decoder built without a kind head.
+        """
+        if self.kind is None:
+            raise ValueError("this decoder has no kind head")
+        y = self._top_down(maps)
+        return self._logit(maps, y, size), self.kind(y.detach())
+
+    def _top_down(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        """The stride-4 decoder features (``width`` channels)."""
         coarse = maps[1:]
         y = self.smooth[-1](self.lateral[-1](coarse[-1])) if self.smooth else self.lateral[-1](coarse[-1])
         for i in range(len(coarse) - 2, -1, -1):
@@ -94,6 +121,9 @@ class SegDecoder(nn.Module):
             y = self.lateral[i](coarse[i]) + up
             if i >= 1:  # 3×3 smoothing on the coarse levels only: cheap there, costly at stride 4
                 y = self.smooth[i - 1](y)
+        return y
+
+    def _logit(self, maps: list[torch.Tensor], y: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         logit = F.interpolate(self.head(y), size=maps[0].shape[-2:], mode="bilinear", align_corners=False)
         logit = logit + self.detail(maps[0])
         return F.interpolate(logit, size=size, mode="bilinear", align_corners=False)

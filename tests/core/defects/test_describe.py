@@ -195,3 +195,35 @@ def test_the_depth_profile_tells_a_dark_core_from_an_even_stain() -> None:
     assert abs(d_even[name("core_delta")] - d_even[name("mid_delta")]) < 0.03  # even inside the stain
     assert d_even[name("rim_delta")] > d_even[name("core_delta")] + 0.05  # the outer band reaches past the stain
     assert all(d[name(k)] < 0 for d in (d_even, d_burnt) for k in ("core_delta", "mid_delta"))
+
+
+def test_the_kind_entries_pool_the_model_probabilities_over_the_region_weighted_by_the_sharp_map() -> None:
+    """``kind_*`` entries: log(p + 0.01) of the kind probabilities averaged over the mask, each pixel weighted by the
+    sharp map (negative counts 0; nothing above 0: uniform); maps of any resolution are resized to the mask; zeros
+    without a kind head; a wrong channel count is refused."""
+    from sslinspect.defects.describe import KIND_FLOOR, KIND_NAMES, kind_features
+
+    k = len(KIND_NAMES)
+    mask = np.zeros((64, 64), bool)
+    mask[8:24, 8:40] = True
+    kinds = np.zeros((k, 64, 64), np.float32)
+    kinds[0] = 1.0  # everywhere "blob"...
+    kinds[0, 8:24, 8:24], kinds[1, 8:24, 8:24] = 0.0, 1.0  # ...but "stroke" where the sharp map is high
+    sharp = np.full((64, 64), -0.5, np.float32)
+    sharp[8:24, 8:24] = 2.0
+    got = kind_features(kinds, mask, sharp)
+    assert got.shape == (k,) and got.dtype == np.float32
+    np.testing.assert_allclose(np.exp(got[:2]) - KIND_FLOOR, [0.0, 1.0], atol=1e-5)  # only the weighted pixels count
+    uniform = np.exp(kind_features(kinds, mask, np.full((64, 64), -1.0, np.float32))[:2]) - KIND_FLOOR
+    np.testing.assert_allclose(uniform, [0.5, 0.5], atol=1e-5)  # nothing above 0: every mask pixel alike
+    half = np.exp(kind_features(kinds, mask, sharp[::2, ::2])) - KIND_FLOOR  # a weight map of another size: resized
+    np.testing.assert_allclose(half[:2], [0.0, 1.0], atol=0.05)
+    small = np.full((k, 16, 16), 0.25, np.float32)  # the graph's kinds come at stride 4
+    np.testing.assert_allclose(np.exp(kind_features(small, mask, sharp)) - KIND_FLOOR, 0.25, atol=1e-5)
+    assert not kind_features(None, mask).any()
+    img = np.full((64, 64), 128, np.uint8)
+    d = describe(img, mask, kinds=kinds, weight=sharp)
+    np.testing.assert_array_equal(d[-k:], got)
+    assert not describe(img, mask)[-k:].any()
+    with pytest.raises(ValueError, match="kind maps"):
+        kind_features(kinds[:3], mask)

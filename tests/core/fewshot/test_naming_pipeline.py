@@ -13,9 +13,9 @@ import pytest
 
 from sslinspect import api
 from sslinspect.data.cache import open_cache
-from sslinspect.defects.describe import DESCRIPTOR_NAMES
+from sslinspect.defects.describe import DESCRIPTOR_NAMES, KIND_NAMES
 from sslinspect.defects.naming import LEVELS, SHARP_CUTS, describe_cuts, describe_defect, main_region
-from sslinspect.defects.typing_head import MAP_SOURCE, SHARP_SOURCE, UNKNOWN, TypingHead
+from sslinspect.defects.typing_head import KIND_SOURCE, MAP_SOURCE, SHARP_SOURCE, UNKNOWN, TypingHead
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.stored import load_head
 from sslinspect.fewshot.typing_fit import SURE_PRECISION
@@ -124,16 +124,18 @@ def test_predictor_describes_a_part_as_fit_did(fitted: Path) -> None:
     want = SHARP_CUTS if segment else tuple((MAP_SOURCE, lv) for lv in LEVELS)
     assert typing.cuts == want and len(fit_x[0]) == len(want) * len(DESCRIPTOR_NAMES)
     assert typing.needs_sharp == segment and head.anomaly.has_sharp == segment
-    outs = predictor.run_all(images, ["anomaly_map", *(["anomaly_map_sharp"] if segment else [])])
+    assert head.anomaly.has_kinds == segment  # the tiny synthdefect pretraining trains the kind head too
+    outs = predictor.run_all(images, ["anomaly_map", *(["anomaly_map_sharp", "defect_kinds"] if segment else [])])
     line_maps = {MAP_SOURCE: outs["anomaly_map"], SHARP_SOURCE: outs.get("anomaly_map_sharp")}
+    kinds = {KIND_SOURCE: outs.get("defect_kinds")}
     # the maps agree to ~1e-3, so a region can gain or lose a pixel where a level cuts a flat stretch of the map;
     # the regions must overlap almost entirely, and where they are the same pixels the descriptor is the same
     fit_maps = {MAP_SOURCE: _fit_maps(fitted, ids), SHARP_SOURCE: _fit_sharp_maps(fitted, images) if segment else None}
     line_x = np.stack(
         [
-            describe_cuts(img, {src: m[k] for src, m in line_maps.items() if m is not None}, typing.cuts, typing.level)[
-                0
-            ]
+            describe_cuts(
+                img, {src: m[k] for src, m in (line_maps | kinds).items() if m is not None}, typing.cuts, typing.level
+            )[0]
             for k, img in enumerate(images)
         ]
     )
@@ -145,11 +147,15 @@ def test_predictor_describes_a_part_as_fit_did(fitted: Path) -> None:
             x, region = describe_defect(img, line_map, level)
             fit_region = main_region(img, fit_map, level)
             assert region is not None and fit_region is not None
-            np.testing.assert_array_equal(x, lx[part])  # describe_cuts: each cut's descriptor in its place
+            plain = len(DESCRIPTOR_NAMES) - len(KIND_NAMES)  # describe_defect has no kind probabilities
+            np.testing.assert_array_equal(x[:plain], lx[part][:plain])  # describe_cuts: each cut's in its place
+            assert np.any(lx[part][plain:] != 0) == segment  # the kind entries are the model's, not zeros
             inter = np.count_nonzero(region.mask & fit_region.mask)
             ious.append(inter / np.count_nonzero(region.mask | fit_region.mask))
             if np.array_equal(region.mask, fit_region.mask):
-                np.testing.assert_allclose(x, fx[part], rtol=1e-4, atol=1e-5)
+                np.testing.assert_allclose(lx[part][:plain], fx[part][:plain], rtol=1e-4, atol=1e-5)
+                # the kind probabilities agree to ~1e-5; their log (floor 0.01) magnifies that up to 100×
+                np.testing.assert_allclose(lx[part][plain:], fx[part][plain:], atol=5e-3)
     assert np.mean(ious) >= 0.95 and min(ious) >= 0.8, ious
     agree = np.array(typing.predict(fit_x).labels) == np.array(typing.predict(line_x).labels)
     assert agree.mean() >= 0.8

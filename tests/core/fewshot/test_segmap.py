@@ -375,3 +375,61 @@ def test_precision_check_scores_the_labels_predict_writes(segment_project: Path,
     assert report.passed and report.decision_agreement == 1.0 and report.labelled == len(rows)
     assert report.accuracy_fp32 == report.accuracy == np.mean([w == t for w, t in zip(written, truth, strict=True)])
     assert written != graph_labels  # the region typing named some flagged parts differently from the graph
+
+
+def test_the_kind_head_travels_from_checkpoint_to_graph_and_leaves_the_map_alone(tmp_path: Path) -> None:
+    """A decoder with a kind head: rebuilt from a checkpoint with it; its kind probabilities (one softmax over the
+    shapes, one over the fills, at stride 4) come beside maps equal to the plain forward's; a head fitted on it
+    stores its kind count and exports ``defect_kinds`` as the last output; the kind loss never reaches the map's
+    weights (the head reads the decoder's features detached)."""
+    from dataclasses import replace
+
+    from sslinspect.defects.describe import KIND_FILLS, KIND_SHAPES
+    from sslinspect.export.module import KIND_OUTPUT, OUTPUT_NAMES, SHARP_OUTPUT, InferenceModule, output_names
+    from sslinspect.fewshot.model import InspectionHead
+    from sslinspect.methods.synthdefect import KINDS, kind_loss
+    from sslinspect.model.segnet import feature_pyramid
+
+    torch.manual_seed(0)
+    bb = build_backbone("tiny_cnn", 64).eval()
+    dec = SegDecoder(pyramid_channels(bb), kinds=KINDS).eval()
+    images = torch.randint(0, 255, (2, 64, 64, 3), dtype=torch.uint8)
+    state = {f"decoder.{k}": v for k, v in dec.state_dict().items()}
+    back = decoder_from_checkpoint({"model_state": state}, bb)
+    assert back.kinds == KINDS == len(KIND_SHAPES) + len(KIND_FILLS)
+    net = SegmentationNet(bb, back, 64, sharp=True)
+    assert net.has_kinds and not SegmentationNet(bb, SegDecoder(pyramid_channels(bb)), 64).has_kinds
+    with torch.no_grad():
+        g, raw, probs = net.forward_kinds(images)
+        g0, raw0 = net(images)
+    torch.testing.assert_close(raw, raw0)
+    torch.testing.assert_close(g, g0)
+    assert probs.shape == (2, KINDS, 16, 16)
+    ns = len(KIND_SHAPES)
+    torch.testing.assert_close(probs[:, :ns].sum(1), torch.ones(2, 16, 16))
+    torch.testing.assert_close(probs[:, ns:].sum(1), torch.ones(2, 16, 16))
+
+    head = replace(_segment_head(1), anomaly=replace(_segment_head(1).anomaly, sharp_low=0.01, sharp_high=0.6))
+    with torch.no_grad():
+        dim = g.shape[1]
+    from sslinspect.fewshot.classifier import LinearHead
+
+    head = replace(head, classifier=LinearHead("constant", ("good",), np.zeros((1, dim), np.float32), np.zeros(1)))
+    kinded = replace(head, anomaly=replace(head.anomaly, kinds=KINDS))
+    assert output_names(head) == (*OUTPUT_NAMES, SHARP_OUTPUT) and not head.anomaly.has_kinds
+    assert output_names(kinded) == (*OUTPUT_NAMES, SHARP_OUTPUT, KIND_OUTPUT)
+    kinded.save(tmp_path / "head.npz")
+    assert InspectionHead.load(tmp_path / "head.npz").anomaly.kinds == KINDS
+    with torch.no_grad():
+        outs = InferenceModule(bb, kinded, back)(images, torch.full((2,), 0.5), torch.full((2,), 0.5))
+    torch.testing.assert_close(outs[-1], probs)
+    with pytest.raises(ValueError, match="kind head"):
+        InferenceModule(bb, kinded, SegDecoder(pyramid_channels(bb)))
+
+    train = SegDecoder(pyramid_channels(bb), kinds=KINDS).train()
+    logit, kind = train.forward_kinds(feature_pyramid(bb, torch.rand(2, 3, 64, 64)), (64, 64))
+    kinds = torch.tensor([[1, 2], [-1, -1]])
+    kind_loss(kind, kinds, torch.ones_like(logit)).backward()
+    assert all(p.grad is None for p in train.lateral.parameters())
+    assert all(p.grad is None for p in bb.parameters())
+    assert any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in train.kind.parameters())

@@ -160,3 +160,37 @@ def test_a_warp_bends_the_texture_without_a_seam(shape: int) -> None:
     assert float(moved[edge].max()) <= 2.0, "the texture jumps at the edge of the defect: a seam"
     assert float(moved[mask == 0].max()) <= 0.6, "the texture moved outside the defect's mask"
     assert float(s.target[:, 0, 8:-8, 8:-8][mask == 0].abs().max()) == 0.0
+
+
+def test_each_sample_carries_its_kind_and_the_kind_loss_rewards_the_right_one() -> None:
+    """``Synthetic.kinds``: the drawn shape (a stroke with a fork is ``branched``) and fill (intensity split into
+    darker and lighter), -1 for a clean sample; the kind loss is lower for logits that name them, and clean samples
+    and pixels outside the defect weigh nothing."""
+    from sslinspect.defects.describe import KIND_FILLS, KIND_SHAPES
+    from sslinspect.methods.synthdefect import KINDS, kind_loss
+    from sslinspect.methods.synthesis import WALK
+
+    assert tuple(SHAPES) == KIND_SHAPES[: len(SHAPES)]
+    x = _texture(n=24)
+    d = draw(len(x), 48, 48, generator=torch.Generator().manual_seed(3))
+    s = render(x, d)
+    clean = d.clean
+    assert bool((s.kinds[clean] == -1).all()) and bool((s.kinds[~clean] >= 0).all())
+    fork = (d.segments[:, WALK:, 1] - d.segments[:, WALK:, 0]).norm(dim=-1).sum(1) > 0.5
+    for i in torch.nonzero(~clean).flatten().tolist():
+        shape, fill = KIND_SHAPES[int(s.kinds[i, 0])], KIND_FILLS[int(s.kinds[i, 1])]
+        drawn = list(SHAPES)[int(d.shape[i])]
+        assert shape == ("branched" if drawn == "stroke" and bool(fork[i]) else drawn)
+        drawn_fill = list(FILLS)[int(d.fill[i])]
+        if drawn_fill == "intensity":
+            assert fill == ("lighter" if float(d.gain[i]) > 1 else "darker")
+        else:
+            assert fill == drawn_fill
+    ns = len(KIND_SHAPES)
+    right = torch.full((len(x), KINDS, 12, 12), -5.0)
+    for i, (a, b) in enumerate(s.kinds.clamp(min=0).tolist()):
+        right[i, a], right[i, ns + b] = 5.0, 5.0
+    wrong = right.roll(1, 1)
+    assert float(kind_loss(right, s.kinds, s.target)) < 0.1 < float(kind_loss(wrong, s.kinds, s.target))
+    only_clean = torch.full_like(s.kinds, -1)
+    assert float(kind_loss(wrong, only_clean, s.target)) == 0.0
