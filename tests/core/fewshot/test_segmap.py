@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -201,7 +202,7 @@ def test_the_sharp_map_is_the_map_before_spreading_and_older_heads_have_none(tmp
 
 def test_the_exported_segment_model_gives_its_sharp_map(segment_project: Path) -> None:
     """The defect-aware project's head is calibrated on the sharp map too, and the graph, its metadata and its
-    Triton configuration carry the extra output."""
+    Triton configuration carry the extra outputs (the sharp map, then the kind probabilities)."""
     from sslinspect.export.triton import triton_config
     from sslinspect.infer.onnx_predictor import Predictor
 
@@ -214,19 +215,25 @@ def test_the_exported_segment_model_gives_its_sharp_map(segment_project: Path) -
     assert a.has_sharp and a.sharp_high > a.sharp_low
     model = segment_project / "exports" / "model" / "model.onnx"
     sidecar = json.loads(model.with_suffix(".json").read_text())
-    assert sidecar["outputs"][-1] == "anomaly_map_sharp"
+    assert sidecar["outputs"][-2:] == ["anomaly_map_sharp", "defect_kinds"] and a.has_kinds
     assert sidecar["anomaly"]["sharp_map"]["output"] == "anomaly_map_sharp"
+    assert sidecar["anomaly"]["kind_map"]["output"] == "defect_kinds"
+    assert len(sidecar["anomaly"]["kind_map"]["channels"]) == a.kinds
     assert sidecar["typing"]["cuts"] == [["map", 1.0], ["sharp", 1.0]]
     predictor = Predictor(model, device="cpu")
-    assert "anomaly_map_sharp" in predictor.fetch
+    assert "anomaly_map_sharp" in predictor.fetch and "defect_kinds" in predictor.fetch
     images = np.zeros((1, head.input_size, head.input_size, 3), np.uint8)
-    out = predictor.run_all(images, ["anomaly_map", "anomaly_map_sharp"])
+    out = predictor.run_all(images, ["anomaly_map", "anomaly_map_sharp", "defect_kinds"])
     assert out["anomaly_map_sharp"].shape == out["anomaly_map"].shape == (1, head.input_size, head.input_size)
-    assert 'name: "anomaly_map_sharp"' in triton_config("m", head)
+    quarter = math.ceil(math.ceil(head.input_size / 2) / 2)  # the stem's two stride-2 steps
+    assert out["defect_kinds"].shape == (1, a.kinds, quarter, quarter)
+    config = triton_config("m", head)
+    assert 'name: "anomaly_map_sharp"' in config and 'name: "defect_kinds"' in config
 
 
 def test_fp16_keeps_the_sharp_map_close(segment_project: Path, demo_data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """The FP16 version of the defect-aware model keeps its six float32 outputs, the sharp map within FP16 rounding."""
+    """The FP16 version of the defect-aware model keeps its float32 outputs, the sharp map within FP16 rounding and the
+    kind probabilities close."""
     import onnxruntime as ort
 
     from sslinspect.export.onnx import finalise
@@ -249,6 +256,8 @@ def test_fp16_keeps_the_sharp_map_close(segment_project: Path, demo_data, tmp_pa
     assert list(b) == list(a) and a["anomaly_map_sharp"].dtype == b["anomaly_map_sharp"].dtype == np.float32
     np.testing.assert_allclose(b["anomaly_map_sharp"], a["anomaly_map_sharp"], atol=0.02)
     np.testing.assert_allclose(b["anomaly_map"], a["anomaly_map"], atol=0.02)
+    assert b["defect_kinds"].dtype == np.float32
+    np.testing.assert_allclose(b["defect_kinds"], a["defect_kinds"], atol=0.05)
 
 
 def test_a_typing_head_that_cuts_a_map_the_graph_lacks_is_refused(segment_project: Path, tmp_path: Path) -> None:
