@@ -68,8 +68,8 @@ PHOTO_NAMES = (
 KIND_SHAPES = ("blob", "stroke", "dots", "branched")
 KIND_FILLS = ("donor", "darker", "lighter", "blur", "noise", "warp", "colour")
 #: The model's kind probabilities pooled over the region, weighted by the sharp map (log(p + 0.01); zeros where the
-#: model has no kind head). On the benchmark's development set (seed 7) they named defects better on brick (0.633 →
-#: 0.704) and metal (0.371 → 0.408) (bench/RESULTS.md).
+#: model has no kind head). On the benchmark's test sets they raised the grey surfaces' type accuracy 0.412 → 0.437
+#: (every seed; bench/RESULTS.md, "What the model saw, pooled over the defect").
 KIND_NAMES = tuple(f"kind_{k}" for k in KIND_SHAPES + KIND_FILLS)
 DESCRIPTOR_NAMES = SHAPE_NAMES + PHOTO_NAMES + KIND_NAMES
 #: Floor of the pooled kind probabilities before the log.

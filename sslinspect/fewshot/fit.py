@@ -282,11 +282,13 @@ def _kind_maps(
     cancel: CancelToken,
 ) -> dict[int, np.ndarray] | None:
     """The kind probabilities of every image a region is described from (the labelled defects of a kept type and
-    the suggestion candidates), keyed by row; None when the model has none or no maps are kept."""
+    the suggestion candidates), keyed by row; None when the model has none, no maps are kept or fewer than two
+    types are labelled. A second pass over those rows only: keeping every image's kind maps in the scoring pass
+    would add a third to the memory the kept maps take."""
     a = fitted.head.anomaly
-    if not isinstance(net, SegmentationNet) or not a.has_kinds or fitted.maps is None:
-        return None
     types = set(fitted.head.classes) - {GOOD}
+    if not isinstance(net, SegmentationNet) or not a.has_kinds or fitted.maps is None or len(types) < 2:
+        return None  # (with fewer than two types nothing is named, as in _typing_step)
     labelled = [i for i, lab in enumerate(labels) if lab in types]
     rows = np.union1d(np.array(labelled, np.int64), candidate_rows(fitted.scores, labels, a.threshold))
     out: dict[int, np.ndarray] = {}

@@ -112,7 +112,7 @@ class SegmentationNet(nn.Module):
 
     def forward_kinds(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`forward`'s outputs and the kind probabilities ``(N, K, H/4, W/4)``: per pixel, the shape
-        probabilities (softmax over :data:`~sslinspect.methods.synthesis.KIND_SHAPES`), then the fill ones.
+        probabilities (softmax over :data:`~sslinspect.defects.describe.KIND_SHAPES`), then the fill ones.
 
         Raises:
             ValueError: for a decoder without a kind head (see :attr:`has_kinds`).

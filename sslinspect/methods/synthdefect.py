@@ -25,9 +25,9 @@ from sslinspect.preprocess import normalize, to_unit_nchw
 FOCAL_GAMMA = 2.0
 #: Weight of the soft Dice term, which keeps small defects from vanishing in the pixel average.
 DICE_WEIGHT = 1.0
-#: Weight of the kind term: which shape (blob, stroke, dots) and which fill (:data:`KIND_FILLS`) each synthetic
-#: defect has, told apart per pixel where the defect is. It shapes the decoder's features by what a defect looks
-#: like, not only where it is; the pooled kind probabilities describe a located defect (issue "name the defects").
+#: Weight of the kind term: which shape (:data:`KIND_SHAPES`) and which fill (:data:`KIND_FILLS`) each synthetic
+#: defect has, told apart per pixel where the defect is. The kind head reads the decoder's features detached, so
+#: this trains the head alone and never the map; the pooled kind probabilities describe a located defect.
 KIND_WEIGHT = 0.5
 #: Kind head outputs: the shape logits, then the fill logits.
 KINDS = len(KIND_SHAPES) + len(KIND_FILLS)
