@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from sslinspect.defects.describe import DESCRIPTOR_NAMES, describe
-from sslinspect.defects.regions import Region, locate
-from sslinspect.defects.typing_head import KIND_SOURCE, MAP_SOURCE, SHARP_SOURCE, UNKNOWN, TypingHead
+from sslinspect.defects.regions import Region, locate, resize_map
+from sslinspect.defects.typing_head import CORE_SOURCE, KIND_SOURCE, MAP_SOURCE, SHARP_SOURCE, UNKNOWN, TypingHead
 
 #: A pixel belongs to the defect where the normalised map exceeds this (half the calibrated threshold)...
 TYPING_LEVEL = 0.5
@@ -35,8 +35,13 @@ LEVELS = (0.5, 1.0, 2.0)
 #: ...or, where the model has a sharp map (the defect-aware model), at these cuts ``(map, level)``: the spread map's
 #: and the sharp map's regions at their calibrated thresholds. On the benchmark's development set (seed 7, 6 runs)
 #: they named defects better than the spread map's three levels in 6 of 6 runs (balanced accuracy 0.639 → 0.697),
-#: with two descriptions a part instead of three (bench/RESULTS.md).
-SHARP_CUTS = ((MAP_SOURCE, 1.0), (SHARP_SOURCE, 1.0))
+#: with two descriptions a part instead of three (bench/RESULTS.md); and the core of the sharp map's region (its
+#: pixels within ``CORE_SHARE`` of its peak): on that development set, without → with the core cut, seed 0, every
+#: defect described: brick 0.646 → 0.725, metal 0.521 → 0.529, gravel 0.271 → 0.308, fabric 0.808 → 0.829.
+SHARP_CUTS = ((MAP_SOURCE, 1.0), (SHARP_SOURCE, 1.0), (CORE_SOURCE, 1.0))
+#: The core of a sharp-map region: its pixels where the sharp map is at least this share of its peak inside the
+#: region (chosen on the development set above among 0.8, 0.85, 0.9, 0.95: mean 0.570, 0.581, 0.598, 0.582).
+CORE_SHARE = 0.9
 #: The level whose region a ``levels`` head shows (outlines, boxes): the calibrated threshold.
 SHOWN_LEVEL = 1.0
 #: ...or, for a map that never reaches it, this share of the way down from the map's peak to its lowest value.
@@ -106,12 +111,15 @@ def describe_cuts(
     """
     xs: list[np.ndarray] = []
     shown_region: Region | None = None
+    maps = {**maps, CORE_SOURCE: maps.get(SHARP_SOURCE)}
     done: list[tuple[Region | None, np.ndarray]] = []  # a cut equal to an earlier one is not described again
     for source, level in cuts:
         amap = maps.get(source)
         if amap is None:
             raise ValueError(f"the typing head cuts regions from the {source!r} map, which this model does not give")
         region = main_region(image, amap, level)
+        if source == CORE_SOURCE and region is not None:
+            region = core_region(region, amap)
         same = [x for r, x in done if _same_region(r, region)]
         if same:
             x = same[0]
@@ -126,6 +134,18 @@ def describe_cuts(
         if source == MAP_SOURCE and level == shown:
             shown_region = region
     return np.concatenate(xs), shown_region
+
+
+def core_region(region: Region, amap: np.ndarray, share: float = CORE_SHARE) -> Region:
+    """The pixels of ``region`` where ``amap`` (resized to the region's frame) is at least ``share`` of its peak
+    inside the region: the defect's core, where the region is a band round a thin defect."""
+    full = resize_map(amap, region.mask.shape)
+    peak = float(full[region.mask].max())
+    floor = float(full.min())
+    mask = region.mask & (full >= floor + share * (peak - floor))
+    ys, xs = np.nonzero(mask)
+    bbox = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+    return Region(mask, bbox, region.components, region.score)
 
 
 def _same_region(a: Region | None, b: Region | None) -> bool:

@@ -46,10 +46,12 @@ LEVELS_KIND = "levels"
 # An ``ensemble`` head is written as format 2, which programs that predate the kind refuse in one line at load time
 # (rather than failing on the first flagged part); the other kinds stay format 1, readable by every version.
 # A ``levels`` head is format 3 (its members are stored under ``m<i>_`` prefixes); one with a member cut from the
-# sharp map is format 4 (programs before it would cut that member's region from the wrong map, so they refuse it).
-FORMAT_VERSION = 4
+# sharp map is format 4 (programs before it would cut that member's region from the wrong map, so they refuse it), and
+# one with a member cut at the sharp map's core is format 5 (programs before it know no such cut).
+FORMAT_VERSION = 5
 _FORMAT_OF_KIND = {"ensemble": 2, LEVELS_KIND: 3}
 _SHARP_FORMAT = 4
+_CORE_FORMAT = 5
 #: The map a head's regions are cut from: the spread anomaly map (``anomaly_map``; every head before format 4)...
 MAP_SOURCE = "map"
 #: ...or the defect-aware model's map before spreading (``anomaly_map_sharp``): its regions follow the defect's
@@ -58,7 +60,11 @@ SHARP_SOURCE = "sharp"
 #: The key of the defect-aware model's kind probabilities ``(K, h, w)`` in the maps a region is described from (no
 #: cut is taken on it: they become the ``kind_*`` entries of every cut's descriptor).
 KIND_SOURCE = "kinds"
-SOURCES = (MAP_SOURCE, SHARP_SOURCE)
+#: ...or the core of the sharp map's region: its pixels within ``CORE_SHARE`` of the region's peak
+#: (:func:`sslinspect.defects.naming.core_region`). Where the sharp map's region is a band a few pixels wider than
+#: a scratch, its core follows the scratch. Cut from the sharp map (``anomaly_map_sharp``); no map of its own.
+CORE_SOURCE = "core"
+SOURCES = (MAP_SOURCE, SHARP_SOURCE, CORE_SOURCE)
 #: ``sure_cut`` when no cut reached the wanted precision at fit time: above every probability, so no name is sure.
 NEVER_SURE = 2.0
 #: ``sure_cut`` of a head written before the cut existed (and the default): every name but ``unknown`` is sure.
@@ -176,7 +182,15 @@ class TypingHead:
     @property
     def needs_sharp(self) -> bool:
         """Whether naming needs the sharp map (``anomaly_map_sharp``) besides the anomaly map."""
-        return any(src == SHARP_SOURCE for src, _ in self.cuts)
+        return any(src in (SHARP_SOURCE, CORE_SOURCE) for src, _ in self.cuts)
+
+    def _format(self) -> int:
+        """The oldest format that holds this head (older programs refuse newer ones in one line at load time)."""
+        if any(src == CORE_SOURCE for src, _ in self.cuts):
+            return _CORE_FORMAT
+        if self.needs_sharp:
+            return _SHARP_FORMAT
+        return _FORMAT_OF_KIND.get(self.kind, 1)
 
     def _split(self, x: np.ndarray) -> list[np.ndarray]:
         """A ``levels`` head's input ``(N, L·D)`` as the members' ``(N, D)`` descriptors."""
@@ -253,7 +267,7 @@ class TypingHead:
         """Every field as a numpy array (strings as unicode arrays): ``np.savez`` it, no pickle needed."""
         if self.members:
             out = {
-                "version": np.array(_SHARP_FORMAT if self.needs_sharp else _FORMAT_OF_KIND[LEVELS_KIND]),
+                "version": np.array(self._format()),
                 "kind": np.array(self.kind),
                 "classes": np.array(self.classes, dtype=str),
                 "names": np.array(self.names, dtype=str),
@@ -267,7 +281,7 @@ class TypingHead:
                 out.update({f"m{i}_{k}": v for k, v in h.to_arrays().items()})
             return out
         out = {
-            "version": np.array(_SHARP_FORMAT if self.needs_sharp else _FORMAT_OF_KIND.get(self.kind, 1)),
+            "version": np.array(self._format()),
             "kind": np.array(self.kind),
             "classes": np.array(self.classes, dtype=str),
             "names": np.array(self.names, dtype=str),
@@ -322,7 +336,7 @@ class TypingHead:
 
 
 #: How a note reads the agreement rule (the fit's note in the log and the GUI's Fit page).
-SURE_AGREE_TEXT = "where both maps name the same type"
+SURE_AGREE_TEXT = "where every cut names the same type"
 
 
 def members_agree(probas: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:

@@ -51,6 +51,11 @@ def test_the_cuts_of_the_defect_aware_model_read_as_two_maps() -> None:
     from app.widgets.fit_types import cuts_text, typing_kind
 
     assert cuts_text(["1.0", "sharp1"]) == "the anomaly map at 1 × its threshold and the sharp map at 1 × its threshold"
+    assert cuts_text(["1", "sharp1", "core1"]) == (
+        "the anomaly map at 1 × its threshold, the sharp map at 1 × its threshold and the sharp map's core at 1 × its"
+        " threshold"
+    )
+    assert cuts_text(["0.5", "1", "2"]) == "the anomaly map at 0.5, 1, 2 × its threshold"
     assert (
         typing_kind({"classifier": "levels", "levels": {"1.0": 0.5, "sharp1": 0.6}})
         == "ensemble per region cut (2 cuts)"

@@ -448,3 +448,48 @@ def test_view_images_are_the_two_flips_and_two_exposures_of_a_frame() -> None:
     assert lighter.mean() > img.mean() > darker.mean()
     assert np.abs(darker - img * (1 - VIEW_GAIN)).mean() < 2 * VIEW_NOISE  # a few grey levels of noise, no more
     np.testing.assert_array_equal(views, view_images(img, np.random.default_rng(1)))  # the seed decides the noise
+
+
+def test_the_core_cut_follows_a_thin_defect_inside_the_sharp_maps_band() -> None:
+    """The sharp map round a 3 px line is a band several pixels wider (the decoder's stride, the averaging window);
+    its core, the pixels within CORE_SHARE of its peak, is the line itself, so the core cut's descriptor sees a thin
+    line where the sharp cut sees a wider band. A head with a core cut is format 5 and needs the sharp map."""
+    import cv2
+
+    from sslinspect.defects.naming import CORE_SHARE, SHARP_CUTS, core_region, describe_cuts, main_region
+    from sslinspect.defects.typing_head import CORE_SOURCE
+
+    img = np.full((96, 96, 3), 128, np.uint8)
+    img[20:76, 46:49] = 40  # a dark 3 px line
+    line = np.zeros((96, 96), np.float32)
+    line[20:76, 46:49] = 1.0
+    sharp = cv2.GaussianBlur(line, (0, 0), 3.0)
+    sharp = 1.45 * sharp / sharp.max()  # the calibrated scale: 1 is the threshold, saturated probability ≈ 1.45
+    wide = cv2.GaussianBlur(line, (0, 0), 8.0)
+    wide = 2.0 * wide / wide.max()
+    band = main_region(img, sharp, 1.0)
+    assert band is not None
+    core = core_region(band, sharp)
+    assert core.mask.sum() < 0.7 * band.mask.sum() and not (core.mask & ~band.mask).any()
+    assert core.mask[20:76, 46:49].mean() > 0.6 and core.mask[:, :44].sum() == 0 and core.mask[:, 51:].sum() == 0
+    assert core.score == band.score and core_region(band, sharp, share=0.0).mask.sum() == band.mask.sum()
+    assert 0.5 <= CORE_SHARE < 1.0 and SHARP_CUTS[-1] == (CORE_SOURCE, 1.0)
+
+    x, _ = describe_cuts(img, {"map": wide, "sharp": sharp}, SHARP_CUTS, 1.0)
+    n = len(DESCRIPTOR_NAMES)
+    width = DESCRIPTOR_NAMES.index("log_width")
+    assert x[2 * n + width] < x[n + width] < x[width]  # spread blob, then the sharp band, then the core: thinner
+
+    rng = np.random.default_rng(0)
+    head = fit_typing(rng.normal(size=(8, n)), ["a", "b"] * 4, names=DESCRIPTOR_NAMES, kinds=("prototype",)).head
+    fits = {
+        s: TypingFit(dataclasses.replace(head, level=1.0, source=s), {}, None) for s in ("map", "sharp", CORE_SOURCE)
+    }
+    three = fit_levels(fits, 1.0).head
+    assert three.cuts == SHARP_CUTS and three.needs_sharp
+    arrays = three.to_arrays()
+    assert int(arrays["version"]) == 5 and TypingHead.from_arrays(arrays).cuts == SHARP_CUTS
+    two = fit_levels({s: fits[s] for s in ("map", "sharp")}, 1.0).head
+    assert int(two.to_arrays()["version"]) == 4  # older heads keep the format older programs read
+    with pytest.raises(ValueError, match="'sharp' map"):
+        describe_cuts(img, {"map": wide}, SHARP_CUTS, 1.0)

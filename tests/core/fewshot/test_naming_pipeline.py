@@ -13,9 +13,10 @@ import pytest
 
 from sslinspect import api
 from sslinspect.data.cache import open_cache
-from sslinspect.defects.describe import DESCRIPTOR_NAMES, KIND_NAMES
-from sslinspect.defects.naming import LEVELS, SHARP_CUTS, describe_cuts, describe_defect, main_region
-from sslinspect.defects.typing_head import KIND_SOURCE, MAP_SOURCE, SHARP_SOURCE, UNKNOWN, TypingHead
+from sslinspect.defects.describe import DESCRIPTOR_NAMES, KIND_NAMES, describe
+from sslinspect.defects.naming import LEVELS, SHARP_CUTS, core_region, describe_cuts, main_region
+from sslinspect.defects.regions import Region
+from sslinspect.defects.typing_head import CORE_SOURCE, KIND_SOURCE, MAP_SOURCE, SHARP_SOURCE, UNKNOWN, TypingHead
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.stored import load_head
 from sslinspect.fewshot.typing_fit import SURE_PRECISION
@@ -104,10 +105,17 @@ def test_predict_names_flagged_parts_with_a_labelled_type_or_unknown(fitted: Pat
     assert len(list((tmp_path / "heat").iterdir())) == len(rows)
 
 
+def _cut(img: np.ndarray, amap: np.ndarray, source: str, level: float) -> Region | None:
+    """The main region of one cut, as ``describe_cuts`` makes it."""
+    region = main_region(img, amap, level)
+    return core_region(region, amap) if source == CORE_SOURCE and region is not None else region
+
+
 def test_predictor_describes_a_part_as_fit_did(fitted: Path) -> None:
     """Descriptor parity: the exported graph's maps, located and described by the predictor's code, give the
     descriptors the typing head was fitted on (same images, same code; only the maps' runtime differs). The
-    defect-aware model's head cuts its spread map and its sharp map; the patch model's, three levels of its map."""
+    defect-aware model's head cuts its spread map, its sharp map and that region's core; the patch model's, three
+    levels of its map."""
     run, head, typing = _fitted_run(fitted)
     project = api.open_project(fitted)
     try:
@@ -143,11 +151,12 @@ def test_predictor_describes_a_part_as_fit_did(fitted: Path) -> None:
     for c, (source, level) in enumerate(typing.cuts):
         part = slice(c * len(DESCRIPTOR_NAMES), (c + 1) * len(DESCRIPTOR_NAMES))
         for k, (img, fx, lx) in enumerate(zip(images, fit_x, line_x, strict=True)):
-            line_map, fit_map = line_maps[source][k], fit_maps[source][k]  # type: ignore[index]
-            x, region = describe_defect(img, line_map, level)
-            fit_region = main_region(img, fit_map, level)
+            src = SHARP_SOURCE if source == CORE_SOURCE else source  # the core is cut from the sharp map
+            line_map, fit_map = line_maps[src][k], fit_maps[src][k]  # type: ignore[index]
+            region, fit_region = _cut(img, line_map, source, level), _cut(img, fit_map, source, level)
             assert region is not None and fit_region is not None
-            plain = len(DESCRIPTOR_NAMES) - len(KIND_NAMES)  # describe_defect has no kind probabilities
+            x = describe(img, region.mask)
+            plain = len(DESCRIPTOR_NAMES) - len(KIND_NAMES)  # x has no kind probabilities
             np.testing.assert_array_equal(x[:plain], lx[part][:plain])  # describe_cuts: each cut's in its place
             assert np.any(lx[part][plain:] != 0) == segment  # the kind entries are the model's, not zeros
             inter = np.count_nonzero(region.mask & fit_region.mask)
