@@ -60,7 +60,7 @@ SHARP_SOURCE = "sharp"
 #: The key of the defect-aware model's kind probabilities ``(K, h, w)`` in the maps a region is described from (no
 #: cut is taken on it: they become the ``kind_*`` entries of every cut's descriptor).
 KIND_SOURCE = "kinds"
-#: ...or the core of the sharp map's region: its pixels within ``CORE_SHARE`` of the region's peak
+#: ...or the core of the sharp map's region: its pixels ``CORE_SHARE`` of the way up to the region's peak or higher
 #: (:func:`sslinspect.defects.naming.core_region`). Where the sharp map's region is a band a few pixels wider than
 #: a scratch, its core follows the scratch. Cut from the sharp map (``anomaly_map_sharp``); no map of its own.
 CORE_SOURCE = "core"

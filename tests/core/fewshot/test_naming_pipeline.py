@@ -14,9 +14,8 @@ import pytest
 from sslinspect import api
 from sslinspect.data.cache import open_cache
 from sslinspect.defects.describe import DESCRIPTOR_NAMES, KIND_NAMES, describe
-from sslinspect.defects.naming import LEVELS, SHARP_CUTS, core_region, describe_cuts, main_region
-from sslinspect.defects.regions import Region
-from sslinspect.defects.typing_head import CORE_SOURCE, KIND_SOURCE, MAP_SOURCE, SHARP_SOURCE, UNKNOWN, TypingHead
+from sslinspect.defects.naming import LEVELS, SHARP_CUTS, cut_regions, describe_cuts
+from sslinspect.defects.typing_head import KIND_SOURCE, MAP_SOURCE, SHARP_SOURCE, UNKNOWN, TypingHead
 from sslinspect.fewshot.model import InspectionHead
 from sslinspect.fewshot.stored import load_head
 from sslinspect.fewshot.typing_fit import SURE_PRECISION
@@ -105,12 +104,6 @@ def test_predict_names_flagged_parts_with_a_labelled_type_or_unknown(fitted: Pat
     assert len(list((tmp_path / "heat").iterdir())) == len(rows)
 
 
-def _cut(img: np.ndarray, amap: np.ndarray, source: str, level: float) -> Region | None:
-    """The main region of one cut, as ``describe_cuts`` makes it."""
-    region = main_region(img, amap, level)
-    return core_region(region, amap) if source == CORE_SOURCE and region is not None else region
-
-
 def test_predictor_describes_a_part_as_fit_did(fitted: Path) -> None:
     """Descriptor parity: the exported graph's maps, located and described by the predictor's code, give the
     descriptors the typing head was fitted on (same images, same code; only the maps' runtime differs). The
@@ -151,9 +144,12 @@ def test_predictor_describes_a_part_as_fit_did(fitted: Path) -> None:
     for c, (source, level) in enumerate(typing.cuts):
         part = slice(c * len(DESCRIPTOR_NAMES), (c + 1) * len(DESCRIPTOR_NAMES))
         for k, (img, fx, lx) in enumerate(zip(images, fit_x, line_x, strict=True)):
-            src = SHARP_SOURCE if source == CORE_SOURCE else source  # the core is cut from the sharp map
-            line_map, fit_map = line_maps[src][k], fit_maps[src][k]  # type: ignore[index]
-            region, fit_region = _cut(img, line_map, source, level), _cut(img, fit_map, source, level)
+            line_k = {src: m[k] for src, m in line_maps.items() if m is not None}
+            fit_k = {src: m[k] for src, m in fit_maps.items() if m is not None}
+            [region], [fit_region] = (
+                cut_regions(img, line_k, [(source, level)]),
+                cut_regions(img, fit_k, [(source, level)]),
+            )
             assert region is not None and fit_region is not None
             x = describe(img, region.mask)
             plain = len(DESCRIPTOR_NAMES) - len(KIND_NAMES)  # x has no kind probabilities
