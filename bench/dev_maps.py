@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 import cv2
 import numpy as np
 
-from bench.quality_metrics import auroc, pixel_auroc, pixel_auroc_per_family
+from bench.quality_metrics import auroc, per_family_auroc, pixel_auroc, pixel_auroc_per_family
 from sslinspect.imageio import read_image, resize_square
 from sslinspect.infer.onnx_predictor import Predictor
 
@@ -96,11 +96,8 @@ def evaluate(model: Path, test: Path, *, edge: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"model": str(model), "test": str(test), "frames": len(rows)}
     seen = np.array([lab not in (GOOD, HELD_OUT) for lab in labels])
     out["image_auroc"] = auroc(seen[seen | good], scores[seen | good])
-    out["per_family_image_auroc"] = {
-        f: round(auroc(np.r_[np.ones(k.sum()), np.zeros(good.sum())], np.r_[scores[k], scores[good]]), 4)
-        for f in sorted(set(labels) - {GOOD})
-        for k in [np.array([lab == f for lab in labels])]
-    }
+    per_family = per_family_auroc(labels, scores, sorted(set(labels) - {GOOD}), good=GOOD)
+    out["per_family_image_auroc"] = {f: round(v, 4) for f, v in per_family.items()}
     keep = [i for i, lab in enumerate(labels) if lab != HELD_OUT]
     out["pixel_auroc"] = pixel_auroc([maps[i] for i in keep], [masks[i] for i in keep])
     out["per_family_pixel_auroc"] = {

@@ -50,6 +50,7 @@ from bench.quality_metrics import (
     balanced_accuracy,
     floor_scores,
     patch_knn,
+    per_family_auroc,
     pixel_auroc,
     pixel_auroc_per_family,
 )
@@ -192,7 +193,7 @@ def score_model(
     flagged = np.array([x["is_defect"] == "1" for x in p])
     bad = np.array([t != GOOD for t in truth])
     good = ~bad
-    per_family = _per_family(truth, score)
+    per_family = per_family_auroc(truth, score, FAMILIES)
     typed = [(t, x["label"]) for t, x in zip(truth, p, strict=True) if t in labelled]
     typed_flagged = [(t, x["label"]) for t, x in zip(truth, p, strict=True) if t in labelled and x["is_defect"] == "1"]
     held = [x for t, x in zip(truth, p, strict=True) if t == held_out]
@@ -221,15 +222,6 @@ def score_model(
     }
 
 
-def _per_family(truth: list[str], score: np.ndarray) -> dict[str, float]:
-    good = np.array([t == GOOD for t in truth])
-    out = {}
-    for f in FAMILIES:
-        sel = np.array([t == f for t in truth])
-        out[f] = auroc(np.r_[np.ones(sel.sum()), np.zeros(good.sum())], np.r_[score[sel], score[good]])
-    return out
-
-
 def _read_rgb(path: Path) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     return img if img.ndim == 2 else np.ascontiguousarray(img[..., ::-1])
@@ -251,7 +243,8 @@ def score_floors(ss: SurfaceSet, rows: list[dict[str, str]], masks: list[np.ndar
     patch_scores, patch_maps = patch_knn(train, test)
     scores["patch_knn"] = patch_scores
     out: dict[str, Any] = {
-        name: {"image_auroc": auroc(bad, s), "per_family_auroc": _per_family(truth, s)} for name, s in scores.items()
+        name: {"image_auroc": auroc(bad, s), "per_family_auroc": per_family_auroc(truth, s, FAMILIES)}
+        for name, s in scores.items()
     }
     out["patch_knn"]["pixel_auroc"] = pixel_auroc(patch_maps, masks)
     out["seconds"] = time.monotonic() - t0

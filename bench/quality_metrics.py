@@ -41,6 +41,18 @@ def auroc(labels: Sequence[bool] | np.ndarray, scores: Sequence[float] | np.ndar
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def per_family_auroc(
+    truth: Sequence[str], score: np.ndarray, families: Sequence[str], good: str = "good"
+) -> dict[str, float]:
+    """Image AUROC of each of ``families``: that family's images against every ``good`` one (``truth`` per image)."""
+    is_good = np.array([t == good for t in truth])
+    out = {}
+    for f in families:
+        sel = np.array([t == f for t in truth])
+        out[f] = auroc(np.r_[np.ones(sel.sum()), np.zeros(is_good.sum())], np.r_[score[sel], score[is_good]])
+    return out
+
+
 def balanced_accuracy(truth: Sequence[str] | Sequence[bool], pred: Sequence[str] | Sequence[bool]) -> float:
     """Mean recall over the classes present in ``truth`` (NaN for no samples)."""
     t, p = list(truth), list(pred)
