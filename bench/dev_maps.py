@@ -26,11 +26,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-import cv2
 import numpy as np
 
+from bench.quality_data import frame_at
 from bench.quality_metrics import auroc, per_family_auroc, pixel_auroc, pixel_auroc_per_family
-from sslinspect.imageio import read_image, resize_square
 from sslinspect.infer.onnx_predictor import Predictor
 
 HELD_OUT = "particle"
@@ -41,13 +40,8 @@ WIDEST = 100  # px: wider defects cannot be moved to the edge whole
 
 def _frames(predictor: Predictor, root: Path, rows: list[dict[str, str]]) -> tuple[np.ndarray, list[np.ndarray]]:
     """The frames at the model's input size and their true masks (all False for good frames)."""
-    size = predictor.image_size
-    images = np.stack([resize_square(read_image(root / r["path"])[0], size) for r in rows])
-    masks = []
-    for r in rows:
-        m = cv2.imread(str(root / r["mask"]), cv2.IMREAD_GRAYSCALE) if r.get("mask") else None
-        masks.append(np.zeros((size, size), bool) if m is None else cv2.resize(m, (size, size)) > 127)
-    return images, masks
+    frames = [frame_at(root, r["path"], r.get("mask", ""), predictor.image_size) for r in rows]
+    return np.stack([f for f, _ in frames]), [m for _, m in frames]
 
 
 def _run(predictor: Predictor, images: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -31,13 +31,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-import cv2
 import numpy as np
 
+from bench.quality_data import frame_at
 from sslinspect.defects.describe import DESCRIPTOR_NAMES, describe
 from sslinspect.defects.naming import SHARP_CUTS, describe_cuts
 from sslinspect.defects.typing_head import KIND_SOURCE, MAP_SOURCE, SHARP_SOURCE
-from sslinspect.imageio import read_image, resize_square
 from sslinspect.infer.onnx_predictor import Predictor
 
 HELD_OUT = "particle"
@@ -57,11 +56,10 @@ def _parts(predictor: Predictor, root: Path, rows: list[dict[str, str]], masks: 
     parts: list[Part] = []
     for start in range(0, len(rows), 16):
         chunk = rows[start : start + 16]
-        images = np.stack([resize_square(read_image(root / r["path"])[0], size) for r in chunk])
+        frames = [frame_at(root, r["path"], masks[r["path"]], size) for r in chunk]
+        images = np.stack([f for f, _ in frames])
         out = predictor.run_all(images, ["anomaly_map", "anomaly_map_sharp", "defect_kinds"])
-        for k, r in enumerate(chunk):
-            mask = read_image(root / masks[r["path"]])[0][..., 0]
-            mask = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST) > 127
+        for k, (r, (_, mask)) in enumerate(zip(chunk, frames, strict=True)):
             maps = {MAP_SOURCE: out["anomaly_map"][k], SHARP_SOURCE: out["anomaly_map_sharp"][k]}
             parts.append({"label": r["label"], "image": images[k], "maps": maps | {KIND_SOURCE: out["defect_kinds"][k]},
                           "mask": mask})  # fmt: skip

@@ -276,6 +276,18 @@ def read_mask(ss: SurfaceSet, row: dict[str, str]) -> Mask:
     return np.asarray(cv2.imread(str(ss.root / row["mask"]), cv2.IMREAD_GRAYSCALE) > 127, bool)
 
 
+def frame_at(root: Path, path: str, mask: str, size: int) -> tuple[np.ndarray, Mask]:
+    """A set's frame ``root/path`` squared to ``size`` px as a model sees it, and its mask ``root/mask`` at that size
+    (nearest neighbour; all False where ``mask`` is empty: a good frame)."""
+    from sslinspect.imageio import read_image, resize_square
+
+    image = resize_square(read_image(root / path)[0], size)
+    if not mask:
+        return image, np.zeros((size, size), bool)
+    m = cv2.imread(str(root / mask), cv2.IMREAD_GRAYSCALE)
+    return image, np.asarray(cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST) > 127, bool)
+
+
 def contact_sheet(out_png: Path, surfaces: tuple[str, ...] = DEFAULT_SURFACES, frame: int = 256, seed: int = 0) -> None:
     """Per surface: a good frame, then one frame per family; below each, the same with its mask outlined in red."""
     rows = []
