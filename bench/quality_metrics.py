@@ -123,8 +123,8 @@ def texture_features(img: np.ndarray) -> npt.NDArray[np.float32]:
     g = _grey(img)
     for level in range(2):
         if level:
-            g = cv2.pyrDown(g)
-        g = (g - g.mean()) / (g.std() + 1e-6)
+            g = np.asarray(cv2.pyrDown(g), np.float32)
+        g = np.asarray((g - g.mean()) / (g.std() + 1e-6), np.float32)
         high = g - cv2.GaussianBlur(g, (0, 0), 4.0)
         gx, gy = cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1)
         mag, ang = np.hypot(gx, gy), np.arctan2(gy, gx) % np.pi

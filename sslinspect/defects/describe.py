@@ -84,9 +84,9 @@ def descriptor_names(n_extra: int = 0) -> tuple[str, ...]:
     return DESCRIPTOR_NAMES + tuple(f"backbone_{i}" for i in range(n_extra))
 
 
-def _disk(radius: int) -> np.ndarray:
-    r = max(int(radius), 1)
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+# 4-neighbour cross: the region's one-pixel edge zones grow and shrink by it (not by regions.py's 3 × 3 square,
+# which closes gaps; the descriptors were fitted and measured with the cross)
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
 
 def _box(mask: np.ndarray, margin: int) -> tuple[int, int, int, int]:
@@ -117,9 +117,7 @@ def _rim_points(crop: np.ndarray) -> np.ndarray:
     neighbours lies between them, so it is no vertex of the convex hull: the hull (and the minimum-area rectangle,
     which OpenCV takes from the hull) of these is that of every pixel, from far fewer points."""
     u8 = crop.astype(np.uint8)
-    inner = cv2.erode(
-        u8, cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3)), borderType=cv2.BORDER_CONSTANT, borderValue=0
-    )
+    inner = cv2.erode(u8, _CROSS, borderType=cv2.BORDER_CONSTANT, borderValue=0)
     ys, xs = np.nonzero(u8 & ~inner.astype(bool))
     return np.stack([xs, ys], 1).astype(np.int32)
 
@@ -234,13 +232,13 @@ def _canonical(
     inside = _resample_mask(mask[y0:y1, x0:x1], scale)
     u8 = inside.astype(np.uint8)
     ring_c = max(round(ring * scale), 2)
-    near = cv2.dilate(u8, _disk(1)) > 0
+    near = cv2.dilate(u8, _CROSS) > 0
     outer = within(u8, ring_c + 1) & ~near  # a canonical-scale ring can be 100 px wide
     if not outer.any():
         outer = ~inside
     if not outer.any():  # the region is the whole frame: nothing to compare with, contrasts come out 0
         outer = inside
-    boundary = near & ~(cv2.erode(u8, _disk(1)) > 0)
+    boundary = near & ~(cv2.erode(u8, _CROSS) > 0)
     return img, inside, outer, boundary
 
 
