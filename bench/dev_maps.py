@@ -28,12 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 import numpy as np
 
-from bench.quality_data import frame_at
+from bench.quality_data import GOOD, frame_at
+from bench.quality_defects import DEFAULT_HELD_OUT as HELD_OUT
 from bench.quality_metrics import auroc, per_family_auroc, pixel_auroc, pixel_auroc_per_family
 from sslinspect.infer.onnx_predictor import Predictor
 
-HELD_OUT = "particle"
-GOOD = "good"
 EDGE_PX = 3  # where the defect's left end lands after the roll
 WIDEST = 100  # px: wider defects cannot be moved to the edge whole
 
@@ -56,17 +55,17 @@ def _run(predictor: Predictor, images: np.ndarray) -> tuple[np.ndarray, list[np.
 
 
 def _edge(
-    predictor: Predictor, images: np.ndarray, masks: list[np.ndarray], labels: list[str], good_peaks: np.ndarray
+    predictor: Predictor, images: np.ndarray, maps: list[np.ndarray], masks: list[np.ndarray], labels: list[str]
 ) -> dict[str, Any]:
-    """Share of defects found in place and rolled to the left edge (peak in the mask above the good frames' p90)."""
-    bar = float(np.percentile(good_peaks, 90))
+    """Share of defects found in place (``maps``, already run) and rolled to the left edge (peak in the mask above
+    the 90th percentile of the good frames' map peaks)."""
+    bar = float(np.percentile([m.max() for m, lab in zip(maps, labels, strict=True) if lab == GOOD], 90))
     rows = [i for i, (lab, m) in enumerate(zip(labels, masks, strict=True)) if lab not in (GOOD, HELD_OUT) and m.any()]
     rows = [i for i in rows if np.ptp(np.nonzero(masks[i])[1]) <= WIDEST]
     shifts = [EDGE_PX - int(np.nonzero(masks[i])[1].min()) for i in rows]
     rolled = np.stack([np.roll(images[i], s, axis=1) for i, s in zip(rows, shifts, strict=True)])
-    _, in_place = _run(predictor, images[rows])
     _, moved = _run(predictor, rolled)
-    peak = [float(m[masks[i]].max()) for i, m in zip(rows, in_place, strict=True)]
+    peak = [float(maps[i][masks[i]].max()) for i in rows]
     peak_moved = [float(m[np.roll(masks[i], s, axis=1)].max()) for i, s, m in zip(rows, shifts, moved, strict=True)]
     return {
         "defects": len(rows),
@@ -101,8 +100,7 @@ def evaluate(model: Path, test: Path, *, edge: bool = False) -> dict[str, Any]:
     out["good_score_median"] = float(np.median(scores[good]))
     out["good_score_p90"] = float(np.percentile(scores[good], 90))
     if edge:
-        good_peaks = np.array([float(maps[i].max()) for i in np.flatnonzero(good)])
-        out["edge"] = _edge(predictor, images, masks, labels, good_peaks)
+        out["edge"] = _edge(predictor, images, maps, masks, labels)
     return out
 
 

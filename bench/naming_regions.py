@@ -34,12 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 import numpy as np
 
 from bench.quality_data import frame_at
+from bench.quality_defects import DEFAULT_HELD_OUT as HELD_OUT
 from sslinspect.defects.describe import DESCRIPTOR_NAMES, describe
 from sslinspect.defects.naming import SHARP_CUTS, describe_cuts
 from sslinspect.defects.typing_head import KIND_SOURCE, MAP_SOURCE, SHARP_SOURCE
 from sslinspect.infer.onnx_predictor import Predictor
 
-HELD_OUT = "particle"
 BOX_PAD = 8  # px round the true mask's bounding box
 Part = dict[str, Any]
 
