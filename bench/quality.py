@@ -81,6 +81,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--heatmaps", action="store_true", help="also run predict --heatmaps (overlay PNGs in the work dir)")
     p.add_argument("--no-floors", action="store_true", help="skip the simple floors")
     p.add_argument(
+        "--ceiling",
+        metavar="FAMILIES",
+        help="diagnostic, not the product: pretrain on the benchmark's own painters of these labelled families "
+        "(bench/ceiling.py) instead of the product's synthesis",
+    )
+    p.add_argument(
         "--reuse-pretrain",
         action="store_true",
         help="keep a project already in the work folder and its pretraining run: only fit, export and predict again "
@@ -104,6 +110,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if bad:
         p.error(f"unknown surface(s) {bad}; known: {', '.join(SURFACES)}")
     args.surfaces = surfaces
+    if args.ceiling:  # refuse a typo or the held-out family before any data is made
+        from bench.ceiling import parse_families
+
+        args.ceiling = ",".join(parse_families(args.ceiling))
     args.seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]
     if args.max_minutes is None:
         args.max_minutes = 1.0 if args.quick else 15.0
@@ -111,13 +121,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # -- running the CLI --------------------------------------------------------------------------------------------------
-def cli(step: str, argv: list[str], log_dir: Path) -> tuple[float, str]:
-    """Run ``python -m sslinspect ARGV``; its wall time and last stdout line. Raises on a non-zero exit."""
+def cli(step: str, argv: list[str], log_dir: Path, entry: list[str] | None = None) -> tuple[float, str]:
+    """Run ``python -m sslinspect ARGV`` (or ``python ENTRY... ARGV``); its wall time and last stdout line. Raises on
+    a non-zero exit."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     t0 = time.monotonic()
     r = subprocess.run(
-        [sys.executable, "-m", "sslinspect", *argv], capture_output=True, text=True, env=env, check=False
+        [sys.executable, *(entry or ["-m", "sslinspect"]), *argv], capture_output=True, text=True, env=env, check=False
     )
     seconds = time.monotonic() - t0
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -166,8 +177,9 @@ def run_pipeline(ss: SurfaceSet, seed: int, args: argparse.Namespace, work: Path
     if reuse:
         steps = steps[3:]
     seconds, notes = {}, {}
+    ceiling = [str(REPO / "bench" / "ceiling.py"), "--families", args.ceiling] if args.ceiling else None
     for name, argv in steps:
-        seconds[name], notes[name] = cli(name, argv, logs)
+        seconds[name], notes[name] = cli(name, argv, logs, ceiling if name == "pretrain" else None)
         print(f"[{tag}] {name}: {seconds[name]:.0f} s  {notes[name][:100]}", file=sys.stderr, flush=True)
     return {"seconds": seconds, "notes": notes, "model_path": str(model), "predictions": str(preds)}
 
