@@ -19,7 +19,7 @@ from app.glossary import tip
 from app.widgets.fit_confusion import ConfusionView
 from app.widgets.thumbnails import to_qimage
 from sslinspect.errors import SSLInspectError
-from sslinspect.review import RegionExample, region_examples, region_thumbnail
+from sslinspect.review import RegionExample, cuts_text, region_examples, region_thumbnail
 
 PathOf = Callable[[int], Path | None]
 MAX_EXAMPLES = 24  # a cell's example regions shown at once (each is read from its file)
@@ -38,24 +38,6 @@ def typing_kind(typing: dict[str, Any]) -> str:
         n = len(typing.get("levels") or {})
         return f"ensemble per region cut ({n} cut{'s' if n != 1 else ''})"
     return kind
-
-
-def cuts_text(keys: list[str]) -> str:
-    """The cuts of ``metrics["typing"]["levels"]`` as a person reads them: ``["0.5", "1"]`` (runs before the sharp
-    map wrote ``"1.0"``) → "the anomaly map at 0.5, 1 × its threshold"; ``["1", "sharp1", "core1"]`` → "the anomaly
-    map at 1 × its threshold, the sharp map at 1 × its threshold and the sharp map's core at 1 × its threshold" (the
-    sharp map: the anomaly map before it is spread over the defect's neighbourhood; its core: the pixels of that
-    region near its peak)."""
-    by_map: dict[str, list[str]] = {}
-    for key in keys:
-        prefix = next((p for p in _CUT_MAPS if key.startswith(p)), "")
-        by_map.setdefault(_CUT_MAPS.get(prefix, "the anomaly map"), []).append(f"{float(key[len(prefix) :]):g}")
-    parts = [f"{name} at {', '.join(levels)} × its threshold" for name, levels in by_map.items()]
-    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else "".join(parts)
-
-
-#: How :func:`cuts_text` names the map of a cut key's prefix (no prefix: the anomaly map).
-_CUT_MAPS = {"sharp": "the sharp map", "core": "the sharp map's core"}
 
 
 class TypingView(QWidget):

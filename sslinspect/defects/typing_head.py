@@ -353,6 +353,35 @@ def cut_name(cut: tuple[str, float]) -> str:
     return f"{level:g}" if source == MAP_SOURCE else f"{source}{level:g}"
 
 
+def parse_cut_name(name: str) -> tuple[str, float]:
+    """The cut a :func:`cut_name` names: ``"sharp1"`` → ``("sharp", 1.0)``, ``"0.5"`` (or ``"1.0"``, as runs before
+    the sharp map wrote it) → ``("map", 0.5)``. Raises ``ValueError`` for a name of no known map."""
+    source = next((s for s in SOURCES if s != MAP_SOURCE and name.startswith(s)), MAP_SOURCE)
+    level = name if source == MAP_SOURCE else name[len(source) :]
+    try:
+        return source, float(level)
+    except ValueError:
+        raise ValueError(f"not a typing cut name: {name!r} (a level, or one of {SOURCES[1:]} and a level)") from None
+
+
+#: How a person reads each map a region is cut from.
+SOURCE_TEXT = {MAP_SOURCE: "the anomaly map", SHARP_SOURCE: "the sharp map", CORE_SOURCE: "the sharp map's core"}
+
+
+def cuts_text(names: Sequence[str]) -> str:
+    """The cuts ``names`` (:func:`cut_name`s, e.g. ``metrics["typing"]["levels"]``'s keys) as a person reads them:
+    ``["0.5", "1"]`` → "the anomaly map at 0.5, 1 × its threshold"; ``["1", "sharp1", "core1"]`` → "the anomaly map
+    at 1 × its threshold, the sharp map at 1 × its threshold and the sharp map's core at 1 × its threshold" (the
+    sharp map: the anomaly map before it is spread over the defect's neighbourhood; its core: the pixels of that
+    region near its peak)."""
+    by_map: dict[str, list[str]] = {}
+    for name in names:
+        source, level = parse_cut_name(name)
+        by_map.setdefault(SOURCE_TEXT[source], []).append(f"{level:g}")
+    parts = [f"{text} at {', '.join(levels)} × its threshold" for text, levels in by_map.items()]
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else "".join(parts)
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     e = np.exp(logits - logits.max(1, keepdims=True))
     return e / e.sum(1, keepdims=True)

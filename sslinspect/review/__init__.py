@@ -11,12 +11,13 @@ core but ``config``, ``events`` and ``errors`` (an import-linter contract says s
 - :mod:`~sslinspect.review.heatmaps`: the stored held-out anomaly maps as overlays;
 - :mod:`~sslinspect.review.regions`: the example regions of each cell of the defect-type confusion;
 - :mod:`~sslinspect.review.suggestions`: per defect type, the unlabelled images named nearest to it;
-- ``SURE_AGREE_TEXT``: how a note words the typing head's agreement rule (the fit's log note says the same).
+- ``SURE_AGREE_TEXT``: how a note words the typing head's agreement rule (the fit's log note says the same);
+- ``cuts_text``: the region cuts a typing head names from, as a person reads them.
 """
 
 from __future__ import annotations
 
-from sslinspect.defects.typing_head import SURE_AGREE_TEXT
+from sslinspect.defects.typing_head import SURE_AGREE_TEXT, cuts_text
 from sslinspect.imageio import read_image
 from sslinspect.infer.output import heatmap_name
 from sslinspect.review.analysis import (
@@ -49,6 +50,7 @@ __all__ = [
     "Suggestion",
     "ThresholdEffect",
     "cluster_order",
+    "cuts_text",
     "draw_box",
     "existing_cache",
     "export_thresholds",

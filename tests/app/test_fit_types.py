@@ -48,7 +48,8 @@ def test_defect_types_tab_shows_the_region_typing(window: Any, controller: Any, 
 
 
 def test_the_cuts_of_the_defect_aware_model_read_as_two_maps() -> None:
-    from app.widgets.fit_types import cuts_text, typing_kind
+    from app.widgets.fit_types import typing_kind
+    from sslinspect.review import cuts_text
 
     assert cuts_text(["1.0", "sharp1"]) == "the anomaly map at 1 × its threshold and the sharp map at 1 × its threshold"
     assert cuts_text(["1", "sharp1", "core1"]) == (

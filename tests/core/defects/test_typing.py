@@ -493,3 +493,13 @@ def test_the_core_cut_follows_a_thin_defect_inside_the_sharp_maps_band() -> None
     assert int(two.to_arrays()["version"]) == 4  # older heads keep the format older programs read
     with pytest.raises(ValueError, match="'sharp' map"):
         describe_cuts(img, {"map": wide}, SHARP_CUTS, 1.0)
+
+
+def test_a_cut_name_reads_back_as_its_cut() -> None:
+    from sslinspect.defects.typing_head import CORE_SOURCE, MAP_SOURCE, SHARP_SOURCE, cut_name, parse_cut_name
+
+    for cut in [(MAP_SOURCE, 0.5), (MAP_SOURCE, 1.0), (SHARP_SOURCE, 1.0), (CORE_SOURCE, 2.0), (SHARP_SOURCE, 0.7)]:
+        assert parse_cut_name(cut_name(cut)) == cut
+    assert parse_cut_name("1.0") == (MAP_SOURCE, 1.0)  # as runs before the sharp map wrote the main map's cut
+    with pytest.raises(ValueError, match="not a typing cut name"):
+        parse_cut_name("blurry1")
