@@ -142,7 +142,7 @@ def test_labels_import_reports_bad_rows(
 def test_predict_lists_failures_and_exits_1(
     trained_project: Path,
     demo_data,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     inputs = tmp_path / "in"
@@ -166,7 +166,7 @@ def test_predict_lists_failures_and_exits_1(
 def test_export_then_predict_via_cli(
     trained_project: Path,
     tmp_path: Path,
-    demo_data,  # type: ignore[no-untyped-def]
+    demo_data,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     project = tmp_path / "copy.sslproj"

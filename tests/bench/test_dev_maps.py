@@ -15,7 +15,7 @@ from bench.quality_data import SetParams, generate_surface
 
 def test_dev_maps_scores_an_exported_model_and_keeps_the_held_out_family_apart(
     segment_project: Path, tmp_path: Path, capsys
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     params = SetParams("metal", seed=7, frame=64, n_train=60, n_shots=1, n_good_labels=2, n_test=3, n_test_good=6)
     ss = generate_surface(tmp_path / "dev", params)
     model = segment_project / "exports" / "model" / "model.onnx"

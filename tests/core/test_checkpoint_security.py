@@ -91,7 +91,7 @@ def test_pretrain_refuses_payload_as_weights_and_as_resume_checkpoint(
     project_dir: Path,
     tiny_pretrain,
     evil_file: Path,
-    marker: Path,  # type: ignore[no-untyped-def]
+    marker: Path,
 ) -> None:
     project = api.create_project(project_dir, images=[tiny_image_folder])
     api.scan_images(project)

@@ -72,7 +72,7 @@ def test_calibration_mixes_near_threshold_and_good_images() -> None:
 
 def test_keep_fp32_leaves_the_backbones_first_operators_unquantised(
     trained_project: Path, demo_data, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     model = trained_project / "exports" / "model" / "model.onnx"
     fp32 = onnx.load(str(model))
     order = quantisable_order(fp32)  # graph order

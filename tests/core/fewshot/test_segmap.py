@@ -52,7 +52,7 @@ def test_synthdefect_run_gives_a_segment_head_with_the_decoder(segment_project: 
 
 def test_segment_export_passes_parity_and_predict_keeps_its_columns(
     segment_project: Path, demo_data, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     model = segment_project / "exports" / "model" / "model.onnx"
     sidecar = json.loads(model.with_suffix(".json").read_text())
     assert sidecar["parity"]["passed"] is True
@@ -325,7 +325,7 @@ def test_the_blur_matrix_is_the_replicate_padded_convolution() -> None:
 
 def test_int8_quantises_the_backbone_but_keeps_decoder_and_stem_fp32(
     segment_project: Path, demo_data, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     import onnx
 
     from sslinspect.export.int8 import backbone_nodes, stem_nodes

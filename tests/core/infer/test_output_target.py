@@ -68,7 +68,7 @@ def test_atomic_write_onto_a_folder_names_the_folder(tmp_path: Path) -> None:
     assert exc.value.filename == str(tmp_path) and not list(tmp_path.parent.glob(f".{tmp_path.name}.*.tmp"))
 
 
-def test_inputs_model_and_project_files_are_never_overwritten(  # type: ignore[no-untyped-def]
+def test_inputs_model_and_project_files_are_never_overwritten(
     model: Path, images: list[Path], trained_project: Path, tmp_path: Path
 ) -> None:
     data = tmp_path / "frame.csv"  # an input that is not an image, named explicitly
@@ -99,7 +99,7 @@ def test_dash_is_refused_when_stdout_carries_events(model: Path, images: list[Pa
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
-def test_csv_and_jsonl_hold_the_same_rows_with_an_error_column(  # type: ignore[no-untyped-def]
+def test_csv_and_jsonl_hold_the_same_rows_with_an_error_column(
     model: Path, images: list[Path], tmp_path: Path, suffix: str
 ) -> None:
     bad = tmp_path / "broken.png"

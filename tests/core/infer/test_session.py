@@ -83,14 +83,14 @@ class _Spy:
 
     def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         self.fetched.append(list(names))
-        return self.inner.run(names, feeds)  # type: ignore[no-any-return]
+        return self.inner.run(names, feeds)
 
 
 @pytest.mark.parametrize("keep_maps", [False, True])
 def test_only_the_outputs_needed_are_fetched(model: Path, demo_data, keep_maps: bool) -> None:  # type: ignore[no-untyped-def]
     p = Predictor(model, device="cpu", keep_maps=keep_maps)
     spy = _Spy(p.session)
-    p.session = spy  # type: ignore[assignment]
+    p.session = spy
     preds = list(p.predict_paths(expand_inputs([demo_data.test_dir])[:2], keep_maps=keep_maps))
     needed = keep_maps or p.typing is not None  # naming a flagged part needs its map
     assert spy.fetched and all(("anomaly_map" in names) == needed for names in spy.fetched)

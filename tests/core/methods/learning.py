@@ -82,7 +82,7 @@ def patch_features(backbone: torch.nn.Module, images: np.ndarray) -> torch.Tenso
     backbone.eval()
     maps = [
         backbone.feature_maps(normalize_u8(torch.from_numpy(images[i : i + 64])))[0] for i in range(0, len(images), 64)
-    ]  # type: ignore[operator]
+    ]
     return F.normalize(torch.cat(maps).flatten(2).transpose(1, 2).float(), dim=-1)
 
 

@@ -45,14 +45,14 @@ WEAK = {
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], tuple[np.ndarray, tuple, tuple]]:  # type: ignore[type-arg]
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], tuple[np.ndarray, tuple, tuple]]:
     """The demo's unlabeled images, few-shot labels and test set at a given size (loaded once per size)."""
     ds: DemoDataset = generate_demo(
         tmp_path_factory.mktemp("learn"), product="metal", n_images=400, size=128, n_test_per_class=40, seed=0
     )
 
     @functools.cache
-    def at(size: int) -> tuple[np.ndarray, tuple, tuple]:  # type: ignore[type-arg]
+    def at(size: int) -> tuple[np.ndarray, tuple, tuple]:
         return load_unlabeled(ds, size), load_split(ds, ds.labels_csv, size), load_split(ds, ds.test_csv, size)
 
     return at

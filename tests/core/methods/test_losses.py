@@ -220,7 +220,7 @@ class ThreadGather:
         return out
 
 
-def run_processes(fn: Callable[[int, ThreadGather], float | torch.Tensor], world: int = 2) -> list:  # type: ignore[type-arg]
+def run_processes(fn: Callable[[int, ThreadGather], float | torch.Tensor], world: int = 2) -> list:
     """Run ``fn(rank, gather)`` on ``world`` threads that gather from each other; results in rank order."""
     slots: list[torch.Tensor | None] = [None] * world
     barrier = threading.Barrier(world, timeout=30)

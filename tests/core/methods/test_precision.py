@@ -90,7 +90,7 @@ def test_ema_is_one_multi_tensor_update(monkeypatch: pytest.MonkeyPatch) -> None
 
     def counting(tensors: list[torch.Tensor], *args: object) -> None:
         calls.append(len(tensors))
-        lerp(tensors, *args)  # type: ignore[arg-type]
+        lerp(tensors, *args)
 
     monkeypatch.setattr(torch, "_foreach_lerp_", counting)
     ema_update(target, online, 0.9)

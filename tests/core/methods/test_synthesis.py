@@ -22,7 +22,7 @@ def _forced(n: int, shape: int, fill: int, seed: int = 0):  # type: ignore[no-un
     d = draw(n, 48, 48, generator=torch.Generator().manual_seed(seed), clean_share=0.0)
     return d.__class__(
         **{
-            **{f: getattr(d, f) for f in d.__slots__},  # type: ignore[attr-defined]
+            **{f: getattr(d, f) for f in d.__slots__},
             "shape": torch.full((n,), shape),
             "fill": torch.full((n,), fill),
         }
@@ -70,10 +70,10 @@ def test_soft_targets_grade_with_visibility() -> None:
     """A fainter change of the same shape gets a softer target (NSA-style soft labels), never a larger one."""
     x = _texture()
     d = _forced(len(x), shape=0, fill=list(FILLS).index("intensity"))
-    strong = render(x, d.__class__(**{**{f: getattr(d, f) for f in d.__slots__}, "opacity": torch.ones(len(x))}))  # type: ignore[attr-defined]
+    strong = render(x, d.__class__(**{**{f: getattr(d, f) for f in d.__slots__}, "opacity": torch.ones(len(x))}))
     faint = render(
         x, d.__class__(**{**{f: getattr(d, f) for f in d.__slots__}, "opacity": torch.full((len(x),), 0.05)})
-    )  # type: ignore[attr-defined]
+    )
     assert bool((faint.target.amax((1, 2, 3)) <= strong.target.amax((1, 2, 3)) + 1e-6).all())
     assert float(faint.target.mean()) < float(strong.target.mean())
 
@@ -144,7 +144,7 @@ def test_a_warp_bends_the_texture_without_a_seam(shape: int) -> None:
     d = draw(n, size, size, generator=torch.Generator().manual_seed(2), clean_share=0.0)
     d = d.__class__(
         **{
-            **{f: getattr(d, f) for f in d.__slots__},  # type: ignore[attr-defined]
+            **{f: getattr(d, f) for f in d.__slots__},
             "shape": torch.full((n,), shape),
             "fill": torch.full((n,), list(FILLS).index("warp")),
         }
