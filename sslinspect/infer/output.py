@@ -109,6 +109,8 @@ def format_for(path: Path, requested: str | None = None) -> str:
 
 #: Map values below this show no colour: ordinary good-part variation stays unpainted.
 OVERLAY_FLOOR = 0.5
+#: Inside a named defect's outline the colour is drawn at this share of its strength: the defect shows through.
+REGION_TINT = 0.25
 
 
 def overlay(
@@ -119,7 +121,8 @@ def overlay(
     The colour scale is fixed (0 = typical good patch, 1 = the calibrated threshold; never rescaled per image).
     Colour fades in from :data:`OVERLAY_FLOOR` to full at 1, so a good part shows through untouched and only
     regions approaching the threshold are painted (yellow to red). ``region`` (a mask of any size) is outlined in
-    white and ``label`` written beside it: the defect that was named.
+    white and ``label`` written beside it: the defect that was named. Inside the outline the colour is only a tint
+    (:data:`REGION_TINT` of its strength), so the defect itself stays visible under its outline.
     """
     h, w = rgb.shape[:2]
     scale = min(1.0, OVERLAY_MAX_SIDE / max(h, w))
@@ -128,11 +131,15 @@ def overlay(
         rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
     m = np.clip(cv2.resize(anomaly_map.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
     colour = cv2.applyColorMap((m * 255).astype(np.uint8), cv2.COLORMAP_JET).astype(np.float32)
-    a = (alpha * np.clip((m - OVERLAY_FLOOR) / (1.0 - OVERLAY_FLOOR), 0.0, 1.0))[:, :, None]
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR).astype(np.float32)
-    out = np.clip(bgr * (1 - a) + colour * a, 0, 255).astype(np.uint8)
+    a = alpha * np.clip((m - OVERLAY_FLOOR) / (1.0 - OVERLAY_FLOOR), 0.0, 1.0)
+    inside = None
     if region is not None and region.any():
-        outline(out, region, label)
+        inside = cv2.resize(region.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        a = np.where(inside, a * REGION_TINT, a)
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR).astype(np.float32)
+    out = np.clip(bgr * (1 - a[:, :, None]) + colour * a[:, :, None], 0, 255).astype(np.uint8)
+    if inside is not None:
+        outline(out, inside, label)
     return out
 
 
@@ -146,11 +153,28 @@ def outline(bgr: np.ndarray, region: np.ndarray, label: str = "") -> None:
     cv2.drawContours(bgr, contours, -1, (0, 0, 0), thick + 2)
     cv2.drawContours(bgr, contours, -1, (255, 255, 255), thick)
     if label:
-        x, y, _, _ = cv2.boundingRect(m)
-        scale = max(0.4, max(h, w) / 700)
-        org = (x, max(y - 4, int(14 * scale)))
-        cv2.putText(bgr, label, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
-        cv2.putText(bgr, label, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+        x, y, bw, bh = cv2.boundingRect(m)
+        _label(bgr, label, (x, y, bw, bh), thick)
+
+
+def _label(bgr: np.ndarray, text: str, box: tuple[int, int, int, int], thick: int) -> None:
+    """Write ``text`` in white on a dark plate just above ``box`` (x, y, w, h), or below it where the frame has no
+    room above, kept inside the frame: readable on any texture and clear of the outline."""
+    h, w = bgr.shape[:2]
+    scale = max(0.5, max(h, w) / 560)
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    pad, gap = max(2, round(3 * scale)), thick + 2
+    plate_h = th + base + 2 * pad
+    x, y, _, bh = box
+    top = y - gap - plate_h
+    if top < 0:
+        top = min(y + bh + gap, h - plate_h)
+    top = max(0, top)
+    left = int(np.clip(x, 0, max(0, w - tw - 2 * pad)))
+    plate = bgr[top : top + plate_h, left : left + tw + 2 * pad]
+    plate[:] = (plate.astype(np.float32) * 0.3).astype(np.uint8)
+    org = (left + pad, top + pad + th)
+    cv2.putText(bgr, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
 
 
 def heatmap_name(path: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PySide6.QtGui import QColor, QImage
 
 from app.widgets.arrays import SeriesBuffer, points_in_polygon
 from app.widgets.config_form import ConfigForm
@@ -33,6 +34,30 @@ def test_metric_plot_takes_10k_points(qtbot: Any) -> None:
     plot._log.setChecked(True)
     assert plot._pw.getPlotItem().ctrl.logYCheck.isChecked()
     plot.grab()  # renders with downsampling, no exception
+
+
+def _painted(plot: MetricPlot, color: str) -> int:
+    """Pixels of ``color`` (±30 a channel) in the plot as rendered."""
+    img = plot._pw.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    arr = np.frombuffer(img.constBits(), np.uint8).reshape(img.height(), img.bytesPerLine())[:, : img.width() * 3]
+    rgb = arr.reshape(img.height(), img.width(), 3).astype(int)
+    want = QColor(color)
+    return int((np.abs(rgb - [want.red(), want.green(), want.blue()]).max(-1) <= 30).sum())
+
+
+def test_metric_plot_shows_a_series_first_point(qtbot: Any) -> None:
+    plot = MetricPlot("Loss", log_y=False)
+    qtbot.addWidget(plot)
+    plot.resize(400, 300)
+    plot.show()
+    plot.append("loss", 10.0, 2.87)  # a run's first logged loss: a line needs two points, a dot shows at once
+    plot.flush()
+    color = plot._colors["loss"]
+    assert _painted(plot, color) > 10
+    plot.append("loss", 20.0, 2.5)
+    plot.flush()
+    x, _ = plot.series_data("loss")
+    assert len(x) == 2 and _painted(plot, color) > 10 and plot._items["loss"].opts["symbol"] is None
 
 
 def test_metric_plot_static_curves_and_movable_line(qtbot: Any) -> None:

@@ -157,7 +157,16 @@ class MetricPlot(QWidget):
             return
         for name in self._dirty:
             buf = self._buffers[name]
-            self._items[name].setData(buf.x, buf.y)
+            item = self._items[name]
+            # a line needs two points: the first one is drawn as a dot, so a run's first loss is visible at once
+            item.setData(
+                buf.x,
+                buf.y,
+                symbol="o" if buf.n == 1 else None,
+                symbolSize=7,
+                symbolPen=None,
+                symbolBrush=self._colors.get(name),
+            )
         self._dirty.clear()
         self._update_header()
 

@@ -131,6 +131,26 @@ def test_a_good_map_leaves_the_image_untouched() -> None:
     assert np.abs(hot.astype(int) - rgb[:, :, ::-1]).mean() > 20
 
 
+def test_a_named_defect_shows_through_its_outline_and_its_name_is_readable() -> None:
+    """The heatmap of a flagged part: the defect under the outline is still seen (a tint, not a fill), and the name
+    sits on a dark plate above the outline, inside the frame, off the defect."""
+    rgb = np.full((256, 256, 3), 128, np.uint8)
+    rgb[120:124, 60:200] = 20  # a dark scratch
+    region = np.zeros((256, 256), bool)
+    region[112:132, 52:208] = True
+    hot = np.where(region, 1.5, 0.0).astype(np.float32)
+    bgr = overlay(rgb, hot, region=region, label="scratch")
+    line, around = bgr[121, 100].astype(int), bgr[116, 100].astype(int)
+    assert np.abs(around - line).max() > 60  # the scratch still stands out from its surround inside the region
+    filled = overlay(rgb, hot)  # without a named region the heat is painted fully
+    assert np.abs(filled[116, 100].astype(int) - filled[121, 100].astype(int)).max() < np.abs(around - line).max()
+    plate = bgr[:110, 40:220]
+    assert (plate.max(-1) >= 250).sum() > 20  # white letters above the outline
+    assert (plate.max(-1) <= 40).sum() > 200  # on a dark plate
+    at_top = overlay(rgb, hot, region=np.roll(region, -110, 0), label="scratch")  # no room above: written below
+    assert (at_top[24:80, 40:220].max(-1) >= 250).sum() > 20 and (at_top[:2].max(-1) >= 250).sum() <= 20
+
+
 def test_inputs_expand_files_folders_and_globs(demo_data) -> None:  # type: ignore[no-untyped-def]
     folder = expand_inputs([demo_data.test_dir])
     pngs = expand_inputs([str(demo_data.test_dir / "*.png")])
