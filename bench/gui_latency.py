@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("SSLINSPECT_THEME", "light")
@@ -33,11 +34,12 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 from PySide6 import __version__ as pyside_version  # noqa: E402
 from PySide6.QtCore import QEventLoop, QPointF, QSettings, QTimer, qVersion  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtWidgets import QApplication, QComboBox, QLineEdit, QSpinBox  # noqa: E402
 
 from app.controller import AppController  # noqa: E402
 from app.jobs import ProcessJob  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
+from app.pages.pretrain_page import PretrainPage  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.theme import apply_theme  # noqa: E402
 from app.widgets.embedding_map import EmbeddingMap  # noqa: E402
@@ -153,10 +155,13 @@ def make_project(tmp: Path) -> Path:
 
 def stream_events(app: QApplication, window: MainWindow, ctl: AppController, root: Path, seconds: float) -> dict:
     page = window.pages[2]
+    assert isinstance(page, PretrainPage)
+    project = ctl.project
+    assert project is not None
     ids_file = root / ".control" / "ids.npy"
     ids_file.parent.mkdir(exist_ok=True)
-    np.save(ids_file, np.array([r.id for r in ctl.project.store.images()], np.int64)[:2000])
-    run = ctl.project.new_run_dir("pretrain", "stream").name
+    np.save(ids_file, np.array([r.id for r in project.store.images()], np.int64)[:2000])
+    run = project.new_run_dir("pretrain", "stream").name
     rate = 50.0
     job = StreamJob(
         [str(root), run, str(seconds), str(rate), str(ids_file), ",".join(METRICS)], root / ".control" / "s"
@@ -166,7 +171,9 @@ def stream_events(app: QApplication, window: MainWindow, ctl: AppController, roo
     page.plots.reset()
     ctl.start_job(job)
     res = Heartbeat().run(lambda: not job.is_running(), seconds + 60)
-    loss_points = len(page.plots.plot_for("loss").series_data(page.plots.series_for("loss"))[0])
+    loss = page.plots.plot_for("loss")
+    assert loss is not None
+    loss_points = len(loss.series_data(page.plots.series_for("loss"))[0])
     return {
         **res,
         "events": len(received),
@@ -179,23 +186,26 @@ def stream_events(app: QApplication, window: MainWindow, ctl: AppController, roo
 
 def real_pretrain(app: QApplication, window: MainWindow, ctl: AppController, seconds: float) -> dict:
     page = window.pages[2]
+    assert isinstance(page, PretrainPage)
     form = page.form
     page.preset.setCurrentIndex(1)
-    form.editor("backbone").setCurrentText("tiny_cnn")
-    form.editor("image_size").setValue(32)
-    form.editor("batch_size").setValue(32)
-    form.editor("epochs").setValue(1000)
-    form.editor("max_minutes").setText(f"{seconds / 60:.3f}")
+    cast(QComboBox, form.editor("backbone")).setCurrentText("tiny_cnn")
+    cast(QSpinBox, form.editor("image_size")).setValue(32)
+    cast(QSpinBox, form.editor("batch_size")).setValue(32)
+    cast(QSpinBox, form.editor("epochs")).setValue(1000)
+    cast(QLineEdit, form.editor("max_minutes")).setText(f"{seconds / 60:.3f}")
     received = []
     job = page.start()
     assert job is not None
     job.event_received.connect(lambda e: received.append(1))
     res = Heartbeat().run(lambda: not job.is_running(), seconds + 240)
+    loss = page.plots.plot_for("loss")
+    assert loss is not None
     return {
         **res,
         "events": len(received),
         "events_per_s": round(len(received) / max(res["seconds"], 1e-9)),
-        "loss_points_plotted": len(page.plots.plot_for("loss").series_data(page.plots.series_for("loss"))[0]),
+        "loss_points_plotted": len(loss.series_data(page.plots.series_for("loss"))[0]),
         "status": job.status,
         "error": job.error_message,
     }
@@ -220,7 +230,7 @@ def big_map(app: QApplication, n: int) -> dict:
     xy = np.concatenate([rng.normal(c, 0.5, (n // 4, 2)) for c in (-2, 0, 2, 4)]).astype(np.float32)
     classes = {"good": "#3fa34d", "crack": "#e6194b", "scratch": "#4363d8"}
     labels = {int(i): ("crack" if i % 50 == 0 else "good") for i in range(0, n, 10)}
-    out = {"points": n}
+    out: dict[str, float] = {"points": n}
     out["set_points_ms"] = timed(lambda: m.set_map(ids, xy))
     out["recolour_by_label_ms"] = timed(lambda: m.set_labels(labels, classes))
     view = m.view
@@ -237,7 +247,12 @@ def big_map(app: QApplication, n: int) -> dict:
     out["hover_pick_ms"] = timed(lambda: [view.pick(float(x), float(y)) for x, y in pts], repeat=1) / len(pts)
     out["hover_pick_ms"] = round(out["hover_pick_ms"], 3)
     scene_pos = view._pw.mapToScene(view._pw.viewport().rect().center())  # a benchmark may look inside
-    out["hover_event_ms"] = timed(lambda: (view._on_scene_mouse_moved(QPointF(scene_pos)), view._do_hover()), 50)
+
+    def hover() -> None:
+        view._on_scene_mouse_moved(QPointF(scene_pos))
+        view._do_hover()
+
+    out["hover_event_ms"] = timed(hover, 50)
     poly = np.array([[-1, -1], [1.5, -1], [1.5, 1.5], [-1, 1.5]], float)
     out["lasso_select_ms"] = timed(lambda: view.select_polygon(poly))
     out["selected"] = len(view.selection())

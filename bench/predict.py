@@ -73,8 +73,8 @@ def _model(args: argparse.Namespace, data: Any, device: torch.device) -> tuple[t
     files = sorted(data.unlabeled_dir.iterdir())
     images = np.stack([load_for_model(p, args.size) for p in files])
     cfg = FewShotConfig(device=device.type, patch_bank_size=args.bank, batch_size=32)
-    head = fit_head(FeatureNet(backbone, args.size), images, [labels.get(p.name) for p in files], cfg, device=device)
-    return backbone.cpu(), head.head, {}
+    fitted = fit_head(FeatureNet(backbone, args.size), images, [labels.get(p.name) for p in files], cfg, device=device)
+    return backbone.cpu(), fitted.head, {}
 
 
 def _throughput_e2e(pred: Predictor, paths: list[Path], batch: int) -> float:

@@ -56,6 +56,7 @@ from sslinspect.demo.synth import render
 from sslinspect.events import CollectingReporter, Event, Metric
 from sslinspect.imageio import read_image, resize_square
 from sslinspect.methods import load_method
+from sslinspect.methods.base import SSLModel
 from sslinspect.model.backbones import build_backbone
 from sslinspect.model.runtime import configure_cuda, describe_device, pick_device
 from sslinspect.preprocess import MEAN, STD
@@ -230,7 +231,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def build_model(cfg: PretrainConfig, device: torch.device) -> torch.nn.Module:
+def build_model(cfg: PretrainConfig, device: torch.device) -> SSLModel:
     torch.manual_seed(cfg.seed)
     return load_method(cfg.method).make_model(build_backbone(cfg.backbone, cfg.image_size), cfg).to(device)
 

@@ -36,7 +36,7 @@ import time
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout: `python bench/quality.py`
 
@@ -57,8 +57,20 @@ from bench.quality_metrics import (
 from bench.quality_naming import score_naming
 
 REPO = Path(__file__).resolve().parent.parent
-FULL_SETS = {"n_train": 600, "n_shots": 5, "n_good_labels": 10, "n_test": 30, "n_test_good": 90}
-QUICK_SETS = {"n_train": 200, "n_shots": 3, "n_good_labels": 6, "n_test": 10, "n_test_good": 30}
+
+
+class _SetSizes(TypedDict):
+    """The set sizes of a run (``SetParams`` fields)."""
+
+    n_train: int
+    n_shots: int
+    n_good_labels: int
+    n_test: int
+    n_test_good: int
+
+
+FULL_SETS: _SetSizes = {"n_train": 600, "n_shots": 5, "n_good_labels": 10, "n_test": 30, "n_test_good": 90}
+QUICK_SETS: _SetSizes = {"n_train": 200, "n_shots": 3, "n_good_labels": 6, "n_test": 10, "n_test_good": 30}
 FLOORS_VERSION = 1
 
 
@@ -236,6 +248,7 @@ def score_model(
 
 def _read_rgb(path: Path) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert img is not None, path
     return img if img.ndim == 2 else np.ascontiguousarray(img[..., ::-1])
 
 

@@ -32,9 +32,11 @@ import math
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from bench.quality_defects import DEFAULT_HELD_OUT, FAMILIES, Frame, Mask, paint
 from sslinspect.demo.synth import _fabric, _metal  # the demo's procedural textures (canvas renderers)
@@ -141,7 +143,7 @@ def canvas(surface: str, rng: np.random.Generator, frame: int) -> Frame:
         limit = int(0.8 * photo.shape[0])
         if n > limit:  # big frames: upsample the photo so a crop still has room to move
             f = n / limit
-            photo = cv2.resize(photo, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC)
+            photo = np.asarray(cv2.resize(photo, None, fx=f, fy=f, interpolation=cv2.INTER_CUBIC), np.float32)
         y, x = (int(v) for v in rng.integers(0, photo.shape[0] - n + 1, 2))
         return np.ascontiguousarray(photo[y : y + n, x : x + n])
     scale = 1.5 * frame / 256.0
@@ -166,12 +168,12 @@ def _light_and_sensor(img: Frame, rng: np.random.Generator) -> Frame:
     light = rng.uniform(0.88, 1.12) * (1.0 + ramp)
     if img.ndim == 3:
         light = light[..., None] * (1.0 + rng.normal(0.0, 0.01, 3)).astype(np.float32)
-    img = img * light + np.float32(rng.uniform(-0.03, 0.03))
+    lit: npt.NDArray[np.floating[Any]] = img * light + np.float32(rng.uniform(-0.03, 0.03))  # float64 (so is the light)
     if rng.random() < 0.3:
-        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.4, 0.9) * n / 256.0)
+        lit = np.asarray(cv2.GaussianBlur(lit, (0, 0), rng.uniform(0.4, 0.9) * n / 256.0), lit.dtype)
     sigma = rng.uniform(0.004, 0.012)
-    img = img + rng.standard_normal(img.shape).astype(np.float32) * (sigma + 0.01 * np.sqrt(np.clip(img, 0.0, 1.0)))
-    return np.asarray(np.clip(img, 0.0, 1.0), np.float32)
+    lit = lit + rng.standard_normal(lit.shape).astype(np.float32) * (sigma + 0.01 * np.sqrt(np.clip(lit, 0.0, 1.0)))
+    return np.asarray(np.clip(lit, 0.0, 1.0), np.float32)
 
 
 def render(surface: str, family: str | None, rng: np.random.Generator, frame: int = 256) -> tuple[np.ndarray, Mask]:
@@ -273,7 +275,9 @@ def read_mask(ss: SurfaceSet, row: dict[str, str]) -> Mask:
     """The bool mask of a ``train_truth``/``test`` row (all False for a good image)."""
     if not row["mask"]:
         return np.zeros((ss.params.frame, ss.params.frame), bool)
-    return np.asarray(cv2.imread(str(ss.root / row["mask"]), cv2.IMREAD_GRAYSCALE) > 127, bool)
+    m = cv2.imread(str(ss.root / row["mask"]), cv2.IMREAD_GRAYSCALE)
+    assert m is not None, row["mask"]
+    return np.asarray(m > 127, np.bool_)
 
 
 def frame_at(root: Path, path: str, mask: str, size: int) -> tuple[np.ndarray, Mask]:
@@ -285,7 +289,8 @@ def frame_at(root: Path, path: str, mask: str, size: int) -> tuple[np.ndarray, M
     if not mask:
         return image, np.zeros((size, size), bool)
     m = cv2.imread(str(root / mask), cv2.IMREAD_GRAYSCALE)
-    return image, np.asarray(cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST) > 127, bool)
+    assert m is not None, mask
+    return image, np.asarray(cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST) > 127, np.bool_)
 
 
 def contact_sheet(out_png: Path, surfaces: tuple[str, ...] = DEFAULT_SURFACES, frame: int = 256, seed: int = 0) -> None:

@@ -9,6 +9,7 @@ scaled with ``s = frame / 256``. All randomness comes from the caller's generato
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -50,7 +51,7 @@ def _centre(rng: np.random.Generator, n: int, margin: float) -> npt.NDArray[np.f
     return rng.uniform(margin, n - margin, 2)
 
 
-def _add(frame: Frame, strength: Frame, delta: float | npt.NDArray[np.float32]) -> None:
+def _add(frame: Frame, strength: Frame, delta: float | np.floating[Any] | npt.NDArray[np.floating[Any]]) -> None:
     """``frame += delta * strength`` (a per-channel ``delta`` on colour frames)."""
     if frame.ndim == 3:
         frame += strength[..., None] * np.asarray(delta, np.float32)
@@ -147,7 +148,7 @@ def stain(frame: Frame, rng: np.random.Generator, tex: float, s: float) -> Mask:
     """A soft darker patch that dulls the texture, with a faint tide line; tinted on colour frames."""
     n = frame.shape[0]
     b = _blob(rng, n, _centre(rng, n, 0.2 * n), rng.uniform(8.0, 22.0) * s, 0.3)
-    _blend(frame, cv2.GaussianBlur(frame, (0, 0), 1.5 * s), b * rng.uniform(0.3, 0.6))
+    _blend(frame, np.asarray(cv2.GaussianBlur(frame, (0, 0), 1.5 * s), np.float32), b * rng.uniform(0.3, 0.6))
     tint = np.array([1.0, 0.9, 0.7], np.float32) if frame.ndim == 3 else np.float32(1.0)
     _add(frame, b, -rng.uniform(1.0, 1.8) * tex * tint)
     _add(frame, np.asarray(b * (1.0 - b) * 4.0, np.float32), -0.6 * tex)
@@ -174,7 +175,7 @@ def scorch(frame: Frame, rng: np.random.Generator, tex: float, s: float) -> Mask
     n = frame.shape[0]
     b = _blob(rng, n, _centre(rng, n, 0.22 * n), rng.uniform(12.0, 28.0) * s, 0.35)
     core = np.asarray(b**2, np.float32)
-    _blend(frame, cv2.GaussianBlur(frame, (0, 0), 2.5 * s), core * rng.uniform(0.5, 0.8))
+    _blend(frame, np.asarray(cv2.GaussianBlur(frame, (0, 0), 2.5 * s), np.float32), core * rng.uniform(0.5, 0.8))
     tint = np.array([0.8, 1.0, 1.3], np.float32) if frame.ndim == 3 else np.float32(1.0)
     _add(frame, core, -rng.uniform(1.0, 1.8) * tex * tint)
     _add(frame, b, -0.5 * tex)
@@ -211,8 +212,8 @@ def hole(frame: Frame, rng: np.random.Generator, tex: float, s: float) -> Mask:
     depth = rng.uniform(1.5, 2.5) * tex
     _blend(frame, local - np.float32(depth), b)
     rim = np.asarray(cv2.GaussianBlur(b, (0, 0), 1.5 * s) - b, np.float32).clip(0.0, None)
-    shift = np.float32([[1, 0, rng.uniform(-2, 2) * s], [0, 1, rng.uniform(-2, 2) * s]])
-    _add(frame, cv2.warpAffine(rim, shift, (n, n)), 1.5 * tex)
+    shift = np.array([[1, 0, rng.uniform(-2, 2) * s], [0, 1, rng.uniform(-2, 2) * s]], np.float32)
+    _add(frame, np.asarray(cv2.warpAffine(rim, shift, (n, n)), np.float32), 1.5 * tex)
     return _mask(b)
 
 
@@ -227,7 +228,9 @@ def particle(frame: Frame, rng: np.random.Generator, tex: float, s: float) -> Ma
     grain = np.zeros((n, n), np.float32)
     cv2.fillPoly(grain, [np.round(poly * 16).astype(np.int32)], 1.0, cv2.LINE_AA, 4)
     off = rng.uniform(1.0, 2.5, 2) * s * rng.choice([-1.0, 1.0], 2)
-    shadow = cv2.GaussianBlur(cv2.warpAffine(grain, np.float32([[1, 0, off[0]], [0, 1, off[1]]]), (n, n)), (0, 0), s)
+    shadow = cv2.GaussianBlur(
+        cv2.warpAffine(grain, np.array([[1, 0, off[0]], [0, 1, off[1]]], np.float32), (n, n)), (0, 0), s
+    )
     _add(frame, np.asarray(shadow * (1.0 - grain), np.float32), -1.0 * tex)
     grey = frame.mean(axis=2) if frame.ndim == 3 else frame
     level = float(grey[int(c[1]), int(c[0])]) + rng.choice([-1.0, 1.0]) * rng.uniform(1.5, 2.5) * tex
