@@ -18,7 +18,8 @@ import pytest
 
 from sslinspect.cli import main
 from sslinspect.config import EvaluateConfig, ExportConfig, FewShotConfig, PretrainConfig
-from sslinspect.events import Finished, Metric, decode_event
+from sslinspect.demo import DemoDataset
+from sslinspect.events import Event, Finished, Metric, decode_event
 from tests.conftest import REPO, run_cli, subprocess_env
 
 TINY = [
@@ -141,7 +142,7 @@ def test_labels_import_reports_bad_rows(
 
 def test_predict_lists_failures_and_exits_1(
     trained_project: Path,
-    demo_data,
+    demo_data: DemoDataset,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -166,7 +167,7 @@ def test_predict_lists_failures_and_exits_1(
 def test_export_then_predict_via_cli(
     trained_project: Path,
     tmp_path: Path,
-    demo_data,
+    demo_data: DemoDataset,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     project = tmp_path / "copy.sslproj"
@@ -180,7 +181,7 @@ def test_export_then_predict_via_cli(
     assert main(["predict", str(model), str(tmp_path / "one.bmp"), "--out", str(tmp_path / "o.csv")]) == 0
 
 
-def _events(stdout: str) -> list[object]:
+def _events(stdout: str) -> list[Event]:
     return [decode_event(line) for line in stdout.splitlines()]  # raises if any line is not an event
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Hashable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -50,7 +51,11 @@ def test_scan_lists_thumbnails_statistics_and_unreadable_files(
 def test_grid_with_100k_items_only_loads_what_is_visible(qtbot: Any, tmp_path: Path) -> None:
     provider = ThumbnailProvider(size=64)
     requested: list[object] = []
-    provider.set_source(lambda key: requested.append(key) or None)  # every load "fails": no file needed
+
+    def path_of(key: Hashable) -> None:  # every load "fails": no file needed
+        requested.append(key)
+
+    provider.set_source(path_of)
     grid = ImageGrid(provider)
     qtbot.addWidget(grid)
     grid.resize(600, 400)
@@ -60,7 +65,7 @@ def test_grid_with_100k_items_only_loads_what_is_visible(qtbot: Any, tmp_path: P
     qtbot.wait(200)
     assert grid.model().rowCount() == 100_000
     assert 0 < len(requested) < 500  # virtualised: only the cells on screen asked for a thumbnail
-    last = grid.model().index(99_999)
+    last = grid.model().index(99_999, 0)
     qtbot.waitUntil(lambda: grid.visualRect(last).isValid(), timeout=10_000)  # the batched layout reached the end
     grid.scrollTo(last)
     qtbot.waitUntil(lambda: 99_999 in requested, timeout=5000)
@@ -73,10 +78,17 @@ def test_thumbnails_come_from_the_decoded_cache_when_it_is_large_enough(qtbot: A
     cache = np.zeros((3, 64, 64, 3), np.uint8)
     cache[1, :, :, 0] = 255
     provider = ThumbnailProvider(size=48)
-    provider.set_source(lambda key: None, lambda key: cache[key] if key < 3 else None)
+
+    def array_of(key: Hashable) -> np.ndarray | None:
+        i = cast(int, key)  # the keys here are ints
+        return cache[i] if i < 3 else None
+
+    provider.set_source(lambda key: None, array_of)
     assert provider.get(1) is None  # queued
     qtbot.waitUntil(lambda: provider.get(1) is not None, timeout=5000)
-    img = provider.get(1).toImage()
+    pm = provider.get(1)
+    assert pm is not None
+    img = pm.toImage()
     assert (img.width(), img.height()) == (48, 48) and img.pixelColor(10, 10).red() == 255
     assert provider.get(5) is None
     qtbot.waitUntil(lambda: provider.failed(5), timeout=5000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -105,7 +105,7 @@ def test_thread_job_relays_events_in_order_and_returns(qtbot: Any) -> None:
     events = _collect(job)
     with qtbot.waitSignals([job.started, job.returned, job.finished], order="strict", timeout=10_000):
         job.start()
-    assert [e.step for e in events] == [1, 2, 3] and job.result == 42 and job.status == "ok"
+    assert [cast(Progress, e).step for e in events] == [1, 2, 3] and job.result == 42 and job.status == "ok"
 
 
 def test_thread_job_failures_and_cancel(qtbot: Any) -> None:
@@ -117,7 +117,7 @@ def test_thread_job_failures_and_cancel(qtbot: Any) -> None:
         job.start()
     assert done.args == ["failed"] and job.error_message == "images/: no readable images"
 
-    def buggy(report: Reporter, cancel: EventToken) -> None:
+    def buggy(report: Reporter, cancel: EventToken) -> object:
         return [][1]
 
     job = ThreadJob("t", buggy)

@@ -111,7 +111,9 @@ def test_app_start_opens_the_project_given(scanned_project: Path, tmp_path: Path
     _app, window = app_main.start([str(scanned_project)])
     try:
         assert window.isVisible() and window.windowTitle() == "gui — SSL Inspect"
-        assert window.controller.status.images == 36
+        status = window.controller.status
+        assert status is not None
+        assert status.images == 36
         assert sys.excepthook is not sys.__excepthook__
         assert not QApplication.windowIcon().isNull()
     finally:

@@ -92,7 +92,9 @@ def test_collapse_warning_appears_when_the_embedding_spread_drops(
     assert page.warning.isVisible() and "collapse" in page.warning.text() and "step 8" in page.warning.text()
 
 
-def test_pause_resume_and_cancel(window: Any, controller: Any, fake_workers: Any, scanned_project: Path, qtbot: Any):
+def test_pause_resume_and_cancel(
+    window: Any, controller: Any, fake_workers: Any, scanned_project: Path, qtbot: Any
+) -> None:
     page = _open_pretrain(window, controller, scanned_project)
     fake_workers.script("pretrain", _run_events(scanned_project, 400), interval_ms=5)
     job = page.start()

@@ -96,7 +96,8 @@ def test_testing_a_folder_shows_heatmap_overlays(
     heat = page.heatmap_of(keys[0])
     assert heat is not None and heat.parent == page.model_path().parent / "test-incoming-heatmaps"
     overlay = cv2.imread(str(heat))
-    assert overlay is not None and overlay.shape[:2] == cv2.imread(str(keys[0])).shape[:2]
+    image = cv2.imread(str(keys[0]))
+    assert overlay is not None and image is not None and overlay.shape[:2] == image.shape[:2]
     assert page.show_heatmaps.isEnabled() and page.show_heatmaps.isChecked()
     assert page.provider._path_of(keys[0]) == heat  # the grid shows the overlays
     run = sorted((root / "runs" / "fewshot").iterdir())[-1]

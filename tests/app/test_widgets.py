@@ -3,11 +3,12 @@ the capped log view, and the error dialog."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
 from PySide6.QtGui import QColor, QImage
+from PySide6.QtWidgets import QCheckBox, QComboBox, QLineEdit, QSpinBox
 
 from app.widgets.arrays import SeriesBuffer, points_in_polygon
 from app.widgets.config_form import ConfigForm
@@ -67,8 +68,10 @@ def test_metric_plot_static_curves_and_movable_line(qtbot: Any) -> None:
     plot.set_histogram("h", np.linspace(0, 1, 11), np.arange(10))
     plot.set_marker("op", 0.5, 0.9)
     plot.set_vline(0.3, movable=True)
+    vline = plot._vline
+    assert vline is not None
     with qtbot.waitSignal(plot.line_moved) as moved:
-        plot._vline.setValue(0.6)
+        vline.setValue(0.6)
     assert moved.args == [pytest.approx(0.6)]
     assert set(plot.series_names()) == {"roc", "h", "op"}
     plot.clear()
@@ -115,23 +118,25 @@ def test_points_in_polygon_matches_a_triangle() -> None:
 def test_config_form_is_built_from_field_metadata(qtbot: Any) -> None:
     form = ConfigForm(PretrainConfig, choices={"method": ["simclr", "byol"], "backbone": ["resnet18", "tiny_cnn"]})
     qtbot.addWidget(form)
-    epochs = form.editor("epochs")
+    epochs = cast(QSpinBox, form.editor("epochs"))
     assert (epochs.minimum(), epochs.maximum(), epochs.value()) == (1, 10_000, 50)
     assert epochs.toolTip() == "Passes over the images."
-    assert form.editor("device").count() == 3
-    form.editor("backbone").setCurrentText("tiny_cnn")
-    form.editor("augment.flip").setChecked(False)
-    form.editor("temperature").setText("0.1")
+    assert cast(QComboBox, form.editor("device")).count() == 3
+    cast(QComboBox, form.editor("backbone")).setCurrentText("tiny_cnn")
+    cast(QCheckBox, form.editor("augment.flip")).setChecked(False)
+    cast(QLineEdit, form.editor("temperature")).setText("0.1")
     cfg = form.value()
     assert cfg.backbone == "tiny_cnn" and cfg.augment == AugmentConfig(flip=False) and cfg.temperature == 0.1
-    form.editor("temperature").setText("0.0001")  # below the field's minimum: the core says so, naming the field
+    cast(QLineEdit, form.editor("temperature")).setText(
+        "0.0001"
+    )  # below the field's minimum: the core says so, naming the field
     with pytest.raises(ConfigError, match=r"pretrain\.temperature must be ≥ 0\.001"):
         form.value()
-    form.editor("temperature").setText("abc")
+    cast(QLineEdit, form.editor("temperature")).setText("abc")
     with pytest.raises(ConfigError, match=r"Temperature: 'abc' is not a number"):
         form.value()
     form.set_value(PretrainConfig(epochs=7))
-    assert epochs.value() == 7 and form.editor("temperature").text() == "0.2"
+    assert epochs.value() == 7 and cast(QLineEdit, form.editor("temperature")).text() == "0.2"
 
 
 def test_log_view_is_capped(qtbot: Any) -> None:

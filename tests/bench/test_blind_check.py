@@ -8,20 +8,25 @@ import json
 from pathlib import Path
 
 import cv2
+import pytest
 
 from bench.blind_check import main
 from bench.quality_data import SetParams, generate_surface
 from bench.quality_defects import DEFAULT_HELD_OUT
 
 
-def test_sheets_hide_the_answers_and_the_held_out_family_and_score_what_a_person_called(tmp_path: Path, capsys) -> None:
+def test_sheets_hide_the_answers_and_the_held_out_family_and_score_what_a_person_called(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     params = SetParams("metal", seed=7, frame=64, n_train=60, n_shots=1, n_good_labels=2, n_test=3, n_test_good=10)
     root = generate_surface(tmp_path / "dev", params).root
     out = tmp_path / "blind"
     assert main(["render", "--set", str(root), "--out", str(out), "--frames", "8", "--seed", "3"]) == 0
     capsys.readouterr()
     sheets = sorted(out.glob("sheet_*.png"))
-    assert len(sheets) == 2 and cv2.imread(str(sheets[0])).shape[:2] == (2 * 96, 2 * 96)  # 2 × 2 frames, 1.5×
+    assert len(sheets) == 2
+    sheet = cv2.imread(str(sheets[0]))
+    assert sheet is not None and sheet.shape[:2] == (2 * 96, 2 * 96)  # 2 × 2 frames, 1.5×
     frames = json.loads((out / "key.json").read_text())["frames"]
     labels = [f["label"] for f in frames]
     assert labels.count("good") == 4 and DEFAULT_HELD_OUT not in labels and len(set(labels) - {"good"}) == 4

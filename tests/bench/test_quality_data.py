@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pytest
@@ -15,7 +16,20 @@ from bench.quality_metrics import auroc, balanced_accuracy, patch_knn, pixel_aur
 
 HAVE_SKIMAGE = importlib.util.find_spec("skimage") is not None
 needs_photos = pytest.mark.skipif(not HAVE_SKIMAGE, reason="photographed surfaces need the bench extra")
-TINY = {"n_train": 40, "n_shots": 2, "n_good_labels": 3, "n_test": 2, "n_test_good": 4, "frame": 256}
+
+
+class _SetSize(TypedDict):
+    """The size fields of SetParams, spread into it with ``**``."""
+
+    n_train: int
+    n_shots: int
+    n_good_labels: int
+    n_test: int
+    n_test_good: int
+    frame: int
+
+
+TINY: _SetSize = {"n_train": 40, "n_shots": 2, "n_good_labels": 3, "n_test": 2, "n_test_good": 4, "frame": 256}
 
 
 def _procedural_and_photo() -> list[str]:
@@ -99,11 +113,11 @@ def test_full_size_counts_follow_the_brief() -> None:
 
 # -- metrics ----------------------------------------------------------------------------------------------------------
 def test_auroc_on_hand_made_inputs() -> None:
-    assert auroc([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]) == 1.0
-    assert auroc([1, 1, 0, 0], [0.1, 0.2, 0.3, 0.4]) == 0.0
-    assert auroc([0, 1], [0.5, 0.5]) == 0.5  # a tie counts half
-    assert auroc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.75
-    assert np.isnan(auroc([1, 1], [0.1, 0.2]))
+    assert auroc([False, False, True, True], [0.1, 0.2, 0.3, 0.4]) == 1.0
+    assert auroc([True, True, False, False], [0.1, 0.2, 0.3, 0.4]) == 0.0
+    assert auroc([False, True], [0.5, 0.5]) == 0.5  # a tie counts half
+    assert auroc([False, False, True, True], [0.1, 0.4, 0.35, 0.8]) == 0.75
+    assert np.isnan(auroc([True, True], [0.1, 0.2]))
 
 
 def test_auroc_matches_the_pairwise_definition() -> None:

@@ -4,6 +4,8 @@ the interface (small local crops, small tiles, masked tokens, whole-cache embedd
 
 from __future__ import annotations
 
+from typing import Protocol, cast
+
 import numpy as np
 import pytest
 import torch
@@ -12,9 +14,16 @@ from sslinspect.catalog import BACKBONES, METHODS
 from sslinspect.data.loader import BatchSource
 from sslinspect.errors import ConfigError
 from sslinspect.methods import load_method
-from sslinspect.model.backbones import build_backbone
+from sslinspect.model.backbones import _ViT, build_backbone
 from sslinspect.train.loop import make_optimizer
 from tests.core.methods.conftest import tiny_config
+
+
+class FeatureMaps(Protocol):
+    """A backbone with intermediate maps, as the CNN backbones are (see sslinspect.model.backbones)."""
+
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]: ...
+
 
 CNNS = [n for n, b in BACKBONES.items() if b.family == "cnn"]
 VITS = [n for n, b in BACKBONES.items() if b.family == "vit"]
@@ -34,7 +43,7 @@ def test_features_have_the_declared_width(name: str) -> None:
 def test_cnn_feature_maps_are_at_stride_8_and_16(name: str, size: int) -> None:
     net = build_backbone(name, size).eval()
     with torch.no_grad():
-        maps = net.feature_maps(torch.randn(1, 3, size, size))
+        maps = cast(FeatureMaps, net).feature_maps(torch.randn(1, 3, size, size))
     assert [size // m.shape[-1] for m in maps] == [8, 16]
     assert all(m.shape[-2] == m.shape[-1] for m in maps)
 
@@ -42,7 +51,7 @@ def test_cnn_feature_maps_are_at_stride_8_and_16(name: str, size: int) -> None:
 @pytest.mark.parametrize("name", VITS)
 def test_vit_matches_torchvision_and_takes_other_multiples_of_16(name: str) -> None:
     torch.manual_seed(0)
-    net = build_backbone(name, 64).eval()
+    net = cast(_ViT, build_backbone(name, 64)).eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         tokens = net.encode(net.patch_tokens(x))

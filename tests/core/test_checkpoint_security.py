@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from sslinspect import api, fsutil
+from sslinspect.config import PretrainConfig
 from sslinspect.errors import CheckpointError
 from sslinspect.model.backbones import build_backbone
 from sslinspect.model.checkpoint import (
@@ -89,7 +90,7 @@ def test_pickle_payload_in_imported_weights_never_runs(evil_file: Path, marker: 
 def test_pretrain_refuses_payload_as_weights_and_as_resume_checkpoint(
     tiny_image_folder: Path,
     project_dir: Path,
-    tiny_pretrain,
+    tiny_pretrain: PretrainConfig,
     evil_file: Path,
     marker: Path,
 ) -> None:

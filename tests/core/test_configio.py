@@ -150,7 +150,7 @@ def test_any_json_builds_a_valid_config_or_raises_config_error(section: str, dat
     keys = st.sampled_from(_field_names(cls) + _field_names(AugmentConfig))
     raw = data.draw(st.dictionaries(keys, _json, max_size=4) | _json)
     try:
-        cfg = from_dict(cls, raw, section=section)  # type: ignore[arg-type]
+        cfg: object = from_dict(cls, raw, section=section)  # type: ignore[arg-type]
     except ConfigError as exc:
         assert "\n" not in str(exc)
         return

@@ -18,6 +18,7 @@ from sslinspect.errors import Cancelled
 from sslinspect.events import (
     EVENT_TYPES,
     Artifact,
+    Event,
     Finished,
     JsonlReporter,
     Log,
@@ -30,7 +31,7 @@ from sslinspect.events import (
 )
 from sslinspect.runs import open_run, read_events, read_status
 
-EVENTS = [
+EVENTS: list[Event] = [
     Started(stage="pretrain", run_id="r1", total_steps=10),
     Progress(stage="scan", step=3, total=9, message="ünïcode ✓"),
     Metric(stage="pretrain", name="loss", value=0.25, epoch=1, step=4),
@@ -42,8 +43,8 @@ EVENTS = [
 
 
 @pytest.mark.parametrize("event", EVENTS)
-def test_encode_decode_roundtrip(event: object) -> None:
-    line = encode_event(event)  # type: ignore[arg-type]
+def test_encode_decode_roundtrip(event: Event) -> None:
+    line = encode_event(event)
     assert "\n" not in line
     back = decode_event(line)
     assert type(back) is type(event)

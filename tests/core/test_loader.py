@@ -18,7 +18,8 @@ class Reads:
     """An array stand-in that records how many rows each read takes (a memory map would page them in)."""
 
     def __init__(self, data: np.ndarray) -> None:
-        self.data, self.reads = data, []
+        self.data = data
+        self.reads: list[int] = []
         self.shape, self.nbytes = data.shape, data.nbytes
 
     def __len__(self) -> int:

@@ -207,7 +207,12 @@ def test_a_levels_head_averages_its_members_and_round_trips(
     )
     # its cut is calibrated on the mean of the members' out-of-fold probabilities
     assert fit.oof_proba is not None
-    np.testing.assert_allclose(fit.oof_proba, np.mean([f.oof_proba for f in fits.values()], 0))
+    members_oof_proba = []
+    for f in fits.values():
+        assert f.oof_proba is not None
+        members_oof_proba.append(f.oof_proba)
+    np.testing.assert_allclose(fit.oof_proba, np.mean(members_oof_proba, 0))
+    assert fit.y is not None and fit.oof is not None
     assert fit.cv["levels"] == balanced_accuracy(fit.y, fit.oof, len(TYPES))
     save_head(tmp_path / "levels.npz", head)
     back = load_head(tmp_path / "levels.npz")

@@ -8,6 +8,7 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
+from typing import TypedDict
 
 import cv2
 import numpy as np
@@ -16,7 +17,29 @@ import pytest
 from sslinspect.demo import DEFECTS, PRODUCTS, DemoDataset, contact_sheet, generate_all, generate_demo, render
 from sslinspect.errors import ConfigError
 
-SMALL = {"n_images": 200, "defect_rate": 0.2, "n_shots": 2, "n_test_per_class": 3, "size": 64, "seed": 3}
+
+class _Shots(TypedDict):
+    """Keyword arguments of generate_demo / generate_all, spread with ``**``: shots, test images per class, size."""
+
+    n_shots: int
+    n_test_per_class: int
+    size: int
+
+
+class _Sized(_Shots):
+    """`_Shots` and the number of images."""
+
+    n_images: int
+
+
+class _DemoArgs(_Sized):
+    """`_Sized`, the defect rate and the seed."""
+
+    defect_rate: float
+    seed: int
+
+
+SMALL: _DemoArgs = {"n_images": 200, "defect_rate": 0.2, "n_shots": 2, "n_test_per_class": 3, "size": 64, "seed": 3}
 
 
 def _rows(csv_path: Path) -> list[tuple[str, str]]:
@@ -132,7 +155,7 @@ def test_minimum_per_type_overrides_a_low_rate(tmp_path: Path) -> None:
 
 
 def test_files_decode_with_expected_formats(demo: DemoDataset) -> None:
-    depths = Counter()
+    depths: Counter[str] = Counter()
     for path in [*demo.unlabeled_dir.iterdir(), *demo.test_dir.iterdir()]:
         img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         assert img is not None, path
@@ -158,7 +181,7 @@ def test_generate_is_idempotent(demo: DemoDataset) -> None:
 
 
 def test_same_seed_gives_identical_files(tmp_path: Path) -> None:
-    kw = {"n_images": 24, "n_shots": 1, "n_test_per_class": 1, "size": 32}
+    kw: _Sized = {"n_images": 24, "n_shots": 1, "n_test_per_class": 1, "size": 32}
     for name, seed in (("a", 5), ("b", 5), ("c", 6)):
         assert len(generate_all(tmp_path / name, seed=seed, **kw)) == len(PRODUCTS)
     a, b, c = (_digest(tmp_path / name) for name in "abc")
@@ -167,7 +190,7 @@ def test_same_seed_gives_identical_files(tmp_path: Path) -> None:
 
 
 def test_changed_parameters_regenerate_and_keep_foreign_files(tmp_path: Path) -> None:
-    kw = {"n_shots": 1, "n_test_per_class": 1, "size": 32}
+    kw: _Shots = {"n_shots": 1, "n_test_per_class": 1, "size": 32}
     ds = generate_demo(tmp_path, n_images=40, **kw)
     (ds.unlabeled_dir / "notes.txt").write_text("mine", encoding="utf-8")
     seen: list[tuple[int, int]] = []

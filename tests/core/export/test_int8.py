@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from sslinspect.demo import DemoDataset
 from sslinspect.export.int8 import backbone_nodes, calibration_rows, fp32_tries, quantisable_order, stem_nodes
 from sslinspect.export.precision import convert_precision
 
@@ -71,7 +72,7 @@ def test_calibration_mixes_near_threshold_and_good_images() -> None:
 
 
 def test_keep_fp32_leaves_the_backbones_first_operators_unquantised(
-    trained_project: Path, demo_data, tmp_path: Path
+    trained_project: Path, demo_data: DemoDataset, tmp_path: Path
 ) -> None:
     model = trained_project / "exports" / "model" / "model.onnx"
     fp32 = onnx.load(str(model))

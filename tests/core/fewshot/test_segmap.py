@@ -14,6 +14,7 @@ import torch
 
 from sslinspect import api
 from sslinspect.config import FewShotConfig
+from sslinspect.demo import DemoDataset
 from sslinspect.fewshot.fit import load_head
 from sslinspect.fewshot.segmap import SegmentationNet, decoder_from_checkpoint, has_decoder, score_window
 from sslinspect.model.backbones import build_backbone
@@ -51,7 +52,7 @@ def test_synthdefect_run_gives_a_segment_head_with_the_decoder(segment_project: 
 
 
 def test_segment_export_passes_parity_and_predict_keeps_its_columns(
-    segment_project: Path, demo_data, tmp_path: Path
+    segment_project: Path, demo_data: DemoDataset, tmp_path: Path
 ) -> None:
     model = segment_project / "exports" / "model" / "model.onnx"
     sidecar = json.loads(model.with_suffix(".json").read_text())
@@ -324,7 +325,7 @@ def test_the_blur_matrix_is_the_replicate_padded_convolution() -> None:
 
 
 def test_int8_quantises_the_backbone_but_keeps_decoder_and_stem_fp32(
-    segment_project: Path, demo_data, tmp_path: Path
+    segment_project: Path, demo_data: DemoDataset, tmp_path: Path
 ) -> None:
     import onnx
 
@@ -441,4 +442,5 @@ def test_the_kind_head_travels_from_checkpoint_to_graph_and_leaves_the_map_alone
     kind_loss(kind, kinds, torch.ones_like(logit)).backward()
     assert all(p.grad is None for p in train.lateral.parameters())
     assert all(p.grad is None for p in bb.parameters())
+    assert train.kind is not None
     assert any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in train.kind.parameters())

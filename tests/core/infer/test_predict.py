@@ -71,7 +71,8 @@ def test_jsonl_and_heatmaps_with_a_bad_frame(model: Path, demo_data, tmp_path: P
     assert "error" in recs[-1] and r.failed == [(str(bad), recs[-1]["error"])]
     for rec in recs[:3]:
         img = cv2.imread(rec["heatmap"])
-        assert img is not None and img.shape[:2] == cv2.imread(rec["path"], cv2.IMREAD_UNCHANGED).shape[:2]
+        source = cv2.imread(rec["path"], cv2.IMREAD_UNCHANGED)
+        assert img is not None and source is not None and img.shape[:2] == source.shape[:2]
         assert abs(sum(rec["probabilities"].values()) - 1) < 1e-3
         assert ("type_sure" in rec) == ("novelty" in rec) == (rec["decision"] != "OK")  # only named parts
 

@@ -84,9 +84,9 @@ def train_method(
         model.after_step = hooked  # type: ignore[method-assign]
     losses: list[float] = []
 
-    def report(e: Event) -> None:
-        if isinstance(e, Metric) and e.name == "loss":
-            losses.append(e.value)
+    def report(event: Event) -> None:
+        if isinstance(event, Metric) and event.name == "loss":
+            losses.append(event.value)
 
     train_loop(
         model,

@@ -7,6 +7,7 @@ import csv
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, cast
 
 import numpy as np
 import torch
@@ -23,6 +24,12 @@ from sslinspect.model.backbones import build_backbone
 from sslinspect.preprocess import normalize_u8
 from sslinspect.train.health import embedding_std
 from sslinspect.train.loop import train_loop
+
+
+class FeatureMaps(Protocol):
+    """A backbone with intermediate maps, as the CNN (and ViT) backbones are (see sslinspect.model.backbones)."""
+
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]: ...
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,8 @@ def patch_features(backbone: torch.nn.Module, images: np.ndarray) -> torch.Tenso
     """L2-normalised local features ``(N, P, C)`` from the backbone's finest feature map (stride 8 on CNNs)."""
     backbone.eval()
     maps = [
-        backbone.feature_maps(normalize_u8(torch.from_numpy(images[i : i + 64])))[0] for i in range(0, len(images), 64)
+        cast(FeatureMaps, backbone).feature_maps(normalize_u8(torch.from_numpy(images[i : i + 64])))[0]
+        for i in range(0, len(images), 64)
     ]
     return F.normalize(torch.cat(maps).flatten(2).transpose(1, 2).float(), dim=-1)
 

@@ -4,6 +4,7 @@ ones it does not, and keeps its method-specific state right (queue, clusters, ma
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -15,6 +16,9 @@ from sslinspect.data.loader import BatchSource
 from sslinspect.errors import ConfigError
 from sslinspect.methods import check_config, load_method
 from sslinspect.methods.base import LOCAL, SSLModel
+from sslinspect.methods.deepcluster import DeepCluster
+from sslinspect.methods.dino import DINO
+from sslinspect.methods.mocov2 import MoCoV2
 from sslinspect.model.backbones import build_backbone
 from sslinspect.model.checkpoint import load_checkpoint
 from tests.core.methods.conftest import tiny_config, train_method
@@ -25,7 +29,7 @@ PAIRS = [(m, b) for m in METHODS for b in ("tiny_cnn", "vit_tiny") if BACKBONES[
 
 def train(method: str, backbone: str, images: np.ndarray, tmp: Path, **over: object) -> tuple[SSLModel, list[float]]:
     """Run the real training loop for one epoch; return the model and the reported losses."""
-    return train_method(method, backbone, images, tmp, **over)
+    return train_method(method, backbone, images, tmp, device=None, on_step=None, cuda_flags=False, **over)
 
 
 @pytest.mark.parametrize(("method", "backbone"), PAIRS, ids=[f"{m}-{b}" for m, b in PAIRS])
@@ -77,7 +81,8 @@ def test_mae_on_a_cnn_model_is_refused_even_without_the_config_check() -> None:
 
 
 def test_mocov2_queue_fills_up_to_half_the_images_and_wraps(tiny_images: np.ndarray, tmp_path: Path) -> None:
-    model, _ = train("mocov2", "tiny_cnn", tiny_images, tmp_path, epochs=2)
+    trained, _ = train("mocov2", "tiny_cnn", tiny_images, tmp_path, epochs=2)
+    model = cast(MoCoV2, trained)
     # 24 images → capacity 12; 2 epochs × 3 steps × 8 keys = 48 enqueued
     assert int(model.queue_len) == 12 and int(model.queue_ptr) == 48 % 12
     filled = model.queue[:12]
@@ -86,7 +91,8 @@ def test_mocov2_queue_fills_up_to_half_the_images_and_wraps(tiny_images: np.ndar
 
 
 def test_deepcluster_labels_every_image_and_caps_the_clusters(tiny_images: np.ndarray, tmp_path: Path) -> None:
-    model, _ = train("deepcluster", "tiny_cnn", tiny_images, tmp_path, clusters=50)
+    trained, _ = train("deepcluster", "tiny_cnn", tiny_images, tmp_path, clusters=50)
+    model = cast(DeepCluster, trained)
     assert model.pseudo.shape == (24,) and model.active == 3  # 24 images → at most 24 // 8 clusters
     assert set(model.pseudo.tolist()) <= {0, 1, 2} and len(model.class_weight) == 3
 
@@ -121,7 +127,9 @@ def test_mae_masks_the_configured_share_and_patchify_keeps_pixels() -> None:
 
 
 def test_dino_teacher_temperature_warms_up_and_prototypes_thaw_after_epoch_one() -> None:
-    model = load_method("dino").make_model(build_backbone("tiny_cnn", 32), tiny_config("dino", teacher_temp=0.07))
+    model = cast(
+        DINO, load_method("dino").make_model(build_backbone("tiny_cnn", 32), tiny_config("dino", teacher_temp=0.07))
+    )
     source = BatchSource(np.zeros((8, 32, 32, 3), np.uint8), 4, CPU)
     model.on_epoch_start(0, source)
     assert model.prototypes.frozen

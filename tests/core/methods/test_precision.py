@@ -4,6 +4,7 @@ MoCo v2 queue never makes ``torch.compile`` recompile; EMA updates are multi-ten
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ from sslinspect.methods.losses import (
     SwAVLoss,
     sinkhorn,
 )
+from sslinspect.methods.mocov2 import MoCoV2
 from sslinspect.model.backbones import build_backbone
 from tests.core.methods.conftest import tiny_config
 
@@ -66,7 +68,7 @@ def test_mocov2_queue_position_never_recompiles() -> None:
     from torch._dynamo.testing import CompileCounter
 
     cfg = tiny_config("mocov2", queue_size=16)
-    model = load_method("mocov2").make_model(build_backbone("tiny_cnn", 32), cfg)
+    model = cast(MoCoV2, load_method("mocov2").make_model(build_backbone("tiny_cnn", 32), cfg))
     model._capacity = 12  # as on_epoch_start sets it for 24 images
     counter = CompileCounter()
     forward = torch.compile(model, backend=counter)
@@ -88,16 +90,16 @@ def test_ema_is_one_multi_tensor_update(monkeypatch: pytest.MonkeyPatch) -> None
     calls: list[int] = []
     lerp = torch._foreach_lerp_
 
-    def counting(tensors: list[torch.Tensor], *args: object) -> None:
+    def counting(tensors: list[torch.Tensor], tensors1: list[torch.Tensor], weight: float) -> None:
         calls.append(len(tensors))
-        lerp(tensors, *args)
+        lerp(tensors, tensors1, weight)
 
     monkeypatch.setattr(torch, "_foreach_lerp_", counting)
     ema_update(target, online, 0.9)
     assert calls == [len(before)]
     for (name, t), o in zip(target.named_parameters(), online.parameters(), strict=True):
         torch.testing.assert_close(t, 0.9 * before[name] + 0.1 * o)
-    for t, o in zip(target.buffers(), online.buffers(), strict=True):
-        assert torch.equal(t, o)
+    for tb, ob in zip(target.buffers(), online.buffers(), strict=True):
+        assert torch.equal(tb, ob)
     with pytest.raises(ValueError, match="parameters"):
         ema_update(target, nn.Linear(2, 2), 0.9)

@@ -13,6 +13,7 @@ import datetime
 import json
 import time
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pytest
@@ -35,6 +36,16 @@ from sslinspect.train.loop import train_loop
 from tests.conftest import CLASS_SHAPES, make_class_image, run_cli
 from tests.core.methods.conftest import tiny_config
 from tests.test_cli import TINY as TINY_CLI
+
+
+class RankResult(TypedDict):
+    """What each rank saves: the engine's and the plain-DDP control's loss and gradients, and each replica method's
+    state after an epoch."""
+
+    engine: dict[str, torch.Tensor]
+    control: dict[str, torch.Tensor]
+    replicas: dict[str, dict[str, torch.Tensor]]
+
 
 WORLD, GLOBAL_BATCH = 2, 8
 # re-clustering; a queue; a momentum encoder with rank-local BatchNorm (sync_batchnorm off)
@@ -103,13 +114,13 @@ def _train_epoch(method: str, rank: int, tmp: Path, sync_batchnorm: bool) -> dic
 
 
 @pytest.fixture(scope="module")
-def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, dict[str, torch.Tensor]]]:
+def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[RankResult]:
     tmp = tmp_path_factory.mktemp("ddp")
     mp.spawn(_rank_main, args=(str(tmp),), nprocs=WORLD, join=True)
     return [torch.load(tmp / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 
-def test_two_ranks_match_one_process_in_loss_and_gradients(ranks: list[dict[str, dict[str, torch.Tensor]]]) -> None:
+def test_two_ranks_match_one_process_in_loss_and_gradients(ranks: list[RankResult]) -> None:
     model = _model()
     single = _loss_and_grads(model, model, _views())
     assert len(single) == len(list(model.parameters())) + 1
@@ -122,12 +133,16 @@ def test_two_ranks_match_one_process_in_loss_and_gradients(ranks: list[dict[str,
         assert got.keys() == single.keys()
         for name, want in single.items():
             if name != "loss":
+
+                def message(m: str, n: str = name) -> str:
+                    return f"{n}: {m}"
+
                 # atol 2e-6: one conv weight gradient of ~4e-5 differs by 1.1e-6 (summation order across ranks)
-                torch.testing.assert_close(got[name], want, rtol=1e-4, atol=2e-6, msg=lambda m, n=name: f"{n}: {m}")
+                torch.testing.assert_close(got[name], want, rtol=1e-4, atol=2e-6, msg=message)
 
 
 def test_plain_ddp_without_gather_and_synced_batchnorm_does_not_match(
-    ranks: list[dict[str, dict[str, torch.Tensor]]],
+    ranks: list[RankResult],
 ) -> None:
     model = _model()
     single = _loss_and_grads(model, model, _views())
@@ -136,7 +151,7 @@ def test_plain_ddp_without_gather_and_synced_batchnorm_does_not_match(
 
 
 @pytest.mark.parametrize("method", list(REPLICAS))
-def test_replicas_are_identical_after_an_epoch(ranks: list[dict[str, dict[str, torch.Tensor]]], method: str) -> None:
+def test_replicas_are_identical_after_an_epoch(ranks: list[RankResult], method: str) -> None:
     a, b = (r["replicas"][method] for r in ranks)
     assert a.keys() == b.keys()
     differ = [k for k in a if not torch.allclose(a[k].float(), b[k].float(), rtol=1e-5, atol=1e-6)]

@@ -36,7 +36,12 @@ def test_fp16_with_loss_scaling_trains_where_bf16_is_not_native(
     monkeypatch.setattr(loop, "amp_dtype", lambda device: torch.float16)  # as on a Turing card
     scalers: list[bool] = []
     make_scaler = loop.grad_scaler_for
-    monkeypatch.setattr(loop, "grad_scaler_for", lambda d, a: scalers.append(True) or make_scaler(d, a))
+
+    def counting_scaler(device: torch.device, amp: bool) -> torch.amp.GradScaler:
+        scalers.append(True)
+        return make_scaler(device, amp)
+
+    monkeypatch.setattr(loop, "grad_scaler_for", counting_scaler)
     result = api.pretrain(tiny_project, replace(tiny_pretrain, device="cuda", epochs=1, amp=True))
     assert result.status == "completed" and math.isfinite(result.final_loss) and scalers
     assert make_scaler(torch.device("cuda"), True).is_enabled()
