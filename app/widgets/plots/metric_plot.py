@@ -139,7 +139,10 @@ class MetricPlot(QWidget):
         buf = self._buffers.get(series)
         if buf is None:
             buf = self._buffers[series] = SeriesBuffer()
-            self._item(series)
+            item = self._item(series)
+            item.setSymbolSize(7)
+            item.setSymbolPen(None)
+            item.setSymbolBrush(self._colors[series])
         elif buf.n and x <= buf.x[-1]:  # a resumed run restarts from its checkpoint: redraw from there, never back
             buf.truncate(int(np.searchsorted(buf.x, x, side="left")))
         buf.append(x, y)
@@ -158,15 +161,11 @@ class MetricPlot(QWidget):
         for name in self._dirty:
             buf = self._buffers[name]
             item = self._items[name]
-            # a line needs two points: the first one is drawn as a dot, so a run's first loss is visible at once
-            item.setData(
-                buf.x,
-                buf.y,
-                symbol="o" if buf.n == 1 else None,
-                symbolSize=7,
-                symbolPen=None,
-                symbolBrush=self._colors.get(name),
-            )
+            # a line needs two points: a lone first point is drawn as a dot, so a run's first loss shows at once
+            dot = "o" if buf.n == 1 else None
+            if item.opts["symbol"] != dot:
+                item.setSymbol(dot)
+            item.setData(buf.x, buf.y)
         self._dirty.clear()
         self._update_header()
 
