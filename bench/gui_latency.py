@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -45,6 +44,7 @@ from app.theme import apply_theme  # noqa: E402
 from app.widgets.embedding_map import EmbeddingMap  # noqa: E402
 from app.widgets.image_grid import ImageGrid  # noqa: E402
 from app.widgets.thumbnails import ThumbnailProvider  # noqa: E402
+from bench.machine import describe as describe_machine  # noqa: E402
 
 HEARTBEAT_MS = 5
 METRICS = ("loss", "lr", "images_per_s", "data_wait", "emb_std", "eff_rank", "alignment", "uniformity", "knn_acc")
@@ -292,14 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication(sys.argv[:1])
     apply_theme(app)
     result: dict = {
-        "machine": {
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "qt": qVersion(),
-            "pyside6": pyside_version,
-            "qpa": os.environ["QT_QPA_PLATFORM"],
-        },
+        "machine": describe_machine(qt=qVersion(), pyside6=pyside_version, qpa=os.environ["QT_QPA_PLATFORM"]),
         "heartbeat_ms": HEARTBEAT_MS,
     }
     with tempfile.TemporaryDirectory() as tmp:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import platform
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 import numpy as np
 
+from bench.machine import describe as describe_machine
 from bench.quality_data import frame_at
 from bench.quality_defects import DEFAULT_HELD_OUT as HELD_OUT
 from sslinspect.defects.describe import DESCRIPTOR_NAMES, describe
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         "true_masks": score(labelled, test, _from_mask, _from_mask),
         "true_masks_labelled_only": score(labelled, test, _from_mask, _from_maps),
         "box_labelled": score(labelled, test, _from_box, _from_maps),
-        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "machine": describe_machine(),
     }
     print(json.dumps(result, indent=1))
     return 0

@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -31,6 +29,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from bench.machine import describe as describe_machine
 from sslinspect.config import ExportConfig, FewShotConfig
 from sslinspect.demo.dataset import generate_demo
 from sslinspect.export.onnx import ExportInputs, export_model
@@ -179,14 +178,7 @@ def main() -> None:
         one = tensors[:1]
         test = _rows(data.test_csv, data.root)
         result: dict[str, Any] = {
-            "machine": {
-                "cpu": platform.processor() or platform.machine(),
-                "cores": os.cpu_count(),
-                "load_1min": os.getloadavg()[0],
-                "onnxruntime": ort.__version__,
-                "provider": fp32.provider,
-                "threads": args.threads,
-            },
+            "machine": describe_machine(onnxruntime=ort.__version__, provider=fp32.provider, threads=args.threads),
             "model": {
                 "backbone": args.backbone if not args.project else "project",
                 "input_px": size,

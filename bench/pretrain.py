@@ -31,7 +31,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -49,6 +48,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.transforms import v2
 
+from bench.machine import describe as describe_machine
 from sslinspect.cancel import NEVER
 from sslinspect.config import AugmentConfig, PretrainConfig
 from sslinspect.data.loader import BatchSource
@@ -377,19 +377,7 @@ def matmul_flops(device: torch.device, n: int = 8192, iters: int = 50) -> float:
 
 
 def machine(device: torch.device) -> dict[str, Any]:
-    cpu = platform.processor()
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        lines = info.read_text(encoding="utf-8").splitlines()
-        cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), cpu)
-    return {
-        "device": describe_device(device),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
+    return describe_machine(device=describe_device(device), torch=torch.__version__)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -43,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 import cv2
 import numpy as np
 
+from bench.machine import describe as describe_machine
 from bench.quality_data import DEFAULT_SURFACES, GOOD, SURFACES, SetParams, SurfaceSet, generate_surface, read_mask
 from bench.quality_defects import DEFAULT_HELD_OUT, FAMILIES
 from bench.quality_metrics import (
@@ -429,15 +429,11 @@ def _machine() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             return None
 
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "python": platform.python_version(),
-        "torch": version("torch"),
-        "onnxruntime": version("onnxruntime-gpu") or version("onnxruntime"),
-    }
+    return describe_machine(
+        omp_num_threads=os.environ.get("OMP_NUM_THREADS"),
+        torch=version("torch"),
+        onnxruntime=version("onnxruntime-gpu") or version("onnxruntime"),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

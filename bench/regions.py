@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 import cv2
 import numpy as np
 
+from bench.machine import describe as describe_machine
 from sslinspect.defects import regions
 from sslinspect.defects.regions import cluster_components
 
@@ -89,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             })  # fmt: skip
     out = {
         "benchmark": "regions",
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "opencv": cv2.__version__},
+        "machine": describe_machine(opencv=cv2.__version__),
         "cases": cases,
     }
     print(json.dumps(out, indent=1))

@@ -127,3 +127,5 @@ def test_tiny_end_to_end_run_scores_the_real_cli(tmp_path: Path) -> None:
     assert sum(model["held_out"]["labelled_as"].values()) == 10
     assert run["floors"]["patch_knn"]["pixel_auroc"] > 0.5
     assert "| metal |" in result["table_md"]
+    assert result["machine"]["cpu"] and result["machine"]["cpu_count"] >= 1  # which machine: comparable runs only
+    assert run["machine"]["torch"] and "simd" in run["machine"]
