@@ -11,11 +11,13 @@ Every function here is plain torch on tensors, so fitting (``fewshot.fit``) and 
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sslinspect.model.backbones import FeatureMaps
 from sslinspect.preprocess import normalize_u8
 
 #: Bank rows compared per matrix product: bounds the ``(patches × chunk)`` similarity block in memory.
@@ -78,7 +80,7 @@ class FeatureNet(nn.Module):
         g = F.normalize(g.reshape(n, t * t, -1).mean(1), dim=1)
         if not self.maps:
             return g, g.new_zeros((n, 0, t, t))
-        p = patch_embed(self.backbone.feature_maps(x))  # type: ignore[operator]
+        p = patch_embed(cast(FeatureMaps, self.backbone).feature_maps(x))
         if t > 1:  # stitch (N·T·T, D, h, w) back into (N, D, T·h, T·w)
             d, h, w = p.shape[1:]
             p = p.reshape(n, t, t, d, h, w).permute(0, 3, 1, 4, 2, 5).reshape(n, d, t * h, t * w)

@@ -7,12 +7,20 @@ maps (stride 8 and 16) for patch-level anomaly models. The names live in the tor
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 import torchvision.models as tvm
 from torch import nn
 
 from sslinspect.catalog import BACKBONES
 from sslinspect.errors import ConfigError
+
+
+class FeatureMaps(Protocol):
+    """A backbone that exposes intermediate maps (our CNNs and ViTs; an imported plain module may not)."""
+
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]: ...
 
 
 class _ResNet(nn.Module):

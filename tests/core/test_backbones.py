@@ -4,7 +4,7 @@ the interface (small local crops, small tiles, masked tokens, whole-cache embedd
 
 from __future__ import annotations
 
-from typing import Protocol, cast
+from typing import cast
 
 import numpy as np
 import pytest
@@ -14,16 +14,9 @@ from sslinspect.catalog import BACKBONES, METHODS
 from sslinspect.data.loader import BatchSource
 from sslinspect.errors import ConfigError
 from sslinspect.methods import load_method
-from sslinspect.model.backbones import _ViT, build_backbone
+from sslinspect.model.backbones import FeatureMaps, _ViT, build_backbone
 from sslinspect.train.loop import make_optimizer
 from tests.core.methods.conftest import tiny_config
-
-
-class FeatureMaps(Protocol):
-    """A backbone with intermediate maps, as the CNN backbones are (see sslinspect.model.backbones)."""
-
-    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]: ...
-
 
 CNNS = [n for n, b in BACKBONES.items() if b.family == "cnn"]
 VITS = [n for n, b in BACKBONES.items() if b.family == "vit"]

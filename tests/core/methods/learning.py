@@ -7,7 +7,7 @@ import csv
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, cast
+from typing import cast
 
 import numpy as np
 import torch
@@ -20,16 +20,10 @@ from sslinspect.demo.dataset import DemoDataset
 from sslinspect.events import Event, Metric
 from sslinspect.imageio import load_for_model
 from sslinspect.methods import check_config, load_method
-from sslinspect.model.backbones import build_backbone
+from sslinspect.model.backbones import FeatureMaps, build_backbone
 from sslinspect.preprocess import normalize_u8
 from sslinspect.train.health import embedding_std
 from sslinspect.train.loop import train_loop
-
-
-class FeatureMaps(Protocol):
-    """A backbone with intermediate maps, as the CNN (and ViT) backbones are (see sslinspect.model.backbones)."""
-
-    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]: ...
 
 
 @dataclass(frozen=True)
