@@ -4,8 +4,8 @@ Figures from two machines are compared only with this in view. Two 2-core VMs th
 ``AMD EPYC`` gave the quality benchmark different models for the same code and seed (final pretraining loss 1.770
 against 1.796, image AUROC 0.924 against 0.940 on metal seed 1); VMs of that name have come with and without AVX-512,
 the vector units choose torch's kernels, and a different rounding early in training ends in a different network. On
-one machine a run is repeated bit for bit. So a change is judged against a baseline measured on the same machine, and
-``simd`` is recorded to tell machines apart.
+one machine, one epoch of pretraining run twice gave the same checkpoint bit for bit. So a change is judged against a
+baseline measured on the same machine, and ``simd`` is recorded to tell machines apart.
 """
 
 from __future__ import annotations
