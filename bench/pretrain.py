@@ -12,8 +12,9 @@ Both are timed by wall clock over the same measured steps, reporting included (t
 metrics every ``log_every`` steps, as the engine's loop does). Prints one JSON object: images/s of both and their
 ratio, the share of wall time spent waiting for data and, for the engine, the share spent augmenting (its views are
 made on the training stream, so they never show as data wait); on CUDA the FLOPs per image
-(``torch.utils.flop_counter``) and the share of the detected GPU's *spec* peak (:data:`SPEC_PEAK_TFLOPS`, dense
-tensor-core bf16, fp16 on GPUs without bf16), next to a measured matmul ceiling for reference.
+(``torch.utils.flop_counter``) and the share of the detected GPU's *spec* peak
+(:data:`bench.gpu_peak.SPEC_PEAK_TFLOPS`, dense tensor-core bf16, fp16 on GPUs without bf16), next to a measured
+matmul ceiling for reference.
 
 ``--cache-tier pinned|stream`` forces the path the engine takes for data larger than GPU memory (cache in pinned
 host memory, or read from a memory-mapped file on disk, copied on a side stream): the data set itself stays small.
@@ -48,6 +49,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.transforms import v2
 
+from bench.gpu_peak import matmul_flops, spec_peak_tflops, sync
 from bench.machine import describe as describe_machine
 from sslinspect.cancel import NEVER
 from sslinspect.config import AugmentConfig, PretrainConfig
@@ -106,39 +108,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 TARGETS = {"cpu": {"speedup": 1.5}, "cuda": {"speedup": 5.0, "data_wait": 0.05}}
 FLOP_TARGETS = {"r18-128": 0.08, "r50-224": 0.15}
-#: Dense (no sparsity) tensor-core peak in TFLOP/s with FP32 accumulation, from NVIDIA's datasheets: bf16, or fp16
-#: for GPUs without bf16 (Volta, Turing), the precision the engine's autocast uses there. Matched in order against
-#: ``torch.cuda.get_device_name()``; a GPU not listed gets no spec share unless ``--peak-tflops`` gives its peak.
-SPEC_PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
-    ("H200", 989.4),
-    ("H100 PCIe", 756.0),
-    ("H100 NVL", 835.0),
-    ("H100", 989.4),  # SXM
-    ("A100", 312.0),
-    ("L40S", 362.1),
-    ("L40", 181.0),
-    ("L4", 121.0),
-    ("A10", 125.0),  # not A10G (AWS), which is slower
-    ("RTX 6000 Ada", 364.2),
-    ("RTX A6000", 154.8),
-    ("RTX 4090", 165.2),
-    ("RTX 3090", 71.0),
-    ("V100", 125.0),  # fp16
-    ("T4", 65.0),  # fp16
-)
-
-
-def spec_peak_tflops(name: str) -> float | None:
-    """The :data:`SPEC_PEAK_TFLOPS` entry for a GPU name, or None.
-
-    >>> spec_peak_tflops("NVIDIA H100 PCIe"), spec_peak_tflops("NVIDIA A10G"), spec_peak_tflops("NVIDIA L40S")
-    (756.0, None, 362.1)
-    """
-    if "A10G" in name:
-        return None
-    return next((peak for key, peak in SPEC_PEAK_TFLOPS if key in name), None)
-
-
 POOL = 256  # distinct source images (64 above 256 px, to keep the set-up short); the epoch cycles through them
 
 
@@ -226,11 +195,6 @@ def summarise(segments: list[Segment]) -> dict[str, Any]:
     return out
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def build_model(cfg: PretrainConfig, device: torch.device) -> SSLModel:
     torch.manual_seed(cfg.seed)
     return load_method(cfg.method).make_model(build_backbone(cfg.backbone, cfg.image_size), cfg).to(device)
@@ -296,11 +260,11 @@ def augment_seconds(make_views: Any, source: BatchSource, n: int, device: torch.
     """Seconds per step spent making the views of a batch, timed apart from training (synchronised)."""
     batches = [b for _, (_, b) in zip(range(n), source.epoch(0), strict=False)]
     make_views(batches[0])  # warm-up (kernels, caches)
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     for b in batches:
         make_views(b)
-    _sync(device)
+    sync(device)
     return (time.perf_counter() - t0) / len(batches)
 
 
@@ -334,7 +298,7 @@ def baseline_round(cfg: PretrainConfig, paths: list[Path], steps: int, workers: 
     autocast = autocast_for(device, cfg.amp)
     for s in range(warmup + steps):
         if s == warmup:
-            _sync(device)
+            sync(device)
             t0, wait, cpu0 = time.perf_counter(), 0.0, _tree_cpu_s(it)
         tw = time.perf_counter()
         v0, v1 = next(it)
@@ -346,7 +310,7 @@ def baseline_round(cfg: PretrainConfig, paths: list[Path], steps: int, workers: 
         if (s + 1) % cfg.log_every == 0 and out.features is not None:  # what the engine's loop reports
             float(out.loss)
             health_metrics(out.features, out.features2)
-    _sync(device)
+    sync(device)
     segment = Segment(steps * cfg.batch_size, time.perf_counter() - t0, wait, _tree_cpu_s(it) - cpu0)
     del it, loader  # stop the workers before the next stretch
     return segment
@@ -360,20 +324,6 @@ def flops_per_image(cfg: PretrainConfig, device: torch.device) -> float:
     with FlopCounterMode(display=False) as counter, autocast_for(device, cfg.amp):
         model(views, None).loss.backward()
     return counter.get_total_flops() / cfg.batch_size
-
-
-def matmul_flops(device: torch.device, n: int = 8192, iters: int = 50) -> float:
-    """Achievable matmul FLOP/s on ``device`` in the autocast precision (reported next to the spec peak)."""
-    a = torch.randn(n, n, device=device, dtype=amp_dtype(device))
-    b = torch.randn(n, n, device=device, dtype=amp_dtype(device))
-    for _ in range(5):
-        a @ b
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        a @ b
-    _sync(device)
-    return 2 * n**3 * iters / (time.perf_counter() - t0)
 
 
 def machine(device: torch.device) -> dict[str, Any]:
