@@ -9,7 +9,7 @@ mask above the 90th percentile of the good frames' map peaks; defects wider than
 seam in the frame far from the defect; only the peak inside the mask is read.
 
 Name a development set, never the test sets you report, e.g. seed 7 made by ``bench/quality_data.py``
-(``generate_surface(Path("dev/brick"), SetParams("brick", seed=7, n_train=60))``), and a model that
+(``generate_surface(Path("dev"), SetParams("brick", seed=7, n_train=60))``), and a model that
 ``bench/quality.py --work W`` exported::
 
     python bench/dev_maps.py --model W/models/brick-s0/model.onnx --test dev/brick --edge

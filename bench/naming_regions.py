@@ -13,7 +13,7 @@ without the flipped views ``fit`` adds, so figures are a few hundredths below ``
 
 A ``bench/quality.py --work W`` run keeps the model and the labelled defects' data (with masks); name a development
 set, never the test sets you tune on, e.g. seed 7 made by ``bench/quality_data.py``
-(``generate_surface(Path("dev/brick"), SetParams("brick", seed=7, n_train=60))``)::
+(``generate_surface(Path("dev"), SetParams("brick", seed=7, n_train=60))``)::
 
     python bench/naming_regions.py --model W/models/brick-s0/model.onnx --labelled W/data/seed0/brick --test dev/brick
 """
