@@ -43,6 +43,7 @@ def spec_peak_tflops(name: str) -> float | None:
 
 
 def sync(device: torch.device) -> None:
+    """Wait for ``device``'s queued work (CUDA; nothing on the CPU), so a wall-clock timer reads finished work."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
