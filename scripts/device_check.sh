@@ -18,7 +18,8 @@
 #
 # Open question it answers (issue 10, bench/RESULTS.md "Why gravel fails"): does far more pretraining than the CPU
 # budget lift gravel? Compare dev.json with the CPU runs' development figures (gravel seed 0, 15 epochs: image AUROC
-# 0.714, pixel 0.724) and quality.json with the test-set table. A dry run on a CPU machine checks the plumbing:
+# 0.714-0.722, pixel 0.724-0.728 on three CPU VMs; models differ by machine, RESULTS "One seed, three machines") and
+# quality.json with the test-set table. A dry run on a CPU machine checks the plumbing:
 #
 #     DEVICE=cpu EPOCHS=1 QUALITY_MINUTES=1 QUALITY_SLACK=900 PY=.venv/bin/python bash scripts/device_check.sh
 #
