@@ -6,7 +6,8 @@ family without labels are left out of the score); balanced accuracy over the lab
 The typing head is the product's (``fit_typing``, kind ``ensemble``, one head per cut, probabilities averaged)
 without the flipped views ``fit`` adds, so figures are a few hundredths below ``bench/quality.py``'s. Rows:
 
-- ``maps``: the model's cuts (``SHARP_CUTS``: spread map, sharp map, its core) for the labelled and the test defects;
+- ``maps``: the model's cuts (``SHARP_CUTS``: spread map, sharp map, its core, its region redrawn by the image) for the
+  labelled and the test defects;
 - ``true_masks``: each defect's true mask (the cuts all equal), labelled and test alike: the descriptor's ceiling;
 - ``true_masks_labelled_only``: true masks for the labelled defects, the maps' cuts for the test ones;
 - ``box_labelled``: the labelled defects' maps restricted to a box round the true mask (as if a person drew one).

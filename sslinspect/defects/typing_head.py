@@ -47,11 +47,13 @@ LEVELS_KIND = "levels"
 # (rather than failing on the first flagged part); the other kinds stay format 1, readable by every version.
 # A ``levels`` head is format 3 (its members are stored under ``m<i>_`` prefixes); one with a member cut from the
 # sharp map is format 4 (programs before it would cut that member's region from the wrong map, so they refuse it), and
-# one with a member cut at the sharp map's core is format 5 (programs before it know no such cut).
-FORMAT_VERSION = 5
+# one with a member cut at the sharp map's core is format 5 (programs before it know no such cut), and one with a member
+# cut at the sharp region's image outline is format 6 (likewise).
+FORMAT_VERSION = 6
 _FORMAT_OF_KIND = {"ensemble": 2, LEVELS_KIND: 3}
 _SHARP_FORMAT = 4
 _CORE_FORMAT = 5
+_REFINED_FORMAT = 6
 #: The map a head's regions are cut from: the spread anomaly map (``anomaly_map``; every head before format 4)...
 MAP_SOURCE = "map"
 #: ...or the defect-aware model's map before spreading (``anomaly_map_sharp``): its regions follow the defect's
@@ -64,7 +66,14 @@ KIND_SOURCE = "kinds"
 #: (:func:`sslinspect.defects.naming.core_region`). Where the sharp map's region is a band a few pixels wider than
 #: a scratch, its core follows the scratch. Cut from the sharp map (``anomaly_map_sharp``); no map of its own.
 CORE_SOURCE = "core"
-SOURCES = (MAP_SOURCE, SHARP_SOURCE, CORE_SOURCE)
+#: ...or the sharp map's region redrawn by the image: the pixels of the region (grown by a pixel or two) that depart
+#: from the texture filled in from around it, on the side the region departs to
+#: (:func:`sslinspect.defects.naming.refined_region`). Where the map's region is a band round a scratch or a crack,
+#: this follows the line itself. Cut from the sharp map and the image; no map of its own.
+REFINED_SOURCE = "refined"
+SOURCES = (MAP_SOURCE, SHARP_SOURCE, CORE_SOURCE, REFINED_SOURCE)
+#: The cuts taken from the sharp map (``anomaly_map_sharp``), alone or narrowed.
+SHARP_SOURCES = (SHARP_SOURCE, CORE_SOURCE, REFINED_SOURCE)
 #: ``sure_cut`` when no cut reached the wanted precision at fit time: above every probability, so no name is sure.
 NEVER_SURE = 2.0
 #: ``sure_cut`` of a head written before the cut existed (and the default): every name but ``unknown`` is sure.
@@ -182,10 +191,12 @@ class TypingHead:
     @property
     def needs_sharp(self) -> bool:
         """Whether naming needs the sharp map (``anomaly_map_sharp``) besides the anomaly map."""
-        return any(src in (SHARP_SOURCE, CORE_SOURCE) for src, _ in self.cuts)
+        return any(src in SHARP_SOURCES for src, _ in self.cuts)
 
     def _format(self) -> int:
         """The oldest format that holds this head (older programs refuse newer ones in one line at load time)."""
+        if any(src == REFINED_SOURCE for src, _ in self.cuts):
+            return _REFINED_FORMAT
         if any(src == CORE_SOURCE for src, _ in self.cuts):
             return _CORE_FORMAT
         if self.needs_sharp:
@@ -365,7 +376,12 @@ def parse_cut_name(name: str) -> tuple[str, float]:
 
 
 #: How a person reads each map a region is cut from.
-SOURCE_TEXT = {MAP_SOURCE: "the anomaly map", SHARP_SOURCE: "the sharp map", CORE_SOURCE: "the sharp map's core"}
+SOURCE_TEXT = {
+    MAP_SOURCE: "the anomaly map",
+    SHARP_SOURCE: "the sharp map",
+    CORE_SOURCE: "the sharp map's core",
+    REFINED_SOURCE: "the sharp map's region redrawn by the image",
+}
 
 
 def cuts_text(names: Sequence[str]) -> str:

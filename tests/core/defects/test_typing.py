@@ -258,7 +258,8 @@ def test_view_images_are_the_two_flips_and_two_exposures_of_a_frame() -> None:
 def test_the_core_cut_follows_a_thin_defect_inside_the_sharp_maps_band() -> None:
     """The sharp map round a 3 px line is a band several pixels wider (the decoder's stride, the averaging window);
     its core, the pixels within CORE_SHARE of its peak, is the line itself, so the core cut's descriptor sees a thin
-    line where the sharp cut sees a wider band. A head with a core cut is format 5 and needs the sharp map."""
+    line where the sharp cut sees a wider band. A head with a core cut (and no later one) is format 5 and needs the
+    sharp map."""
     import cv2
 
     from sslinspect.defects.naming import CORE_SHARE, SHARP_CUTS, core_region, describe_cuts, main_region
@@ -278,9 +279,10 @@ def test_the_core_cut_follows_a_thin_defect_inside_the_sharp_maps_band() -> None
     assert core.mask.sum() < 0.7 * band.mask.sum() and not (core.mask & ~band.mask).any()
     assert core.mask[20:76, 46:49].mean() > 0.6 and core.mask[:, :44].sum() == 0 and core.mask[:, 51:].sum() == 0
     assert core.score == band.score and core_region(band, sharp, share=0.0).mask.sum() == band.mask.sum()
-    assert 0.5 <= CORE_SHARE < 1.0 and SHARP_CUTS[-1] == (CORE_SOURCE, 1.0)
+    assert 0.5 <= CORE_SHARE < 1.0 and SHARP_CUTS[2] == (CORE_SOURCE, 1.0)
+    upto_core = SHARP_CUTS[:3]
 
-    x, _ = describe_cuts(img, {"map": wide, "sharp": sharp}, SHARP_CUTS, 1.0)
+    x, _ = describe_cuts(img, {"map": wide, "sharp": sharp}, upto_core, 1.0)
     n = len(DESCRIPTOR_NAMES)
     width = DESCRIPTOR_NAMES.index("log_width")
     assert x[2 * n + width] < x[n + width] < x[width]  # spread blob, then the sharp band, then the core: thinner
@@ -291,9 +293,9 @@ def test_the_core_cut_follows_a_thin_defect_inside_the_sharp_maps_band() -> None
         s: TypingFit(dataclasses.replace(head, level=1.0, source=s), {}, None) for s in ("map", "sharp", CORE_SOURCE)
     }
     three = fit_levels(fits, 1.0).head
-    assert three.cuts == SHARP_CUTS and three.needs_sharp
+    assert three.cuts == upto_core and three.needs_sharp
     arrays = three.to_arrays()
-    assert int(arrays["version"]) == 5 and TypingHead.from_arrays(arrays).cuts == SHARP_CUTS
+    assert int(arrays["version"]) == 5 and TypingHead.from_arrays(arrays).cuts == upto_core
     two = fit_levels({s: fits[s] for s in ("map", "sharp")}, 1.0).head
     assert int(two.to_arrays()["version"]) == 4  # older heads keep the format older programs read
     with pytest.raises(ValueError, match="'sharp' map"):
@@ -301,9 +303,17 @@ def test_the_core_cut_follows_a_thin_defect_inside_the_sharp_maps_band() -> None
 
 
 def test_a_cut_name_reads_back_as_its_cut() -> None:
-    from sslinspect.defects.typing_head import CORE_SOURCE, MAP_SOURCE, SHARP_SOURCE, cut_name, parse_cut_name
+    from sslinspect.defects.typing_head import (
+        CORE_SOURCE,
+        MAP_SOURCE,
+        REFINED_SOURCE,
+        SHARP_SOURCE,
+        cut_name,
+        parse_cut_name,
+    )
 
-    for cut in [(MAP_SOURCE, 0.5), (MAP_SOURCE, 1.0), (SHARP_SOURCE, 1.0), (CORE_SOURCE, 2.0), (SHARP_SOURCE, 0.7)]:
+    cuts = [(MAP_SOURCE, 0.5), (MAP_SOURCE, 1.0), (SHARP_SOURCE, 1.0), (CORE_SOURCE, 2.0), (SHARP_SOURCE, 0.7)]
+    for cut in [*cuts, (REFINED_SOURCE, 1.0)]:
         assert parse_cut_name(cut_name(cut)) == cut
     assert parse_cut_name("1.0") == (MAP_SOURCE, 1.0)  # as runs before the sharp map wrote the main map's cut
     with pytest.raises(ValueError, match="not a typing cut name"):

@@ -220,7 +220,7 @@ def test_the_exported_segment_model_gives_its_sharp_map(segment_project: Path) -
     assert sidecar["anomaly"]["sharp_map"]["output"] == "anomaly_map_sharp"
     assert sidecar["anomaly"]["kind_map"]["output"] == "defect_kinds"
     assert len(sidecar["anomaly"]["kind_map"]["channels"]) == a.kinds
-    assert sidecar["typing"]["cuts"] == [["map", 1.0], ["sharp", 1.0], ["core", 1.0]]
+    assert sidecar["typing"]["cuts"] == [["map", 1.0], ["sharp", 1.0], ["core", 1.0], ["refined", 1.0]]
     predictor = Predictor(model, device="cpu")
     assert "anomaly_map_sharp" in predictor.fetch and "defect_kinds" in predictor.fetch
     images = np.zeros((1, head.input_size, head.input_size, 3), np.uint8)
