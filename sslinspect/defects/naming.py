@@ -12,9 +12,10 @@ lowest value, so every part gets its most anomalous spot described (only a flat 
 is described on the image the model saw (the square model input). A typing head of kind ``levels`` (what ``fit``
 writes) cuts the region at each of its cuts (a map and a level), describes each cut and averages its per-cut
 heads' probabilities; the region shown is the main map's at :data:`SHOWN_LEVEL`. With the defect-aware model the
-cuts are :data:`SHARP_CUTS`: the spread map at the threshold (a blob round the defect) and the sharp map, before
-spreading, at its own threshold (the defect's outline); otherwise :data:`LEVELS` of the one map. Older heads carry
-their one level, or three levels of the main map.
+cuts are :data:`SHARP_CUTS`: the spread map at the threshold (a blob round the defect), the sharp map, before
+spreading, at its own threshold (the defect's outline), that region's core (:func:`core_region`) and that region
+redrawn by the image (:func:`refined_region`); otherwise :data:`LEVELS` of the one map. Older heads carry their one
+level, their cuts, or three levels of the main map.
 """
 
 from __future__ import annotations
