@@ -106,8 +106,11 @@ def test_kill_during_labelling_keeps_every_acknowledged_label(tmp_path: Path) ->
         if len(acked) == 150:
             proc.send_signal(signal.SIGKILL)
             break
-    rest, _ = proc.communicate(timeout=60)
-    acked += [int(line.split()[1]) for line in rest.splitlines()]  # acks already in the pipe count too
+    # the acks the iteration had already read ahead into the text buffer, then those still in the pipe, count too
+    # (communicate alone reads the pipe's file descriptor and would miss the buffered ones)
+    rest = proc.stdout.read()
+    proc.communicate(timeout=60)
+    acked += [int(line.split()[1]) for line in rest.splitlines()]
     assert proc.returncode == -signal.SIGKILL and len(acked) < 20_000
     gui.close()
     labels = Project.open(root).store.labels()
