@@ -43,7 +43,16 @@ import cv2
 import numpy as np
 
 from bench.machine import describe as describe_machine
-from bench.quality_data import DEFAULT_SURFACES, GOOD, SURFACES, SetParams, SurfaceSet, generate_surface, read_mask
+from bench.quality_data import (
+    DEFAULT_SURFACES,
+    GOOD,
+    SURFACES,
+    SetParams,
+    SurfaceSet,
+    draw_labels,
+    generate_surface,
+    read_mask,
+)
 from bench.quality_defects import DEFAULT_HELD_OUT, FAMILIES
 from bench.quality_metrics import (
     auroc,
@@ -104,6 +113,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="keep a project already in the work folder and its pretraining run: only fit, export and predict again "
         "(to measure a change to the head, the export or predict without pretraining again)",
     )
+    p.add_argument(
+        "--label-draws",
+        type=int,
+        default=1,
+        metavar="N",
+        help="name the defects from N label draws (default 1): draw 0 is the set's labels.csv, each further draw "
+        "labels other training images (n_shots per family, drawn anew) in a copy of the project and fits, exports and "
+        "predicts again on the same pretraining run; the summary gives type accuracy over every seed and draw",
+    )
     p.add_argument("--work", type=Path, help="work folder (data is reused when it matches; default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the work folder (implied by --work)")
     p.add_argument("--out", type=Path, help="also write the JSON here")
@@ -126,6 +144,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         from bench.ceiling import parse_families
 
         args.ceiling = ",".join(parse_families(args.ceiling))
+    if args.label_draws < 1:
+        p.error("--label-draws must be >= 1")
     args.seeds = [int(s) for s in (args.seeds or ("0" if args.quick else "0,1,2")).split(",")]
     if args.max_minutes is None:
         args.max_minutes = 1.0 if args.quick else 15.0
@@ -155,12 +175,39 @@ def _opt(name: str, value: object) -> list[str]:
     return [] if value is None else [name, str(value)]
 
 
-def run_pipeline(ss: SurfaceSet, seed: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    """The CLI path on one surface set; step times, notes and the paths it wrote."""
-    tag = f"{ss.params.surface}-s{seed}"
-    project, logs = work / "projects" / f"{tag}.sslproj", work / "logs" / tag
+def _project(work: Path, tag: str) -> Path:
+    return work / "projects" / f"{tag}.sslproj"
+
+
+def _copy_for_draw(work: Path, base_tag: str, tag: str) -> Path:
+    """A copy of the project ``base_tag`` (its pretraining run included) with no labels, for a label draw."""
+    from sslinspect.project import Project
+
+    src, dst = _project(work, base_tag), _project(work, tag)
+    shutil.rmtree(dst, ignore_errors=True)
+    # the base project's own fits and exports are not needed: the draw fits its own
+    shutil.copytree(src, dst, ignore=lambda d, names: [n for n in names if Path(d) == src / "runs" and n != "pretrain"])
+    with Project.open(dst) as proj:
+        for image_id in proj.store.labels():
+            proj.store.clear_label(image_id)
+    return dst
+
+
+def run_pipeline(
+    ss: SurfaceSet, seed: int, args: argparse.Namespace, work: Path, draw: int = 0, labels: Path | None = None
+) -> dict[str, Any]:
+    """The CLI path on one surface set; step times, notes and the paths it wrote.
+
+    ``draw`` > 0: a label draw. The project of draw 0 (pretrained) is copied without its labels, ``labels`` is
+    imported into the copy, and only ``labels import → fit → export → predict`` run, on the same pretraining run.
+    """
+    base_tag = f"{ss.params.surface}-s{seed}"
+    tag = base_tag if draw == 0 else f"{base_tag}-draw{draw}"
+    project, logs = _project(work, tag), work / "logs" / tag
     reuse = args.reuse_pretrain and any((project / "runs" / "pretrain").glob("*/checkpoints"))
-    if not reuse:
+    if draw:
+        project = _copy_for_draw(work, base_tag, tag)
+    elif not reuse:
         shutil.rmtree(project, ignore_errors=True)
     model, preds = work / "models" / tag / "model.onnx", work / "models" / tag / "test_predictions.csv"
     sets = [x for s in args.set for x in ("--set", s)]
@@ -178,7 +225,7 @@ def run_pipeline(ss: SurfaceSet, seed: int, args: argparse.Namespace, work: Path
     ]
     steps: list[tuple[str, list[str]]] = [
         ("init", ["init", str(project), "--images", str(ss.train_dir), *sets]),
-        ("labels", ["labels", "import", str(project), str(ss.labels_csv)]),
+        ("labels", ["labels", "import", str(project), str(labels or ss.labels_csv)]),
         ("pretrain", ["pretrain", str(project), *pretrain, *device, *sets]),
         ("train", [args.train_cmd, str(project), *device, *sets]),
         ("export", ["export", str(project), "--out", str(model), *sets]),
@@ -186,7 +233,9 @@ def run_pipeline(ss: SurfaceSet, seed: int, args: argparse.Namespace, work: Path
     ]
     if args.heatmaps:
         steps[-1][1].extend(["--heatmaps", str(work / "heatmaps" / tag)])
-    if reuse:
+    if draw:
+        steps = [steps[1], *steps[3:]]
+    elif reuse:
         steps = steps[3:]
     seconds, notes = {}, {}
     ceiling = [str(REPO / "bench" / "ceiling.py"), "--families", args.ceiling] if args.ceiling else None
@@ -206,6 +255,11 @@ def raw_maps(model: Path, paths: list[Path], device: str | None) -> tuple[list[n
 
 
 # -- scoring ----------------------------------------------------------------------------------------------------------
+def _recall(named: list[str], family: str) -> float:
+    """The share of ``named`` that is ``family`` (NaN for none)."""
+    return float(np.mean([q == family for q in named])) if named else float("nan")
+
+
 def score_model(
     rows: list[dict[str, str]], preds: dict[str, dict[str, str]], labelled: tuple[str, ...], held_out: str
 ) -> dict[str, Any]:
@@ -243,6 +297,9 @@ def score_model(
         },
         "type_sure_coverage_flagged": naming["type_sure_coverage_flagged"],
         "type_sure_accuracy_flagged": naming["type_sure_accuracy_flagged"],
+        "per_type_recall": {f: _recall([q for t, q in typed if t == f], f) for f in labelled},
+        # truth -> predict's label -> count, over the labelled families' test defects (a missed one is `good`)
+        "type_confusion": {f: dict(Counter(q for t, q in typed if t == f).most_common()) for f in labelled},
     }
 
 
@@ -302,9 +359,40 @@ def run_one(surface: str, seed: int, args: argparse.Namespace, work: Path) -> di
     run["seconds"]["maps"] = time.monotonic() - t1
     run["seconds"]["generate"] = generate_s
     result = {"surface": surface, "seed": seed, **run, "model": model, "floors": floors, "machine": _machine()}
+    if args.label_draws > 1:
+        result["label_draws"] = [_score_draw(0, ss, model, run["seconds"])]
+        for d in range(1, args.label_draws):
+            labels = draw_labels(ss, d)
+            drawn = run_pipeline(ss, seed, args, work, draw=d, labels=labels)
+            with Path(drawn["predictions"]).open(newline="", encoding="utf-8") as fh:
+                preds = {Path(r["path"]).name: r for r in csv.DictReader(fh)}
+            scored = score_model(rows, preds, params.labelled, params.held_out)
+            result["label_draws"].append(_score_draw(d, ss, scored, drawn["seconds"], labels))
     (work / "results").mkdir(exist_ok=True)
     (work / "results" / f"{surface}-s{seed}.json").write_text(json.dumps(result, indent=1, default=float))
     return result
+
+
+#: What a label draw records of its scores (the map is the same network's: image and pixel AUROC do not move).
+DRAW_KEYS = (
+    "defect_type_balanced_accuracy",
+    "defect_type_balanced_accuracy_flagged",
+    "ok_ng_balanced_accuracy",
+    "per_type_recall",
+    "type_confusion",
+    "held_out",
+    "type_sure_coverage_flagged",
+    "type_sure_accuracy_flagged",
+)
+
+
+def _score_draw(
+    draw: int, ss: SurfaceSet, model: dict[str, Any], seconds: dict[str, float], labels: Path | None = None
+) -> dict[str, Any]:
+    """One label draw's naming scores and which images it labelled."""
+    with (labels or ss.labels_csv).open(newline="", encoding="utf-8") as fh:
+        labelled = [r["path"] for r in csv.DictReader(fh) if r["label"] != GOOD]
+    return {"draw": draw, "labelled_defects": labelled, "seconds": seconds, **{k: model.get(k) for k in DRAW_KEYS}}
 
 
 # -- summary ----------------------------------------------------------------------------------------------------------
@@ -342,6 +430,28 @@ def _value(r: dict[str, Any], key: str) -> float | None:
     return r["model"].get(key, float("nan")) if key in NAMING_KEYS else r["model"][key]
 
 
+DRAWS_KEY = "defect_type_balanced_accuracy_over_draws"
+
+
+def _draws_summary(rs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Type accuracy over every (seed, label draw) of one surface's runs: mean, sample sd, the spread over draws
+    within a seed (mean of the per-seed sds), per-type recall; empty where a run has no label draws."""
+    if not rs or not all(r.get("label_draws") for r in rs):
+        return {}
+    draws = [d for r in rs for d in r["label_draws"]]
+    values = [d["defect_type_balanced_accuracy"] for d in draws]
+    within = [_sd([d["defect_type_balanced_accuracy"] for d in r["label_draws"]]) for r in rs]
+    types = list(draws[0]["per_type_recall"])
+    return {
+        DRAWS_KEY: _mean(values),
+        f"{DRAWS_KEY}_sd": _sd(values),
+        f"{DRAWS_KEY}_sd_within_seed": _mean(within),
+        "label_draws": len(draws),
+        "per_type_recall_over_draws": {t: _mean([d["per_type_recall"][t] for d in draws]) for t in types},
+        "held_out_unknown_or_unsure_over_draws": _mean([d["held_out"]["unknown_or_unsure"] for d in draws]),
+    }
+
+
 def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Means (and, with several seeds, sample standard deviations ``<key>_sd``) over seeds per surface; over surfaces
     the mean, and the spread over seeds of the per-seed means over surfaces."""
@@ -368,9 +478,13 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
             row["floors_image_auroc"] = {n: _mean([r["floors"][n]["image_auroc"] for r in rs]) for n in names}
             row["floor_patch_knn_pixel_auroc"] = _mean([r["floors"]["patch_knn"]["pixel_auroc"] for r in rs])
         row["seconds"] = {s: _mean([r["seconds"][s] for r in rs]) for s in rs[0]["seconds"]}
+        row.update(_draws_summary(rs))
         per[surface] = row
     means = (*keys, *HELD_OUT_KEYS, *NAMING_KEYS)
     overall: dict[str, Any] = {k: _mean([v[k] for v in per.values()]) for k in means}
+    if all(DRAWS_KEY in v for v in per.values()):
+        overall[DRAWS_KEY] = _mean([v[DRAWS_KEY] for v in per.values()])
+        overall[f"{DRAWS_KEY}_min_surface"] = min(v[DRAWS_KEY] for v in per.values())
     seeds = sorted({r.get("seed", 0) for r in results})
     for k in means:
         per_seed = []
@@ -419,6 +533,19 @@ def table(summary: dict[str, Any]) -> str:
         + " | ".join(g(m, k) for k in naming)
         + " |"
     )
+    if DRAWS_KEY in m:
+        lines += [
+            "",
+            "| surface | label draws (all seeds) | type bal.acc over draws | sd within a seed | lowest type recall |",
+            "|---|---|---|---|---|",
+        ]
+        for s, r in summary["per_surface"].items():
+            low = min(r["per_type_recall_over_draws"].items(), key=lambda kv: kv[1])
+            lines.append(
+                f"| {s} | {r['label_draws']} | {g(r, DRAWS_KEY)} | {f(r[f'{DRAWS_KEY}_sd_within_seed'])} | "
+                f"{low[0]} {f(low[1])} |"
+            )
+        lines.append(f"| **mean** | | {f(m[DRAWS_KEY])} (lowest surface {f(m[f'{DRAWS_KEY}_min_surface'])}) | | |")
     return "\n".join(lines)
 
 

@@ -271,6 +271,29 @@ def generate_surface(root: Path, params: SetParams) -> SurfaceSet:
     return ss
 
 
+def draw_labels(ss: SurfaceSet, draw: int) -> Path:
+    """The labels CSV of label draw ``draw``: 0 is the set's own ``labels.csv``; a later draw picks ``n_shots`` of
+    each labelled family's training defects and ``n_good_labels`` good training frames anew, at random (a function
+    of the set's seed, its surface and ``draw``), written as ``labels_draw<draw>.csv`` beside it.
+
+    The training set holds ``train_counts`` defects per family (6 at the full size), so draws of 5 overlap.
+    """
+    if draw < 0:
+        raise ValueError(f"draw must be >= 0, got {draw}")
+    if draw == 0:
+        return ss.labels_csv
+    p = ss.params
+    rng = np.random.default_rng([p.seed, zlib.crc32(p.surface.encode()), 1000 + draw])
+    rows = [[r["path"], r["label"]] for r in ss.rows("train")]
+    shots: list[list[str]] = []
+    for cls, k in [(GOOD, p.n_good_labels), *((f, p.n_shots) for f in p.labelled)]:
+        pool = [r for r in rows if r[1] == cls]
+        shots += [pool[int(i)] for i in sorted(rng.choice(len(pool), size=k, replace=False))]
+    out = ss.root / f"labels_draw{draw}.csv"
+    _write_csv(out, ["path", "label"], shots)
+    return out
+
+
 def read_mask(ss: SurfaceSet, row: dict[str, str]) -> Mask:
     """The bool mask of a ``train_truth``/``test`` row (all False for a good image)."""
     if not row["mask"]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+from collections import Counter
 from pathlib import Path
 from typing import TypedDict
 
 import numpy as np
 import pytest
 
-from bench.quality_data import PHOTOS, SetParams, generate_surface, read_mask, render, train_counts
+from bench.quality_data import PHOTOS, SetParams, draw_labels, generate_surface, read_mask, render, train_counts
 from bench.quality_defects import FAMILIES
 from bench.quality_metrics import auroc, balanced_accuracy, patch_knn, pixel_auroc, pixel_auroc_per_family
 
@@ -102,6 +103,32 @@ def test_generated_set_is_deterministic_and_consistent(tmp_path: Path) -> None:
     stamp = (a.root / "manifest.json").stat().st_mtime_ns
     generate_surface(tmp_path / "a", params)
     assert (a.root / "manifest.json").stat().st_mtime_ns == stamp
+
+
+def test_label_draws_pick_training_images_of_each_class_anew(tmp_path: Path) -> None:
+    # 3 training defects a family (half the 48 frames defective), 2 labelled: draws can differ from the set's own
+    params = SetParams(surface="metal", seed=2, n_train=48, defect_rate=0.5, n_shots=2, n_good_labels=3, n_test=1,
+                       n_test_good=1)  # fmt: skip
+    ss = generate_surface(tmp_path, params)
+    truth = {r["path"]: r["label"] for r in ss.rows("train")}
+
+    def read(path: Path) -> list[tuple[str, str]]:
+        with path.open(newline="", encoding="utf-8") as fh:
+            return [(r["path"], r["label"]) for r in csv.DictReader(fh)]
+
+    assert draw_labels(ss, 0) == ss.labels_csv
+    first, second = read(draw_labels(ss, 1)), read(draw_labels(ss, 2))
+    assert read(draw_labels(ss, 1)) == first  # a function of the set and the draw
+    for drawn in (first, second):
+        assert all(truth[p] == lab for p, lab in drawn)  # the training truth, the training images
+        counts = Counter(lab for _, lab in drawn)
+        assert counts == {"good": params.n_good_labels, **dict.fromkeys(params.labelled, params.n_shots)}
+        assert params.held_out not in counts
+    own = set(read(ss.labels_csv))
+    defects = [{x for x in read(draw_labels(ss, d)) if x[1] != "good"} for d in range(1, 6)]
+    assert any(d != {x for x in own if x[1] != "good"} for d in defects)  # other defects get labelled
+    with pytest.raises(ValueError, match="draw"):
+        draw_labels(ss, -1)
 
 
 def test_full_size_counts_follow_the_brief() -> None:

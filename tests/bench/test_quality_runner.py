@@ -110,12 +110,40 @@ def test_collect_summarises_result_files_written_before_the_confidence_metrics(t
     assert "held-out NG unknown/unsure" in table(summary)
 
 
+def test_summary_gives_type_accuracy_over_label_draws() -> None:
+    """Each (seed, draw) is one value; the sd within a seed is the mean of the per-seed sds; per-type recall too."""
+    rows = [{"path": "test/s.png", "label": "scratch"}, {"path": "test/c.png", "label": "crack"}]
+
+    def draw(d: int, crack_named: str) -> dict[str, object]:
+        preds = {"s.png": _pred(0.9, 1, "scratch", "1"), "c.png": _pred(0.9, 1, crack_named, "0")}
+        m = score_model(rows, preds, ("scratch", "crack"), "particle")
+        assert m["type_confusion"]["crack"] == {crack_named: 1}
+        return {"draw": d, **m}
+
+    def run(seed: int, named: list[str]) -> dict[str, object]:
+        draws = [draw(d, n) for d, n in enumerate(named)]
+        m = {**draws[0], "pixel_auroc": 0.6}
+        return {"surface": "x", "seed": seed, "model": m, "floors": None, "seconds": {"a": 1.0}, "label_draws": draws}
+
+    summary = summarise([run(0, ["crack", "scratch"]), run(1, ["crack", "crack"])])
+    x = summary["per_surface"]["x"]
+    assert x["label_draws"] == 4
+    assert x["defect_type_balanced_accuracy_over_draws"] == pytest.approx((1 + 0.5 + 1 + 1) / 4)
+    assert x["defect_type_balanced_accuracy_over_draws_sd_within_seed"] == pytest.approx((0.5**0.5 / 2 + 0) / 2)
+    assert x["per_type_recall_over_draws"] == {"scratch": 1.0, "crack": 0.75}
+    assert summary["mean"]["defect_type_balanced_accuracy_over_draws"] == pytest.approx(0.875)
+    assert "| x | 4 | 0.875" in table(summary) and "crack 0.750" in table(summary)
+    # runs without draws: no such keys, and the table has no draws block
+    plain = {"surface": "x", "seed": 0, "model": {**draw(0, "crack"), "pixel_auroc": 0.6}, "floors": None}
+    assert "label_draws" not in summarise([{**plain, "seconds": {"a": 1.0}}])["per_surface"]["x"]
+
+
 # -- end to end -------------------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_tiny_end_to_end_run_scores_the_real_cli(tmp_path: Path) -> None:
     out = tmp_path / "q.json"
     cmd = [sys.executable, str(REPO / "bench" / "quality.py"), "--quick", "--surfaces", "metal", "--max-minutes", "0.2"]
-    cmd += ["--image-size", "64", "--work", str(tmp_path / "work"), "--out", str(out)]
+    cmd += ["--image-size", "64", "--work", str(tmp_path / "work"), "--out", str(out), "--label-draws", "2"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env(), timeout=1800, check=False)
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -129,3 +157,10 @@ def test_tiny_end_to_end_run_scores_the_real_cli(tmp_path: Path) -> None:
     assert "| metal |" in result["table_md"]
     assert result["machine"]["cpu"] and result["machine"]["cpu_count"] >= 1  # which machine: comparable runs only
     assert run["machine"]["torch"] and "simd" in run["machine"]
+    # the second label draw: other good frames labelled in a copy of the project, fitted and predicted again
+    first, second = run["label_draws"]
+    assert first["defect_type_balanced_accuracy"] == model["defect_type_balanced_accuracy"]
+    assert set(second["seconds"]) == {"labels", "train", "export", "predict"}
+    assert 0.0 <= second["defect_type_balanced_accuracy"] <= 1.0
+    assert (tmp_path / "work" / "models" / "metal-s0-draw1" / "test_predictions.csv").is_file()
+    assert result["summary"]["per_surface"]["metal"]["label_draws"] == 2
