@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.quality import main, score_model, summarise, table
+from bench.quality import main, score_model
+from bench.quality_summary import summarise, table
 from tests.conftest import REPO, subprocess_env
 
 
