@@ -62,6 +62,7 @@ from bench.quality_metrics import (
     per_family_auroc,
     pixel_auroc,
     pixel_auroc_per_family,
+    recall,
 )
 from bench.quality_naming import score_naming
 from bench.quality_summary import summarise, table
@@ -256,11 +257,6 @@ def raw_maps(model: Path, paths: list[Path], device: str | None) -> tuple[list[n
 
 
 # -- scoring ----------------------------------------------------------------------------------------------------------
-def _recall(named: list[str], family: str) -> float:
-    """The share of ``named`` that is ``family`` (NaN for none)."""
-    return float(np.mean([q == family for q in named])) if named else float("nan")
-
-
 def score_model(
     rows: list[dict[str, str]], preds: dict[str, dict[str, str]], labelled: tuple[str, ...], held_out: str
 ) -> dict[str, Any]:
@@ -298,7 +294,7 @@ def score_model(
         },
         "type_sure_coverage_flagged": naming["type_sure_coverage_flagged"],
         "type_sure_accuracy_flagged": naming["type_sure_accuracy_flagged"],
-        "per_type_recall": {f: _recall([q for t, q in typed if t == f], f) for f in labelled},
+        "per_type_recall": {f: recall([t for t, _ in typed], [q for _, q in typed], f) for f in labelled},
         # truth -> predict's label -> count, over the labelled families' test defects (a missed one is `good`)
         "type_confusion": {f: dict(Counter(q for t, q in typed if t == f).most_common()) for f in labelled},
     }

@@ -237,6 +237,16 @@ def _write_split(
     return rows
 
 
+def _draw_shots(rows: list[list[str]], p: SetParams, rng: np.random.Generator) -> list[list[str]]:
+    """``[path, label]`` of ``n_good_labels`` good rows and ``n_shots`` rows of each labelled family, drawn from
+    ``rows`` (``[path, label, ...]``, the training images) with ``rng``."""
+    shots: list[list[str]] = []
+    for cls, k in [(GOOD, p.n_good_labels), *((f, p.n_shots) for f in p.labelled)]:
+        pool = [r for r in rows if r[1] == cls]
+        shots += [pool[int(i)][:2] for i in sorted(rng.choice(len(pool), size=k, replace=False))]
+    return shots
+
+
 def generate_surface(root: Path, params: SetParams) -> SurfaceSet:
     """Write (or reuse, when its manifest matches) the surface set ``params`` under ``root/<surface>``."""
     ss = SurfaceSet(Path(root) / params.surface, params)
@@ -259,10 +269,7 @@ def generate_surface(root: Path, params: SetParams) -> SurfaceSet:
     test_labels = plan.permutation(np.repeat(test_classes, test_n)).tolist()
     train_rows = _write_split(ss, "train", train_labels, train_seq)
     test_rows = _write_split(ss, "test", test_labels, test_seq)
-    shots: list[list[str]] = []
-    for cls, k in [(GOOD, params.n_good_labels), *((f, params.n_shots) for f in params.labelled)]:
-        pool = [r for r in train_rows if r[1] == cls]
-        shots += [pool[int(i)][:2] for i in sorted(plan.choice(len(pool), size=k, replace=False))]
+    shots = _draw_shots(train_rows, params, plan)
     _write_csv(ss.labels_csv, ["path", "label"], shots)
     _write_csv(ss.train_truth_csv, ["path", "label", "mask"], train_rows)
     _write_csv(ss.test_csv, ["path", "label", "mask"], test_rows)
@@ -284,13 +291,8 @@ def draw_labels(ss: SurfaceSet, draw: int) -> Path:
         return ss.labels_csv
     p = ss.params
     rng = np.random.default_rng([p.seed, zlib.crc32(p.surface.encode()), 1000 + draw])
-    rows = [[r["path"], r["label"]] for r in ss.rows("train")]
-    shots: list[list[str]] = []
-    for cls, k in [(GOOD, p.n_good_labels), *((f, p.n_shots) for f in p.labelled)]:
-        pool = [r for r in rows if r[1] == cls]
-        shots += [pool[int(i)] for i in sorted(rng.choice(len(pool), size=k, replace=False))]
     out = ss.root / f"labels_draw{draw}.csv"
-    _write_csv(out, ["path", "label"], shots)
+    _write_csv(out, ["path", "label"], _draw_shots([[r["path"], r["label"]] for r in ss.rows("train")], p, rng))
     return out
 
 

@@ -53,13 +53,19 @@ def per_family_auroc(
     return out
 
 
+def recall(truth: Sequence[object], pred: Sequence[object], cls: object) -> float:
+    """The share of ``truth``'s ``cls`` samples that ``pred`` calls ``cls`` (NaN when there are none)."""
+    hits = [pi == cls for ti, pi in zip(truth, pred, strict=True) if ti == cls]
+    return float(np.mean(hits)) if hits else float("nan")
+
+
 def balanced_accuracy(truth: Sequence[str] | Sequence[bool], pred: Sequence[str] | Sequence[bool]) -> float:
     """Mean recall over the classes present in ``truth`` (NaN for no samples)."""
     t, p = list(truth), list(pred)
     classes = sorted(set(t), key=str)
     if not classes:
         return float("nan")
-    return float(np.mean([np.mean([pi == c for ti, pi in zip(t, p, strict=True) if ti == c]) for c in classes]))
+    return float(np.mean([recall(t, p, c) for c in classes]))
 
 
 def _to_mask_size(m: np.ndarray, k: np.ndarray) -> np.ndarray:
