@@ -17,6 +17,14 @@ set, never the test sets you tune on, e.g. seed 7 made by ``bench/quality_data.p
 (``generate_surface(Path("dev"), SetParams("brick", seed=7, n_train=60))``)::
 
     python bench/naming_regions.py --model W/models/brick-s0/model.onnx --labelled W/data/seed0/brick --test dev/brick
+
+``--draws N`` labels the development set's own defects instead: each draw picks 5 of each family (30 a family in a
+development set) at random and names the other 25, N times (rows ``maps`` and ``true_masks``; balanced accuracy mean,
+sd and per draw, mean per-family recall, the most frequent confusions a draw). A benchmark set has 6 training defects
+a family, so its label draws (``bench/quality.py --label-draws``) share at least 4 of every 5 labels; these share
+about 1 in 6, and one set of described defects serves every draw (10 draws of brick: about 2 minutes)::
+
+    python bench/naming_regions.py --model W/models/brick-s0/model.onnx --test dev/brick --draws 10
 """
 
 from __future__ import annotations
@@ -25,7 +33,8 @@ import argparse
 import csv
 import json
 import sys
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +51,8 @@ from sslinspect.defects.typing_head import KIND_SOURCE, MAP_SOURCE, SHARP_SOURCE
 from sslinspect.infer.onnx_predictor import Predictor
 
 BOX_PAD = 8  # px round the true mask's bounding box
+SHOTS = 5  # labels per family in a --draws label draw (issue 11: 5 per type)
+DRAW_SEED = 11  # the draws' random stream
 Part = dict[str, Any]
 
 
@@ -89,51 +100,105 @@ def _from_box(part: Part) -> np.ndarray:
     return describe_cuts(part["image"], maps, SHARP_CUTS, 1.0)[0]
 
 
-def score(labelled: list[Part], test: list[Part], describe_labelled: Callable[[Part], np.ndarray],
-          describe_test: Callable[[Part], np.ndarray]) -> dict[str, Any]:  # fmt: skip
-    """Balanced accuracy and per-family recall of test defects named by heads fitted on the labelled ones."""
+def _name(xl: np.ndarray, ylab: list[str], xt: np.ndarray) -> np.ndarray:
+    """Types of the rows ``xt`` named by one ``ensemble`` head per cut fitted on ``xl`` (probabilities averaged)."""
     from sslinspect.fewshot.typing_fit import fit_typing
 
     n = len(DESCRIPTOR_NAMES)
+    fits = [fit_typing(xl[:, c * n : (c + 1) * n], ylab, kinds=("ensemble",), seed=0) for c in range(xl.shape[1] // n)]
+    proba = np.mean([f.head.predict(xt[:, c * n : (c + 1) * n]).proba for c, f in enumerate(fits)], 0)
+    return np.array(fits[0].head.classes)[proba.argmax(1)]
+
+
+def score(labelled: list[Part], test: list[Part], describe_labelled: Callable[[Part], np.ndarray],
+          describe_test: Callable[[Part], np.ndarray]) -> dict[str, Any]:  # fmt: skip
+    """Balanced accuracy and per-family recall of test defects named by heads fitted on the labelled ones."""
     xl = np.stack([describe_labelled(p) for p in labelled])
     xt = np.stack([describe_test(p) for p in test])
-    ylab = [p["label"] for p in labelled]
-    fits = [fit_typing(xl[:, c * n : (c + 1) * n], ylab, kinds=("ensemble",), seed=0) for c in range(len(SHARP_CUTS))]
-    proba = np.mean([f.head.predict(xt[:, c * n : (c + 1) * n]).proba for c, f in enumerate(fits)], 0)
-    named = np.array(fits[0].head.classes)[proba.argmax(1)]
+    named = _name(xl, [p["label"] for p in labelled], xt)
     truth = np.array([p["label"] for p in test])
     recall = {c: float(np.mean(named[truth == c] == c)) for c in sorted(set(truth))}
     return {"balanced_accuracy": float(np.mean(list(recall.values()))), "recall": recall}
 
 
+def draw_split(labels: Sequence[str], draw: int, shots: int = SHOTS) -> np.ndarray:
+    """Which of ``labels`` label draw ``draw`` labels: ``shots`` of each family at random (a function of ``draw``
+    alone); the others are named. Every family needs more than ``shots`` rows, so that some are left to name."""
+    y = np.asarray(labels)
+    rng = np.random.default_rng([DRAW_SEED, draw])
+    chosen = np.zeros(len(y), bool)
+    for family in sorted(set(y.tolist())):
+        rows = np.flatnonzero(y == family)
+        if len(rows) <= shots:
+            raise ValueError(f"{family}: {len(rows)} defects, need more than {shots} to label {shots}, name the rest")
+        chosen[rng.choice(rows, shots, replace=False)] = True
+    return chosen
+
+
+def score_draws(x: np.ndarray, labels: Sequence[str], draws: int, shots: int = SHOTS) -> dict[str, Any]:
+    """Name the rows of descriptors ``x`` over ``draws`` label draws (:func:`draw_split`): per draw, heads fitted
+    on the drawn rows name the rest. Balanced accuracy (mean, sd, per draw), mean per-family recall and the most
+    frequent confusions (true -> named, mean count per draw)."""
+    y = np.asarray(labels)
+    families = sorted(set(y.tolist()))
+    per_draw, recall, confusion = [], {f: 0.0 for f in families}, Counter[str]()
+    for d in range(draws):
+        chosen = draw_split(labels, d, shots)
+        named, truth = _name(x[chosen], y[chosen].tolist(), x[~chosen]), y[~chosen]
+        rec = {f: float(np.mean(named[truth == f] == f)) for f in families}
+        per_draw.append(float(np.mean(list(rec.values()))))
+        for f in families:
+            recall[f] += rec[f] / draws
+        confusion.update(f"{t} -> {n}" for t, n in zip(truth, named, strict=True) if t != n)
+    return {
+        "balanced_accuracy": float(np.mean(per_draw)),
+        "sd": float(np.std(per_draw, ddof=1)) if draws > 1 else 0.0,
+        "per_draw": per_draw,
+        "recall": recall,
+        "confusion": {k: v / draws for k, v in confusion.most_common(8)},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", type=Path, required=True, help="an exported defect-aware model (model.onnx)")
-    ap.add_argument("--labelled", type=Path, required=True,
+    ap.add_argument("--labelled", type=Path,
                     help="quality data folder of the model's project: labels.csv, train_truth.csv, masks/")  # fmt: skip
     ap.add_argument("--test", type=Path, required=True, help="quality data folder to name: test.csv, masks/")
+    ap.add_argument("--draws", type=int, default=0, metavar="N",
+                    help=f"label {SHOTS} of each family of --test's own defects, name the rest, over N draws "
+                    "(no --labelled needed)")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.draws < 0 or (args.draws == 0 and args.labelled is None):
+        ap.error("give --labelled, or --draws N (N >= 1) to label the test set's own defects")
     predictor = Predictor(args.model, device="cpu")
     if predictor.typing is None or not predictor.typing.needs_sharp:
         ap.error(f"{args.model}: not a defect-aware model with a typing head (no sharp map to cut)")
-    with (args.labelled / "labels.csv").open(newline="") as fh:
-        chosen = {r["path"] for r in csv.DictReader(fh) if r["label"] != "good"}
-    truth_rows = _rows(args.labelled, "train_truth.csv", chosen)
-    labelled = _parts(predictor, args.labelled, truth_rows, {r["path"]: r["mask"] for r in truth_rows})
-    kinds = {p["label"] for p in labelled}
-    test_rows = [r for r in _rows(args.test, "test.csv") if r["label"] in kinds and r["label"] != HELD_OUT]
-    test = _parts(predictor, args.test, test_rows, {r["path"]: r["mask"] for r in test_rows})
-    result = {
-        "model": str(args.model),
-        "labelled": len(labelled),
-        "test": len(test),
-        "cuts": [list(c) for c in SHARP_CUTS],
-        "maps": score(labelled, test, _from_maps, _from_maps),
-        "true_masks": score(labelled, test, _from_mask, _from_mask),
-        "true_masks_labelled_only": score(labelled, test, _from_mask, _from_maps),
-        "box_labelled": score(labelled, test, _from_box, _from_maps),
-        "machine": describe_machine(),
-    }
+    result: dict[str, Any] = {"model": str(args.model), "cuts": [list(c) for c in SHARP_CUTS]}
+    if args.draws:
+        rows = [r for r in _rows(args.test, "test.csv") if r["label"] != HELD_OUT]
+        parts = _parts(predictor, args.test, rows, {r["path"]: r["mask"] for r in rows})
+        labels = [p["label"] for p in parts]
+        result |= {"draws": args.draws, "shots": SHOTS, "defects": len(parts)}
+        for row, describe_part in (("maps", _from_maps), ("true_masks", _from_mask)):
+            result[row] = score_draws(np.stack([describe_part(p) for p in parts]), labels, args.draws)
+    else:
+        with (args.labelled / "labels.csv").open(newline="") as fh:
+            chosen = {r["path"] for r in csv.DictReader(fh) if r["label"] != "good"}
+        truth_rows = _rows(args.labelled, "train_truth.csv", chosen)
+        labelled = _parts(predictor, args.labelled, truth_rows, {r["path"]: r["mask"] for r in truth_rows})
+        kinds = {p["label"] for p in labelled}
+        test_rows = [r for r in _rows(args.test, "test.csv") if r["label"] in kinds and r["label"] != HELD_OUT]
+        test = _parts(predictor, args.test, test_rows, {r["path"]: r["mask"] for r in test_rows})
+        result |= {
+            "labelled": len(labelled),
+            "test": len(test),
+            "maps": score(labelled, test, _from_maps, _from_maps),
+            "true_masks": score(labelled, test, _from_mask, _from_mask),
+            "true_masks_labelled_only": score(labelled, test, _from_mask, _from_maps),
+            "box_labelled": score(labelled, test, _from_box, _from_maps),
+        }
+    result["machine"] = describe_machine()
     print(json.dumps(result, indent=1))
     return 0
 
