@@ -22,7 +22,8 @@ set, never the test sets you tune on, e.g. seed 7 made by ``bench/quality_data.p
 development set) at random and names the other 25, N times (rows ``maps`` and ``true_masks``; balanced accuracy mean,
 sd and per draw, mean per-family recall, the most frequent confusions a draw). A benchmark set has 6 training defects
 a family, so its label draws (``bench/quality.py --label-draws``) share at least 4 of every 5 labels; these share
-about 1 in 6, and one set of described defects serves every draw (10 draws of brick: about 2 minutes)::
+about 1 in 6, and one set of described defects serves every draw (10 draws of brick: about 3 minutes on a
+2-core VM, two runs at a time)::
 
     python bench/naming_regions.py --model W/models/brick-s0/model.onnx --test dev/brick --draws 10
 """
