@@ -46,6 +46,7 @@ import numpy as np
 from bench.machine import describe as describe_machine
 from bench.quality_data import frame_at
 from bench.quality_defects import DEFAULT_HELD_OUT as HELD_OUT
+from bench.quality_metrics import recall
 from sslinspect.defects.describe import DESCRIPTOR_NAMES, describe
 from sslinspect.defects.naming import SHARP_CUTS, describe_cuts
 from sslinspect.defects.typing_head import KIND_SOURCE, MAP_SOURCE, SHARP_SOURCE
@@ -63,13 +64,14 @@ def _rows(root: Path, table: str, keep: set[str] | None = None) -> list[dict[str
     return [r for r in rows if keep is None or r["path"] in keep]
 
 
-def _parts(predictor: Predictor, root: Path, rows: list[dict[str, str]], masks: dict[str, str]) -> list[Part]:
-    """Each defect's image at the model's input size, its maps from the exported graph and its true mask."""
+def _parts(predictor: Predictor, root: Path, rows: list[dict[str, str]]) -> list[Part]:
+    """Each defect's image at the model's input size, its maps from the exported graph and its true mask (the
+    row's ``mask``)."""
     size = predictor.image_size
     parts: list[Part] = []
     for start in range(0, len(rows), 16):
         chunk = rows[start : start + 16]
-        frames = [frame_at(root, r["path"], masks[r["path"]], size) for r in chunk]
+        frames = [frame_at(root, r["path"], r["mask"], size) for r in chunk]
         images = np.stack([f for f, _ in frames])
         out = predictor.run_all(images, ["anomaly_map", "anomaly_map_sharp", "defect_kinds"])
         for k, (r, (_, mask)) in enumerate(zip(chunk, frames, strict=True)):
@@ -117,9 +119,9 @@ def score(labelled: list[Part], test: list[Part], describe_labelled: Callable[[P
     xl = np.stack([describe_labelled(p) for p in labelled])
     xt = np.stack([describe_test(p) for p in test])
     named = _name(xl, [p["label"] for p in labelled], xt)
-    truth = np.array([p["label"] for p in test])
-    recall = {c: float(np.mean(named[truth == c] == c)) for c in sorted(set(truth))}
-    return {"balanced_accuracy": float(np.mean(list(recall.values()))), "recall": recall}
+    truth = [p["label"] for p in test]
+    per_family = {c: recall(truth, named.tolist(), c) for c in sorted(set(truth))}
+    return {"balanced_accuracy": float(np.mean(list(per_family.values()))), "recall": per_family}
 
 
 def draw_split(labels: Sequence[str], draw: int, shots: int = SHOTS) -> np.ndarray:
@@ -142,20 +144,20 @@ def score_draws(x: np.ndarray, labels: Sequence[str], draws: int, shots: int = S
     frequent confusions (true -> named, mean count per draw)."""
     y = np.asarray(labels)
     families = sorted(set(y.tolist()))
-    per_draw, recall, confusion = [], {f: 0.0 for f in families}, Counter[str]()
+    per_draw, mean_recall, confusion = [], dict.fromkeys(families, 0.0), Counter[str]()
     for d in range(draws):
         chosen = draw_split(labels, d, shots)
         named, truth = _name(x[chosen], y[chosen].tolist(), x[~chosen]), y[~chosen]
-        rec = {f: float(np.mean(named[truth == f] == f)) for f in families}
+        rec = {f: recall(truth.tolist(), named.tolist(), f) for f in families}
         per_draw.append(float(np.mean(list(rec.values()))))
         for f in families:
-            recall[f] += rec[f] / draws
+            mean_recall[f] += rec[f] / draws
         confusion.update(f"{t} -> {n}" for t, n in zip(truth, named, strict=True) if t != n)
     return {
         "balanced_accuracy": float(np.mean(per_draw)),
         "sd": float(np.std(per_draw, ddof=1)) if draws > 1 else 0.0,
         "per_draw": per_draw,
-        "recall": recall,
+        "recall": mean_recall,
         "confusion": {k: v / draws for k, v in confusion.most_common(8)},
     }
 
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"model": str(args.model), "cuts": [list(c) for c in SHARP_CUTS]}
     if args.draws:
         rows = [r for r in _rows(args.test, "test.csv") if r["label"] != HELD_OUT]
-        parts = _parts(predictor, args.test, rows, {r["path"]: r["mask"] for r in rows})
+        parts = _parts(predictor, args.test, rows)
         labels = [p["label"] for p in parts]
         result |= {"draws": args.draws, "shots": SHOTS, "defects": len(parts)}
         for row, describe_part in (("maps", _from_maps), ("true_masks", _from_mask)):
@@ -187,10 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         with (args.labelled / "labels.csv").open(newline="") as fh:
             chosen = {r["path"] for r in csv.DictReader(fh) if r["label"] != "good"}
         truth_rows = _rows(args.labelled, "train_truth.csv", chosen)
-        labelled = _parts(predictor, args.labelled, truth_rows, {r["path"]: r["mask"] for r in truth_rows})
+        labelled = _parts(predictor, args.labelled, truth_rows)
         kinds = {p["label"] for p in labelled}
         test_rows = [r for r in _rows(args.test, "test.csv") if r["label"] in kinds and r["label"] != HELD_OUT]
-        test = _parts(predictor, args.test, test_rows, {r["path"]: r["mask"] for r in test_rows})
+        test = _parts(predictor, args.test, test_rows)
         result |= {
             "labelled": len(labelled),
             "test": len(test),
