@@ -3,7 +3,8 @@ runs it. Prints one JSON object (and writes it with ``--out``).
 
 Scores: image AUROC of the graph's ``anomaly_score`` over the labelled families (the benchmark's held-out family,
 ``particle``, reported apart and never in the headline), per family; pixel AUROC of the raw ``anomaly_map`` against the
-masks, pooled and per family; the good frames' score median and 90th percentile; and, with ``--edge``, how often a
+masks, pooled and per family; AUPRO (every defect region weighs alike, ``bench.quality_metrics.aupro``), pooled and
+per family; the good frames' score median and 90th percentile; and, with ``--edge``, how often a
 defect is still found when the frame is rolled so the defect sits 3 px from the left edge (found: its peak inside the
 mask above the 90th percentile of the good frames' map peaks; defects wider than 100 px are left out). The roll puts a
 seam in the frame far from the defect; only the peak inside the mask is read.
@@ -30,7 +31,7 @@ import numpy as np
 
 from bench.quality_data import GOOD, frame_at
 from bench.quality_defects import DEFAULT_HELD_OUT as HELD_OUT
-from bench.quality_metrics import auroc, per_family_auroc, pixel_auroc, pixel_auroc_per_family
+from bench.quality_metrics import aupro, aupro_per_family, auroc, per_family_auroc, pixel_auroc, pixel_auroc_per_family
 from sslinspect.infer.onnx_predictor import Predictor
 
 EDGE_PX = 3  # where the defect's left end lands after the roll
@@ -96,6 +97,8 @@ def evaluate(model: Path, test: Path, *, edge: bool = False) -> dict[str, Any]:
     out["per_family_pixel_auroc"] = {
         f: round(v, 4) for f, v in pixel_auroc_per_family(maps, masks, labels, good=GOOD).items()
     }
+    out["aupro"] = aupro([maps[i] for i in keep], [masks[i] for i in keep])
+    out["per_family_aupro"] = {f: round(v, 4) for f, v in aupro_per_family(maps, masks, labels, good=GOOD).items()}
     out["held_out"] = {"family": HELD_OUT, "image_auroc": out["per_family_image_auroc"].get(HELD_OUT)}
     out["good_score_median"] = float(np.median(scores[good]))
     out["good_score_p90"] = float(np.percentile(scores[good], 90))

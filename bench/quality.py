@@ -55,6 +55,8 @@ from bench.quality_data import (
 )
 from bench.quality_defects import DEFAULT_HELD_OUT, FAMILIES
 from bench.quality_metrics import (
+    aupro,
+    aupro_per_family,
     auroc,
     balanced_accuracy,
     floor_scores,
@@ -352,6 +354,8 @@ def run_one(surface: str, seed: int, args: argparse.Namespace, work: Path) -> di
     model["per_family_pixel_auroc"] = (
         None if whole is None else pixel_auroc_per_family(whole, masks, [r["label"] for r in rows])
     )
+    model["aupro"] = None if whole is None else aupro(whole, masks)
+    model["per_family_aupro"] = None if whole is None else aupro_per_family(whole, masks, [r["label"] for r in rows])
     model["model_input_size"] = size
     run["seconds"]["maps"] = time.monotonic() - t1
     run["seconds"]["generate"] = generate_s

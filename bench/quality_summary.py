@@ -36,12 +36,14 @@ HELD_OUT_KEYS = {
 }
 #: Summary keys added after the first results were saved: read with a NaN default, so ``--collect`` still works.
 NAMING_KEYS = ("type_sure_coverage_flagged", "type_sure_accuracy_flagged")
+#: The map's per-region overlap (``quality_metrics.aupro``, added 2026-12-08): also read with a NaN default.
+LATER_KEYS = (*NAMING_KEYS, "aupro")
 
 
 def _value(r: dict[str, Any], key: str) -> float | None:
     if key in HELD_OUT_KEYS:
         return r["model"]["held_out"].get(HELD_OUT_KEYS[key], float("nan"))
-    return r["model"].get(key, float("nan")) if key in NAMING_KEYS else r["model"][key]
+    return r["model"].get(key, float("nan")) if key in LATER_KEYS else r["model"][key]
 
 
 DRAWS_KEY = "defect_type_balanced_accuracy_over_draws"
@@ -81,7 +83,7 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         rs = [r for r in results if r["surface"] == surface]
         row: dict[str, Any] = {k: _mean([r["model"][k] for r in rs]) for k in keys}
         row.update({f"{k}_sd": _sd([r["model"][k] for r in rs]) for k in keys})
-        for k in (*HELD_OUT_KEYS, *NAMING_KEYS):
+        for k in (*HELD_OUT_KEYS, *LATER_KEYS):
             row[k] = _mean([_value(r, k) for r in rs])
             row[f"{k}_sd"] = _sd([_value(r, k) for r in rs])
         row["held_out_unknown"] = _mean([_held_out_unknown(r) for r in rs])
@@ -94,7 +96,7 @@ def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
         row["seconds"] = {s: _mean([r["seconds"][s] for r in rs]) for s in rs[0]["seconds"]}
         row.update(_draws_summary(rs))
         per[surface] = row
-    means = (*keys, *HELD_OUT_KEYS, *NAMING_KEYS)
+    means = (*keys, *HELD_OUT_KEYS, *LATER_KEYS)
     overall: dict[str, Any] = {k: _mean([v[k] for v in per.values()]) for k in means}
     if all(DRAWS_KEY in v for v in per.values()):
         overall[DRAWS_KEY] = _mean([v[DRAWS_KEY] for v in per.values()])
@@ -120,10 +122,11 @@ def table(summary: dict[str, Any]) -> str:
         return f(r[key], r.get(f"{key}_sd"))
 
     head = (
-        "| surface | image AUROC | pixel AUROC | OK/NG bal.acc | type bal.acc | held-out AUROC | best floor (image) "
-        "| held-out NG unknown/unsure | held-out confidently mislabelled | sure coverage (NG) | sure accuracy (NG) |"
+        "| surface | image AUROC | pixel AUROC | AUPRO | OK/NG bal.acc | type bal.acc | held-out AUROC "
+        "| best floor (image) | held-out NG unknown/unsure | held-out confidently mislabelled | sure coverage (NG) "
+        "| sure accuracy (NG) |"
     )
-    lines = [head, "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     naming = (
         "held_out_unknown_or_unsure_flagged",
         "held_out_confidently_mislabelled",
@@ -135,15 +138,14 @@ def table(summary: dict[str, Any]) -> str:
         best = max(fl.items(), key=lambda kv: kv[1] or 0.0) if fl else None
         best_txt = f"{f(best[1])} ({best[0]})" if best else "–"
         lines.append(
-            f"| {s} | {g(r, 'image_auroc')} | {g(r, 'pixel_auroc')} | {g(r, 'ok_ng_balanced_accuracy')} | "
-            f"{g(r, 'defect_type_balanced_accuracy')} | {g(r, 'held_out_auroc')} | {best_txt} | "
-            + " | ".join(g(r, k) for k in naming)
-            + " |"
+            f"| {s} | {g(r, 'image_auroc')} | {g(r, 'pixel_auroc')} | {g(r, 'aupro')} | "
+            f"{g(r, 'ok_ng_balanced_accuracy')} | {g(r, 'defect_type_balanced_accuracy')} | "
+            f"{g(r, 'held_out_auroc')} | {best_txt} | " + " | ".join(g(r, k) for k in naming) + " |"
         )
     m = summary["mean"]
     lines.append(
-        f"| **mean** | {g(m, 'image_auroc')} | {g(m, 'pixel_auroc')} | {g(m, 'ok_ng_balanced_accuracy')} | "
-        f"{g(m, 'defect_type_balanced_accuracy')} | {g(m, 'held_out_auroc')} | | "
+        f"| **mean** | {g(m, 'image_auroc')} | {g(m, 'pixel_auroc')} | {g(m, 'aupro')} | "
+        f"{g(m, 'ok_ng_balanced_accuracy')} | {g(m, 'defect_type_balanced_accuracy')} | {g(m, 'held_out_auroc')} | | "
         + " | ".join(g(m, k) for k in naming)
         + " |"
     )

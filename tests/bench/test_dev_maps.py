@@ -34,6 +34,7 @@ def test_dev_maps_scores_an_exported_model_and_keeps_the_held_out_family_apart(
     assert set(result["per_family_image_auroc"]) == families and HELD_OUT in families
     assert result["held_out"]["image_auroc"] == result["per_family_image_auroc"][HELD_OUT]
     assert 0.0 <= result["image_auroc"] <= 1.0 and 0.0 <= result["pixel_auroc"] <= 1.0
+    assert 0.0 <= result["aupro"] <= 1.0 and set(result["per_family_aupro"]) == families
     # the edge test moves every labelled-family defect (all narrower than 100 px at 64 px), never the held-out one
     moved = [r for r in rows if r["label"] not in ("good", HELD_OUT)]
     masks = [_read_gray(ss.root / r["mask"]) for r in moved]

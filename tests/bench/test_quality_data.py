@@ -13,7 +13,15 @@ import pytest
 
 from bench.quality_data import PHOTOS, SetParams, draw_labels, generate_surface, read_mask, render, train_counts
 from bench.quality_defects import FAMILIES
-from bench.quality_metrics import auroc, balanced_accuracy, patch_knn, pixel_auroc, pixel_auroc_per_family
+from bench.quality_metrics import (
+    aupro,
+    aupro_per_family,
+    auroc,
+    balanced_accuracy,
+    patch_knn,
+    pixel_auroc,
+    pixel_auroc_per_family,
+)
 
 HAVE_SKIMAGE = importlib.util.find_spec("skimage") is not None
 needs_photos = pytest.mark.skipif(not HAVE_SKIMAGE, reason="photographed surfaces need the bench extra")
@@ -189,6 +197,45 @@ def test_pixel_auroc_resizes_the_map_to_the_mask() -> None:
     assert pixel_auroc([cv_nearest(coarse, 8), np.zeros((8, 8))], [mask, good_mask]) == 1.0
     assert pixel_auroc([np.ones((2, 2)) - coarse], [mask]) < 0.5
     assert 0.8 < pixel_auroc([coarse], [mask]) <= 1.0  # bilinear blur at the boundary only
+
+
+def test_aupro_is_one_for_a_perfect_map_and_about_half_the_limit_for_noise() -> None:
+    rng = np.random.default_rng(0)
+    masks = [np.zeros((64, 64), bool) for _ in range(4)]
+    masks[0][10:20, 10:30] = True
+    masks[1][40:42, 5:60] = True  # a thin line
+    masks[2][30:34, 30:34] = True
+    assert aupro([m.astype(np.float32) for m in masks], masks) == pytest.approx(1.0)
+    noise = [rng.random((64, 64)).astype(np.float32) for _ in masks]
+    assert aupro(noise, masks) == pytest.approx(0.15, abs=0.03)  # PRO = FPR on noise: the area is 0.3² / 2 / 0.3
+    assert aupro(noise, masks, fpr_limit=1.0) == pytest.approx(0.5, abs=0.05)
+    assert np.isnan(aupro(noise, [np.zeros((64, 64), bool)] * 4))  # no region
+
+
+def test_aupro_weighs_every_region_alike_where_pixel_auroc_weighs_area() -> None:
+    """A map that finds a large stain and misses a small scratch: almost every defect pixel is found (pixel AUROC
+    near 1) but only one of two regions (AUPRO 0.5)."""
+    rng = np.random.default_rng(1)
+    big, small, good = np.zeros((64, 64), bool), np.zeros((64, 64), bool), np.zeros((64, 64), bool)
+    big[8:48, 8:48] = True  # 1,600 px
+    small[60, 10:20] = True  # 10 px
+    maps = [rng.uniform(0.2, 0.8, (64, 64)).astype(np.float32) for _ in range(3)]
+    maps[0][big] = 1.0
+    maps[1][small] = 0.0
+    masks = [big, small, good]
+    assert pixel_auroc(maps, masks) > 0.99
+    assert aupro(maps, masks) == pytest.approx(0.5, abs=1e-6)
+    per = aupro_per_family(maps, masks, ["stain", "scratch", "good"])
+    assert per == pytest.approx({"stain": 1.0, "scratch": 0.0})
+
+
+def test_aupro_resizes_the_map_and_splits_regions_by_connectivity() -> None:
+    mask = np.zeros((8, 8), bool)
+    mask[0, 0] = mask[7, 7] = True  # two regions, one pixel each
+    hot = np.zeros((8, 8), np.float32)
+    hot[0, 0] = 1.0  # one found
+    assert aupro([hot], [mask]) == pytest.approx(0.5)
+    assert aupro([np.array([[0.0, 1.0], [1.0, 0.0]], np.float32)], [mask]) < 0.5  # resized: both regions missed
 
 
 def cv_nearest(m: np.ndarray, n: int) -> np.ndarray:

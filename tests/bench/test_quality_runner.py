@@ -48,6 +48,9 @@ def test_score_model_on_hand_made_predictions() -> None:
     summary = summarise([{"surface": "x", "model": {**m, "pixel_auroc": 0.6}, "floors": None, "seconds": {"a": 1.0}}])
     assert summary["mean"]["image_auroc"] == pytest.approx(5 / 6) and summary["mean"]["pixel_auroc"] == 0.6
     assert summary["mean"]["held_out_unknown_or_unsure_flagged"] is None
+    assert summary["mean"]["aupro"] is None  # a result saved before AUPRO existed still summarises
+    with_pro = {"surface": "x", "model": {**m, "pixel_auroc": 0.6, "aupro": 0.7}, "floors": None, "seconds": {"a": 1.0}}
+    assert summarise([with_pro])["mean"]["aupro"] == 0.7
 
 
 NAMING_HELD_OUT = ("unknown_or_unsure_flagged", "unknown_or_unsure", "confidently_mislabelled")
@@ -152,6 +155,7 @@ def test_tiny_end_to_end_run_scores_the_real_cli(tmp_path: Path) -> None:
     assert set(run["seconds"]) >= {"init", "labels", "pretrain", "train", "export", "predict", "maps"}
     model = run["model"]
     assert 0.0 <= model["image_auroc"] <= 1.0 and 0.0 <= model["pixel_auroc"] <= 1.0
+    assert 0.0 <= model["aupro"] <= 1.0 and "scratch" in model["per_family_aupro"]
     assert model["model_input_size"] == 64
     assert sum(model["held_out"]["labelled_as"].values()) == 10
     assert run["floors"]["patch_knn"]["pixel_auroc"] > 0.5
