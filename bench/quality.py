@@ -350,12 +350,11 @@ def run_one(surface: str, seed: int, args: argparse.Namespace, work: Path) -> di
     t1 = time.monotonic()
     maps, size = raw_maps(Path(run["model_path"]), [ss.root / r["path"] for r in rows], args.device)
     whole = None if any(m is None for m in maps) else [m for m in maps if m is not None]
+    families = [r["label"] for r in rows]
     model["pixel_auroc"] = None if whole is None else pixel_auroc(whole, masks)
-    model["per_family_pixel_auroc"] = (
-        None if whole is None else pixel_auroc_per_family(whole, masks, [r["label"] for r in rows])
-    )
+    model["per_family_pixel_auroc"] = None if whole is None else pixel_auroc_per_family(whole, masks, families)
     model["aupro"] = None if whole is None else aupro(whole, masks)
-    model["per_family_aupro"] = None if whole is None else aupro_per_family(whole, masks, [r["label"] for r in rows])
+    model["per_family_aupro"] = None if whole is None else aupro_per_family(whole, masks, families)
     model["model_input_size"] = size
     run["seconds"]["maps"] = time.monotonic() - t1
     run["seconds"]["generate"] = generate_s

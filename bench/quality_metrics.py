@@ -141,10 +141,10 @@ def aupro(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], fpr_limit: fl
     thresholds = neg[idx]
     fpr = 1.0 - np.searchsorted(neg, thresholds, side="right") / neg.size
     pro = np.mean([1.0 - np.searchsorted(r, thresholds, side="right") / r.size for r in regions], axis=0)
-    # the curve closed at exactly fpr_limit (ties can leave the last step short of it)
+    # every threshold's rate is at most its target, so the curve is closed flat at exactly fpr_limit (ties can leave
+    # the last step short of it)
     fpr, pro = np.r_[fpr, fpr_limit], np.r_[pro, pro[-1]]
-    keep = fpr <= fpr_limit
-    return float(np.trapezoid(pro[keep], fpr[keep]) / fpr_limit)
+    return float(np.trapezoid(pro, fpr) / fpr_limit)
 
 
 def aupro_per_family(
